@@ -1,0 +1,94 @@
+//! Argument groups every binary flattens into its own clap `Config`.
+//!
+//! Each field is a flag and an environment variable (`--redis-url` / `REDIS_URL`); its `///`
+//! line is the `--help` text. Units are in the names.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Where Redis is and how long to wait for it.
+#[derive(Args, Clone, Debug)]
+pub struct RedisArgs {
+    /// Redis URL, e.g. redis://127.0.0.1:6379/0.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key, so several deployments (or parallel tests) can share one Redis.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "seckill")]
+    pub redis_key_prefix: String,
+
+    /// Deadline of one Redis round trip; a purchase that misses it answers 503 with nothing locked.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 200)]
+    pub redis_timeout_ms: u64,
+}
+
+impl RedisArgs {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+}
+
+/// Where Kafka is and which topics carry the reservations.
+#[derive(Args, Clone, Debug)]
+pub struct KafkaArgs {
+    /// Comma-separated bootstrap brokers, host:port.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+
+    /// Topic of reservation events.
+    #[arg(long, env = "KAFKA_TOPIC", default_value = "seckill.reservations")]
+    pub kafka_topic: String,
+
+    /// Topic that receives messages no consumer could process (poison messages).
+    #[arg(
+        long,
+        env = "KAFKA_DLQ_TOPIC",
+        default_value = "seckill.reservations.dlq"
+    )]
+    pub kafka_dlq_topic: String,
+
+    /// Partitions of the topics when this service has to create them.
+    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 12)]
+    pub kafka_topic_partitions: i32,
+}
+
+impl KafkaArgs {
+    /// Refuses wiring that would silently publish nowhere.
+    pub fn validate(&self) -> Result<(), String> {
+        for (variable, value) in [
+            ("KAFKA_BROKERS", &self.kafka_brokers),
+            ("KAFKA_TOPIC", &self.kafka_topic),
+            ("KAFKA_DLQ_TOPIC", &self.kafka_dlq_topic),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!("{variable} is empty; set it to a non-empty value"));
+            }
+        }
+        if self.kafka_topic == self.kafka_dlq_topic {
+            return Err("KAFKA_DLQ_TOPIC must differ from KAFKA_TOPIC".into());
+        }
+        Ok(())
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, for a terminal.
+    Text,
+    /// One JSON object per line, for a log pipeline.
+    Json,
+}
+
+/// How the process reports on itself.
+#[derive(Args, Clone, Debug)]
+pub struct TelemetryArgs {
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Which logs to keep, as a tracing EnvFilter directive (RUST_LOG syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+}

@@ -1,0 +1,139 @@
+//! The event the gateway publishes for every accepted purchase.
+//!
+//! One schema, versioned, so a consumer can refuse (dead-letter) a message it does not
+//! understand instead of guessing. The same bytes are written to the Redis outbox by the stock
+//! script, so a re-publish by the reconciler is byte-for-byte the original event and consumers
+//! deduplicate it on `event_id`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ids::OrderId;
+
+/// The schema version this build writes and understands.
+pub const EVENT_VERSION: u32 = 1;
+
+/// An accepted purchase: one unit of a sale's stock locked for one user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationEvent {
+    pub version: u32,
+    /// Unique per event; consumers deduplicate on it.
+    pub event_id: Uuid,
+    pub order_id: OrderId,
+    pub sale_id: String,
+    pub user_id: String,
+    pub price_cents: i64,
+    pub quantity: u32,
+    pub reserved_at: DateTime<Utc>,
+}
+
+/// Why a message could not become a [`ReservationEvent`]. Such a message is poison: retrying
+/// cannot help, so consumers send it to the dead-letter topic.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the message is not a reservation event: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("event version {found} is not understood (this build reads version {EVENT_VERSION})")]
+    UnsupportedVersion { found: u32 },
+    #[error("order id {order_id} does not belong to sale {sale_id}")]
+    Inconsistent { order_id: String, sale_id: String },
+}
+
+impl ReservationEvent {
+    /// A new event for one unit bought by `user_id`, reserved now.
+    pub fn new(order_id: OrderId, user_id: &str, price_cents: i64) -> Self {
+        Self {
+            version: EVENT_VERSION,
+            event_id: Uuid::now_v7(),
+            sale_id: order_id.sale_id().to_owned(),
+            order_id,
+            user_id: user_id.to_owned(),
+            price_cents,
+            quantity: 1,
+            reserved_at: Utc::now(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a ReservationEvent always serialises")
+    }
+
+    /// Parses and checks a message body; any error means the message is poison.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let event: Self = serde_json::from_slice(bytes)?;
+        if event.version != EVENT_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                found: event.version,
+            });
+        }
+        if event.order_id.sale_id() != event.sale_id {
+            return Err(DecodeError::Inconsistent {
+                order_id: event.order_id.to_string(),
+                sale_id: event.sale_id,
+            });
+        }
+        Ok(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_survives_a_round_trip_through_json() {
+        let event = ReservationEvent::new(OrderId::generate("spring-sale"), "user-7", 1999);
+        let decoded = ReservationEvent::from_json(event.to_json().as_bytes()).unwrap();
+        assert_eq!(decoded, event);
+    }
+
+    #[test]
+    fn the_wire_format_names_every_field_of_the_design() {
+        let event = ReservationEvent::new(OrderId::generate("s1"), "u1", 5);
+        let value: serde_json::Value = serde_json::from_str(&event.to_json()).unwrap();
+        let mut fields: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            [
+                "event_id",
+                "order_id",
+                "price_cents",
+                "quantity",
+                "reserved_at",
+                "sale_id",
+                "user_id",
+                "version"
+            ]
+        );
+    }
+
+    #[test]
+    fn garbage_is_reported_as_malformed() {
+        let err = ReservationEvent::from_json(b"{not json").unwrap_err();
+        assert!(matches!(err, DecodeError::Malformed(_)), "{err}");
+    }
+
+    #[test]
+    fn a_future_version_is_refused_rather_than_guessed() {
+        let mut value: serde_json::Value = serde_json::from_str(
+            &ReservationEvent::new(OrderId::generate("s1"), "u1", 5).to_json(),
+        )
+        .unwrap();
+        value["version"] = 2.into();
+        let err = ReservationEvent::from_json(value.to_string().as_bytes()).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::UnsupportedVersion { found: 2 }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_order_id_of_another_sale_is_refused() {
+        let mut event = ReservationEvent::new(OrderId::generate("s1"), "u1", 5);
+        event.sale_id = "s2".into();
+        let err = ReservationEvent::from_json(event.to_json().as_bytes()).unwrap_err();
+        assert!(matches!(err, DecodeError::Inconsistent { .. }), "{err}");
+    }
+}

@@ -1,0 +1,101 @@
+//! Kafka plumbing every service shares: client settings, topic creation, trace headers.
+//!
+//! The producer is idempotent (`enable.idempotence=true` implies `acks=all` and ordered,
+//! de-duplicated retries per partition), so a broker hiccup never duplicates or reorders a
+//! partition's events. Duplicates can still arise from the reconciler's re-publish; consumers
+//! handle those by deduplicating on `event_id`.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use uuid::Uuid;
+
+use crate::config::KafkaArgs;
+
+/// W3C trace-context header carried by every event, so one purchase can be followed from the
+/// gateway's request into each worker's logs.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// Settings every client of this deployment starts from.
+pub fn client_config(args: &KafkaArgs) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &args.kafka_brokers);
+    config
+}
+
+/// Settings of the idempotent producer used by the gateway, the reconciler and dead-lettering.
+pub fn producer_config(args: &KafkaArgs) -> ClientConfig {
+    let mut config = client_config(args);
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        // A few milliseconds of batching turns a stampede into few large requests.
+        .set("linger.ms", "5")
+        // Give up on a message after 30 s; its outbox entry stays for the reconciler.
+        .set("message.timeout.ms", "30000");
+    config
+}
+
+/// Creates the reservation topic and its dead-letter topic unless they exist.
+pub async fn ensure_topics(args: &KafkaArgs) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(args).create()?;
+    let topics = [
+        NewTopic::new(
+            &args.kafka_topic,
+            args.kafka_topic_partitions,
+            TopicReplication::Fixed(1),
+        ),
+        NewTopic::new(&args.kafka_dlq_topic, 1, TopicReplication::Fixed(1)),
+    ];
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
+                    tracing::error!(topic, %code, "could not create topic");
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A fresh W3C `traceparent` value (version 00, sampled) and its trace id.
+pub fn new_traceparent() -> (String, String) {
+    let trace_id = Uuid::new_v4().simple().to_string();
+    let span_id = &Uuid::new_v4().simple().to_string()[..16];
+    (format!("00-{trace_id}-{span_id}-01"), trace_id)
+}
+
+/// The trace id inside a `traceparent` value, if it is well formed.
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
+    match (parts.next(), parts.next()) {
+        (Some("00"), Some(trace_id)) if trace_id.len() == 32 => Some(trace_id),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_traceparent_carries_its_trace_id() {
+        let (header, trace_id) = new_traceparent();
+        assert_eq!(header.len(), 55);
+        assert_eq!(trace_id_of(&header), Some(trace_id.as_str()));
+    }
+
+    #[test]
+    fn a_malformed_traceparent_has_no_trace_id() {
+        assert_eq!(trace_id_of("01-abc"), None);
+        assert_eq!(trace_id_of(""), None);
+    }
+}

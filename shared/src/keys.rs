@@ -1,0 +1,112 @@
+//! The Redis key layout, in one place.
+//!
+//! Every key of one sale carries the hash tag `{sale:<id>}`, so all of them live in one Redis
+//! Cluster slot and the stock script, which touches several of them, runs unchanged on a
+//! cluster. Keys that span sales (the blacklist, the sales index) are never touched by a
+//! script. A prefix in front of every key lets deployments, or parallel tests, share a Redis.
+
+/// Builds the keys of one deployment (one prefix).
+#[derive(Clone, Debug)]
+pub struct KeySpace {
+    prefix: String,
+}
+
+/// The keys of one sale, all in the same hash slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaleKeys {
+    /// Hash: the sale's fixed attributes (name, price, stock, window).
+    pub info: String,
+    /// String: units left. Absent means the sale does not exist.
+    pub stock: String,
+    /// Hash: user id → order id. One purchase per buyer, and the owner of each order.
+    pub buyers: String,
+    /// Hash: order id → event JSON, from the stock lock until the order is in PostgreSQL.
+    pub outbox: String,
+    /// Sorted set: order ids whose publish the broker has not acknowledged, scored by the
+    /// reservation time in milliseconds; the reconciler re-publishes the old ones.
+    pub unpublished: String,
+    /// Hash: order id → `processing` | `created` | `failed`.
+    pub status: String,
+}
+
+impl KeySpace {
+    /// Keys under `prefix`, which must not contain `{` or `}` (it would steal the hash tag).
+    pub fn new(prefix: &str) -> Self {
+        assert!(
+            !prefix.contains(['{', '}']),
+            "a Redis key prefix must not contain braces: {prefix:?}"
+        );
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub fn sale(&self, sale_id: &str) -> SaleKeys {
+        let base = format!("{}:{{sale:{sale_id}}}", self.prefix);
+        SaleKeys {
+            info: format!("{base}:info"),
+            stock: format!("{base}:stock"),
+            buyers: format!("{base}:buyers"),
+            outbox: format!("{base}:outbox"),
+            unpublished: format!("{base}:unpublished"),
+            status: format!("{base}:status"),
+        }
+    }
+
+    /// Set of every sale id, for the jobs that sweep all sales (the reconciler).
+    pub fn sales_index(&self) -> String {
+        format!("{}:sales", self.prefix)
+    }
+
+    /// Set of blacklisted user ids.
+    pub fn blacklist(&self) -> String {
+        format!("{}:blacklist", self.prefix)
+    }
+
+    /// Counter bumped on every blacklist change, so gateways reload their copy only when needed.
+    pub fn blacklist_version(&self) -> String {
+        format!("{}:blacklist:version", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_tag(key: &str) -> &str {
+        let open = key.find('{').unwrap();
+        let close = open + key[open..].find('}').unwrap();
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn every_key_of_a_sale_shares_one_hash_tag() {
+        let keys = KeySpace::new("test-1").sale("s42");
+        for key in [
+            &keys.info,
+            &keys.stock,
+            &keys.buyers,
+            &keys.outbox,
+            &keys.unpublished,
+            &keys.status,
+        ] {
+            assert!(key.starts_with("test-1:"), "{key}");
+            assert_eq!(hash_tag(key), "sale:s42", "{key}");
+        }
+    }
+
+    #[test]
+    fn different_sales_use_different_tags() {
+        let space = KeySpace::new("p");
+        assert_ne!(
+            hash_tag(&space.sale("a").stock),
+            hash_tag(&space.sale("b").stock)
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "braces")]
+    fn a_prefix_with_braces_is_refused() {
+        let _ = KeySpace::new("{oops}");
+    }
+}

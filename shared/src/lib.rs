@@ -1,0 +1,23 @@
+//! What the gateway and the three workers share, so that none of them owns a private copy.
+//!
+//! | module | concern |
+//! | --- | --- |
+//! | [`event`] | the `seckill.reservations` message: schema, version, (de)serialisation |
+//! | [`ids`] | sale and order ids; an order id carries its sale, so a lookup finds the sale's Redis slot |
+//! | [`sale`] | a sale's attributes, validation and state |
+//! | [`keys`] | the Redis key layout; every key of a sale shares one hash tag |
+//! | [`stock`] | the stock ledger: the atomic Lua scripts and their typed replies |
+//! | [`config`] | clap argument groups every binary flattens (`RedisArgs`, `KafkaArgs`, `TelemetryArgs`) |
+//! | [`redis_client`] | one multiplexed, self-reconnecting Redis connection with a deadline on every call |
+//! | [`kafka`] | producer and admin settings, topic creation, message headers |
+//! | [`telemetry`] | tracing subscriber and the Prometheus recorder, installed once per process |
+
+pub mod config;
+pub mod event;
+pub mod ids;
+pub mod kafka;
+pub mod keys;
+pub mod redis_client;
+pub mod sale;
+pub mod stock;
+pub mod telemetry;

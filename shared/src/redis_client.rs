@@ -1,0 +1,69 @@
+//! One Redis connection per process, shared by every task, with a deadline on every call.
+//!
+//! A [`ConnectionManager`] multiplexes all requests over one connection and reconnects by
+//! itself; it is created lazily so a service starts (and answers `/readyz` with 503) while
+//! Redis is still down. Every call goes through [`Redis::call`], which bounds it by the
+//! configured deadline: a slow Redis must turn into a fast 503, never into a queue of
+//! hanging requests.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError, RedisResult};
+
+use crate::config::RedisArgs;
+
+/// A cheaply cloneable handle on the process's Redis connection.
+#[derive(Clone)]
+pub struct Redis {
+    connection: ConnectionManager,
+    deadline: Duration,
+}
+
+/// Why a Redis call did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisCallError {
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("Redis failed: {0}")]
+    Failed(#[from] RedisError),
+}
+
+impl Redis {
+    /// A handle that connects on first use. Fails only on a malformed URL.
+    pub fn connect_lazily(args: &RedisArgs) -> RedisResult<Self> {
+        let deadline = args.timeout();
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(deadline))
+            .set_response_timeout(Some(deadline))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(
+            Client::open(args.redis_url.as_str())?,
+            config,
+        )?;
+        Ok(Self {
+            connection,
+            deadline,
+        })
+    }
+
+    /// Runs `op` on the shared connection, bounded by the deadline.
+    pub async fn call<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut ConnectionManager) -> RedisResult<T>,
+    ) -> Result<T, RedisCallError> {
+        let mut connection = self.connection.clone();
+        tokio::time::timeout(self.deadline, op(&mut connection))
+            .await
+            .map_err(|_| RedisCallError::Timeout(self.deadline))?
+            .map_err(RedisCallError::Failed)
+    }
+
+    /// Whether Redis answers a PING within the deadline.
+    pub async fn is_reachable(&self) -> bool {
+        self.call(async |c| redis::cmd("PING").query_async::<String>(c).await)
+            .await
+            .is_ok()
+    }
+}

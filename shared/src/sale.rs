@@ -1,0 +1,133 @@
+//! A sale: what is sold, at what price, how many, and when.
+//!
+//! Sales are immutable once created, so every gateway may cache them forever; only the stock
+//! counter beside them changes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{MAX_SALE_ID_LEN, is_valid_sale_id};
+
+/// Largest stock one sale may have. The outbox holds at most one entry per unit, so this also
+/// bounds the outbox while Kafka is down.
+pub const MAX_STOCK: u32 = 1_000_000;
+const MAX_NAME_LEN: usize = 200;
+
+/// A flash sale, as created by the admin API and stored in Redis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sale {
+    pub id: String,
+    pub name: String,
+    pub price_cents: i64,
+    pub stock: u32,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// Where a sale stands for a buyer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SaleState {
+    Upcoming,
+    Open,
+    SoldOut,
+    Ended,
+}
+
+impl Sale {
+    /// Checks every field; the error is a sentence for the API's `message`.
+    pub fn validate(&self) -> Result<(), String> {
+        if !is_valid_sale_id(&self.id) {
+            return Err(format!(
+                "id must be 1 to {MAX_SALE_ID_LEN} letters, digits, '-' or '_'"
+            ));
+        }
+        if self.name.trim().is_empty() || self.name.chars().count() > MAX_NAME_LEN {
+            return Err(format!("name must be 1 to {MAX_NAME_LEN} characters"));
+        }
+        if self.price_cents < 0 {
+            return Err("price_cents must not be negative".into());
+        }
+        if self.stock == 0 || self.stock > MAX_STOCK {
+            return Err(format!("stock must be between 1 and {MAX_STOCK}"));
+        }
+        if self.ends_at <= self.starts_at {
+            return Err("ends_at must be after starts_at".into());
+        }
+        Ok(())
+    }
+
+    /// The state at `now` with `remaining` units left.
+    pub fn state(&self, now: DateTime<Utc>, remaining: u32) -> SaleState {
+        if now < self.starts_at {
+            SaleState::Upcoming
+        } else if now >= self.ends_at {
+            SaleState::Ended
+        } else if remaining == 0 {
+            SaleState::SoldOut
+        } else {
+            SaleState::Open
+        }
+    }
+
+    /// Whether purchases are accepted at `now` (stock aside).
+    pub fn is_open_at(&self, now: DateTime<Utc>) -> bool {
+        self.starts_at <= now && now < self.ends_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    fn sale() -> Sale {
+        let now = Utc::now();
+        Sale {
+            id: "s1".into(),
+            name: "Phone".into(),
+            price_cents: 99_900,
+            stock: 10,
+            starts_at: now - Duration::minutes(1),
+            ends_at: now + Duration::minutes(1),
+        }
+    }
+
+    #[test]
+    fn a_well_formed_sale_is_valid() {
+        assert_eq!(sale().validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_bad_field_is_named_in_the_error() {
+        let cases: [(fn(&mut Sale), &str); 5] = [
+            (|s| s.id = "a b".into(), "id"),
+            (|s| s.name = " ".into(), "name"),
+            (|s| s.price_cents = -1, "price_cents"),
+            (|s| s.stock = 0, "stock"),
+            (|s| s.ends_at = s.starts_at, "ends_at"),
+        ];
+        for (spoil, field) in cases {
+            let mut bad = sale();
+            spoil(&mut bad);
+            let message = bad.validate().unwrap_err();
+            assert!(message.starts_with(field), "{field}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_state_follows_the_window_and_the_stock() {
+        let s = sale();
+        assert_eq!(
+            s.state(s.starts_at - Duration::seconds(1), 10),
+            SaleState::Upcoming
+        );
+        assert_eq!(s.state(s.starts_at, 10), SaleState::Open);
+        assert_eq!(s.state(s.starts_at, 0), SaleState::SoldOut);
+        assert_eq!(s.state(s.ends_at, 10), SaleState::Ended);
+        assert!(s.is_open_at(s.starts_at));
+        assert!(!s.is_open_at(s.ends_at));
+    }
+}

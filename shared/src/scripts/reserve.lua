@@ -1,0 +1,34 @@
+-- Locks one unit of a sale's stock for one buyer: the whole purchase decision, atomically.
+--
+-- KEYS[1] stock        string: units left; absent means the sale does not exist
+-- KEYS[2] buyers       hash:   user id -> order id (one purchase per buyer)
+-- KEYS[3] outbox       hash:   order id -> event JSON, until the order is in PostgreSQL
+-- KEYS[4] unpublished  zset:   order id scored by reservation time (ms), until the broker acks
+-- KEYS[5] status       hash:   order id -> processing | created | failed
+-- ARGV[1] user id
+-- ARGV[2] order id
+-- ARGV[3] event JSON (published as is, and re-published as is by the reconciler)
+-- ARGV[4] reservation time, unix milliseconds
+--
+-- Returns {outcome, remaining}: outcome is reserved, already_purchased, sold_out or
+-- unknown_sale. The duplicate check comes before the stock check, and nothing is written
+-- unless the outcome is reserved.
+
+local stock = redis.call('GET', KEYS[1])
+if not stock then
+  return {'unknown_sale', 0}
+end
+stock = tonumber(stock)
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
+  return {'already_purchased', stock}
+end
+if stock <= 0 then
+  return {'sold_out', 0}
+end
+
+local remaining = redis.call('DECR', KEYS[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
+redis.call('HSET', KEYS[5], ARGV[2], 'processing')
+return {'reserved', remaining}

@@ -1,0 +1,237 @@
+//! The stock ledger in Redis: the only place a purchase is decided.
+//!
+//! Each operation that must be atomic is one Lua script (loaded once, run with EVALSHA; the
+//! redis crate reloads it on NOSCRIPT), and each script touches only keys of one sale, so it
+//! runs unchanged on Redis Cluster. Replies become typed outcomes here; callers never see
+//! the script's strings.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use redis::{AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
+
+use crate::event::ReservationEvent;
+use crate::ids::OrderId;
+use crate::keys::KeySpace;
+use crate::redis_client::{Redis, RedisCallError};
+use crate::sale::Sale;
+
+static RESERVE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/reserve.lua")));
+static CREATE_SALE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/create_sale.lua")));
+static COMPLETE_ORDER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/complete_order.lua")));
+
+/// What the stock lock decided for one purchase attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// One unit is locked for the buyer; `remaining` units are left.
+    Reserved { remaining: u32 },
+    /// The buyer already holds a unit of this sale; nothing changed.
+    AlreadyPurchased,
+    /// No unit left; nothing changed.
+    SoldOut,
+    /// No such sale; nothing changed.
+    UnknownSale,
+}
+
+/// Where an order stands, as the buyer sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Accepted; the order row is not written yet.
+    Processing,
+    /// The order row is in PostgreSQL.
+    Created,
+    /// The order could not be created (its event went to the dead-letter topic).
+    Failed,
+}
+
+/// An order as the ledger knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub user_id: String,
+    pub status: OrderStatus,
+}
+
+/// Stock, buyers, outbox and order status of every sale, in Redis.
+#[derive(Clone)]
+pub struct StockLedger {
+    redis: Redis,
+    keys: KeySpace,
+}
+
+impl StockLedger {
+    pub fn new(redis: Redis, keys: KeySpace) -> Self {
+        Self { redis, keys }
+    }
+
+    pub fn redis(&self) -> &Redis {
+        &self.redis
+    }
+
+    pub fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
+    /// Stores a new sale and its stock counter; `false` when the id is taken (nothing changed).
+    pub async fn create_sale(&self, sale: &Sale) -> Result<bool, RedisCallError> {
+        let keys = self.keys.sale(&sale.id);
+        let json = serde_json::to_string(sale).expect("a Sale always serialises");
+        let created: bool = self
+            .redis
+            .call(async |c| {
+                CREATE_SALE
+                    .key(&keys.info)
+                    .key(&keys.stock)
+                    .arg(&json)
+                    .arg(sale.stock)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        if created {
+            let index = self.keys.sales_index();
+            self.redis
+                .call(async |c| c.sadd::<_, _, ()>(&index, &sale.id).await)
+                .await?;
+        }
+        Ok(created)
+    }
+
+    /// The sale with this id, if it exists.
+    pub async fn sale(&self, sale_id: &str) -> Result<Option<Sale>, RedisCallError> {
+        let key = self.keys.sale(sale_id).info;
+        let json: Option<String> = self.redis.call(async |c| c.get(&key).await).await?;
+        Ok(json.and_then(|json| match serde_json::from_str(&json) {
+            Ok(sale) => Some(sale),
+            Err(error) => {
+                tracing::error!(%error, sale_id, "stored sale is not valid JSON; treating it as absent");
+                None
+            }
+        }))
+    }
+
+    /// Units left, or `None` for an unknown sale.
+    pub async fn remaining(&self, sale_id: &str) -> Result<Option<u32>, RedisCallError> {
+        let key = self.keys.sale(sale_id).stock;
+        self.redis.call(async |c| c.get(&key).await).await
+    }
+
+    /// The stock lock: one round trip that checks the buyer, checks the stock and, only when
+    /// both allow it, takes a unit and records the buyer, the outbox entry and the status.
+    pub async fn reserve(&self, event: &ReservationEvent) -> Result<Reservation, RedisCallError> {
+        let keys = self.keys.sale(&event.sale_id);
+        let json = event.to_json();
+        let (outcome, remaining): (String, i64) = self
+            .redis
+            .call(async |c| {
+                RESERVE
+                    .key(&keys.stock)
+                    .key(&keys.buyers)
+                    .key(&keys.outbox)
+                    .key(&keys.unpublished)
+                    .key(&keys.status)
+                    .arg(&event.user_id)
+                    .arg(event.order_id.as_str())
+                    .arg(&json)
+                    .arg(event.reserved_at.timestamp_millis())
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(match outcome.as_str() {
+            "reserved" => Reservation::Reserved {
+                remaining: u32::try_from(remaining).unwrap_or(0),
+            },
+            "already_purchased" => Reservation::AlreadyPurchased,
+            "sold_out" => Reservation::SoldOut,
+            "unknown_sale" => Reservation::UnknownSale,
+            other => {
+                return Err(RedisCallError::Failed(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "unexpected reply from reserve.lua",
+                    other.to_owned(),
+                ))));
+            }
+        })
+    }
+
+    /// Records the broker's acknowledgement of these orders' events, so the reconciler leaves
+    /// them alone. One pipelined round trip for the whole batch.
+    pub async fn mark_published(&self, orders: &[OrderId]) -> Result<(), RedisCallError> {
+        let mut pipe = redis::pipe();
+        for order in orders {
+            pipe.zrem(self.keys.sale(order.sale_id()).unpublished, order.as_str())
+                .ignore();
+        }
+        self.redis
+            .call(async |c| pipe.query_async::<()>(c).await)
+            .await
+    }
+
+    /// Marks orders of one sale as created and removes them from the outbox; returns how
+    /// many outbox entries were removed. Idempotent.
+    pub async fn complete_orders(
+        &self,
+        sale_id: &str,
+        orders: &[&OrderId],
+    ) -> Result<u64, RedisCallError> {
+        let keys = self.keys.sale(sale_id);
+        self.redis
+            .call(async |c| {
+                let mut invocation = COMPLETE_ORDER.key(&keys.outbox);
+                invocation.key(&keys.unpublished).key(&keys.status);
+                for order in orders {
+                    invocation.arg(order.as_str());
+                }
+                invocation.invoke_async(c).await
+            })
+            .await
+    }
+
+    /// The order, if `user_id` owns it. Anyone else learns nothing, not even that it exists.
+    pub async fn order_for_owner(
+        &self,
+        order_id: &OrderId,
+        user_id: &str,
+    ) -> Result<Option<OrderRecord>, RedisCallError> {
+        let keys = self.keys.sale(order_id.sale_id());
+        let (owned_order, status): (Option<String>, Option<String>) = self
+            .redis
+            .call(async |c| {
+                redis::pipe()
+                    .hget(&keys.buyers, user_id)
+                    .hget(&keys.status, order_id.as_str())
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        if owned_order.as_deref() != Some(order_id.as_str()) {
+            return Ok(None);
+        }
+        let status = match status.as_deref() {
+            Some("created") => OrderStatus::Created,
+            Some("failed") => OrderStatus::Failed,
+            _ => OrderStatus::Processing,
+        };
+        Ok(Some(OrderRecord {
+            user_id: user_id.to_owned(),
+            status,
+        }))
+    }
+
+    /// The outbox of one sale: order id → event JSON.
+    pub async fn outbox(&self, sale_id: &str) -> Result<HashMap<String, String>, RedisCallError> {
+        let key = self.keys.sale(sale_id).outbox;
+        self.redis.call(async |c| c.hgetall(&key).await).await
+    }
+
+    /// Buyers of one sale: user id → order id.
+    pub async fn buyers(&self, sale_id: &str) -> Result<HashMap<String, String>, RedisCallError> {
+        let key = self.keys.sale(sale_id).buyers;
+        self.redis.call(async |c| c.hgetall(&key).await).await
+    }
+}

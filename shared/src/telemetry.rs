@@ -1,0 +1,51 @@
+//! Logs and metrics, set up the same way in every binary.
+//!
+//! Logs go through `tracing` (text or JSON lines, filtered by `RUST_LOG`). Metrics go through
+//! the `metrics` facade into one process-wide Prometheus recorder, rendered by each service's
+//! `/metrics` route. Metric names are constants next to the code that records them and end in
+//! `_total` (counters) or `_seconds` (histograms).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, TelemetryArgs};
+
+/// Histogram buckets for latencies, in seconds: 100 µs to 5 s.
+const LATENCY_BUCKETS_SECONDS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0,
+];
+
+/// Installs the log subscriber and the metrics recorder. Call once, first thing in `main`.
+pub fn init(args: &TelemetryArgs) -> PrometheusHandle {
+    let filter = EnvFilter::try_new(&args.log_filter).unwrap_or_else(|error| {
+        eprintln!(
+            "RUST_LOG {:?} is not a valid filter ({error}); using \"info\"",
+            args.log_filter
+        );
+        EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+    prometheus()
+}
+
+/// The process-wide Prometheus recorder, installed on first use (tests start several services
+/// in one process, so this must be idempotent).
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_SECONDS)
+                .expect("the bucket list is not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+        .clone()
+}
