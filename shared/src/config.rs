@@ -3,6 +3,8 @@
 //! Each field is a flag and an environment variable (`--redis-url` / `REDIS_URL`); its `///`
 //! line is the `--help` text. Units are in the names.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -91,4 +93,86 @@ pub struct TelemetryArgs {
     /// Which logs to keep, as a tracing EnvFilter directive (RUST_LOG syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
+}
+
+/// A secret from the environment: usable, never printed (`Debug` shows `***`).
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Refuses a missing or short secret with a sentence naming its variable.
+    pub fn require(&self, variable: &str, min_len: usize) -> Result<(), String> {
+        if self.0.is_empty() {
+            Err(format!(
+                "{variable} is not set; the service refuses to start without it"
+            ))
+        } else if self.0.len() < min_len {
+            Err(format!("{variable} must be at least {min_len} bytes long"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_never_printed() {
+        let secret: Secret = "hunter2-hunter2".parse().unwrap();
+        assert_eq!(format!("{secret:?}"), "***");
+    }
+
+    #[test]
+    fn a_missing_or_short_secret_is_refused_by_name() {
+        let missing = Secret::default().require("JWT_SECRET", 32).unwrap_err();
+        assert!(missing.starts_with("JWT_SECRET is not set"), "{missing}");
+        let short = "abc"
+            .parse::<Secret>()
+            .unwrap()
+            .require("JWT_SECRET", 32)
+            .unwrap_err();
+        assert!(short.contains("at least 32 bytes"), "{short}");
+        assert!(
+            "x".repeat(32)
+                .parse::<Secret>()
+                .unwrap()
+                .require("JWT_SECRET", 32)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn empty_kafka_wiring_is_refused_by_name() {
+        let args = KafkaArgs {
+            kafka_brokers: "127.0.0.1:9092".into(),
+            kafka_topic: " ".into(),
+            kafka_dlq_topic: "dlq".into(),
+            kafka_topic_partitions: 1,
+        };
+        assert!(
+            args.validate()
+                .unwrap_err()
+                .starts_with("KAFKA_TOPIC is empty")
+        );
+    }
 }

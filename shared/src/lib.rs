@@ -10,6 +10,8 @@
 //! | [`config`] | clap argument groups every binary flattens (`RedisArgs`, `KafkaArgs`, `TelemetryArgs`) |
 //! | [`redis_client`] | one multiplexed, self-reconnecting Redis connection with a deadline on every call |
 //! | [`kafka`] | producer and admin settings, topic creation, message headers |
+//! | [`publisher`] | the idempotent producer and the recording of the broker's acknowledgements |
+//! | [`shutdown`] | the SIGINT/SIGTERM future every binary stops on |
 //! | [`telemetry`] | tracing subscriber and the Prometheus recorder, installed once per process |
 
 pub mod config;
@@ -17,7 +19,9 @@ pub mod event;
 pub mod ids;
 pub mod kafka;
 pub mod keys;
+pub mod publisher;
 pub mod redis_client;
 pub mod sale;
+pub mod shutdown;
 pub mod stock;
 pub mod telemetry;

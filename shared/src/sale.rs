@@ -102,7 +102,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named_in_the_error() {
-        let cases: [(fn(&mut Sale), &str); 5] = [
+        type Spoil = fn(&mut Sale);
+        let cases: [(Spoil, &str); 5] = [
             (|s| s.id = "a b".into(), "id"),
             (|s| s.name = " ".into(), "name"),
             (|s| s.price_cents = -1, "price_cents"),

@@ -122,9 +122,14 @@ impl StockLedger {
 
     /// The stock lock: one round trip that checks the buyer, checks the stock and, only when
     /// both allow it, takes a unit and records the buyer, the outbox entry and the status.
-    pub async fn reserve(&self, event: &ReservationEvent) -> Result<Reservation, RedisCallError> {
+    /// `payload` is `event.to_json()`, passed in so the caller encodes once and publishes the
+    /// very bytes the outbox holds.
+    pub async fn reserve(
+        &self,
+        event: &ReservationEvent,
+        payload: &str,
+    ) -> Result<Reservation, RedisCallError> {
         let keys = self.keys.sale(&event.sale_id);
-        let json = event.to_json();
         let (outcome, remaining): (String, i64) = self
             .redis
             .call(async |c| {
@@ -136,7 +141,7 @@ impl StockLedger {
                     .key(&keys.status)
                     .arg(&event.user_id)
                     .arg(event.order_id.as_str())
-                    .arg(&json)
+                    .arg(payload)
                     .arg(event.reserved_at.timestamp_millis())
                     .invoke_async(c)
                     .await

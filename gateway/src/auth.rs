@@ -1,0 +1,196 @@
+//! Who is calling: users by JWT (HS256, `sub` = user id, `exp`), admins by a bearer token.
+//!
+//! In production a login service mints the user tokens; here `POST /api/v1/admin/tokens`
+//! stands in for it, with the same secret and claims.
+
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Longest accepted user id.
+pub const MAX_USER_ID_LEN: usize = 128;
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+}
+
+/// Signs and checks user tokens.
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &str, ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 5;
+        Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+            ttl,
+        }
+    }
+
+    /// A token for `user_id`, valid for the configured lifetime.
+    pub fn mint(&self, user_id: &str) -> Result<String, ApiError> {
+        let exp = jsonwebtoken::get_current_timestamp() + self.ttl.as_secs();
+        let claims = Claims {
+            sub: user_id.to_owned(),
+            exp,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|error| ApiError::Internal(format!("signing a token failed: {error}")))
+    }
+
+    /// The user id inside a valid, unexpired token signed with our secret.
+    pub fn verify(&self, token: &str) -> Result<String, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|error| match error.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ApiError::Unauthenticated("the token has expired")
+                }
+                _ => ApiError::Unauthenticated("the token is not valid"),
+            })?;
+        validate_user_id(&data.claims.sub)
+            .map_err(|_| ApiError::Unauthenticated("the token's subject is not a valid user id"))?;
+        Ok(data.claims.sub)
+    }
+}
+
+/// A user id is 1 to 128 characters, none of them control characters.
+pub fn validate_user_id(user_id: &str) -> Result<(), String> {
+    if user_id.is_empty()
+        || user_id.len() > MAX_USER_ID_LEN
+        || user_id.chars().any(char::is_control)
+    {
+        Err(format!(
+            "user_id must be 1 to {MAX_USER_ID_LEN} bytes without control characters"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or(ApiError::Unauthenticated(
+            "the Authorization header is missing",
+        ))?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or(ApiError::Unauthenticated(
+            "the Authorization header must be `Bearer <token>`",
+        ))
+}
+
+/// The authenticated user of a request.
+pub struct User(pub String);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        state.tokens.verify(bearer_token(parts)?).map(User)
+    }
+}
+
+/// Proof that the request carries the admin token.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer_token(parts)?;
+        if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::Unauthenticated("the admin token is not valid"))
+        }
+    }
+}
+
+/// Compares without an early exit, so response timing does not reveal a prefix of the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_minted_token_verifies_to_its_user() {
+        let keys = TokenKeys::new(SECRET, Duration::from_mins(1));
+        let token = keys.mint("alice").unwrap();
+        assert_eq!(keys.verify(&token).unwrap(), "alice");
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_refused() {
+        let forger = TokenKeys::new("another-secret-another-secret-xx", Duration::from_mins(1));
+        let keys = TokenKeys::new(SECRET, Duration::from_mins(1));
+        let err = keys.verify(&forger.mint("mallory").unwrap()).unwrap_err();
+        assert!(matches!(
+            err,
+            ApiError::Unauthenticated("the token is not valid")
+        ));
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_as_expired() {
+        let keys = TokenKeys::new(SECRET, Duration::from_mins(1));
+        let claims = Claims {
+            sub: "bob".into(),
+            exp: jsonwebtoken::get_current_timestamp() - 3600,
+        };
+        let token = jsonwebtoken::encode(&Header::default(), &claims, &keys.encoding).unwrap();
+        let err = keys.verify(&token).unwrap_err();
+        assert!(matches!(
+            err,
+            ApiError::Unauthenticated("the token has expired")
+        ));
+    }
+
+    #[test]
+    fn garbage_is_not_a_token() {
+        let keys = TokenKeys::new(SECRET, Duration::from_mins(1));
+        assert!(keys.verify("not.a.jwt").is_err());
+    }
+
+    #[test]
+    fn user_ids_are_bounded() {
+        assert!(validate_user_id("user-1").is_ok());
+        assert!(validate_user_id("").is_err());
+        assert!(validate_user_id(&"u".repeat(MAX_USER_ID_LEN + 1)).is_err());
+        assert!(validate_user_id("a\nb").is_err());
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_slices() {
+        assert!(constant_time_eq(b"token", b"token"));
+        assert!(!constant_time_eq(b"token", b"tokex"));
+        assert!(!constant_time_eq(b"token", b"token2"));
+    }
+}

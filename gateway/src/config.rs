@@ -1,0 +1,100 @@
+//! Everything the gateway can be told, as flags or environment variables (`--help` lists them).
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use clap::Parser;
+use shared::config::{KafkaArgs, RedisArgs, Secret, TelemetryArgs};
+
+/// Shortest accepted HS256 secret: the key should be as long as the hash.
+const MIN_SECRET_BYTES: usize = 32;
+
+/// The seckill gateway: risk control and the atomic stock lock, answered at once; the rest of
+/// the purchase goes to Kafka.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "gateway", version)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "GATEWAY_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// HS256 secret that users' JWTs are signed with (at least 32 bytes).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
+    pub jwt_secret: Secret,
+
+    /// Bearer token of the admin API (at least 32 bytes).
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, default_value = "")]
+    pub admin_token: Secret,
+
+    /// Lifetime of the user tokens minted by `POST /api/v1/admin/tokens`.
+    #[arg(long, env = "TOKEN_TTL_SECS", default_value_t = 3600)]
+    pub token_ttl_secs: u64,
+
+    /// API requests per second across all clients; 0 disables the limit.
+    #[arg(long, env = "RATE_LIMIT_GLOBAL_PER_SEC", default_value_t = 100_000)]
+    pub rate_limit_global_per_sec: u32,
+
+    /// Purchase attempts per second of one user (also the burst); 0 disables the limit.
+    #[arg(long, env = "RATE_LIMIT_USER_PER_SEC", default_value_t = 5)]
+    pub rate_limit_user_per_sec: u32,
+
+    /// API requests per second from one client IP; 0 (the default) disables the limit,
+    /// because behind a load balancer every request shares a few addresses.
+    #[arg(long, env = "RATE_LIMIT_IP_PER_SEC", default_value_t = 0)]
+    pub rate_limit_ip_per_sec: u32,
+
+    /// Requests served at once; beyond it requests are shed with 503 at once, not queued.
+    #[arg(long, env = "CONCURRENCY_LIMIT", default_value_t = 4096)]
+    pub concurrency_limit: usize,
+
+    /// Longest time one API request may take before it answers 503.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 2000)]
+    pub request_timeout_ms: u64,
+
+    /// Largest accepted request body.
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 16 * 1024)]
+    pub body_limit_bytes: usize,
+
+    /// How often the local blacklist copy checks Redis for changes.
+    #[arg(long, env = "BLACKLIST_SYNC_MS", default_value_t = 1000)]
+    pub blacklist_sync_ms: u64,
+
+    /// How long shutdown waits for queued events to reach the broker.
+    #[arg(long, env = "SHUTDOWN_FLUSH_MS", default_value_t = 5000)]
+    pub shutdown_flush_ms: u64,
+
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+impl Config {
+    /// Refuses incomplete wiring with a sentence that names the variable to set.
+    pub fn validate(&self) -> Result<(), String> {
+        self.jwt_secret.require("JWT_SECRET", MIN_SECRET_BYTES)?;
+        self.admin_token.require("ADMIN_TOKEN", MIN_SECRET_BYTES)?;
+        self.kafka.validate()?;
+        if self.redis.redis_key_prefix.contains(['{', '}']) {
+            return Err("REDIS_KEY_PREFIX must not contain braces".into());
+        }
+        if self.concurrency_limit == 0 {
+            return Err("CONCURRENCY_LIMIT must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// A limit of 0 means "no limit".
+    pub(crate) fn limit(per_sec: u32) -> Option<NonZeroU32> {
+        NonZeroU32::new(per_sec)
+    }
+}

@@ -1,0 +1,198 @@
+//! Every way a request can fail, and the status and JSON body each one answers with.
+//!
+//! Handlers return `Result<_, ApiError>`; the body is always
+//! `{"error": "<code>", "message": "<sentence>"}`. An internal failure answers an opaque 500
+//! and its cause is logged once, here.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use shared::redis_client::RedisCallError;
+use shared::sale::SaleState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("this user may not buy")]
+    Blacklisted,
+    #[error("the sale is {}", state_name(*.0))]
+    SaleNotOpen(SaleState),
+    #[error("no sale has this id")]
+    UnknownSale,
+    #[error("not found")]
+    NotFound,
+    #[error("this user already bought in this sale")]
+    AlreadyPurchased,
+    #[error("a sale with this id already exists")]
+    SaleExists,
+    #[error("the sale is sold out")]
+    SoldOut,
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("too many requests ({limiter} limit); retry after the Retry-After delay")]
+    RateLimited {
+        limiter: &'static str,
+        retry_after: Duration,
+    },
+    #[error("{0}; nothing was locked, try again")]
+    Unavailable(&'static str),
+    #[error("internal error")]
+    Internal(String),
+}
+
+fn state_name(state: SaleState) -> &'static str {
+    match state {
+        SaleState::Upcoming => "not open yet",
+        SaleState::Open => "open",
+        SaleState::SoldOut => "sold out",
+        SaleState::Ended => "over",
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Blacklisted | Self::SaleNotOpen(_) => StatusCode::FORBIDDEN,
+            Self::UnknownSale | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::AlreadyPurchased | Self::SaleExists => StatusCode::CONFLICT,
+            Self::SoldOut => StatusCode::GONE,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable `error` code of DESIGN.md.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "invalid_request",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Blacklisted => "blacklisted",
+            Self::SaleNotOpen(_) => "sale_not_open",
+            Self::UnknownSale => "unknown_sale",
+            Self::NotFound => "not_found",
+            Self::AlreadyPurchased => "already_purchased",
+            Self::SaleExists => "sale_exists",
+            Self::SoldOut => "sold_out",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<RedisCallError> for ApiError {
+    fn from(error: RedisCallError) -> Self {
+        tracing::warn!(%error, "Redis call failed");
+        match error {
+            RedisCallError::Timeout(_) => Self::Unavailable("the stock service is too slow"),
+            RedisCallError::Failed(_) => Self::Unavailable("the stock service is unreachable"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(cause, "request failed");
+        }
+        let body = ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+        };
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Self::RateLimited { retry_after, .. } = self {
+            // Whole seconds, rounded up, at least 1: HTTP has no finer unit.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(error: ApiError) -> (StatusCode, serde_json::Value, Option<String>) {
+        let response = error.into_response();
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap(), retry_after)
+    }
+
+    #[tokio::test]
+    async fn each_refusal_maps_to_the_status_and_code_of_the_design() {
+        let cases = [
+            (
+                ApiError::Unauthenticated("missing token"),
+                401,
+                "unauthenticated",
+            ),
+            (ApiError::Blacklisted, 403, "blacklisted"),
+            (
+                ApiError::SaleNotOpen(SaleState::Upcoming),
+                403,
+                "sale_not_open",
+            ),
+            (ApiError::UnknownSale, 404, "unknown_sale"),
+            (ApiError::AlreadyPurchased, 409, "already_purchased"),
+            (ApiError::SoldOut, 410, "sold_out"),
+            (ApiError::Unavailable("Redis is down"), 503, "unavailable"),
+            (ApiError::BadRequest("bad".into()), 400, "invalid_request"),
+        ];
+        for (error, status, code) in cases {
+            let (got_status, body, _) = body_of(error).await;
+            assert_eq!(got_status.as_u16(), status, "{code}");
+            assert_eq!(body["error"], code);
+            assert!(!body["message"].as_str().unwrap().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn rate_limited_answers_carry_retry_after_rounded_up() {
+        let error = ApiError::RateLimited {
+            limiter: "user",
+            retry_after: Duration::from_millis(1200),
+        };
+        let (status, body, retry_after) = body_of(error).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body["error"], "rate_limited");
+        assert_eq!(retry_after.as_deref(), Some("2"));
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_does_not_leak_its_cause() {
+        let (status, body, _) = body_of(ApiError::Internal("secret detail".into())).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!body.to_string().contains("secret detail"));
+    }
+}

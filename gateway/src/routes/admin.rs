@@ -1,0 +1,81 @@
+//! Admin calls: create sales, mint user tokens, maintain the blacklist.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use shared::sale::Sale;
+
+use crate::auth::{Admin, validate_user_id};
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// `POST /api/v1/admin/sales`: creates a sale and pre-warms its stock in Redis.
+#[tracing::instrument(skip_all, fields(sale_id = %sale.id))]
+pub async fn create_sale(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiJson(sale): ApiJson<Sale>,
+) -> Result<(StatusCode, Json<Sale>), ApiError> {
+    sale.validate().map_err(ApiError::BadRequest)?;
+    if !state.catalog.create(sale.clone()).await? {
+        return Err(ApiError::SaleExists);
+    }
+    tracing::info!(stock = sale.stock, "sale created");
+    Ok((StatusCode::CREATED, Json(sale)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRef {
+    user_id: String,
+}
+
+#[derive(Serialize)]
+pub struct TokenResponse {
+    token: String,
+}
+
+/// `POST /api/v1/admin/tokens`: a user token, standing in for a login service.
+pub async fn mint_token(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<UserRef>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    validate_user_id(&request.user_id).map_err(ApiError::BadRequest)?;
+    let token = state.tokens.mint(&request.user_id)?;
+    Ok(Json(TokenResponse { token }))
+}
+
+/// `POST /api/v1/admin/blacklist`: bans a user from every sale.
+pub async fn ban(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<UserRef>,
+) -> Result<StatusCode, ApiError> {
+    validate_user_id(&request.user_id).map_err(ApiError::BadRequest)?;
+    let ledger = &state.ledger;
+    state
+        .blacklist
+        .add(ledger.redis(), ledger.keys(), &request.user_id)
+        .await?;
+    tracing::info!(user_id = request.user_id, "user blacklisted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/v1/admin/blacklist/{user_id}`: lifts a ban.
+pub async fn unban(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    validate_user_id(&user_id).map_err(ApiError::BadRequest)?;
+    let ledger = &state.ledger;
+    state
+        .blacklist
+        .remove(ledger.redis(), ledger.keys(), &user_id)
+        .await?;
+    tracing::info!(user_id, "user removed from the blacklist");
+    Ok(StatusCode::NO_CONTENT)
+}

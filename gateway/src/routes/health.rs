@@ -1,0 +1,32 @@
+//! Liveness, readiness and metrics.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+/// The process is up and serving HTTP.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready to sell: Redis and Kafka both answer. 503 otherwise, naming which does not.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let (redis, kafka) = tokio::join!(
+        state.ledger.redis().is_reachable(),
+        state.publisher.is_reachable(state.probe_timeout)
+    );
+    let status = if redis && kafka {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "redis": redis, "kafka": kafka })))
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> String {
+    state.prometheus.render()
+}

@@ -1,0 +1,85 @@
+//! The HTTP API (DESIGN.md, "HTTP API of the gateway"), one module per resource, and the
+//! layers in front of it.
+//!
+//! Overload protection wraps the API: a request beyond the concurrency limit is shed at once
+//! with 503 (a queue would only add latency to a request that is already late), and every
+//! request has a deadline. Health and metrics sit outside those layers so they answer even
+//! when the API is saturated.
+
+mod admin;
+mod health;
+mod orders;
+mod purchase;
+mod sales;
+
+use std::net::SocketAddr;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{BoxError, Router};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The whole application, ready to serve (with `ConnectInfo<SocketAddr>`).
+pub fn router(state: AppState, config: &Config) -> Router {
+    let api = Router::new()
+        .route("/api/v1/admin/sales", post(admin::create_sale))
+        .route("/api/v1/admin/tokens", post(admin::mint_token))
+        .route("/api/v1/admin/blacklist", post(admin::ban))
+        .route("/api/v1/admin/blacklist/{user_id}", delete(admin::unban))
+        .route("/api/v1/sales/{sale_id}", get(sales::get_sale))
+        .route("/api/v1/sales/{sale_id}/orders", post(purchase::purchase))
+        .route("/api/v1/orders/{order_id}", get(orders::get_order))
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_clients))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overload_to_error))
+                .load_shed()
+                .concurrency_limit(config.concurrency_limit)
+                .timeout(config.request_timeout()),
+        );
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .merge(api)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("a handler panicked".into()).into_response()
+        }))
+        .with_state(state)
+}
+
+/// The global and per-IP limits, before any other work (even before checking the token).
+async fn limit_clients(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    state.limits.check_global()?;
+    state.limits.check_ip(peer.ip())?;
+    Ok(next.run(request).await)
+}
+
+async fn overload_to_error(error: BoxError) -> ApiError {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        ApiError::Unavailable("the request took too long")
+    } else if error.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::Unavailable("the gateway is at capacity")
+    } else {
+        ApiError::Internal(format!("middleware failed: {error}"))
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}

@@ -1,0 +1,39 @@
+//! `GET /api/v1/orders/{id}`: where an order stands, for its owner only.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Serialize;
+use shared::ids::OrderId;
+use shared::stock::OrderStatus;
+
+use crate::auth::User;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Serialize)]
+pub struct OrderView {
+    order_id: OrderId,
+    sale_id: String,
+    user_id: String,
+    status: OrderStatus,
+}
+
+/// Anyone but the owner gets 404, exactly as for an order that does not exist.
+pub async fn get_order(
+    User(user_id): User,
+    State(state): State<AppState>,
+    Path(order_id): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    let order_id: OrderId = order_id.parse().map_err(|_| ApiError::NotFound)?;
+    let record = state
+        .ledger
+        .order_for_owner(&order_id, &user_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(OrderView {
+        sale_id: order_id.sale_id().to_owned(),
+        order_id,
+        user_id: record.user_id,
+        status: record.status,
+    }))
+}

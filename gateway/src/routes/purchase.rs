@@ -1,0 +1,164 @@
+//! `POST /api/v1/sales/{id}/orders`: the purchase, decided synchronously.
+//!
+//! Cheapest refusals first, so abuse costs the least: the token, the user's rate limit, the
+//! blacklist copy, the cached sale and its window, the local sold-out flag; only then the one
+//! Redis round trip that decides. The event is enqueued for Kafka after the lock and the
+//! answer goes out at once: a failed publish is logged and counted, never retried here, because
+//! the outbox entry the script wrote is what the reconciler re-publishes.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use metrics::{counter, histogram};
+use serde::{Deserialize, Serialize};
+use shared::event::ReservationEvent;
+use shared::ids::{OrderId, is_valid_sale_id};
+use shared::kafka::new_traceparent;
+use shared::stock::Reservation;
+
+use crate::auth::User;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Purchase attempts, by outcome (`accepted` or the refusal's error code).
+pub const PURCHASES_TOTAL: &str = "seckill_purchases_total";
+/// Time to answer a purchase attempt.
+pub const PURCHASE_DURATION_SECONDS: &str = "seckill_purchase_duration_seconds";
+
+/// The optional body. One unit per buyer, so the only accepted quantity is 1.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PurchaseRequest {
+    quantity: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub struct Accepted {
+    order_id: OrderId,
+    status: &'static str,
+}
+
+#[tracing::instrument(skip_all, fields(sale_id, user_id, trace_id))]
+pub async fn purchase(
+    State(state): State<AppState>,
+    Path(sale_id): Path<String>,
+    user: Result<User, ApiError>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let started = Instant::now();
+    let result = decide(&state, &sale_id, user, &body).await;
+    let outcome = match &result {
+        Ok(_) => "accepted",
+        Err(error) => error.code(),
+    };
+    counter!(PURCHASES_TOTAL, "outcome" => outcome).increment(1);
+    histogram!(PURCHASE_DURATION_SECONDS).record(started.elapsed());
+    result.map(|accepted| (StatusCode::ACCEPTED, Json(accepted)))
+}
+
+async fn decide(
+    state: &AppState,
+    sale_id: &str,
+    user: Result<User, ApiError>,
+    body: &[u8],
+) -> Result<Accepted, ApiError> {
+    let User(user_id) = user?;
+    let span = tracing::Span::current();
+    span.record("sale_id", sale_id).record("user_id", &user_id);
+    state.limits.check_user(&user_id)?;
+    check_body(body)?;
+    if state.blacklist.contains(&user_id) {
+        return Err(ApiError::Blacklisted);
+    }
+    if !is_valid_sale_id(sale_id) {
+        return Err(ApiError::UnknownSale);
+    }
+    let entry = state
+        .catalog
+        .get(sale_id)
+        .await?
+        .ok_or(ApiError::UnknownSale)?;
+    let now = Utc::now();
+    if !entry.sale.is_open_at(now) {
+        return Err(ApiError::SaleNotOpen(entry.sale.state(now, 1)));
+    }
+    if entry.is_sold_out() {
+        return Err(ApiError::SoldOut);
+    }
+
+    let event = ReservationEvent::new(OrderId::generate(sale_id), &user_id, entry.sale.price_cents);
+    let payload = event.to_json();
+    match state.ledger.reserve(&event, &payload).await? {
+        Reservation::Reserved { remaining } => {
+            if remaining == 0 {
+                entry.mark_sold_out();
+            }
+        }
+        Reservation::SoldOut => {
+            entry.mark_sold_out();
+            return Err(ApiError::SoldOut);
+        }
+        Reservation::AlreadyPurchased => return Err(ApiError::AlreadyPurchased),
+        Reservation::UnknownSale => return Err(ApiError::UnknownSale),
+    }
+
+    let (traceparent, trace_id) = new_traceparent();
+    span.record("trace_id", &trace_id);
+    if let Err(error) = state.publisher.publish(&event, &payload, &traceparent) {
+        tracing::warn!(%error, order_id = %event.order_id,
+            "event not enqueued; the outbox keeps it for the reconciler");
+    }
+    tracing::debug!(order_id = %event.order_id, "reserved");
+    Ok(Accepted {
+        order_id: event.order_id,
+        status: "processing",
+    })
+}
+
+/// An empty body is fine; otherwise it must be `{"quantity": 1}` or `{}`.
+fn check_body(body: &[u8]) -> Result<(), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let request: PurchaseRequest = serde_json::from_slice(body).map_err(|error| {
+        ApiError::BadRequest(format!("the body is not a purchase request: {error}"))
+    })?;
+    match request.quantity {
+        None | Some(1) => Ok(()),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "quantity must be 1 (one unit per buyer), not {other}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_body_or_a_quantity_of_one_is_a_purchase() {
+        for body in ["", "  ", "{}", r#"{"quantity":1}"#] {
+            assert!(check_body(body.as_bytes()).is_ok(), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn other_bodies_are_refused_with_a_sentence() {
+        for body in [
+            "{",
+            r#"{"quantity":2}"#,
+            r#"{"qty":1}"#,
+            r#"{"quantity":"1"}"#,
+            "[]",
+        ] {
+            match check_body(body.as_bytes()) {
+                Err(ApiError::BadRequest(message)) => assert!(!message.is_empty()),
+                other => panic!("{body:?} gave {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! `GET /api/v1/sales/{id}`: a sale, its remaining stock and its state.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::ids::is_valid_sale_id;
+use shared::sale::SaleState;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Serialize)]
+pub struct SaleView {
+    id: String,
+    name: String,
+    price_cents: i64,
+    stock: u32,
+    remaining: u32,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    state: SaleState,
+}
+
+pub async fn get_sale(
+    State(state): State<AppState>,
+    Path(sale_id): Path<String>,
+) -> Result<Json<SaleView>, ApiError> {
+    if !is_valid_sale_id(&sale_id) {
+        return Err(ApiError::UnknownSale);
+    }
+    let entry = state
+        .catalog
+        .get(&sale_id)
+        .await?
+        .ok_or(ApiError::UnknownSale)?;
+    let remaining = state.ledger.remaining(&sale_id).await?.unwrap_or(0);
+    let sale = &entry.sale;
+    Ok(Json(SaleView {
+        id: sale.id.clone(),
+        name: sale.name.clone(),
+        price_cents: sale.price_cents,
+        stock: sale.stock,
+        remaining,
+        starts_at: sale.starts_at,
+        ends_at: sale.ends_at,
+        state: sale.state(Utc::now(), remaining),
+    }))
+}
