@@ -27,8 +27,8 @@ pub enum ApiError {
     UnknownSale,
     #[error("not found")]
     NotFound,
-    #[error("this user already bought in this sale")]
-    AlreadyPurchased,
+    #[error("this user already bought in this sale (order {order_id})")]
+    AlreadyPurchased { order_id: String },
     #[error("a sale with this id already exists")]
     SaleExists,
     #[error("the sale is sold out")]
@@ -42,7 +42,8 @@ pub enum ApiError {
         limiter: &'static str,
         retry_after: Duration,
     },
-    #[error("{0}; nothing was locked, try again")]
+    /// A dependency failed or the gateway is saturated; the sentence says what to do.
+    #[error("{0}")]
     Unavailable(&'static str),
     #[error("internal error")]
     Internal(String),
@@ -57,10 +58,18 @@ fn state_name(state: SaleState) -> &'static str {
     }
 }
 
+/// What a 503 says when a Redis call outlived its deadline. The script may still have run
+/// after we stopped waiting, so the answer cannot promise that nothing was locked; it says how
+/// a retry finds out instead.
+pub const SLOW_STOCK: &str = "the stock service did not answer in time; try again (if the purchase went through, the retry answers already_purchased with its order id)";
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
     message: String,
+    /// The buyer's existing order, on `already_purchased`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order_id: Option<&'a str>,
 }
 
 impl ApiError {
@@ -70,7 +79,7 @@ impl ApiError {
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Blacklisted | Self::SaleNotOpen(_) => StatusCode::FORBIDDEN,
             Self::UnknownSale | Self::NotFound => StatusCode::NOT_FOUND,
-            Self::AlreadyPurchased | Self::SaleExists => StatusCode::CONFLICT,
+            Self::AlreadyPurchased { .. } | Self::SaleExists => StatusCode::CONFLICT,
             Self::SoldOut => StatusCode::GONE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -89,7 +98,7 @@ impl ApiError {
             Self::SaleNotOpen(_) => "sale_not_open",
             Self::UnknownSale => "unknown_sale",
             Self::NotFound => "not_found",
-            Self::AlreadyPurchased => "already_purchased",
+            Self::AlreadyPurchased { .. } => "already_purchased",
             Self::SaleExists => "sale_exists",
             Self::SoldOut => "sold_out",
             Self::PayloadTooLarge(_) => "payload_too_large",
@@ -105,8 +114,10 @@ impl From<RedisCallError> for ApiError {
     fn from(error: RedisCallError) -> Self {
         tracing::warn!(%error, "Redis call failed");
         match error {
-            RedisCallError::Timeout(_) => Self::Unavailable("the stock service is too slow"),
-            RedisCallError::Failed(_) => Self::Unavailable("the stock service is unreachable"),
+            RedisCallError::Timeout(_) => Self::Unavailable(SLOW_STOCK),
+            RedisCallError::Failed(_) => {
+                Self::Unavailable("the stock service is unreachable; nothing was locked, try again")
+            }
         }
     }
 }
@@ -119,6 +130,10 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.code(),
             message: self.to_string(),
+            order_id: match &self {
+                Self::AlreadyPurchased { order_id } => Some(order_id),
+                _ => None,
+            },
         };
         let mut response = (self.status(), Json(body)).into_response();
         if let Self::RateLimited { retry_after, .. } = self {
@@ -164,7 +179,13 @@ mod tests {
                 "sale_not_open",
             ),
             (ApiError::UnknownSale, 404, "unknown_sale"),
-            (ApiError::AlreadyPurchased, 409, "already_purchased"),
+            (
+                ApiError::AlreadyPurchased {
+                    order_id: "s.0".into(),
+                },
+                409,
+                "already_purchased",
+            ),
             (ApiError::SoldOut, 410, "sold_out"),
             (ApiError::Unavailable("Redis is down"), 503, "unavailable"),
             (ApiError::BadRequest("bad".into()), 400, "invalid_request"),

@@ -57,7 +57,13 @@ impl Redis {
         tokio::time::timeout(self.deadline, op(&mut connection))
             .await
             .map_err(|_| RedisCallError::Timeout(self.deadline))?
-            .map_err(RedisCallError::Failed)
+            .map_err(|error| {
+                if error.is_timeout() {
+                    RedisCallError::Timeout(self.deadline)
+                } else {
+                    RedisCallError::Failed(error)
+                }
+            })
     }
 
     /// Whether Redis answers a PING within the deadline.

@@ -25,12 +25,12 @@ static COMPLETE_ORDER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/complete_order.lua")));
 
 /// What the stock lock decided for one purchase attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reservation {
     /// One unit is locked for the buyer; `remaining` units are left.
     Reserved { remaining: u32 },
-    /// The buyer already holds a unit of this sale; nothing changed.
-    AlreadyPurchased,
+    /// The buyer already holds a unit of this sale, under `order_id`; nothing changed.
+    AlreadyPurchased { order_id: String },
     /// No unit left; nothing changed.
     SoldOut,
     /// No such sale; nothing changed.
@@ -130,7 +130,7 @@ impl StockLedger {
         payload: &str,
     ) -> Result<Reservation, RedisCallError> {
         let keys = self.keys.sale(&event.sale_id);
-        let (outcome, remaining): (String, i64) = self
+        let (outcome, remaining, existing_order): (String, i64, String) = self
             .redis
             .call(async |c| {
                 RESERVE
@@ -151,7 +151,9 @@ impl StockLedger {
             "reserved" => Reservation::Reserved {
                 remaining: u32::try_from(remaining).unwrap_or(0),
             },
-            "already_purchased" => Reservation::AlreadyPurchased,
+            "already_purchased" => Reservation::AlreadyPurchased {
+                order_id: existing_order,
+            },
             "sold_out" => Reservation::SoldOut,
             "unknown_sale" => Reservation::UnknownSale,
             other => {

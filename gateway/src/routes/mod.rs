@@ -72,9 +72,9 @@ async fn limit_clients(
 
 async fn overload_to_error(error: BoxError) -> ApiError {
     if error.is::<tower::timeout::error::Elapsed>() {
-        ApiError::Unavailable("the request took too long")
+        ApiError::Unavailable(crate::error::SLOW_STOCK)
     } else if error.is::<tower::load_shed::error::Overloaded>() {
-        ApiError::Unavailable("the gateway is at capacity")
+        ApiError::Unavailable("the gateway is at capacity; nothing was locked, try again")
     } else {
         ApiError::Internal(format!("middleware failed: {error}"))
     }

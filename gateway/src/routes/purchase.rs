@@ -102,7 +102,9 @@ async fn decide(
             entry.mark_sold_out();
             return Err(ApiError::SoldOut);
         }
-        Reservation::AlreadyPurchased => return Err(ApiError::AlreadyPurchased),
+        Reservation::AlreadyPurchased { order_id } => {
+            return Err(ApiError::AlreadyPurchased { order_id });
+        }
         Reservation::UnknownSale => return Err(ApiError::UnknownSale),
     }
 

@@ -10,20 +10,22 @@
 -- ARGV[3] event JSON (published as is, and re-published as is by the reconciler)
 -- ARGV[4] reservation time, unix milliseconds
 --
--- Returns {outcome, remaining}: outcome is reserved, already_purchased, sold_out or
--- unknown_sale. The duplicate check comes before the stock check, and nothing is written
--- unless the outcome is reserved.
+-- Returns {outcome, remaining, order id}: outcome is reserved, already_purchased, sold_out or
+-- unknown_sale; the order id is the buyer's existing order for already_purchased, else ''.
+-- The duplicate check comes before the stock check, and nothing is written unless the
+-- outcome is reserved.
 
 local stock = redis.call('GET', KEYS[1])
 if not stock then
-  return {'unknown_sale', 0}
+  return {'unknown_sale', 0, ''}
 end
 stock = tonumber(stock)
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
-  return {'already_purchased', stock}
+local existing = redis.call('HGET', KEYS[2], ARGV[1])
+if existing then
+  return {'already_purchased', stock, existing}
 end
 if stock <= 0 then
-  return {'sold_out', 0}
+  return {'sold_out', 0, ''}
 end
 
 local remaining = redis.call('DECR', KEYS[1])
@@ -31,4 +33,4 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[2], 'processing')
-return {'reserved', remaining}
+return {'reserved', remaining, ''}

@@ -1,0 +1,327 @@
+//! `spawn_app()`: a gateway on 127.0.0.1:0 with a fresh key prefix and topic, plus the probes
+//! tests use to look at Redis and the topic directly.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{Duration as ChronoDuration, Utc};
+use clap::Parser;
+use gateway::Config;
+use gateway::auth::TokenKeys;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+use shared::event::ReservationEvent;
+use shared::keys::{KeySpace, SaleKeys};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
+pub const ADMIN_TOKEN: &str = "test-admin-token-test-admin-token!!";
+pub const PARTITIONS: i32 = 4;
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub http: reqwest::Client,
+    pub config: Config,
+    pub keys: KeySpace,
+    pub redis: redis::aio::MultiplexedConnection,
+    tokens: TokenKeys,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A configuration for tests: real services from the environment (`scripts/services env`),
+/// a unique key prefix and topic, no rate limits unless a test sets them.
+pub fn test_config() -> Config {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut config = Config::try_parse_from([
+        "gateway",
+        "--jwt-secret",
+        JWT_SECRET,
+        "--admin-token",
+        ADMIN_TOKEN,
+    ])
+    .expect("the test configuration parses");
+    config.redis.redis_key_prefix = format!("test-{id}");
+    config.kafka.kafka_topic = format!("test-{id}");
+    config.kafka.kafka_dlq_topic = format!("test-{id}.dlq");
+    config.kafka.kafka_topic_partitions = PARTITIONS;
+    config.rate_limit_global_per_sec = 0;
+    config.rate_limit_user_per_sec = 0;
+    config.rate_limit_ip_per_sec = 0;
+    config
+}
+
+/// Logs of the services under test, shown for failing tests (`RUST_LOG` filters them).
+fn init_test_logs() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .init();
+    });
+}
+
+fn services_redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(test_config()).await
+}
+
+pub async fn spawn_app_with(config: Config) -> TestApp {
+    init_test_logs();
+    shared::kafka::ensure_topics(&config.kafka)
+        .await
+        .expect("Kafka is reachable (run scripts/services up)");
+    spawn_app_without_topics(config).await
+}
+
+/// Starts the gateway without first creating its topics (for a broker that is down).
+pub async fn spawn_app_without_topics(config: Config) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("local addr");
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(gateway::run(
+        config.clone(),
+        listener,
+        shared::telemetry::prometheus(),
+        async {
+            let _ = stop.await;
+        },
+    ));
+    // The probe always looks at the services' Redis, even when the gateway is pointed elsewhere.
+    let redis = redis::Client::open(services_redis_url())
+        .expect("REDIS_URL parses")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis is reachable (run scripts/services up)");
+    TestApp {
+        address,
+        http: reqwest::Client::new(),
+        keys: KeySpace::new(&config.redis.redis_key_prefix),
+        tokens: TokenKeys::new(JWT_SECRET, Duration::from_mins(10)),
+        config,
+        redis,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// A token for `user_id`, signed as the login service would.
+    pub fn token(&self, user_id: &str) -> String {
+        self.tokens.mint(user_id).expect("minting a token")
+    }
+
+    pub fn admin_post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path)).bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// Creates a sale open from a minute ago to an hour from now; returns its id.
+    pub async fn create_open_sale(&self, stock: u32) -> String {
+        let now = Utc::now();
+        self.create_sale(
+            stock,
+            now - ChronoDuration::minutes(1),
+            now + ChronoDuration::hours(1),
+        )
+        .await
+    }
+
+    pub async fn create_sale(
+        &self,
+        stock: u32,
+        starts_at: chrono::DateTime<Utc>,
+        ends_at: chrono::DateTime<Utc>,
+    ) -> String {
+        let id = format!("sale-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let response = self
+            .admin_post("/api/v1/admin/sales")
+            .json(&json!({
+                "id": id, "name": "Test phone", "price_cents": 4999, "stock": stock,
+                "starts_at": starts_at, "ends_at": ends_at,
+            }))
+            .send()
+            .await
+            .expect("create sale");
+        assert_eq!(
+            response.status(),
+            201,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
+        id
+    }
+
+    pub async fn purchase(&self, sale_id: &str, token: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/api/v1/sales/{sale_id}/orders")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("purchase request")
+    }
+
+    pub fn sale_keys(&self, sale_id: &str) -> SaleKeys {
+        self.keys.sale(sale_id)
+    }
+
+    pub async fn remaining(&mut self, sale_id: &str) -> i64 {
+        let key = self.sale_keys(sale_id).stock;
+        self.redis.get(key).await.expect("GET stock")
+    }
+
+    /// Waits until the broker has acknowledged every event of `sale` (its unpublished set is
+    /// empty); returns how many are still unacknowledged when the wait ends.
+    pub async fn wait_for_acknowledgements(&mut self, sale_id: &str) -> usize {
+        let key = self.sale_keys(sale_id).unpublished;
+        for _ in 0..100 {
+            let pending: usize = self.redis.zcard(&key).await.expect("ZCARD");
+            if pending == 0 {
+                return 0;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.redis.zcard(&key).await.expect("ZCARD")
+    }
+
+    /// Every key under this test's prefix with its serialized value: equal fingerprints mean
+    /// nothing was written.
+    pub async fn redis_fingerprint(&mut self) -> BTreeMap<String, Vec<u8>> {
+        let pattern = format!("{}:*", self.config.redis.redis_key_prefix);
+        let keys: Vec<String> = self.redis.keys(pattern).await.expect("KEYS");
+        let mut fingerprint = BTreeMap::new();
+        for key in keys {
+            let dump: Vec<u8> = redis::cmd("DUMP")
+                .arg(&key)
+                .query_async(&mut self.redis)
+                .await
+                .expect("DUMP");
+            fingerprint.insert(key, dump);
+        }
+        fingerprint
+    }
+
+    fn consumer(&self) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.config.kafka.kafka_brokers)
+            .set("group.id", format!("probe-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("a probe consumer")
+    }
+
+    /// Messages on the topic (sum of the partitions' high watermarks).
+    pub fn topic_message_count(&self) -> i64 {
+        let consumer = self.consumer();
+        (0..PARTITIONS)
+            .map(|partition| {
+                consumer
+                    .fetch_watermarks(
+                        &self.config.kafka.kafka_topic,
+                        partition,
+                        Duration::from_secs(10),
+                    )
+                    .expect("watermarks")
+                    .1
+            })
+            .sum()
+    }
+
+    /// Waits until the topic holds `expected` messages (or `timeout` passes) and returns the
+    /// count, so a test can tell "exactly N" from "at least N".
+    pub async fn wait_for_message_count(&self, expected: i64, timeout: Duration) -> i64 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let count = self.topic_message_count();
+            if count >= expected || tokio::time::Instant::now() > deadline {
+                // A little longer, to catch messages beyond the expected count.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return self.topic_message_count();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every event on the topic, read from the beginning of each partition.
+    pub fn read_events(&self, expected: usize) -> Vec<(ReservationEvent, Option<String>)> {
+        let consumer = self.consumer();
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..PARTITIONS {
+            assignment
+                .add_partition_offset(&self.config.kafka.kafka_topic, partition, Offset::Beginning)
+                .expect("partition offset");
+        }
+        consumer.assign(&assignment).expect("assign");
+        let mut events = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while events.len() < expected && std::time::Instant::now() < deadline {
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                let message = message.expect("consume");
+                let event = ReservationEvent::from_json(message.payload().expect("payload"))
+                    .expect("every message is a reservation event");
+                let traceparent = message.headers().and_then(|headers| {
+                    use rdkafka::message::Headers;
+                    headers
+                        .iter()
+                        .find(|h| h.key == shared::kafka::TRACEPARENT_HEADER)
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                });
+                events.push((event, traceparent));
+            }
+        }
+        events
+    }
+}
+
+/// The JSON body of a response, asserting its status and `error` code.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status, "expected {status} {code}");
+    let body: Value = response.json().await.expect("a JSON error body");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "the error explains itself: {body}"
+    );
+    body
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        // Remove this test's keys; the topic is left to the throwaway broker.
+        let prefix = self.config.redis.redis_key_prefix.clone();
+        let url = services_redis_url();
+        let _ = std::thread::spawn(move || -> redis::RedisResult<()> {
+            let mut connection = redis::Client::open(url)?.get_connection()?;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}:*"))
+                .query(&mut connection)?;
+            if !keys.is_empty() {
+                redis::cmd("DEL").arg(keys).exec(&mut connection)?;
+            }
+            Ok(())
+        })
+        .join();
+    }
+}

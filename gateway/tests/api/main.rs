@@ -1,0 +1,8 @@
+//! Integration tests of the gateway against real Redis and a real Kafka-protocol broker
+//! (start them with `scripts/services up`; `scripts/test` does). Each test gets its own key
+//! prefix and topic, so tests run in parallel without seeing each other.
+
+mod faults;
+mod helpers;
+mod purchase;
+mod refusals;
