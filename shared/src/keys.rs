@@ -27,6 +27,16 @@ pub struct SaleKeys {
     pub unpublished: String,
     /// Hash: order id → `processing` | `created` | `failed`.
     pub status: String,
+    /// Hash: `sold`, `revenue_cents` as the stats worker counted them.
+    pub stats: String,
+    /// Set: event ids the stats worker has counted (its exactly-once record).
+    pub stats_events: String,
+    /// Set: distinct buyers the stats worker has counted.
+    pub stats_buyers: String,
+    /// Hash: unix second → orders accepted in that second.
+    pub stats_timeline: String,
+    /// Prefix of the per-order SMS idempotency records (`<prefix>:<order id>`, with expiry).
+    pub sms_sent_prefix: String,
 }
 
 impl KeySpace {
@@ -50,6 +60,11 @@ impl KeySpace {
             outbox: format!("{base}:outbox"),
             unpublished: format!("{base}:unpublished"),
             status: format!("{base}:status"),
+            stats: format!("{base}:stats"),
+            stats_events: format!("{base}:stats:events"),
+            stats_buyers: format!("{base}:stats:buyers"),
+            stats_timeline: format!("{base}:stats:timeline"),
+            sms_sent_prefix: format!("{base}:sms"),
         }
     }
 
@@ -61,6 +76,11 @@ impl KeySpace {
     /// Set of blacklisted user ids.
     pub fn blacklist(&self) -> String {
         format!("{}:blacklist", self.prefix)
+    }
+
+    /// The reconciler's lease: whoever holds it is the one instance sweeping the outbox.
+    pub fn reconciler_lease(&self) -> String {
+        format!("{}:reconciler:lease", self.prefix)
     }
 
     /// Counter bumped on every blacklist change, so gateways reload their copy only when needed.
@@ -89,6 +109,11 @@ mod tests {
             &keys.outbox,
             &keys.unpublished,
             &keys.status,
+            &keys.stats,
+            &keys.stats_events,
+            &keys.stats_buyers,
+            &keys.stats_timeline,
+            &keys.sms_sent_prefix,
         ] {
             assert!(key.starts_with("test-1:"), "{key}");
             assert_eq!(hash_tag(key), "sale:s42", "{key}");

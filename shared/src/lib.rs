@@ -7,14 +7,17 @@
 //! | [`sale`] | a sale's attributes, validation and state |
 //! | [`keys`] | the Redis key layout; every key of a sale shares one hash tag |
 //! | [`stock`] | the stock ledger: the atomic Lua scripts and their typed replies |
+//! | [`consumer`] | the one consumer loop of all workers: batches, retries, dead letters, offsets, lag |
 //! | [`config`] | clap argument groups every binary flattens (`RedisArgs`, `KafkaArgs`, `TelemetryArgs`) |
 //! | [`redis_client`] | one multiplexed, self-reconnecting Redis connection with a deadline on every call |
 //! | [`kafka`] | producer and admin settings, topic creation, message headers |
 //! | [`publisher`] | the idempotent producer and the recording of the broker's acknowledgements |
 //! | [`shutdown`] | the SIGINT/SIGTERM future every binary stops on |
 //! | [`telemetry`] | tracing subscriber and the Prometheus recorder, installed once per process |
+//! | [`worker`] | what runs around every worker's handler: the loop plus `/healthz` and `/metrics` |
 
 pub mod config;
+pub mod consumer;
 pub mod event;
 pub mod ids;
 pub mod kafka;
@@ -25,3 +28,4 @@ pub mod sale;
 pub mod shutdown;
 pub mod stock;
 pub mod telemetry;
+pub mod worker;

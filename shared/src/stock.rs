@@ -199,6 +199,95 @@ impl StockLedger {
             .await
     }
 
+    /// Marks orders of one sale as failed (their events went to the dead-letter topic). Their
+    /// outbox entries stay, so the unit stays accounted for until an operator resolves it.
+    pub async fn fail_orders(
+        &self,
+        sale_id: &str,
+        orders: &[&OrderId],
+    ) -> Result<(), RedisCallError> {
+        let key = self.keys.sale(sale_id).status;
+        let fields: Vec<(&str, &str)> = orders.iter().map(|o| (o.as_str(), "failed")).collect();
+        self.redis
+            .call(async |c| c.hset_multiple::<_, _, _, ()>(&key, &fields).await)
+            .await
+    }
+
+    /// Every sale id ever created.
+    pub async fn sale_ids(&self) -> Result<Vec<String>, RedisCallError> {
+        let key = self.keys.sales_index();
+        self.redis.call(async |c| c.smembers(&key).await).await
+    }
+
+    /// Up to `limit` orders of one sale whose publish was not acknowledged and that were
+    /// reserved before `before_ms` (unix ms), each with its outbox payload (`None` when the
+    /// order was created meanwhile and its entry is gone).
+    pub async fn stale_unpublished(
+        &self,
+        sale_id: &str,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<String>)>, RedisCallError> {
+        let keys = self.keys.sale(sale_id);
+        let orders: Vec<String> = self
+            .redis
+            .call(async |c| {
+                c.zrangebyscore_limit(&keys.unpublished, "-inf", before_ms, 0, limit as isize)
+                    .await
+            })
+            .await?;
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let payloads: Vec<Option<String>> = self
+            .redis
+            .call(async |c| {
+                redis::cmd("HMGET")
+                    .arg(&keys.outbox)
+                    .arg(&orders)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        Ok(orders.into_iter().zip(payloads).collect())
+    }
+
+    /// Moves an unacknowledged order's timestamp to `at_ms`, so the reconciler does not
+    /// publish it again before the next `min_age` has passed (`XX`: never re-adds an order
+    /// acknowledged meanwhile).
+    pub async fn defer_unpublished(
+        &self,
+        order: &OrderId,
+        at_ms: i64,
+    ) -> Result<(), RedisCallError> {
+        let key = self.keys.sale(order.sale_id()).unpublished;
+        self.redis
+            .call(async |c| {
+                redis::cmd("ZADD")
+                    .arg(&key)
+                    .arg("XX")
+                    .arg(at_ms)
+                    .arg(order.as_str())
+                    .query_async::<()>(c)
+                    .await
+            })
+            .await
+    }
+
+    /// Sizes of one sale's outbox (locked, no order row yet) and of its unacknowledged part.
+    pub async fn outbox_sizes(&self, sale_id: &str) -> Result<(u64, u64), RedisCallError> {
+        let keys = self.keys.sale(sale_id);
+        self.redis
+            .call(async |c| {
+                redis::pipe()
+                    .hlen(&keys.outbox)
+                    .zcard(&keys.unpublished)
+                    .query_async(c)
+                    .await
+            })
+            .await
+    }
+
     /// The order, if `user_id` owns it. Anyone else learns nothing, not even that it exists.
     pub async fn order_for_owner(
         &self,

@@ -1,0 +1,97 @@
+//! Everything the order worker can be told (`--help` lists it).
+
+use std::time::Duration;
+
+use clap::Parser;
+use shared::config::{KafkaArgs, RedisArgs, TelemetryArgs};
+use shared::consumer::LoopSettings;
+use shared::worker::HttpArgs;
+
+use crate::reconciler::ReconcilerSettings;
+
+/// Consumer group `order-worker`: reservations become PostgreSQL orders; also runs the
+/// outbox reconciler (one instance at a time, by lease).
+#[derive(Parser, Clone, Debug)]
+#[command(name = "order-worker", version)]
+pub struct Config {
+    /// PostgreSQL URL of the orders database.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "")]
+    pub database_url: String,
+
+    /// Connections in the PostgreSQL pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
+    pub database_max_connections: u32,
+
+    /// Consumer group; every instance with the same group shares the partitions.
+    #[arg(long, env = "CONSUMER_GROUP", default_value = "order-worker")]
+    pub consumer_group: String,
+
+    /// Most events inserted in one statement.
+    #[arg(long, env = "ORDER_BATCH_SIZE", default_value_t = 500)]
+    pub batch_size: usize,
+
+    /// How long a batch may wait to fill once its first event arrived.
+    #[arg(long, env = "ORDER_BATCH_WAIT_MS", default_value_t = 20)]
+    pub batch_wait_ms: u64,
+
+    /// Longest back-off between retries while PostgreSQL or Redis is down.
+    #[arg(long, env = "RETRY_MAX_BACKOFF_MS", default_value_t = 10_000)]
+    pub retry_max_backoff_ms: u64,
+
+    /// Time between reconciler sweeps.
+    #[arg(long, env = "RECONCILE_INTERVAL_MS", default_value_t = 2000)]
+    pub reconcile_interval_ms: u64,
+
+    /// Age after which an unacknowledged outbox entry is re-published.
+    #[arg(long, env = "RECONCILE_MIN_AGE_MS", default_value_t = 10_000)]
+    pub reconcile_min_age_ms: u64,
+
+    /// Lifetime of the reconciler lease.
+    #[arg(long, env = "RECONCILE_LEASE_MS", default_value_t = 10_000)]
+    pub reconcile_lease_ms: u64,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+impl Config {
+    /// Refuses incomplete wiring with a sentence that names the variable to set.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.database_url.trim().is_empty() {
+            return Err("DATABASE_URL is not set; the order worker needs PostgreSQL".into());
+        }
+        if self.batch_size == 0 {
+            return Err("ORDER_BATCH_SIZE must be at least 1".into());
+        }
+        self.kafka.validate()
+    }
+
+    pub fn loop_settings(&self) -> LoopSettings {
+        LoopSettings {
+            group: self.consumer_group.clone(),
+            batch_size: self.batch_size,
+            batch_wait: Duration::from_millis(self.batch_wait_ms),
+            // A database outage heals with time; never dead-letter because of it.
+            max_attempts: None,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(self.retry_max_backoff_ms),
+        }
+    }
+
+    pub fn reconciler_settings(&self) -> ReconcilerSettings {
+        ReconcilerSettings {
+            interval: Duration::from_millis(self.reconcile_interval_ms),
+            min_age: Duration::from_millis(self.reconcile_min_age_ms),
+            lease_ttl: Duration::from_millis(self.reconcile_lease_ms),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The order worker's handler: a batch of reservations becomes order rows, then "created".
+//!
+//! Order matters: the rows are committed in PostgreSQL first, and only then is the status set
+//! to `created` and the outbox entry removed. A crash in between leaves an outbox entry for an
+//! existing order; the redelivered event inserts nothing (ON CONFLICT DO NOTHING) and completes
+//! the Redis side. Idempotent on `order_id`, hence on `event_id`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use metrics::counter;
+use shared::consumer::{Delivery, Handler, HandlerError};
+use shared::ids::OrderId;
+use shared::stock::StockLedger;
+
+use crate::store::{OrderStore, StoreError};
+
+/// Orders confirmed (row present, status `created`), redeliveries included.
+pub const ORDERS_COMPLETED_TOTAL: &str = "seckill_orders_completed_total";
+
+pub struct OrderHandler {
+    store: OrderStore,
+    ledger: StockLedger,
+}
+
+impl OrderHandler {
+    pub fn new(store: OrderStore, ledger: StockLedger) -> Self {
+        Self { store, ledger }
+    }
+
+    /// Inserts the batch; if the database rejects it, inserts row by row to find the culprits.
+    /// Returns the order ids present afterwards and the event ids the database refused.
+    async fn insert(
+        &self,
+        batch: &[Delivery],
+    ) -> Result<(HashSet<String>, Vec<uuid::Uuid>), HandlerError> {
+        match self.store.insert(batch).await {
+            Ok(present) => return Ok((present, Vec::new())),
+            Err(StoreError::Unavailable(error)) => {
+                return Err(HandlerError::Retryable(error.to_string()));
+            }
+            Err(StoreError::Rejected(error)) => {
+                tracing::warn!(%error, "batch rejected; inserting row by row to isolate it");
+            }
+        }
+        let mut present = HashSet::new();
+        let mut rejected = Vec::new();
+        for delivery in batch {
+            match self.store.insert(std::slice::from_ref(delivery)).await {
+                Ok(found) => present.extend(found),
+                Err(StoreError::Rejected(error)) => {
+                    tracing::error!(%error, event_id = %delivery.event.event_id, "order rejected by the database");
+                    rejected.push(delivery.event.event_id);
+                }
+                Err(StoreError::Unavailable(error)) => {
+                    return Err(HandlerError::Retryable(error.to_string()));
+                }
+            }
+        }
+        Ok((present, rejected))
+    }
+}
+
+impl Handler for OrderHandler {
+    #[tracing::instrument(skip_all, fields(batch = batch.len()))]
+    async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        let (present, mut failed) = self.insert(batch).await?;
+
+        // Group by sale: each sale's keys share one Redis slot, so one script call per sale.
+        let mut created: BTreeMap<&str, Vec<&OrderId>> = BTreeMap::new();
+        let mut refused: BTreeMap<&str, Vec<&OrderId>> = BTreeMap::new();
+        for Delivery { event, .. } in batch {
+            let order = &event.order_id;
+            if present.contains(order.as_str()) {
+                created.entry(&event.sale_id).or_default().push(order);
+            } else {
+                // Rejected, or the buyer already has a different order in this sale.
+                refused.entry(&event.sale_id).or_default().push(order);
+                if !failed.contains(&event.event_id) {
+                    failed.push(event.event_id);
+                }
+            }
+        }
+        let redis_unavailable = |error: shared::redis_client::RedisCallError| {
+            HandlerError::Retryable(format!("marking orders in Redis failed: {error}"))
+        };
+        for (sale_id, orders) in &created {
+            self.ledger
+                .complete_orders(sale_id, orders)
+                .await
+                .map_err(redis_unavailable)?;
+            counter!(ORDERS_COMPLETED_TOTAL).increment(orders.len() as u64);
+        }
+        for (sale_id, orders) in &refused {
+            self.ledger
+                .fail_orders(sale_id, orders)
+                .await
+                .map_err(redis_unavailable)?;
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(HandlerError::Permanent {
+                event_ids: failed,
+                reason: "the order could not be stored (rejected, or the buyer already has another order in this sale)".into(),
+            })
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The order worker: consumer group `order-worker`.
+//!
+//! | module | concern |
+//! | --- | --- |
+//! | [`config`] | flags and environment variables |
+//! | [`handler`] | a batch of reservations → order rows → status `created`, outbox cleared |
+//! | [`store`] | PostgreSQL: migrations and the batched idempotent insert |
+//! | [`reconciler`] | re-publishes outbox entries the broker never acknowledged |
+//! | [`lease`] | one reconciler at a time across instances |
+//!
+//! The consumer loop itself (offsets, retries, dead letters) is `shared::consumer`.
+
+pub mod config;
+pub mod handler;
+pub mod lease;
+pub mod reconciler;
+pub mod store;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use shared::keys::KeySpace;
+use shared::publisher::{Publisher, record_acknowledgements};
+use shared::redis_client::Redis;
+use shared::stock::StockLedger;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::Config;
+use crate::handler::OrderHandler;
+use crate::reconciler::Reconciler;
+use crate::store::OrderStore;
+
+/// Runs the order worker and its reconciler until `shutdown`; returns after the final commit.
+pub async fn run(
+    config: Config,
+    http: TcpListener,
+    prometheus: PrometheusHandle,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let store = OrderStore::connect_lazily(&config.database_url, config.database_max_connections)?;
+    migrate_with_retry(&store, &shutdown).await?;
+    let ledger = StockLedger::new(
+        Redis::connect_lazily(&config.redis)?,
+        KeySpace::new(&config.redis.redis_key_prefix),
+    );
+
+    let (publisher, acknowledgements) = Publisher::new(&config.kafka)?;
+    let acknowledger = tokio::spawn(record_acknowledgements(acknowledgements, ledger.clone()));
+    let reconciler = Reconciler::new(ledger.clone(), publisher, config.reconciler_settings());
+    let reconciling = tokio::spawn(reconciler.run(shutdown.clone()));
+
+    let handler = OrderHandler::new(store, ledger);
+    let consumed = shared::worker::run(
+        &config.kafka,
+        config.loop_settings(),
+        handler,
+        http,
+        prometheus,
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    reconciling.await?; // drops the last producer handle, which ends the acknowledger
+    acknowledger.await?;
+    consumed
+}
+
+/// Applies migrations, waiting for PostgreSQL if it is not up yet.
+async fn migrate_with_retry(
+    store: &OrderStore,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut delay = std::time::Duration::from_millis(200);
+    loop {
+        match store.migrate().await {
+            Ok(()) => return Ok(()),
+            Err(error) => {
+                tracing::warn!(%error, ?delay, "migrations failed (is PostgreSQL up?); retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => anyhow::bail!("shut down before PostgreSQL was reachable"),
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}

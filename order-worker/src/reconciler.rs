@@ -1,0 +1,160 @@
+//! The reconciler: closes the gap between the stock lock and the publish.
+//!
+//! The gateway answers 202 after the lock and publishes afterwards. If that publish never
+//! reaches the broker (Kafka down, gateway killed, delivery timed out), the order id stays in
+//! the sale's `unpublished` set and its event stays in the outbox. Every sweep, the instance
+//! holding the lease re-publishes those entries that are older than `min_age` — the very bytes
+//! the script stored, so consumers deduplicate them on `event_id`.
+//!
+//! Entries that were published but have no order row yet are the order worker's backlog: they
+//! are only measured (a gauge), never re-published, so a long queue during a peak is not
+//! doubled by its own reconciler.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use metrics::{counter, gauge};
+use shared::event::ReservationEvent;
+use shared::ids::OrderId;
+use shared::kafka::new_traceparent;
+use shared::publisher::Publisher;
+use shared::redis_client::RedisCallError;
+use shared::stock::StockLedger;
+use tokio_util::sync::CancellationToken;
+
+use crate::lease::Lease;
+
+/// Events the reconciler published again.
+pub const REPUBLISHED_TOTAL: &str = "seckill_reconciler_republished_total";
+/// Outbox entries (units locked without an order row yet), by state: `unpublished` (waiting
+/// for the reconciler) or `backlog` (published, waiting for the order worker).
+pub const OUTBOX_ENTRIES: &str = "seckill_outbox_entries";
+
+/// Most entries re-published per sale per sweep.
+const SWEEP_LIMIT: usize = 1000;
+
+#[derive(Clone, Debug)]
+pub struct ReconcilerSettings {
+    /// Time between sweeps.
+    pub interval: Duration,
+    /// Only entries older than this are re-published (younger ones may still be in flight).
+    pub min_age: Duration,
+    /// Lease lifetime; another instance takes over this long after the holder died.
+    pub lease_ttl: Duration,
+}
+
+pub struct Reconciler {
+    ledger: StockLedger,
+    publisher: Publisher,
+    lease: Lease,
+    settings: ReconcilerSettings,
+}
+
+impl Reconciler {
+    pub fn new(ledger: StockLedger, publisher: Publisher, settings: ReconcilerSettings) -> Self {
+        let lease = Lease::new(
+            ledger.redis().clone(),
+            ledger.keys().reconciler_lease(),
+            settings.lease_ttl,
+        );
+        Self {
+            ledger,
+            publisher,
+            lease,
+            settings,
+        }
+    }
+
+    /// Sweeps every `interval` while holding the lease, until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.settings.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            match self.lease.hold().await {
+                Ok(true) => {
+                    if let Err(error) = self.sweep().await {
+                        tracing::warn!(%error, "reconciler sweep failed; retrying next tick");
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "reconciler lease check failed"),
+            }
+        }
+    }
+
+    /// One pass over every sale; returns how many events it re-published.
+    pub async fn sweep(&self) -> Result<usize, RedisCallError> {
+        let cutoff_ms = Utc::now().timestamp_millis()
+            - i64::try_from(self.settings.min_age.as_millis()).unwrap_or(i64::MAX);
+        let (mut outbox_total, mut unpublished_total, mut republished) = (0, 0, 0);
+        for sale_id in self.ledger.sale_ids().await? {
+            for (order_id, payload) in self
+                .ledger
+                .stale_unpublished(&sale_id, cutoff_ms, SWEEP_LIMIT)
+                .await?
+            {
+                republished += usize::from(self.republish(&order_id, payload.as_deref()).await?);
+            }
+            let (outbox, unpublished) = self.ledger.outbox_sizes(&sale_id).await?;
+            outbox_total += outbox;
+            unpublished_total += unpublished;
+        }
+        gauge!(OUTBOX_ENTRIES, "state" => "unpublished").set(unpublished_total as f64);
+        gauge!(OUTBOX_ENTRIES, "state" => "backlog")
+            .set(outbox_total.saturating_sub(unpublished_total) as f64);
+        if republished > 0 {
+            tracing::info!(
+                republished,
+                "re-published events the broker never acknowledged"
+            );
+        }
+        Ok(republished)
+    }
+
+    /// Re-publishes one entry; `false` when there was nothing to publish.
+    async fn republish(
+        &self,
+        order_id: &str,
+        payload: Option<&str>,
+    ) -> Result<bool, RedisCallError> {
+        let Ok(order) = order_id.parse::<OrderId>() else {
+            tracing::error!(order_id, "malformed order id in the unpublished set");
+            return Ok(false);
+        };
+        let event = payload.map(|p| (p, ReservationEvent::from_json(p.as_bytes())));
+        match event {
+            // The order row exists already (the entry left the outbox): only the
+            // acknowledgement was lost.
+            None => {
+                self.ledger.mark_published(&[order]).await?;
+                Ok(false)
+            }
+            Some((payload, Ok(event))) => {
+                let (traceparent, trace_id) = new_traceparent();
+                match self.publisher.publish(&event, payload, &traceparent) {
+                    Ok(()) => {
+                        self.ledger
+                            .defer_unpublished(&order, Utc::now().timestamp_millis())
+                            .await?;
+                        counter!(REPUBLISHED_TOTAL).increment(1);
+                        tracing::info!(order_id, trace_id, "event re-published");
+                        Ok(true)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, order_id, "re-publish failed; next sweep retries");
+                        Ok(false)
+                    }
+                }
+            }
+            Some((_, Err(error))) => {
+                tracing::error!(%error, order_id, "outbox entry is not a valid event; leaving it for an operator");
+                Ok(false)
+            }
+        }
+    }
+}
