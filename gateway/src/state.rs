@@ -9,6 +9,7 @@ use shared::ids::OrderId;
 use shared::keys::KeySpace;
 use shared::publisher::Publisher;
 use shared::redis_client::Redis;
+use shared::stats::StatsStore;
 use shared::stock::StockLedger;
 use tokio::sync::mpsc;
 
@@ -29,6 +30,7 @@ pub struct Inner {
     pub blacklist: Blacklist,
     pub catalog: SaleCatalog,
     pub ledger: StockLedger,
+    pub stats: StatsStore,
     pub publisher: Publisher,
     pub prometheus: PrometheusHandle,
     pub body_limit_bytes: usize,
@@ -53,7 +55,9 @@ impl AppState {
         prometheus: PrometheusHandle,
     ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<OrderId>)> {
         let redis = Redis::connect_lazily(&config.redis)?;
-        let ledger = StockLedger::new(redis, KeySpace::new(&config.redis.redis_key_prefix));
+        let keys = KeySpace::new(&config.redis.redis_key_prefix);
+        let stats = StatsStore::new(redis.clone(), keys.clone());
+        let ledger = StockLedger::new(redis, keys);
         let (publisher, acknowledgements) = Publisher::new(&config.kafka)?;
         let inner = Inner {
             tokens: TokenKeys::new(
@@ -69,6 +73,7 @@ impl AppState {
             blacklist: Blacklist::new(),
             catalog: SaleCatalog::new(ledger.clone()),
             ledger,
+            stats,
             publisher,
             prometheus,
             body_limit_bytes: config.body_limit_bytes,

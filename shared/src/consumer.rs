@@ -159,7 +159,7 @@ impl<H: Handler> ConsumerLoop<H> {
             Ok(())
             | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
             Err(error) => {
-                tracing::warn!(group, %error, "final commit failed; the group resumes from its last commit")
+                tracing::warn!(group, %error, "final commit failed; the group resumes from its last commit");
             }
         }
         tracing::info!(group, "consumer stopped");

@@ -13,6 +13,7 @@
 //! | [`kafka`] | producer and admin settings, topic creation, message headers |
 //! | [`publisher`] | the idempotent producer and the recording of the broker's acknowledgements |
 //! | [`shutdown`] | the SIGINT/SIGTERM future every binary stops on |
+//! | [`stats`] | per-sale statistics: the exactly-once apply script and the reader |
 //! | [`telemetry`] | tracing subscriber and the Prometheus recorder, installed once per process |
 //! | [`worker`] | what runs around every worker's handler: the loop plus `/healthz` and `/metrics` |
 
@@ -26,6 +27,7 @@ pub mod publisher;
 pub mod redis_client;
 pub mod sale;
 pub mod shutdown;
+pub mod stats;
 pub mod stock;
 pub mod telemetry;
 pub mod worker;

@@ -1,1 +1,18 @@
-fn main() {}
+//! `sms-worker`: config → telemetry → listen → consume until SIGTERM.
+
+use clap::Parser;
+use sms_worker::Config;
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    let prometheus = shared::telemetry::init(&config.telemetry);
+    if let Err(problem) = config.validate() {
+        anyhow::bail!("refusing to start: {problem}");
+    }
+    let http = TcpListener::bind(config.http.http_addr).await?;
+    tracing::info!(addr = %http.local_addr()?, group = config.consumer_group, "SMS worker starting");
+    let shutdown = shared::worker::shutdown_on_signal();
+    sms_worker::run(config, http, prometheus, shutdown).await
+}

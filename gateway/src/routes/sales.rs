@@ -1,4 +1,5 @@
-//! `GET /api/v1/sales/{id}`: a sale, its remaining stock and its state.
+//! `GET /api/v1/sales/{id}`: a sale, its remaining stock and its state; and
+//! `GET /api/v1/sales/{id}/stats`: its statistics as the stats worker counted them.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -6,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::ids::is_valid_sale_id;
 use shared::sale::SaleState;
+use shared::stats::SaleStats;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -46,4 +48,15 @@ pub async fn get_sale(
         ends_at: sale.ends_at,
         state: sale.state(Utc::now(), remaining),
     }))
+}
+
+/// The stats worker's view, which trails the purchases by the queue's lag.
+pub async fn get_stats(
+    State(state): State<AppState>,
+    Path(sale_id): Path<String>,
+) -> Result<Json<SaleStats>, ApiError> {
+    if !is_valid_sale_id(&sale_id) || state.catalog.get(&sale_id).await?.is_none() {
+        return Err(ApiError::UnknownSale);
+    }
+    Ok(Json(state.stats.read(&sale_id).await?))
 }

@@ -1,0 +1,109 @@
+//! The stats worker: consumer group `stats-worker`.
+//!
+//! Counts every accepted order once in its sale's statistics (sold, revenue, distinct buyers,
+//! units per second), which the gateway serves at `GET /api/v1/sales/{id}/stats`. The
+//! exactly-once guarantee is the apply script's (`shared::stats`); this crate wires it to the
+//! shared consumer loop.
+
+use std::time::Duration;
+
+use clap::Parser;
+use metrics::counter;
+use metrics_exporter_prometheus::PrometheusHandle;
+use shared::config::{KafkaArgs, RedisArgs, TelemetryArgs};
+use shared::consumer::{Delivery, Handler, HandlerError, LoopSettings};
+use shared::keys::KeySpace;
+use shared::redis_client::Redis;
+use shared::stats::StatsStore;
+use shared::worker::HttpArgs;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Events counted for the first time (redeliveries excluded).
+pub const EVENTS_COUNTED_TOTAL: &str = "seckill_stats_events_counted_total";
+
+/// Consumer group `stats-worker`: exactly-once per-sale statistics.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "stats-worker", version)]
+pub struct Config {
+    /// Consumer group; every instance with the same group shares the partitions.
+    #[arg(long, env = "CONSUMER_GROUP", default_value = "stats-worker")]
+    pub consumer_group: String,
+
+    /// Most events counted in one Redis round trip.
+    #[arg(long, env = "STATS_BATCH_SIZE", default_value_t = 500)]
+    pub batch_size: usize,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+impl Config {
+    pub fn loop_settings(&self) -> LoopSettings {
+        LoopSettings {
+            group: self.consumer_group.clone(),
+            batch_size: self.batch_size.max(1),
+            batch_wait: Duration::from_millis(20),
+            // Redis outages heal with time; never dead-letter because of one.
+            max_attempts: None,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counts a batch of events, each exactly once.
+pub struct StatsHandler {
+    store: StatsStore,
+}
+
+impl StatsHandler {
+    pub fn new(store: StatsStore) -> Self {
+        Self { store }
+    }
+}
+
+impl Handler for StatsHandler {
+    #[tracing::instrument(skip_all, fields(batch = batch.len()))]
+    async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        let events: Vec<_> = batch.iter().map(|d| &d.event).collect();
+        let counted = self
+            .store
+            .apply(&events)
+            .await
+            .map_err(|error| HandlerError::Retryable(error.to_string()))?;
+        counter!(EVENTS_COUNTED_TOTAL).increment(counted);
+        Ok(())
+    }
+}
+
+/// Runs the stats worker until `shutdown`; returns after the final commit.
+pub async fn run(
+    config: Config,
+    http: TcpListener,
+    prometheus: PrometheusHandle,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let store = StatsStore::new(
+        Redis::connect_lazily(&config.redis)?,
+        KeySpace::new(&config.redis.redis_key_prefix),
+    );
+    shared::worker::run(
+        &config.kafka,
+        config.loop_settings(),
+        StatsHandler::new(store),
+        http,
+        prometheus,
+        shutdown,
+    )
+    .await
+}
