@@ -15,6 +15,7 @@
 //! | [`shutdown`] | the SIGINT/SIGTERM future every binary stops on |
 //! | [`stats`] | per-sale statistics: the exactly-once apply script and the reader |
 //! | [`telemetry`] | tracing subscriber and the Prometheus recorder, installed once per process |
+//! | `testing` | (feature `testing`) per-test namespaces on the real services, and probes |
 //! | [`worker`] | what runs around every worker's handler: the loop plus `/healthz` and `/metrics` |
 
 pub mod config;
@@ -30,4 +31,6 @@ pub mod shutdown;
 pub mod stats;
 pub mod stock;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod worker;

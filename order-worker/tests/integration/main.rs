@@ -1,0 +1,238 @@
+//! The order worker against real PostgreSQL, Redis and Kafka-protocol broker.
+
+use std::time::Duration;
+
+use order_worker::Config;
+use order_worker::handler::OrderHandler;
+use order_worker::store::OrderStore;
+use shared::consumer::{DLQ_REASON_HEADER, Delivery, Handler, HandlerError};
+use shared::event::ReservationEvent;
+use shared::stock::{OrderStatus, StockLedger};
+use shared::testing::{RunningService, TestEnv, eventually, header, spawn_service};
+use sqlx::PgPool;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn config(env: &TestEnv) -> Config {
+    let mut config =
+        clap::Parser::try_parse_from(["order-worker", "--database-url", &env.database_url])
+            .expect("the test configuration parses");
+    let Config { redis, kafka, .. } = &mut config;
+    *redis = env.redis.clone();
+    *kafka = env.kafka.clone();
+    config.consumer_group = format!("{}-orders", env.kafka.kafka_topic);
+    config.reconcile_interval_ms = 100;
+    // Long enough for a first publish to be acknowledged (a new producer's first send includes
+    // its metadata and producer-id round trips), short enough for a quick test.
+    config.reconcile_min_age_ms = 2000;
+    config
+}
+
+async fn start(env: &TestEnv, config: Config) -> RunningService {
+    env.create_topics().await;
+    let prometheus = shared::telemetry::prometheus();
+    spawn_service(|http, shutdown| order_worker::run(config, http, prometheus, shutdown)).await
+}
+
+async fn pool(env: &TestEnv) -> PgPool {
+    let store = OrderStore::connect_lazily(&env.database_url, 2).expect("DATABASE_URL parses");
+    store
+        .migrate()
+        .await
+        .expect("PostgreSQL is reachable (run scripts/services up)");
+    store.pool().clone()
+}
+
+async fn rows_for_order(pool: &PgPool, event: &ReservationEvent) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM orders WHERE order_id = $1")
+        .bind(event.order_id.as_str())
+        .fetch_one(pool)
+        .await
+        .expect("count query")
+}
+
+async fn wait_until_created(env: &TestEnv, event: &ReservationEvent) {
+    let ledger = env.ledger();
+    eventually("the order to be created", WAIT, async || {
+        let record = ledger
+            .order_for_owner(&event.order_id, &event.user_id)
+            .await
+            .ok()??;
+        (record.status == OrderStatus::Created).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_redelivered_event_yields_exactly_one_order() {
+    let env = TestEnv::new();
+    let pool = pool(&env).await;
+    let worker = start(&env, config(&env)).await;
+    let sale = env.create_sale(10).await;
+    let (first, payload) = env.reserve(&sale, "alice").await;
+    let (second, second_payload) = env.reserve(&sale, "bob").await;
+    // Same key, so one partition and this order: the duplicate is handled before `second`.
+    env.publish_raw("k", payload.as_bytes()).await;
+    env.publish_raw("k", payload.as_bytes()).await;
+    env.publish_raw("k", second_payload.as_bytes()).await;
+
+    wait_until_created(&env, &second).await;
+    wait_until_created(&env, &first).await;
+    assert_eq!(rows_for_order(&pool, &first).await, 1);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE sale_id = $1")
+        .bind(&sale.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2);
+    assert!(
+        env.ledger().outbox(&sale.id).await.unwrap().is_empty(),
+        "outbox cleared"
+    );
+    worker.stop().await.expect("graceful shutdown returns Ok");
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_and_the_group_moves_on() {
+    let env = TestEnv::new();
+    let pool = pool(&env).await;
+    let worker = start(&env, config(&env)).await;
+    let sale = env.create_sale(10).await;
+    let (event, payload) = env.reserve(&sale, "carol").await;
+    env.publish_raw("k", b"{this is not an event").await;
+    env.publish_raw("k", payload.as_bytes()).await;
+
+    wait_until_created(&env, &event).await;
+    assert_eq!(rows_for_order(&pool, &event).await, 1);
+    let dead = env.read_topic(&env.kafka.kafka_dlq_topic, 1, 1, WAIT);
+    assert_eq!(dead.len(), 1, "one message in the dead-letter topic");
+    assert_eq!(
+        rdkafka::Message::payload(&dead[0]),
+        Some(&b"{this is not an event"[..])
+    );
+    let reason = header(&dead[0], DLQ_REASON_HEADER).expect("a reason header");
+    assert!(reason.contains("not a reservation event"), "{reason}");
+    worker.stop().await.expect("graceful shutdown returns Ok");
+}
+
+#[tokio::test]
+async fn the_reconciler_republishes_a_lock_whose_publish_was_lost() {
+    let env = TestEnv::new();
+    let pool = pool(&env).await;
+    let worker = start(&env, config(&env)).await;
+    let sale = env.create_sale(10).await;
+    // The gateway died between the lock and the publish: the outbox entry is all there is.
+    let (event, _) = env.reserve(&sale, "dave").await;
+
+    wait_until_created(&env, &event).await;
+    assert_eq!(rows_for_order(&pool, &event).await, 1);
+    let ledger = env.ledger();
+    eventually("the re-publish to be acknowledged", WAIT, async || {
+        let (outbox, unpublished) = ledger.outbox_sizes(&sale.id).await.ok()?;
+        (outbox == 0 && unpublished == 0).then_some(())
+    })
+    .await;
+    // Published once: the reconciler does not repeat an acknowledged entry.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let published = shared::testing::topic_message_count(
+        &env.kafka.kafka_brokers,
+        &env.kafka.kafka_topic,
+        env.kafka.kafka_topic_partitions,
+    );
+    assert_eq!(published, 1);
+    worker.stop().await.expect("graceful shutdown returns Ok");
+}
+
+#[tokio::test]
+async fn with_postgres_unreachable_a_batch_is_retried_not_dropped() {
+    let env = TestEnv::new();
+    let sale = env.create_sale(10).await;
+    let (event, _) = env.reserve(&sale, "erin").await;
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store =
+        OrderStore::connect_lazily(&format!("postgres://postgres@127.0.0.1:{closed_port}/x"), 1)
+            .unwrap();
+    let handler = OrderHandler::new(store, env.ledger());
+    let result = handler
+        .handle(&[Delivery {
+            event: event.clone(),
+            traceparent: None,
+        }])
+        .await;
+    assert!(
+        matches!(result, Err(HandlerError::Retryable(_))),
+        "{result:?}"
+    );
+    let record = env
+        .ledger()
+        .order_for_owner(&event.order_id, "erin")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.status,
+        OrderStatus::Processing,
+        "nothing was marked created"
+    );
+}
+
+#[tokio::test]
+async fn a_second_order_for_the_same_buyer_is_refused_permanently_and_marked_failed() {
+    let env = TestEnv::new();
+    let pool = pool(&env).await;
+    let sale = env.create_sale(10).await;
+    let (original, _) = env.reserve(&sale, "frank").await;
+    // A forged second order for the same buyer, which the stock script would never allow.
+    let forged = ReservationEvent::new(
+        shared::ids::OrderId::generate(&sale.id),
+        "frank",
+        sale.price_cents,
+    );
+    let store = OrderStore::connect_lazily(&env.database_url, 2).unwrap();
+    let handler = OrderHandler::new(store, env.ledger());
+    let deliver = |event: &ReservationEvent| Delivery {
+        event: event.clone(),
+        traceparent: None,
+    };
+    handler
+        .handle(&[deliver(&original)])
+        .await
+        .expect("the real order is stored");
+    let result = handler.handle(&[deliver(&forged)]).await;
+    match result {
+        Err(HandlerError::Permanent { event_ids, .. }) => assert_eq!(event_ids, [forged.event_id]),
+        other => panic!("expected a permanent failure, got {other:?}"),
+    }
+    assert_eq!(rows_for_order(&pool, &forged).await, 0);
+    let status: Option<String> = redis_hget(
+        &env.ledger(),
+        &env.keys().sale(&sale.id).status,
+        forged.order_id.as_str(),
+    )
+    .await;
+    assert_eq!(status.as_deref(), Some("failed"));
+}
+
+#[tokio::test]
+async fn one_reconciler_holds_the_lease_at_a_time() {
+    let env = TestEnv::new();
+    let key = env.keys().reconciler_lease();
+    let first = order_worker::lease::Lease::new(env.redis(), key.clone(), Duration::from_secs(5));
+    let second = order_worker::lease::Lease::new(env.redis(), key, Duration::from_secs(5));
+    assert!(first.hold().await.unwrap());
+    assert!(!second.hold().await.unwrap(), "the lease is taken");
+    assert!(first.hold().await.unwrap(), "the holder renews it");
+}
+
+async fn redis_hget(ledger: &StockLedger, key: &str, field: &str) -> Option<String> {
+    use redis::AsyncCommands;
+    ledger
+        .redis()
+        .call(async |c| c.hget(key, field).await)
+        .await
+        .expect("HGET")
+}

@@ -1,0 +1,278 @@
+//! Test support shared by every crate's integration tests (feature `testing`): a private
+//! namespace on the real services per test, and probes that look at Redis and Kafka directly.
+//!
+//! Each [`TestEnv`] has its own Redis key prefix and its own topics, so tests run in parallel
+//! against one Redis and one broker without seeing each other; its keys are deleted on drop.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use crate::config::{KafkaArgs, RedisArgs};
+use crate::event::ReservationEvent;
+use crate::ids::OrderId;
+use crate::keys::KeySpace;
+use crate::redis_client::Redis;
+use crate::sale::Sale;
+use crate::stock::{Reservation, StockLedger};
+
+/// Partitions of every test topic: more than one, so ordering across partitions is exercised.
+pub const TEST_PARTITIONS: i32 = 2;
+
+/// A private namespace on the real services (`scripts/services env` provides the URLs).
+pub struct TestEnv {
+    pub redis: RedisArgs,
+    pub kafka: KafkaArgs,
+    pub database_url: String,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+        Self {
+            redis: RedisArgs {
+                redis_url: var("REDIS_URL", "redis://127.0.0.1:6379"),
+                redis_key_prefix: format!("test-{id}"),
+                redis_timeout_ms: 2000,
+            },
+            kafka: KafkaArgs {
+                kafka_brokers: var("KAFKA_BROKERS", "127.0.0.1:9092"),
+                kafka_topic: format!("test-{id}"),
+                kafka_dlq_topic: format!("test-{id}.dlq"),
+                kafka_topic_partitions: TEST_PARTITIONS,
+            },
+            database_url: var("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/seckill"),
+        }
+    }
+
+    /// Creates this test's topic and dead-letter topic.
+    pub async fn create_topics(&self) {
+        crate::kafka::ensure_topics(&self.kafka)
+            .await
+            .expect("Kafka is reachable (run scripts/services up)");
+    }
+
+    pub fn keys(&self) -> KeySpace {
+        KeySpace::new(&self.redis.redis_key_prefix)
+    }
+
+    pub fn redis(&self) -> Redis {
+        Redis::connect_lazily(&self.redis).expect("REDIS_URL parses")
+    }
+
+    pub fn ledger(&self) -> StockLedger {
+        StockLedger::new(self.redis(), self.keys())
+    }
+
+    /// Creates an open sale with `stock` units; returns it.
+    pub async fn create_sale(&self, stock: u32) -> Sale {
+        let now = Utc::now();
+        let sale = Sale {
+            id: format!("sale-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            name: "Test sale".into(),
+            price_cents: 1250,
+            stock,
+            starts_at: now - chrono::Duration::minutes(1),
+            ends_at: now + chrono::Duration::hours(1),
+        };
+        assert!(
+            self.ledger()
+                .create_sale(&sale)
+                .await
+                .expect("Redis is reachable")
+        );
+        sale
+    }
+
+    /// Locks one unit for `user_id` exactly as the gateway does, without publishing; returns
+    /// the event and the payload the outbox holds.
+    pub async fn reserve(&self, sale: &Sale, user_id: &str) -> (ReservationEvent, String) {
+        let event = ReservationEvent::new(OrderId::generate(&sale.id), user_id, sale.price_cents);
+        let payload = event.to_json();
+        let outcome = self
+            .ledger()
+            .reserve(&event, &payload)
+            .await
+            .expect("reserve");
+        assert!(
+            matches!(outcome, Reservation::Reserved { .. }),
+            "{outcome:?}"
+        );
+        (event, payload)
+    }
+
+    /// Publishes raw bytes to this test's topic, as any producer could.
+    pub async fn publish_raw(&self, key: &str, payload: &[u8]) {
+        let producer: FutureProducer = crate::kafka::producer_config(&self.kafka)
+            .create()
+            .expect("producer");
+        producer
+            .send(
+                FutureRecord::to(&self.kafka.kafka_topic)
+                    .key(key)
+                    .payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("the broker takes the message");
+    }
+
+    /// Up to `expected` messages of `topic`, read from the start of every partition, waiting
+    /// at most `timeout`.
+    pub fn read_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        expected: usize,
+        timeout: Duration,
+    ) -> Vec<OwnedMessage> {
+        read_topic(
+            &self.kafka.kafka_brokers,
+            topic,
+            partitions,
+            expected,
+            timeout,
+        )
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        delete_keys(&self.redis.redis_url, &self.redis.redis_key_prefix);
+    }
+}
+
+/// Up to `expected` messages of `topic`, read from the start of every partition without a
+/// consumer group, waiting at most `timeout`.
+pub fn read_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("probe-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a probe consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("partition offset");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut messages = Vec::new();
+    while messages.len() < expected && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            messages.push(message.expect("consume").detach());
+        }
+    }
+    messages
+}
+
+/// Messages on `topic` (the sum of its partitions' high watermarks).
+pub fn topic_message_count(brokers: &str, topic: &str, partitions: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("probe-{}", uuid::Uuid::new_v4()))
+        .create()
+        .expect("a probe consumer");
+    (0..partitions)
+        .map(|partition| {
+            consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
+        .sum()
+}
+
+/// The value of header `name` of a message.
+pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Deletes every key under `prefix` (from a plain thread, so it also works inside `Drop`).
+pub fn delete_keys(redis_url: &str, prefix: &str) {
+    let (url, pattern) = (redis_url.to_owned(), format!("{prefix}:*"));
+    let _ = std::thread::spawn(move || -> redis::RedisResult<()> {
+        let mut connection = redis::Client::open(url)?.get_connection()?;
+        let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut connection)?;
+        if !keys.is_empty() {
+            redis::cmd("DEL").arg(keys).exec(&mut connection)?;
+        }
+        Ok(())
+    })
+    .join();
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F: AsyncFnMut() -> Option<T>>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A service started in-process by a test, stopped gracefully by [`RunningService::stop`].
+pub struct RunningService {
+    pub http_addr: std::net::SocketAddr,
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts a service's `run` on a fresh loopback port with its own shutdown token.
+pub async fn spawn_service<F, Fut>(start: F) -> RunningService
+where
+    F: FnOnce(tokio::net::TcpListener, tokio_util::sync::CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let http_addr = listener.local_addr().expect("local addr");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(start(listener, shutdown.clone()));
+    RunningService {
+        http_addr,
+        shutdown,
+        task,
+    }
+}
+
+impl RunningService {
+    /// Signals shutdown and returns what the service's `run` returned.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.expect("the service task did not panic")
+    }
+}
