@@ -125,7 +125,7 @@ impl TestEnv {
 
     /// Up to `expected` messages of `topic`, read from the start of every partition, waiting
     /// at most `timeout`.
-    pub fn read_topic(
+    pub async fn read_topic(
         &self,
         topic: &str,
         partitions: i32,
@@ -139,6 +139,7 @@ impl TestEnv {
             expected,
             timeout,
         )
+        .await
     }
 }
 
@@ -155,8 +156,24 @@ impl Drop for TestEnv {
 }
 
 /// Up to `expected` messages of `topic`, read from the start of every partition without a
-/// consumer group, waiting at most `timeout`.
-pub fn read_topic(
+/// consumer group, waiting at most `timeout`. Polls on a blocking thread, so the services
+/// under test keep running on the test's runtime meanwhile.
+pub async fn read_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<OwnedMessage> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        read_topic_blocking(&brokers, &topic, partitions, expected, timeout)
+    })
+    .await
+    .expect("the probe thread did not panic")
+}
+
+fn read_topic_blocking(
     brokers: &str,
     topic: &str,
     partitions: i32,

@@ -9,12 +9,12 @@ use chrono::{Duration as ChronoDuration, Utc};
 use clap::Parser;
 use gateway::Config;
 use gateway::auth::TokenKeys;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use shared::event::ReservationEvent;
 use shared::keys::{KeySpace, SaleKeys};
+use shared::testing::{delete_keys, header, read_topic, topic_message_count};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -216,30 +216,10 @@ impl TestApp {
         fingerprint
     }
 
-    fn consumer(&self) -> BaseConsumer {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.config.kafka.kafka_brokers)
-            .set("group.id", format!("probe-{}", uuid::Uuid::new_v4()))
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("a probe consumer")
-    }
-
     /// Messages on the topic (sum of the partitions' high watermarks).
     pub fn topic_message_count(&self) -> i64 {
-        let consumer = self.consumer();
-        (0..PARTITIONS)
-            .map(|partition| {
-                consumer
-                    .fetch_watermarks(
-                        &self.config.kafka.kafka_topic,
-                        partition,
-                        Duration::from_secs(10),
-                    )
-                    .expect("watermarks")
-                    .1
-            })
-            .sum()
+        let kafka = &self.config.kafka;
+        topic_message_count(&kafka.kafka_brokers, &kafka.kafka_topic, PARTITIONS)
     }
 
     /// Waits until the topic holds `expected` messages (or `timeout` passes) and returns the
@@ -257,35 +237,25 @@ impl TestApp {
         }
     }
 
-    /// Every event on the topic, read from the beginning of each partition.
-    pub fn read_events(&self, expected: usize) -> Vec<(ReservationEvent, Option<String>)> {
-        let consumer = self.consumer();
-        let mut assignment = TopicPartitionList::new();
-        for partition in 0..PARTITIONS {
-            assignment
-                .add_partition_offset(&self.config.kafka.kafka_topic, partition, Offset::Beginning)
-                .expect("partition offset");
-        }
-        consumer.assign(&assignment).expect("assign");
-        let mut events = Vec::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while events.len() < expected && std::time::Instant::now() < deadline {
-            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-                let message = message.expect("consume");
-                let event = ReservationEvent::from_json(message.payload().expect("payload"))
-                    .expect("every message is a reservation event");
-                let traceparent = message.headers().and_then(|headers| {
-                    use rdkafka::message::Headers;
-                    headers
-                        .iter()
-                        .find(|h| h.key == shared::kafka::TRACEPARENT_HEADER)
-                        .and_then(|h| h.value)
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                });
-                events.push((event, traceparent));
-            }
-        }
-        events
+    /// Every event on the topic with its `traceparent`, read from the start.
+    pub async fn read_events(&self, expected: usize) -> Vec<(ReservationEvent, Option<String>)> {
+        let kafka = &self.config.kafka;
+        read_topic(
+            &kafka.kafka_brokers,
+            &kafka.kafka_topic,
+            PARTITIONS,
+            expected,
+            Duration::from_secs(30),
+        )
+        .await
+        .iter()
+        .map(|message| {
+            let payload = message.payload().expect("payload");
+            let event =
+                ReservationEvent::from_json(payload).expect("every message is a reservation event");
+            (event, header(message, shared::kafka::TRACEPARENT_HEADER))
+        })
+        .collect()
     }
 }
 
@@ -310,18 +280,6 @@ impl Drop for TestApp {
             server.abort();
         }
         // Remove this test's keys; the topic is left to the throwaway broker.
-        let prefix = self.config.redis.redis_key_prefix.clone();
-        let url = services_redis_url();
-        let _ = std::thread::spawn(move || -> redis::RedisResult<()> {
-            let mut connection = redis::Client::open(url)?.get_connection()?;
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{prefix}:*"))
-                .query(&mut connection)?;
-            if !keys.is_empty() {
-                redis::cmd("DEL").arg(keys).exec(&mut connection)?;
-            }
-            Ok(())
-        })
-        .join();
+        delete_keys(&services_redis_url(), &self.config.redis.redis_key_prefix);
     }
 }

@@ -87,7 +87,7 @@ async fn a_stampede_sells_exactly_the_stock_once_per_buyer() {
         .wait_for_message_count(i64::from(STOCK), Duration::from_secs(30))
         .await;
     assert_eq!(count, i64::from(STOCK), "events on the topic");
-    let events = app.read_events(STOCK as usize);
+    let events = app.read_events(STOCK as usize).await;
     let event_orders: HashSet<_> = events
         .iter()
         .map(|(event, _)| event.order_id.to_string())

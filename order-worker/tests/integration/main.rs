@@ -104,7 +104,7 @@ async fn a_poison_message_is_dead_lettered_and_the_group_moves_on() {
 
     wait_until_created(&env, &event).await;
     assert_eq!(rows_for_order(&pool, &event).await, 1);
-    let dead = env.read_topic(&env.kafka.kafka_dlq_topic, 1, 1, WAIT);
+    let dead = env.read_topic(&env.kafka.kafka_dlq_topic, 1, 1, WAIT).await;
     assert_eq!(dead.len(), 1, "one message in the dead-letter topic");
     assert_eq!(
         rdkafka::Message::payload(&dead[0]),

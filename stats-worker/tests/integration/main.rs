@@ -1,0 +1,60 @@
+//! The stats worker against real Redis and a Kafka-protocol broker.
+
+use std::time::Duration;
+
+use shared::stats::StatsStore;
+use shared::testing::{TestEnv, eventually, spawn_service};
+use stats_worker::Config;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_redelivered_event_is_counted_once() {
+    let env = TestEnv::new();
+    env.create_topics().await;
+    let mut config: Config = clap::Parser::try_parse_from(["stats-worker"]).expect("parses");
+    config.redis = env.redis.clone();
+    config.kafka = env.kafka.clone();
+    config.consumer_group = format!("{}-stats", env.kafka.kafka_topic);
+    let prometheus = shared::telemetry::prometheus();
+    let worker =
+        spawn_service(|http, shutdown| stats_worker::run(config, http, prometheus, shutdown)).await;
+
+    let sale = env.create_sale(10).await;
+    let (_, first) = env.reserve(&sale, "alice").await;
+    let (_, second) = env.reserve(&sale, "bob").await;
+    // One key, so one partition in this order: the duplicate is handled before `second`.
+    for payload in [&first, &first, &second] {
+        env.publish_raw("k", payload.as_bytes()).await;
+    }
+    let store = StatsStore::new(env.redis(), env.keys());
+    let stats = eventually("both orders counted", WAIT, async || {
+        let stats = store.read(&sale.id).await.ok()?;
+        (stats.sold >= 2).then_some(stats)
+    })
+    .await;
+    worker.stop().await.expect("graceful shutdown returns Ok");
+
+    assert_eq!(stats.sold, 2);
+    assert_eq!(stats.revenue_cents, 2 * sale.price_cents);
+    assert_eq!(stats.buyers, 2);
+    assert_eq!(stats.timeline.iter().map(|p| p.sold).sum::<u64>(), 2);
+    assert_eq!(
+        store.read(&sale.id).await.unwrap(),
+        stats,
+        "nothing counted later"
+    );
+}
+
+#[tokio::test]
+async fn the_same_event_twice_in_one_batch_counts_once() {
+    let env = TestEnv::new();
+    let sale = env.create_sale(10).await;
+    let (event, _) = env.reserve(&sale, "carol").await;
+    let store = StatsStore::new(env.redis(), env.keys());
+    assert_eq!(store.apply(&[&event, &event]).await.unwrap(), 1);
+    assert_eq!(store.apply(&[&event]).await.unwrap(), 0);
+    let stats = store.read(&sale.id).await.unwrap();
+    assert_eq!((stats.sold, stats.buyers), (1, 1));
+    assert_eq!(stats.revenue_cents, sale.price_cents);
+}
