@@ -127,6 +127,8 @@ impl<H: Handler> ConsumerLoop<H> {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // A killed instance's partitions move to the others after 10 s, not librdkafka's 45.
+            .set("session.timeout.ms", "10000")
             .set("statistics.interval.ms", "5000")
             .create_with_context(LagReporter {
                 group: settings.group.clone(),

@@ -1,0 +1,171 @@
+//! A small client of the gateway's HTTP API: exactly the calls a load test makes.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shared::sale::Sale;
+
+/// Answers to one purchase attempt.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// The `error` code of a refusal.
+    pub code: Option<String>,
+    /// The order id of an acceptance.
+    pub order_id: Option<String>,
+}
+
+impl Answer {
+    /// `202`, or the status and error code, e.g. `409 already_purchased`.
+    pub fn label(&self) -> String {
+        match &self.code {
+            Some(code) => format!("{} {code}", self.status),
+            None => self.status.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SaleView {
+    pub stock: u64,
+    pub remaining: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StatsView {
+    pub sold: u64,
+    pub revenue_cents: i64,
+    pub buyers: u64,
+}
+
+pub struct Gateway {
+    http: reqwest::Client,
+    base: String,
+    admin_token: String,
+}
+
+impl Gateway {
+    pub fn new(base: &str, admin_token: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(4096)
+            .build()?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            admin_token: admin_token.to_owned(),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub async fn create_sale(&self, sale: &Sale) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(self.url("/api/v1/admin/sales"))
+            .bearer_auth(&self.admin_token)
+            .json(sale)
+            .send()
+            .await
+            .context("is the gateway running?")?;
+        if response.status() != 201 {
+            bail!(
+                "creating the sale failed: {} {}",
+                response.status(),
+                response.text().await?
+            );
+        }
+        Ok(())
+    }
+
+    /// One token per user, minted through the admin API, 64 at a time.
+    pub async fn mint_tokens(&self, users: &[String]) -> anyhow::Result<Vec<String>> {
+        futures::stream::iter(users)
+            .map(|user| async move {
+                let body: Value = self
+                    .http
+                    .post(self.url("/api/v1/admin/tokens"))
+                    .bearer_auth(&self.admin_token)
+                    .json(&json!({ "user_id": user }))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                body["token"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .context("the token answer has no token")
+            })
+            .buffered(64)
+            .try_collect()
+            .await
+    }
+
+    pub async fn purchase(&self, sale_id: &str, token: &str) -> Result<Answer, reqwest::Error> {
+        let response = self
+            .http
+            .post(self.url(&format!("/api/v1/sales/{sale_id}/orders")))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        Ok(Answer {
+            status,
+            code: body["error"].as_str().map(str::to_owned),
+            order_id: body["order_id"].as_str().map(str::to_owned),
+        })
+    }
+
+    pub async fn sale(&self, sale_id: &str) -> anyhow::Result<SaleView> {
+        Ok(self
+            .get(&format!("/api/v1/sales/{sale_id}"))
+            .await?
+            .json()
+            .await?)
+    }
+
+    pub async fn stats(&self, sale_id: &str) -> anyhow::Result<StatsView> {
+        Ok(self
+            .get(&format!("/api/v1/sales/{sale_id}/stats"))
+            .await?
+            .json()
+            .await?)
+    }
+
+    /// The status of an order, asked as its owner.
+    pub async fn order_status(&self, order_id: &str, token: &str) -> anyhow::Result<String> {
+        let body: Value = self
+            .http
+            .get(self.url(&format!("/api/v1/orders/{order_id}")))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        body["status"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no status in the order")
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        Ok(self
+            .http
+            .get(self.url(path))
+            .send()
+            .await?
+            .error_for_status()?)
+    }
+}

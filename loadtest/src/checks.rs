@@ -1,0 +1,298 @@
+//! After the crowd: wait for the pipeline to drain, then check DESIGN.md's invariants from
+//! every angle the run was given: the API always, PostgreSQL, Redis and the SMS file when
+//! their addresses are passed.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::StreamExt;
+use shared::keys::KeySpace;
+
+use crate::api::Gateway;
+
+/// Where the checks may look besides the API.
+#[derive(Args, Clone, Debug)]
+pub struct CheckArgs {
+    /// PostgreSQL URL of the orders database; enables the order-table checks.
+    #[arg(long)]
+    pub database_url: Option<String>,
+
+    /// Redis URL; enables the outbox and conservation checks.
+    #[arg(long)]
+    pub redis_url: Option<String>,
+
+    /// Key prefix of the deployment in Redis.
+    #[arg(long, default_value = "seckill")]
+    pub redis_key_prefix: String,
+
+    /// The SMS worker's JSON-lines file; enables the one-SMS-per-order check.
+    #[arg(long)]
+    pub sms_file: Option<PathBuf>,
+
+    /// Longest wait for the workers to drain the queue.
+    #[arg(long, default_value_t = 120)]
+    pub settle_timeout_secs: u64,
+}
+
+/// What the crowd was told, and about which sale.
+pub struct Expected<'a> {
+    pub sale_id: &'a str,
+    pub stock: u64,
+    /// Distinct users who tried to buy.
+    pub demand: u64,
+    /// (user index, order id) of every 202.
+    pub accepted: &'a [(usize, String)],
+    pub tokens: &'a [String],
+}
+
+/// What the system holds once it settled; `None` where the run had no access.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Observed {
+    pub remaining: u64,
+    pub stats_sold: u64,
+    pub stats_revenue_cents: i64,
+    pub stats_buyers: u64,
+    pub orders: Option<u64>,
+    pub order_revenue_cents: Option<i64>,
+    pub outbox: Option<u64>,
+    pub sms: Option<u64>,
+    pub not_created: u64,
+    pub duplicates: u64,
+    pub settle_secs: f64,
+}
+
+/// Waits until statistics, orders and outbox have caught up with the acceptances (or the
+/// timeout passed), reporting progress; then gathers everything the checks need.
+pub async fn settle(
+    gateway: &Gateway,
+    args: &CheckArgs,
+    expected: &Expected<'_>,
+) -> anyhow::Result<Observed> {
+    let started = Instant::now();
+    let pool = match &args.database_url {
+        Some(url) => Some(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .connect(url)
+                .await?,
+        ),
+        None => None,
+    };
+    let mut redis = match &args.redis_url {
+        Some(url) => Some(
+            redis::Client::open(url.as_str())?
+                .get_multiplexed_async_connection()
+                .await?,
+        ),
+        None => None,
+    };
+    let keys = KeySpace::new(&args.redis_key_prefix).sale(expected.sale_id);
+    let target = expected.accepted.len() as u64;
+    let deadline = started + Duration::from_secs(args.settle_timeout_secs);
+    let mut observed = Observed::default();
+    loop {
+        let stats = gateway.stats(expected.sale_id).await?;
+        observed.stats_sold = stats.sold;
+        observed.stats_revenue_cents = stats.revenue_cents;
+        observed.stats_buyers = stats.buyers;
+        if let Some(pool) = &pool {
+            let (count, revenue): (i64, Option<i64>) =
+                sqlx::query_as("SELECT count(*), sum(price_cents * quantity)::bigint FROM orders WHERE sale_id = $1")
+                    .bind(expected.sale_id)
+                    .fetch_one(pool)
+                    .await?;
+            observed.orders = Some(count as u64);
+            observed.order_revenue_cents = Some(revenue.unwrap_or(0));
+        }
+        if let Some(redis) = &mut redis {
+            observed.outbox = Some(
+                redis::cmd("HLEN")
+                    .arg(&keys.outbox)
+                    .query_async(redis)
+                    .await?,
+            );
+        }
+        if let Some(path) = &args.sms_file {
+            observed.sms = Some(sms_lines_for_sale(path, expected.sale_id)?.len() as u64);
+        }
+        let drained = observed.stats_sold >= target
+            && observed.orders.is_none_or(|n| n >= target)
+            && observed.outbox.is_none_or(|n| n == 0)
+            && observed.sms.is_none_or(|n| n >= target);
+        if drained || Instant::now() > deadline {
+            break;
+        }
+        eprintln!(
+            "  settling: stats {}/{target}, orders {}, outbox {}, sms {}",
+            observed.stats_sold,
+            show(observed.orders),
+            show(observed.outbox),
+            show(observed.sms),
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    observed.settle_secs = started.elapsed().as_secs_f64();
+    observed.remaining = gateway.sale(expected.sale_id).await?.remaining;
+    observed.not_created = count_not_created(gateway, expected).await;
+    observed.duplicates = count_duplicates(args, expected, pool.as_ref()).await?;
+    Ok(observed)
+}
+
+fn show(value: Option<u64>) -> String {
+    value.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// The order ids of the SMS lines that belong to `sale_id`.
+fn sms_lines_for_sale(path: &PathBuf, sale_id: &str) -> anyhow::Result<Vec<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error.into()),
+    };
+    let prefix = format!("{sale_id}.");
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|sms| sms["idempotency_key"].as_str().map(str::to_owned))
+        .filter(|order_id| order_id.starts_with(&prefix))
+        .collect())
+}
+
+/// Accepted orders whose status, asked by their owners, is not `created`.
+async fn count_not_created(gateway: &Gateway, expected: &Expected<'_>) -> u64 {
+    futures::stream::iter(expected.accepted)
+        .map(|(user, order_id)| async move {
+            gateway
+                .order_status(order_id, &expected.tokens[*user])
+                .await
+                .ok()
+        })
+        .buffer_unordered(64)
+        .filter(|status| std::future::ready(status.as_deref() != Some("created")))
+        .count()
+        .await as u64
+}
+
+/// Anything sold twice: a user accepted twice, an order id answered twice, an order row or an
+/// SMS repeated.
+async fn count_duplicates(
+    args: &CheckArgs,
+    expected: &Expected<'_>,
+    pool: Option<&sqlx::PgPool>,
+) -> anyhow::Result<u64> {
+    let mut duplicates = 0;
+    let users: HashSet<_> = expected.accepted.iter().map(|(user, _)| user).collect();
+    let orders: HashSet<_> = expected.accepted.iter().map(|(_, order)| order).collect();
+    duplicates += (expected.accepted.len() - users.len()) as u64;
+    duplicates += (expected.accepted.len() - orders.len()) as u64;
+    if let Some(pool) = pool {
+        let (rows, distinct_users): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(DISTINCT user_id) FROM orders WHERE sale_id = $1",
+        )
+        .bind(expected.sale_id)
+        .fetch_one(pool)
+        .await?;
+        duplicates += (rows - distinct_users).max(0) as u64;
+    }
+    if let Some(path) = &args.sms_file {
+        let mut seen: HashMap<String, u64> = HashMap::new();
+        for order_id in sms_lines_for_sale(path, expected.sale_id)? {
+            *seen.entry(order_id).or_insert(0) += 1;
+        }
+        duplicates += seen.values().map(|n| n - 1).sum::<u64>();
+    }
+    Ok(duplicates)
+}
+
+/// DESIGN.md's invariants 1–5 as sentences, one per violation.
+pub fn violations(expected: &Expected<'_>, observed: &Observed) -> Vec<String> {
+    let accepted = expected.accepted.len() as u64;
+    let mut violations = Vec::new();
+    let mut check = |holds: bool, sentence: String| {
+        if !holds {
+            violations.push(sentence);
+        }
+    };
+    check(
+        accepted <= expected.stock,
+        format!(
+            "oversell: {accepted} accepted for a stock of {}",
+            expected.stock
+        ),
+    );
+    if let Some(orders) = observed.orders {
+        check(
+            orders <= expected.stock,
+            format!(
+                "oversell: {orders} orders for a stock of {}",
+                expected.stock
+            ),
+        );
+        check(
+            orders == accepted,
+            format!("orders lost or doubled: {orders} orders for {accepted} acceptances"),
+        );
+        if let Some(revenue) = observed.order_revenue_cents {
+            check(
+                revenue == observed.stats_revenue_cents,
+                format!(
+                    "stats revenue {} differs from the orders' {revenue}",
+                    observed.stats_revenue_cents
+                ),
+            );
+        }
+    }
+    if expected.demand >= expected.stock {
+        check(
+            observed.remaining == 0,
+            format!("stranded stock: {} units remain", observed.remaining),
+        );
+        check(
+            accepted == expected.stock,
+            format!("stranded stock: {accepted} accepted of {}", expected.stock),
+        );
+    }
+    check(
+        observed.duplicates == 0,
+        format!("{} duplicates (buyers, orders or SMS)", observed.duplicates),
+    );
+    check(
+        observed.stats_sold == accepted,
+        format!(
+            "stats count {} sold for {accepted} acceptances",
+            observed.stats_sold
+        ),
+    );
+    check(
+        observed.stats_buyers == accepted,
+        format!(
+            "stats count {} buyers for {accepted} acceptances",
+            observed.stats_buyers
+        ),
+    );
+    check(
+        observed.not_created == 0,
+        format!(
+            "{} accepted orders never reached `created`",
+            observed.not_created
+        ),
+    );
+    if let Some(sms) = observed.sms {
+        check(
+            sms == accepted,
+            format!("{sms} SMS for {accepted} acceptances"),
+        );
+    }
+    if let (Some(outbox), Some(orders)) = (observed.outbox, observed.orders) {
+        check(
+            expected.stock == observed.remaining + outbox + orders,
+            format!(
+                "conservation: stock {} != remaining {} + outbox {outbox} + orders {orders}",
+                expected.stock, observed.remaining
+            ),
+        );
+    }
+    violations
+}

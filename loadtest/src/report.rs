@@ -1,0 +1,119 @@
+//! The run's summary: a table for people, one JSON object for scripts.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::checks::Observed;
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    pub fn from_histogram(us: &Histogram<u64>) -> Self {
+        let ms = |q: f64| us.value_at_quantile(q) as f64 / 1000.0;
+        Self {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: us.max() as f64 / 1000.0,
+        }
+    }
+}
+
+/// Everything a run found, as printed and as written by `--json`.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub sale_id: String,
+    pub attempts: u64,
+    pub accepted: u64,
+    pub orders: Option<u64>,
+    pub sms: Option<u64>,
+    pub stats_sold: u64,
+    pub remaining: u64,
+    pub outbox: Option<u64>,
+    pub duplicates: u64,
+    pub answers: BTreeMap<String, u64>,
+    pub throughput_per_sec: f64,
+    pub elapsed_secs: f64,
+    pub latency_ms: Latency,
+    pub settle_secs: f64,
+    pub violations: Vec<String>,
+}
+
+impl Summary {
+    pub fn new(
+        scenario: &str,
+        sale_id: &str,
+        answers: BTreeMap<String, u64>,
+        elapsed_secs: f64,
+        latency_ms: Latency,
+        observed: &Observed,
+        violations: Vec<String>,
+    ) -> Self {
+        let attempts = answers.values().sum();
+        Self {
+            scenario: scenario.to_owned(),
+            sale_id: sale_id.to_owned(),
+            attempts,
+            accepted: answers.get("202").copied().unwrap_or(0),
+            orders: observed.orders,
+            sms: observed.sms,
+            stats_sold: observed.stats_sold,
+            remaining: observed.remaining,
+            outbox: observed.outbox,
+            duplicates: observed.duplicates,
+            answers,
+            throughput_per_sec: attempts as f64 / elapsed_secs.max(1e-9),
+            elapsed_secs,
+            latency_ms,
+            settle_secs: observed.settle_secs,
+            violations,
+        }
+    }
+
+    /// The table people read.
+    pub fn print(&self) {
+        let show = |v: Option<u64>| v.map_or_else(|| "not checked".into(), |v| v.to_string());
+        println!("\n== {} on sale {}", self.scenario, self.sale_id);
+        println!("{:<28} {:>10}", "answer", "count");
+        for (label, count) in &self.answers {
+            println!("{label:<28} {count:>10}");
+        }
+        println!(
+            "\n{} attempts in {:.2} s = {:.0} req/s",
+            self.attempts, self.elapsed_secs, self.throughput_per_sec
+        );
+        let l = &self.latency_ms;
+        println!(
+            "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            l.p50, l.p90, l.p99, l.p999, l.max
+        );
+        println!("\nsettled in {:.1} s", self.settle_secs);
+        println!("{:<28} {:>12}", "accepted (202)", self.accepted);
+        println!("{:<28} {:>12}", "orders in PostgreSQL", show(self.orders));
+        println!("{:<28} {:>12}", "SMS sent", show(self.sms));
+        println!("{:<28} {:>12}", "stats: sold", self.stats_sold);
+        println!("{:<28} {:>12}", "remaining stock", self.remaining);
+        println!("{:<28} {:>12}", "outbox entries", show(self.outbox));
+        println!("{:<28} {:>12}", "duplicates", self.duplicates);
+        if self.violations.is_empty() {
+            println!("\ninvariants: all hold");
+        } else {
+            println!("\ninvariants VIOLATED:");
+            for violation in &self.violations {
+                println!("  - {violation}");
+            }
+        }
+    }
+}
