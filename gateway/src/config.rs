@@ -98,3 +98,39 @@ impl Config {
         NonZeroU32::new(per_sec)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("gateway").chain(args.iter().copied())).unwrap()
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_gateway_refuses_to_start_without_its_secrets_naming_them() {
+        let missing_jwt = parse(&["--admin-token", SECRET]).validate().unwrap_err();
+        assert!(missing_jwt.contains("JWT_SECRET"), "{missing_jwt}");
+        let missing_admin = parse(&["--jwt-secret", SECRET]).validate().unwrap_err();
+        assert!(missing_admin.contains("ADMIN_TOKEN"), "{missing_admin}");
+        assert!(
+            parse(&["--jwt-secret", SECRET, "--admin-token", SECRET])
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let config = parse(&["--jwt-secret", SECRET, "--admin-token", SECRET]);
+        assert!(!format!("{config:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn a_zero_limit_means_no_limit() {
+        assert_eq!(Config::limit(0), None);
+        assert_eq!(Config::limit(7).map(NonZeroU32::get), Some(7));
+    }
+}
