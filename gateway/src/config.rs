@@ -80,11 +80,15 @@ impl Config {
         self.jwt_secret.require("JWT_SECRET", MIN_SECRET_BYTES)?;
         self.admin_token.require("ADMIN_TOKEN", MIN_SECRET_BYTES)?;
         self.kafka.validate()?;
-        if self.redis.redis_key_prefix.contains(['{', '}']) {
-            return Err("REDIS_KEY_PREFIX must not contain braces".into());
-        }
-        if self.concurrency_limit == 0 {
-            return Err("CONCURRENCY_LIMIT must be at least 1".into());
+        self.redis.validate()?;
+        for (variable, value) in [
+            ("CONCURRENCY_LIMIT", self.concurrency_limit as u64),
+            ("BLACKLIST_SYNC_MS", self.blacklist_sync_ms),
+            ("REQUEST_TIMEOUT_MS", self.request_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("{variable} must be at least 1"));
+            }
         }
         Ok(())
     }

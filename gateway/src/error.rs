@@ -27,6 +27,8 @@ pub enum ApiError {
     UnknownSale,
     #[error("not found")]
     NotFound,
+    #[error("this method is not allowed on this path")]
+    MethodNotAllowed,
     #[error("this user already bought in this sale (order {order_id})")]
     AlreadyPurchased { order_id: String },
     #[error("a sale with this id already exists")]
@@ -63,6 +65,11 @@ fn state_name(state: SaleState) -> &'static str {
 /// a retry finds out instead.
 pub const SLOW_STOCK: &str = "the stock service did not answer in time; try again (if the purchase went through, the retry answers already_purchased with its order id)";
 
+/// What a 503 says when a Redis call failed. Usually nothing was locked (Redis refused the
+/// connection), but a connection lost after the script was sent cannot tell, so the answer
+/// again says how a retry finds out.
+pub const FAILED_STOCK: &str = "the stock service is unreachable; try again (if the purchase went through, the retry answers already_purchased with its order id)";
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
@@ -79,6 +86,7 @@ impl ApiError {
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Blacklisted | Self::SaleNotOpen(_) => StatusCode::FORBIDDEN,
             Self::UnknownSale | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::AlreadyPurchased { .. } | Self::SaleExists => StatusCode::CONFLICT,
             Self::SoldOut => StatusCode::GONE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -98,6 +106,7 @@ impl ApiError {
             Self::SaleNotOpen(_) => "sale_not_open",
             Self::UnknownSale => "unknown_sale",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::AlreadyPurchased { .. } => "already_purchased",
             Self::SaleExists => "sale_exists",
             Self::SoldOut => "sold_out",
@@ -115,9 +124,7 @@ impl From<RedisCallError> for ApiError {
         tracing::warn!(%error, "Redis call failed");
         match error {
             RedisCallError::Timeout(_) => Self::Unavailable(SLOW_STOCK),
-            RedisCallError::Failed(_) => {
-                Self::Unavailable("the stock service is unreachable; nothing was locked, try again")
-            }
+            RedisCallError::Failed(_) => Self::Unavailable(FAILED_STOCK),
         }
     }
 }

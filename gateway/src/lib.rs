@@ -49,7 +49,9 @@ pub async fn run(
     prometheus: PrometheusHandle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    config.validate().map_err(anyhow::Error::msg)?;
+    config
+        .validate()
+        .map_err(|problem| anyhow::anyhow!("refusing to start: {problem}"))?;
     let (state, acknowledgements) = AppState::build(&config, prometheus)?;
     let stop = CancellationToken::new();
     let acknowledger = tokio::spawn(record_acknowledgements(

@@ -8,9 +8,6 @@ use tokio::net::TcpListener;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let prometheus = shared::telemetry::init(&config.telemetry);
-    if let Err(problem) = config.validate() {
-        anyhow::bail!("refusing to start: {problem}");
-    }
     let listener = TcpListener::bind(config.listen_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
     gateway::run(config, listener, prometheus, shared::shutdown::signal()).await

@@ -64,10 +64,6 @@ impl Gateway {
         format!("{}{path}", self.base)
     }
 
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
     pub async fn create_sale(&self, sale: &Sale) -> anyhow::Result<()> {
         let response = self
             .http

@@ -3,7 +3,7 @@
 //! their addresses are passed.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -42,7 +42,7 @@ pub struct Expected<'a> {
     pub stock: u64,
     /// Distinct users who tried to buy.
     pub demand: u64,
-    /// (user index, order id) of every 202.
+    /// (user index, order id) of every order the crowd holds (see `drive::Outcome::holdings`).
     pub accepted: &'a [(usize, String)],
     pub tokens: &'a [String],
 }
@@ -145,7 +145,7 @@ fn show(value: Option<u64>) -> String {
 }
 
 /// The order ids of the SMS lines that belong to `sale_id`.
-fn sms_lines_for_sale(path: &PathBuf, sale_id: &str) -> anyhow::Result<Vec<String>> {
+fn sms_lines_for_sale(path: &Path, sale_id: &str) -> anyhow::Result<Vec<String>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

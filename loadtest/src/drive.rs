@@ -29,8 +29,9 @@ pub enum Pacing {
 pub struct Outcome {
     /// Answers by label (`202`, `409 already_purchased`, …; `error` for transport failures).
     pub answers: BTreeMap<String, u64>,
-    /// (user index, order id) of every 202.
-    pub accepted: Vec<(usize, String)>,
+    /// (user index, order id) of every order a user was told about: by a 202, or by a 409
+    /// `already_purchased` naming the order (a lock whose first answer was a 503).
+    pub holdings: Vec<(usize, String)>,
     /// Latency in microseconds.
     pub latency_us: Histogram<u64>,
     pub elapsed: Duration,
@@ -99,7 +100,7 @@ pub async fn drive(
 
 fn summarise(samples: Vec<Sample>, elapsed: Duration) -> Outcome {
     let mut answers = BTreeMap::new();
-    let mut accepted = Vec::new();
+    let mut holdings = std::collections::BTreeSet::new();
     let mut latency_us = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     for sample in samples {
         let label = sample
@@ -108,18 +109,18 @@ fn summarise(samples: Vec<Sample>, elapsed: Duration) -> Outcome {
             .map_or_else(|| "error".to_owned(), Answer::label);
         *answers.entry(label).or_insert(0) += 1;
         if let Some(Answer {
-            status: 202,
+            status: 202 | 409,
             order_id: Some(order_id),
             ..
         }) = sample.answer
         {
-            accepted.push((sample.user, order_id));
+            holdings.insert((sample.user, order_id));
         }
         latency_us.saturating_record(sample.latency.as_micros() as u64);
     }
     Outcome {
         answers,
-        accepted,
+        holdings: holdings.into_iter().collect(),
         latency_us,
         elapsed,
     }

@@ -158,7 +158,7 @@ async fn flash_crowd(args: FlashCrowd) -> anyhow::Result<Summary> {
         sale_id: &sale.id,
         stock: u64::from(sale.stock),
         demand: args.users as u64,
-        accepted: &outcome.accepted,
+        accepted: &outcome.holdings,
         tokens: &tokens,
     };
     let observed = checks::settle(&gateway, &args.checks, &expected).await?;
@@ -166,6 +166,7 @@ async fn flash_crowd(args: FlashCrowd) -> anyhow::Result<Summary> {
     let summary = Summary::new(
         "flash-crowd",
         &sale.id,
+        outcome.holdings.len() as u64,
         outcome.answers,
         outcome.elapsed.as_secs_f64(),
         Latency::from_histogram(&outcome.latency_us),

@@ -37,6 +37,9 @@ pub struct Summary {
     pub sale_id: String,
     pub attempts: u64,
     pub accepted: u64,
+    /// Orders the crowd holds: the 202s, plus locks first answered 503 whose retry was told
+    /// `already_purchased` with the order id. Equal to `accepted` unless Redis timed out.
+    pub holders: u64,
     pub orders: Option<u64>,
     pub sms: Option<u64>,
     pub stats_sold: u64,
@@ -52,9 +55,14 @@ pub struct Summary {
 }
 
 impl Summary {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one constructor call per scenario, all named"
+    )]
     pub fn new(
         scenario: &str,
         sale_id: &str,
+        holders: u64,
         answers: BTreeMap<String, u64>,
         elapsed_secs: f64,
         latency_ms: Latency,
@@ -67,6 +75,7 @@ impl Summary {
             sale_id: sale_id.to_owned(),
             attempts,
             accepted: answers.get("202").copied().unwrap_or(0),
+            holders,
             orders: observed.orders,
             sms: observed.sms,
             stats_sold: observed.stats_sold,
@@ -101,6 +110,9 @@ impl Summary {
         );
         println!("\nsettled in {:.1} s", self.settle_secs);
         println!("{:<28} {:>12}", "accepted (202)", self.accepted);
+        if self.holders != self.accepted {
+            println!("{:<28} {:>12}", "orders held (202 or 409)", self.holders);
+        }
         println!("{:<28} {:>12}", "orders in PostgreSQL", show(self.orders));
         println!("{:<28} {:>12}", "SMS sent", show(self.sms));
         println!("{:<28} {:>12}", "stats: sold", self.stats_sold);

@@ -42,7 +42,8 @@ pub struct Config {
     #[arg(long, env = "RECONCILE_INTERVAL_MS", default_value_t = 2000)]
     pub reconcile_interval_ms: u64,
 
-    /// Age after which an unacknowledged outbox entry is re-published.
+    /// Age after which an unacknowledged outbox entry is re-published. Keep it above the
+    /// producer's 5 s message timeout, so an entry is never queued twice at once.
     #[arg(long, env = "RECONCILE_MIN_AGE_MS", default_value_t = 10_000)]
     pub reconcile_min_age_ms: u64,
 
@@ -69,9 +70,18 @@ impl Config {
         if self.database_url.trim().is_empty() {
             return Err("DATABASE_URL is not set; the order worker needs PostgreSQL".into());
         }
-        if self.batch_size == 0 {
-            return Err("ORDER_BATCH_SIZE must be at least 1".into());
+        for (variable, value) in [
+            ("ORDER_BATCH_SIZE", self.batch_size as u64),
+            ("RECONCILE_INTERVAL_MS", self.reconcile_interval_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("{variable} must be at least 1"));
+            }
         }
+        if self.reconcile_lease_ms <= self.reconcile_interval_ms {
+            return Err("RECONCILE_LEASE_MS must be longer than RECONCILE_INTERVAL_MS, or the lease lapses between sweeps".into());
+        }
+        self.redis.validate()?;
         self.kafka.validate()
     }
 
@@ -80,7 +90,7 @@ impl Config {
             group: self.consumer_group.clone(),
             batch_size: self.batch_size,
             batch_wait: Duration::from_millis(self.batch_wait_ms),
-            // A database outage heals with time; never dead-letter because of it.
+            // Only PostgreSQL and Redis can fail here, and their outages are `Unavailable`.
             max_attempts: None,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(self.retry_max_backoff_ms),

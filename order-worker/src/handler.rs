@@ -36,7 +36,7 @@ impl OrderHandler {
         match self.store.insert(batch).await {
             Ok(present) => return Ok((present, Vec::new())),
             Err(StoreError::Unavailable(error)) => {
-                return Err(HandlerError::Retryable(error.to_string()));
+                return Err(HandlerError::Unavailable(error.to_string()));
             }
             Err(StoreError::Rejected(error)) => {
                 tracing::warn!(%error, "batch rejected; inserting row by row to isolate it");
@@ -52,7 +52,7 @@ impl OrderHandler {
                     rejected.push(delivery.event.event_id);
                 }
                 Err(StoreError::Unavailable(error)) => {
-                    return Err(HandlerError::Retryable(error.to_string()));
+                    return Err(HandlerError::Unavailable(error.to_string()));
                 }
             }
         }
@@ -81,7 +81,7 @@ impl Handler for OrderHandler {
             }
         }
         let redis_unavailable = |error: shared::redis_client::RedisCallError| {
-            HandlerError::Retryable(format!("marking orders in Redis failed: {error}"))
+            HandlerError::Unavailable(format!("marking orders in Redis failed: {error}"))
         };
         for (sale_id, orders) in &created {
             self.ledger

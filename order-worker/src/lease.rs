@@ -9,16 +9,8 @@ use std::time::Duration;
 use redis::Script;
 use shared::redis_client::{Redis, RedisCallError};
 
-/// Acquires the lease if free, renews it if ours. KEYS[1] lease; ARGV[1] holder, ARGV[2] ttl ms.
-static ACQUIRE_OR_RENEW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"if redis.call('GET', KEYS[1]) == ARGV[1] then
-            return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-          end
-          if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-          return 0",
-    )
-});
+static ACQUIRE_OR_RENEW: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/lease.lua")));
 
 pub struct Lease {
     redis: Redis,

@@ -36,7 +36,9 @@ pub async fn run(
     prometheus: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    config.validate().map_err(anyhow::Error::msg)?;
+    config
+        .validate()
+        .map_err(|problem| anyhow::anyhow!("refusing to start: {problem}"))?;
     let store = OrderStore::connect_lazily(&config.database_url, config.database_max_connections)?;
     migrate_with_retry(&store, &shutdown).await?;
     let ledger = StockLedger::new(

@@ -74,6 +74,7 @@ impl OrderStore {
             sale_ids.push(event.sale_id.clone());
             user_ids.push(event.user_id.clone());
             prices.push(event.price_cents);
+            // Decoding guarantees quantity 1 in version 1 events.
             quantities.push(i32::try_from(event.quantity).unwrap_or(i32::MAX));
             reserved.push(event.reserved_at);
         }

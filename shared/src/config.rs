@@ -29,6 +29,19 @@ impl RedisArgs {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms)
     }
+
+    /// Refuses settings that cannot work, naming the variable.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.redis_key_prefix.contains(['{', '}']) {
+            return Err(
+                "REDIS_KEY_PREFIX must not contain braces (they would steal the hash tag)".into(),
+            );
+        }
+        if self.redis_timeout_ms == 0 {
+            return Err("REDIS_TIMEOUT_MS must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 /// Where Kafka is and which topics carry the reservations.

@@ -12,6 +12,11 @@
 //!   finishes, the final commit happens, and `run` returns.
 //!
 //! Consumer lag per group and partition comes from librdkafka's statistics callback.
+//!
+//! A known limit, kept for readability: while a batch is being retried the loop does not poll,
+//! so the lag gauge pauses and an outage longer than `max.poll.interval.ms` (5 min) makes the
+//! instance leave its group and rejoin afterwards. Nothing is lost either way (no offset was
+//! stored); vector's Kafka source shows the pause-partitions-and-keep-polling alternative.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaArgs;
 use crate::event::ReservationEvent;
-use crate::kafka::{TRACEPARENT_HEADER, client_config, producer_config};
+use crate::kafka::{TRACEPARENT_HEADER, client_config, producer_config, trace_id_of};
 
 /// Messages a group finished with, by outcome (`processed`, `dead_lettered`).
 pub const CONSUMED_TOTAL: &str = "seckill_consumer_messages_total";
@@ -38,6 +43,11 @@ pub const RETRIES_TOTAL: &str = "seckill_consumer_retries_total";
 pub const BATCH_SECONDS: &str = "seckill_consumer_batch_seconds";
 /// Messages between a group's committed offset and the partition's end.
 pub const LAG_MESSAGES: &str = "seckill_consumer_lag_messages";
+/// Non-fatal consumer errors (broker unreachable, rebalance hiccups), waited out.
+pub const CONSUMER_ERRORS_TOTAL: &str = "seckill_consumer_errors_total";
+
+/// Pause after a non-fatal consumer error before receiving again.
+const CONSUMER_ERROR_PAUSE: Duration = Duration::from_millis(500);
 
 /// Header naming why a message was dead-lettered.
 pub const DLQ_REASON_HEADER: &str = "x-dlq-reason";
@@ -54,7 +64,13 @@ pub struct Delivery {
 /// How a batch failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// Might succeed later (a dependency is down): back off and retry the batch.
+    /// Infrastructure the worker owns is down (PostgreSQL, Redis): back off and retry the batch
+    /// for as long as it takes. Never counts against the attempt budget, so an outage can
+    /// only delay events, never dead-letter them.
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
+    /// This attempt failed and may succeed later (an SMS provider's 503): back off and retry;
+    /// counts against the worker's attempt budget.
     #[error("retryable: {0}")]
     Retryable(String),
     /// These events can never succeed: dead-letter them and carry on with the others.
@@ -80,8 +96,8 @@ pub struct LoopSettings {
     pub batch_size: usize,
     /// How long to wait for a batch to fill once its first message arrived.
     pub batch_wait: Duration,
-    /// Failed attempts after which a batch is dead-lettered; `None` retries forever (for
-    /// failures that only time heals, like a database outage).
+    /// `Retryable` failures after which a batch is dead-lettered; `None` retries forever.
+    /// (`Unavailable` failures never count.)
     pub max_attempts: Option<u32>,
     /// First retry delay; doubles per attempt up to `max_backoff`.
     pub initial_backoff: Duration,
@@ -169,24 +185,51 @@ impl<H: Handler> ConsumerLoop<H> {
     }
 
     /// Waits for one message, then gathers more for up to `batch_wait`. `None` on shutdown.
+    /// Consumer errors (a broker restarting, a topic not there yet) are logged and waited
+    /// out; only a fatal one ends the loop.
     async fn next_batch(
         &self,
         shutdown: &CancellationToken,
     ) -> Result<Option<Vec<BorrowedMessage<'_>>>, KafkaError> {
-        let first = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return Ok(None),
-            message = self.consumer.recv() => message?,
+        let first = loop {
+            let received = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(None),
+                received = self.consumer.recv() => received,
+            };
+            match received {
+                Ok(message) => break message,
+                Err(error) => {
+                    self.survive(error)?;
+                    if !sleep_unless_shutdown(CONSUMER_ERROR_PAUSE, shutdown).await {
+                        return Ok(None);
+                    }
+                }
+            }
         };
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + self.settings.batch_wait;
         while batch.len() < self.settings.batch_size {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(message) => batch.push(message?),
+                Ok(Ok(message)) => batch.push(message),
+                Ok(Err(error)) => {
+                    self.survive(error)?;
+                    break; // handle what was gathered
+                }
                 Err(_) => break,
             }
         }
         Ok(Some(batch))
+    }
+
+    /// Logs a consumer error; returns it only if the consumer cannot go on.
+    fn survive(&self, error: KafkaError) -> Result<(), KafkaError> {
+        if matches!(error, KafkaError::MessageConsumptionFatal(_)) {
+            return Err(error);
+        }
+        counter!(CONSUMER_ERRORS_TOTAL, "group" => self.settings.group.clone()).increment(1);
+        tracing::warn!(group = self.settings.group, %error, "consumer error; carrying on");
+        Ok(())
     }
 
     /// Handles a batch until it succeeded or was dead-lettered (`true`), or until shutdown
@@ -204,16 +247,25 @@ impl<H: Handler> ConsumerLoop<H> {
                 }
             }
         }
-        let mut attempt = 0u32;
+        // `attempt` paces the back-off; `failed_attempts` spends the retry budget.
+        let (mut attempt, mut failed_attempts) = (0u32, 0u32);
         while !pending.is_empty() {
             let deliveries: Vec<Delivery> = pending.iter().map(|(d, _)| d.clone()).collect();
             match self.handler.handle(&deliveries).await {
                 Ok(()) => {
                     counter!(CONSUMED_TOTAL, "group" => group.to_owned(), "outcome" => "processed")
                         .increment(pending.len() as u64);
+                    for (delivery, _) in &pending {
+                        let trace_id = delivery.traceparent.as_deref().and_then(trace_id_of);
+                        tracing::debug!(group, trace_id, order_id = %delivery.event.order_id, "processed");
+                    }
                     return true;
                 }
-                Err(HandlerError::Permanent { event_ids, reason }) => {
+                Err(HandlerError::Permanent { event_ids, reason })
+                    if pending
+                        .iter()
+                        .any(|(d, _)| event_ids.contains(&d.event.event_id)) =>
+                {
                     let (poison, rest): (Vec<_>, Vec<_>) = pending
                         .into_iter()
                         .partition(|(d, _)| event_ids.contains(&d.event.event_id));
@@ -224,10 +276,18 @@ impl<H: Handler> ConsumerLoop<H> {
                     }
                     pending = rest;
                 }
-                Err(HandlerError::Retryable(reason)) => {
+                Err(error) => {
+                    // Unavailable, Retryable, or a Permanent naming none of these events (a
+                    // handler bug): back off rather than spin.
+                    let reason = error.to_string();
                     attempt += 1;
-                    if self.settings.max_attempts.is_some_and(|max| attempt >= max) {
-                        let reason = format!("gave up after {attempt} attempts: {reason}");
+                    failed_attempts += u32::from(matches!(error, HandlerError::Retryable(_)));
+                    if self
+                        .settings
+                        .max_attempts
+                        .is_some_and(|max| failed_attempts >= max)
+                    {
+                        let reason = format!("gave up after {failed_attempts} attempts: {reason}");
                         for (_, message) in &pending {
                             if !self.dead_letter(message, &reason, shutdown).await {
                                 return false;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ids::OrderId;
+use crate::sale::MAX_PRICE_CENTS;
 
 /// The schema version this build writes and understands.
 pub const EVENT_VERSION: u32 = 1;
@@ -38,6 +39,8 @@ pub enum DecodeError {
     UnsupportedVersion { found: u32 },
     #[error("order id {order_id} does not belong to sale {sale_id}")]
     Inconsistent { order_id: String, sale_id: String },
+    #[error("{0}")]
+    OutOfRange(&'static str),
 }
 
 impl ReservationEvent {
@@ -66,6 +69,16 @@ impl ReservationEvent {
             return Err(DecodeError::UnsupportedVersion {
                 found: event.version,
             });
+        }
+        if event.quantity != 1 {
+            return Err(DecodeError::OutOfRange(
+                "a version 1 event is for exactly one unit",
+            ));
+        }
+        if !(0..=MAX_PRICE_CENTS).contains(&event.price_cents) {
+            return Err(DecodeError::OutOfRange(
+                "price_cents is outside the accepted range",
+            ));
         }
         if event.order_id.sale_id() != event.sale_id {
             return Err(DecodeError::Inconsistent {
@@ -127,6 +140,22 @@ mod tests {
             matches!(err, DecodeError::UnsupportedVersion { found: 2 }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn quantities_and_prices_outside_the_range_are_refused() {
+        let mut event = ReservationEvent::new(OrderId::generate("s1"), "u1", 5);
+        event.quantity = 2;
+        assert!(matches!(
+            ReservationEvent::from_json(event.to_json().as_bytes()),
+            Err(DecodeError::OutOfRange(_))
+        ));
+        event.quantity = 1;
+        event.price_cents = -1;
+        assert!(matches!(
+            ReservationEvent::from_json(event.to_json().as_bytes()),
+            Err(DecodeError::OutOfRange(_))
+        ));
     }
 
     #[test]

@@ -16,8 +16,9 @@ use uuid::Uuid;
 
 use crate::config::KafkaArgs;
 
-/// W3C trace-context header carried by every event, so one purchase can be followed from the
-/// gateway's request into each worker's logs.
+/// W3C trace-context header carried by every event: the gateway logs the trace id with the
+/// purchase, and the consumer loop logs it with each processed event, so one purchase can be
+/// followed across processes.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// Settings every client of this deployment starts from.
@@ -36,8 +37,10 @@ pub fn producer_config(args: &KafkaArgs) -> ClientConfig {
         .set("compression.type", "lz4")
         // A few milliseconds of batching turns a stampede into few large requests.
         .set("linger.ms", "5")
-        // Give up on a message after 30 s; its outbox entry stays for the reconciler.
-        .set("message.timeout.ms", "30000");
+        // Give up on a message after 5 s, well before the reconciler's minimum age (10 s):
+        // its outbox entry stays, and the reconciler re-publishes it without piling copies
+        // into this queue.
+        .set("message.timeout.ms", "5000");
     config
 }
 

@@ -14,7 +14,7 @@ pub struct KeySpace {
 /// The keys of one sale, all in the same hash slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SaleKeys {
-    /// Hash: the sale's fixed attributes (name, price, stock, window).
+    /// String: the sale's fixed attributes (name, price, stock, window) as JSON.
     pub info: String,
     /// String: units left. Absent means the sale does not exist.
     pub stock: String,
@@ -73,9 +73,10 @@ impl KeySpace {
         format!("{}:sales", self.prefix)
     }
 
-    /// Set of blacklisted user ids.
+    /// Set of blacklisted user ids. Shares a hash tag with its version counter, so both change
+    /// in one MULTI on a cluster too.
     pub fn blacklist(&self) -> String {
-        format!("{}:blacklist", self.prefix)
+        format!("{}:{{blacklist}}", self.prefix)
     }
 
     /// The reconciler's lease: whoever holds it is the one instance sweeping the outbox.
@@ -85,7 +86,7 @@ impl KeySpace {
 
     /// Counter bumped on every blacklist change, so gateways reload their copy only when needed.
     pub fn blacklist_version(&self) -> String {
-        format!("{}:blacklist:version", self.prefix)
+        format!("{}:{{blacklist}}:version", self.prefix)
     }
 }
 
@@ -118,6 +119,15 @@ mod tests {
             assert!(key.starts_with("test-1:"), "{key}");
             assert_eq!(hash_tag(key), "sale:s42", "{key}");
         }
+    }
+
+    #[test]
+    fn the_blacklist_and_its_version_share_a_slot() {
+        let space = KeySpace::new("p");
+        assert_eq!(
+            hash_tag(&space.blacklist()),
+            hash_tag(&space.blacklist_version())
+        );
     }
 
     #[test]

@@ -11,6 +11,9 @@ use crate::ids::{MAX_SALE_ID_LEN, is_valid_sale_id};
 /// Largest stock one sale may have. The outbox holds at most one entry per unit, so this also
 /// bounds the outbox while Kafka is down.
 pub const MAX_STOCK: u32 = 1_000_000;
+/// Highest unit price, in cents. With [`MAX_STOCK`] it keeps any sale's revenue far inside
+/// the 64-bit counters of PostgreSQL and Redis.
+pub const MAX_PRICE_CENTS: i64 = 10_000_000_000;
 const MAX_NAME_LEN: usize = 200;
 
 /// A flash sale, as created by the admin API and stored in Redis.
@@ -46,8 +49,10 @@ impl Sale {
         if self.name.trim().is_empty() || self.name.chars().count() > MAX_NAME_LEN {
             return Err(format!("name must be 1 to {MAX_NAME_LEN} characters"));
         }
-        if self.price_cents < 0 {
-            return Err("price_cents must not be negative".into());
+        if !(0..=MAX_PRICE_CENTS).contains(&self.price_cents) {
+            return Err(format!(
+                "price_cents must be between 0 and {MAX_PRICE_CENTS}"
+            ));
         }
         if self.stock == 0 || self.stock > MAX_STOCK {
             return Err(format!("stock must be between 1 and {MAX_STOCK}"));
@@ -103,10 +108,11 @@ mod tests {
     #[test]
     fn each_bad_field_is_named_in_the_error() {
         type Spoil = fn(&mut Sale);
-        let cases: [(Spoil, &str); 5] = [
+        let cases: [(Spoil, &str); 6] = [
             (|s| s.id = "a b".into(), "id"),
             (|s| s.name = " ".into(), "name"),
             (|s| s.price_cents = -1, "price_cents"),
+            (|s| s.price_cents = MAX_PRICE_CENTS + 1, "price_cents"),
             (|s| s.stock = 0, "stock"),
             (|s| s.ends_at = s.starts_at, "ends_at"),
         ];

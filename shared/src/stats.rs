@@ -66,7 +66,7 @@ impl StatsStore {
                     .arg(event.event_id.to_string())
                     .arg(&event.user_id)
                     .arg(event.quantity)
-                    .arg(event.price_cents * i64::from(event.quantity))
+                    .arg(event.price_cents.saturating_mul(i64::from(event.quantity)))
                     .arg(event.reserved_at.timestamp());
                 invocation
             })

@@ -1,8 +1,9 @@
 //! The stock ledger in Redis: the only place a purchase is decided.
 //!
 //! Each operation that must be atomic is one Lua script (loaded once, run with EVALSHA; the
-//! redis crate reloads it on NOSCRIPT), and each script touches only keys of one sale, so it
-//! runs unchanged on Redis Cluster. Replies become typed outcomes here; callers never see
+//! redis crate reloads it on NOSCRIPT), and each script touches only keys of one sale, so the
+//! scripts run unchanged on Redis Cluster. (The connection itself is a single-node
+//! multiplexed one; a cluster deployment would swap in the redis crate's cluster client.) Replies become typed outcomes here; callers never see
 //! the script's strings.
 
 use std::collections::HashMap;
@@ -80,6 +81,12 @@ impl StockLedger {
     pub async fn create_sale(&self, sale: &Sale) -> Result<bool, RedisCallError> {
         let keys = self.keys.sale(&sale.id);
         let json = serde_json::to_string(sale).expect("a Sale always serialises");
+        // Index first: if the script then fails, a stray id in the index is harmless, while a
+        // sale missing from it would escape the reconciler.
+        let index = self.keys.sales_index();
+        self.redis
+            .call(async |c| c.sadd::<_, _, ()>(&index, &sale.id).await)
+            .await?;
         let created: bool = self
             .redis
             .call(async |c| {
@@ -92,12 +99,6 @@ impl StockLedger {
                     .await
             })
             .await?;
-        if created {
-            let index = self.keys.sales_index();
-            self.redis
-                .call(async |c| c.sadd::<_, _, ()>(&index, &sale.id).await)
-                .await?;
-        }
         Ok(created)
     }
 
@@ -199,17 +200,25 @@ impl StockLedger {
             .await
     }
 
-    /// Marks orders of one sale as failed (their events went to the dead-letter topic). Their
-    /// outbox entries stay, so the unit stays accounted for until an operator resolves it.
+    /// Marks orders of one sale as failed (their events went to the dead-letter topic) and
+    /// takes them out of the reconciler's reach. Their outbox entries stay, so each unit stays
+    /// accounted for until an operator resolves it.
     pub async fn fail_orders(
         &self,
         sale_id: &str,
         orders: &[&OrderId],
     ) -> Result<(), RedisCallError> {
-        let key = self.keys.sale(sale_id).status;
-        let fields: Vec<(&str, &str)> = orders.iter().map(|o| (o.as_str(), "failed")).collect();
+        let keys = self.keys.sale(sale_id);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for order in orders {
+            pipe.hset(&keys.status, order.as_str(), "failed")
+                .ignore()
+                .zrem(&keys.unpublished, order.as_str())
+                .ignore();
+        }
         self.redis
-            .call(async |c| c.hset_multiple::<_, _, _, ()>(&key, &fields).await)
+            .call(async |c| pipe.query_async::<()>(c).await)
             .await
     }
 
@@ -322,12 +331,6 @@ impl StockLedger {
     /// The outbox of one sale: order id → event JSON.
     pub async fn outbox(&self, sale_id: &str) -> Result<HashMap<String, String>, RedisCallError> {
         let key = self.keys.sale(sale_id).outbox;
-        self.redis.call(async |c| c.hgetall(&key).await).await
-    }
-
-    /// Buyers of one sale: user id → order id.
-    pub async fn buyers(&self, sale_id: &str) -> Result<HashMap<String, String>, RedisCallError> {
-        let key = self.keys.sale(sale_id).buyers;
         self.redis.call(async |c| c.hgetall(&key).await).await
     }
 }

@@ -66,13 +66,14 @@ impl<P: SmsProvider> SmsHandler<P> {
 
     async fn send_once(&self, event: &ReservationEvent) -> Result<(), HandlerError> {
         let record = self.record_key(event);
-        let retryable =
-            |e: shared::redis_client::RedisCallError| HandlerError::Retryable(e.to_string());
+        // A Redis outage delays messages; it must not spend their attempt budget.
+        let unavailable =
+            |e: shared::redis_client::RedisCallError| HandlerError::Unavailable(e.to_string());
         let already_sent: bool = self
             .redis
             .call(async |c| c.exists(&record).await)
             .await
-            .map_err(retryable)?;
+            .map_err(unavailable)?;
         if already_sent {
             counter!(SMS_SKIPPED_TOTAL).increment(1);
             return Ok(());
@@ -105,7 +106,7 @@ impl<P: SmsProvider> SmsHandler<P> {
         self.redis
             .call(async |c| c.set_ex::<_, _, ()>(&record, 1, ttl).await)
             .await
-            .map_err(retryable)
+            .map_err(unavailable)
     }
 }
 

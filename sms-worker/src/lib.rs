@@ -94,6 +94,7 @@ impl Config {
         if self.sms_max_attempts == 0 {
             return Err("SMS_MAX_ATTEMPTS must be at least 1".into());
         }
+        self.redis.validate()?;
         self.kafka.validate()
     }
 
@@ -128,7 +129,9 @@ pub async fn run(
     prometheus: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    config.validate().map_err(anyhow::Error::msg)?;
+    config
+        .validate()
+        .map_err(|problem| anyhow::anyhow!("refusing to start: {problem}"))?;
     let handler = SmsHandler::new(
         config.provider()?,
         config.sms_rate_per_sec,

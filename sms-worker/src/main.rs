@@ -8,9 +8,6 @@ use tokio::net::TcpListener;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let prometheus = shared::telemetry::init(&config.telemetry);
-    if let Err(problem) = config.validate() {
-        anyhow::bail!("refusing to start: {problem}");
-    }
     let http = TcpListener::bind(config.http.http_addr).await?;
     tracing::info!(addr = %http.local_addr()?, group = config.consumer_group, "SMS worker starting");
     let shutdown = shared::worker::shutdown_on_signal();

@@ -48,12 +48,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// Refuses settings that cannot work, naming the variable.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch_size == 0 {
+            return Err("STATS_BATCH_SIZE must be at least 1".into());
+        }
+        self.redis.validate()?;
+        self.kafka.validate()
+    }
+
     pub fn loop_settings(&self) -> LoopSettings {
         LoopSettings {
             group: self.consumer_group.clone(),
-            batch_size: self.batch_size.max(1),
+            batch_size: self.batch_size,
             batch_wait: Duration::from_millis(20),
-            // Redis outages heal with time; never dead-letter because of one.
+            // Only Redis can fail here, and its outages are `Unavailable`: no budget needed.
             max_attempts: None,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
@@ -80,7 +89,7 @@ impl Handler for StatsHandler {
             .store
             .apply(&events)
             .await
-            .map_err(|error| HandlerError::Retryable(error.to_string()))?;
+            .map_err(|error| HandlerError::Unavailable(error.to_string()))?;
         counter!(EVENTS_COUNTED_TOTAL).increment(counted);
         Ok(())
     }
@@ -93,6 +102,9 @@ pub async fn run(
     prometheus: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    config
+        .validate()
+        .map_err(|problem| anyhow::anyhow!("refusing to start: {problem}"))?;
     let store = StatsStore::new(
         Redis::connect_lazily(&config.redis)?,
         KeySpace::new(&config.redis.redis_key_prefix),

@@ -1,9 +1,9 @@
 //! The HTTP API (DESIGN.md, "HTTP API of the gateway"), one module per resource, and the
 //! layers in front of it.
 //!
-//! Overload protection wraps the API: a request beyond the concurrency limit is shed at once
-//! with 503 (a queue would only add latency to a request that is already late), and every
-//! request has a deadline. Health and metrics sit outside those layers so they answer even
+//! Overload protection wraps the API: one concurrency limit shared by every API route; a
+//! request beyond it is shed at once with 503 (a queue would only add latency to a request
+//! that is already late), and every request has a deadline. Health and metrics sit outside those layers so they answer even
 //! when the API is saturated.
 
 mod admin;
@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{BoxError, Router};
 use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::Config;
@@ -43,7 +44,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(overload_to_error))
                 .load_shed()
-                .concurrency_limit(config.concurrency_limit)
+                // Global: `Router::layer` wraps each route separately, and a plain
+                // concurrency limit would get one semaphore per route.
+                .layer(GlobalConcurrencyLimitLayer::new(config.concurrency_limit))
                 .timeout(config.request_timeout()),
         );
     Router::new()
@@ -52,6 +55,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(api)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response()
@@ -83,4 +87,8 @@ async fn overload_to_error(error: BoxError) -> ApiError {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }

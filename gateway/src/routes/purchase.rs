@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::Utc;
@@ -47,10 +48,13 @@ pub async fn purchase(
     State(state): State<AppState>,
     Path(sale_id): Path<String>,
     user: Result<User, ApiError>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let started = Instant::now();
-    let result = decide(&state, &sale_id, user, &body).await;
+    let result = match body {
+        Ok(body) => decide(&state, &sale_id, user, &body).await,
+        Err(_) => Err(ApiError::PayloadTooLarge(state.body_limit_bytes)),
+    };
     let outcome = match &result {
         Ok(_) => "accepted",
         Err(error) => error.code(),

@@ -403,11 +403,20 @@ async fn a_malformed_purchase_body_is_refused_and_writes_nothing() {
             .unwrap();
         assert_error(response, 400, "invalid_request").await;
     }
+    let huge = app
+        .http
+        .post(&url)
+        .bearer_auth(app.token("alice"))
+        .body("x".repeat(1 << 20))
+        .send()
+        .await
+        .unwrap();
+    assert_error(huge, 413, "payload_too_large").await;
     assert_untouched(&mut app, &before).await;
 }
 
 #[tokio::test]
-async fn unknown_routes_answer_json_not_found() {
+async fn unknown_routes_and_methods_answer_json() {
     let app = spawn_app().await;
     let response = app
         .http
@@ -416,4 +425,11 @@ async fn unknown_routes_answer_json_not_found() {
         .await
         .unwrap();
     assert_error(response, 404, "not_found").await;
+    let response = app
+        .http
+        .delete(app.url("/api/v1/sales/x/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 405, "method_not_allowed").await;
 }

@@ -164,7 +164,7 @@ async fn with_postgres_unreachable_a_batch_is_retried_not_dropped() {
         }])
         .await;
     assert!(
-        matches!(result, Err(HandlerError::Retryable(_))),
+        matches!(result, Err(HandlerError::Unavailable(_))),
         "{result:?}"
     );
     let record = env
