@@ -108,19 +108,11 @@ impl Gateway {
     }
 
     pub async fn purchase(&self, sale_id: &str, token: &str) -> Result<Answer, reqwest::Error> {
-        let response = self
+        let request = self
             .http
             .post(self.url(&format!("/api/v1/sales/{sale_id}/orders")))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        Ok(Answer {
-            status,
-            code: body["error"].as_str().map(str::to_owned),
-            order_id: body["order_id"].as_str().map(str::to_owned),
-        })
+            .bearer_auth(token);
+        answer(request).await
     }
 
     pub async fn sale(&self, sale_id: &str) -> anyhow::Result<SaleView> {
@@ -164,4 +156,16 @@ impl Gateway {
             .await?
             .error_for_status()?)
     }
+}
+
+/// Sends a request and reads the parts of the answer a load test looks at.
+pub async fn answer(request: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error> {
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    Ok(Answer {
+        status,
+        code: body["error"].as_str().map(str::to_owned),
+        order_id: body["order_id"].as_str().map(str::to_owned),
+    })
 }

@@ -5,10 +5,12 @@
 //! | module | concern |
 //! | --- | --- |
 //! | [`api`] | the gateway calls a load test makes |
+//! | [`abuse`] | the abuse scenario: every trick refused cleanly |
 //! | [`drive`] | closed- and open-loop pacing, answers and latencies (HdrHistogram) |
 //! | [`checks`] | settling, then the invariants against the API, PostgreSQL, Redis, the SMS file |
 //! | [`report`] | the table and the JSON summary |
 
+pub mod abuse;
 pub mod api;
 pub mod checks;
 pub mod drive;
@@ -38,6 +40,10 @@ pub struct Cli {
 pub enum Scenario {
     /// N users arrive within seconds for a small stock, each trying several times.
     FlashCrowd(FlashCrowd),
+    /// A sustained arrival rate for a duration, one attempt per user (open loop).
+    Steady(Steady),
+    /// A few bots try every trick; all must be refused cleanly.
+    Abuse(abuse::Abuse),
 }
 
 /// Where the gateway is, and how to act as its admin.
@@ -97,84 +103,180 @@ pub struct FlashCrowd {
     pub checks: CheckArgs,
 }
 
-/// Runs the chosen scenario and returns its summary (violations included).
-pub async fn run(cli: Cli) -> anyhow::Result<Summary> {
-    match cli.scenario {
-        Scenario::FlashCrowd(args) => flash_crowd(args).await,
+#[derive(Args, Clone, Debug)]
+pub struct Steady {
+    /// Purchase attempts started per second.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u32,
+
+    /// How long the rate is held.
+    #[arg(long, default_value_t = 10)]
+    pub duration_secs: u32,
+
+    /// Units on sale (default: one per attempt, so every attempt takes the full purchase path).
+    #[arg(long)]
+    pub stock: Option<u32>,
+
+    #[command(flatten)]
+    pub target: Target,
+
+    #[command(flatten)]
+    pub checks: CheckArgs,
+}
+
+/// What a run prints and writes.
+pub enum Report {
+    Crowd(Summary),
+    Abuse(abuse::AbuseSummary),
+}
+
+impl Report {
+    pub fn print(&self) {
+        match self {
+            Self::Crowd(summary) => summary.print(),
+            Self::Abuse(summary) => summary.print(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        match self {
+            Self::Crowd(summary) => serde_json::to_string(summary),
+            Self::Abuse(summary) => serde_json::to_string(summary),
+        }
+        .expect("a summary always serialises")
+    }
+
+    pub fn violations(&self) -> &[String] {
+        match self {
+            Self::Crowd(summary) => &summary.violations,
+            Self::Abuse(summary) => &summary.violations,
+        }
     }
 }
 
-async fn flash_crowd(args: FlashCrowd) -> anyhow::Result<Summary> {
-    let gateway = Arc::new(Gateway::new(
-        &args.target.gateway,
-        &args.target.admin_token,
-    )?);
+/// Runs the chosen scenario; writes `--json` if asked.
+pub async fn run(cli: Cli) -> anyhow::Result<Report> {
+    let (report, json_path) = match cli.scenario {
+        Scenario::FlashCrowd(args) => {
+            let crowd = Crowd {
+                scenario: "flash-crowd",
+                users: args.users,
+                attempts_per_user: args.attempts_per_user,
+                sale: open_sale(args.sale_id, args.stock, args.price_cents),
+                pacing: match args.rate {
+                    Some(rate_per_sec) => Pacing::Open { rate_per_sec },
+                    None => Pacing::Closed {
+                        concurrency: args.concurrency,
+                    },
+                },
+            };
+            (
+                Report::Crowd(crowd.run(&args.target, &args.checks).await?),
+                args.target.json,
+            )
+        }
+        Scenario::Steady(args) => {
+            let attempts = (args.rate as usize) * (args.duration_secs as usize);
+            let stock = args.stock.unwrap_or(u32::try_from(attempts)?);
+            let crowd = Crowd {
+                scenario: "steady",
+                users: attempts,
+                attempts_per_user: 1,
+                sale: open_sale(None, stock, 1999),
+                pacing: Pacing::Open {
+                    rate_per_sec: args.rate,
+                },
+            };
+            (
+                Report::Crowd(crowd.run(&args.target, &args.checks).await?),
+                args.target.json,
+            )
+        }
+        Scenario::Abuse(args) => {
+            let json = args.target.json.clone();
+            (Report::Abuse(abuse::abuse(args).await?), json)
+        }
+    };
+    if let Some(path) = json_path {
+        std::fs::write(path, report.to_json())?;
+    }
+    Ok(report)
+}
+
+/// A sale open from a second ago for an hour.
+pub fn open_sale(id: Option<String>, stock: u32, price_cents: i64) -> Sale {
     let now = Utc::now();
-    let sale = Sale {
-        id: args.sale_id.clone().unwrap_or_else(|| {
-            format!("flash-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-        }),
-        name: "Flash crowd".into(),
-        price_cents: args.price_cents,
-        stock: args.stock,
+    Sale {
+        id: id
+            .unwrap_or_else(|| format!("load-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])),
+        name: "Load test".into(),
+        price_cents,
+        stock,
         starts_at: now - chrono::Duration::seconds(1),
         ends_at: now + chrono::Duration::hours(1),
-    };
-    gateway.create_sale(&sale).await?;
-    let run_id = &sale.id;
-    let users: Vec<String> = (0..args.users)
-        .map(|i| format!("{run_id}-user-{i}"))
-        .collect();
-    eprintln!(
-        "sale {} (stock {}); minting {} user tokens",
-        sale.id,
-        sale.stock,
-        users.len()
-    );
-    let tokens = Arc::new(gateway.mint_tokens(&users).await?);
-
-    // Round-robin over users: every user's first try comes before anyone's second.
-    let plan: Vec<usize> = (0..args.attempts_per_user)
-        .flat_map(|_| 0..args.users)
-        .collect();
-    let pacing = match args.rate {
-        Some(rate_per_sec) => Pacing::Open { rate_per_sec },
-        None => Pacing::Closed {
-            concurrency: args.concurrency,
-        },
-    };
-    eprintln!("the crowd arrives: {} attempts, {pacing:?}", plan.len());
-    let outcome = drive::drive(
-        Arc::clone(&gateway),
-        sale.id.as_str().into(),
-        Arc::clone(&tokens),
-        plan,
-        pacing,
-    )
-    .await;
-
-    eprintln!("waiting for the pipeline to settle");
-    let expected = Expected {
-        sale_id: &sale.id,
-        stock: u64::from(sale.stock),
-        demand: args.users as u64,
-        accepted: &outcome.holdings,
-        tokens: &tokens,
-    };
-    let observed = checks::settle(&gateway, &args.checks, &expected).await?;
-    let violations = checks::violations(&expected, &observed);
-    let summary = Summary::new(
-        "flash-crowd",
-        &sale.id,
-        outcome.holdings.len() as u64,
-        outcome.answers,
-        outcome.elapsed.as_secs_f64(),
-        Latency::from_histogram(&outcome.latency_us),
-        &observed,
-        violations,
-    );
-    if let Some(path) = &args.target.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)?;
     }
-    Ok(summary)
+}
+
+/// A crowd of users buying from one sale.
+struct Crowd {
+    scenario: &'static str,
+    users: usize,
+    attempts_per_user: usize,
+    sale: Sale,
+    pacing: Pacing,
+}
+
+impl Crowd {
+    async fn run(self, target: &Target, checks: &CheckArgs) -> anyhow::Result<Summary> {
+        let Self {
+            scenario,
+            users,
+            attempts_per_user,
+            sale,
+            pacing,
+        } = self;
+        let gateway = Arc::new(Gateway::new(&target.gateway, &target.admin_token)?);
+        gateway.create_sale(&sale).await?;
+        let user_ids: Vec<String> = (0..users)
+            .map(|i| format!("{}-user-{i}", sale.id))
+            .collect();
+        eprintln!(
+            "sale {} (stock {}); minting {} user tokens",
+            sale.id, sale.stock, users
+        );
+        let tokens = Arc::new(gateway.mint_tokens(&user_ids).await?);
+
+        // Round-robin over users: every user's first try comes before anyone's second.
+        let plan: Vec<usize> = (0..attempts_per_user).flat_map(|_| 0..users).collect();
+        eprintln!("the crowd arrives: {} attempts, {pacing:?}", plan.len());
+        let outcome = drive::drive(
+            Arc::clone(&gateway),
+            sale.id.as_str().into(),
+            Arc::clone(&tokens),
+            plan,
+            pacing,
+        )
+        .await;
+
+        eprintln!("waiting for the pipeline to settle");
+        let expected = Expected {
+            sale_id: &sale.id,
+            stock: u64::from(sale.stock),
+            demand: users as u64,
+            accepted: &outcome.holdings,
+            tokens: &tokens,
+        };
+        let observed = checks::settle(&gateway, checks, &expected).await?;
+        let violations = checks::violations(&expected, &observed);
+        Ok(Summary::new(
+            scenario,
+            &sale.id,
+            outcome.holdings.len() as u64,
+            outcome.answers,
+            outcome.elapsed.as_secs_f64(),
+            Latency::from_histogram(&outcome.latency_us),
+            &observed,
+            violations,
+        ))
+    }
 }

@@ -4,10 +4,10 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let summary = loadtest::run(loadtest::Cli::parse()).await?;
-    summary.print();
-    println!("{}", serde_json::to_string(&summary)?);
-    if !summary.violations.is_empty() {
+    let report = loadtest::run(loadtest::Cli::parse()).await?;
+    report.print();
+    println!("{}", report.to_json());
+    if !report.violations().is_empty() {
         std::process::exit(1);
     }
     Ok(())
