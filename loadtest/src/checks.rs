@@ -34,6 +34,11 @@ pub struct CheckArgs {
     /// Longest wait for the workers to drain the queue.
     #[arg(long, default_value_t = 120)]
     pub settle_timeout_secs: u64,
+
+    /// Measure only: neither wait for the pipeline nor check the invariants (benchmarks of
+    /// the gateway alone, with no workers running).
+    #[arg(long)]
+    pub skip_checks: bool,
 }
 
 /// What the crowd was told, and about which sale.

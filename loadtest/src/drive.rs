@@ -14,7 +14,7 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
-use crate::api::{Answer, Gateway};
+use crate::api::Answer;
 
 /// How attempts are paced.
 #[derive(Clone, Copy, Debug)]
@@ -43,27 +43,21 @@ struct Sample {
     latency: Duration,
 }
 
-/// Sends one purchase per entry of `plan` (a user index) for `sale_id`.
-pub async fn drive(
-    gateway: Arc<Gateway>,
-    sale_id: Arc<str>,
-    tokens: Arc<Vec<String>>,
-    plan: Vec<usize>,
-    pacing: Pacing,
-) -> Outcome {
+/// Sends one request per entry of `plan` (a user index): `send(user)` makes it and reads its
+/// answer (`None` when there was no HTTP answer).
+pub async fn drive<F, Fut>(plan: Vec<usize>, pacing: Pacing, send: F) -> Outcome
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Option<Answer>> + Send + 'static,
+{
     let total = plan.len() as u64;
     let done = Arc::new(AtomicU64::new(0));
     let progress = tokio::spawn(report_progress(Arc::clone(&done), total));
     let started = Instant::now();
     let attempt = |user: usize, scheduled: Instant| {
-        let (gateway, sale_id, tokens, done) = (
-            Arc::clone(&gateway),
-            Arc::clone(&sale_id),
-            Arc::clone(&tokens),
-            Arc::clone(&done),
-        );
+        let (send, done) = (send.clone(), Arc::clone(&done));
         async move {
-            let answer = gateway.purchase(&sale_id, &tokens[user]).await.ok();
+            let answer = send(user).await;
             done.fetch_add(1, Ordering::Relaxed);
             Sample {
                 user,

@@ -51,6 +51,8 @@ pub struct Summary {
     pub elapsed_secs: f64,
     pub latency_ms: Latency,
     pub settle_secs: f64,
+    /// Whether the invariants were checked (not with `--skip-checks`).
+    pub checked: bool,
     pub violations: Vec<String>,
 }
 
@@ -66,9 +68,12 @@ impl Summary {
         answers: BTreeMap<String, u64>,
         elapsed_secs: f64,
         latency_ms: Latency,
-        observed: &Observed,
+        observed: Option<&Observed>,
         violations: Vec<String>,
     ) -> Self {
+        let checked = observed.is_some();
+        let unchecked = Observed::default();
+        let observed = observed.unwrap_or(&unchecked);
         let attempts = answers.values().sum();
         Self {
             scenario: scenario.to_owned(),
@@ -87,6 +92,7 @@ impl Summary {
             elapsed_secs,
             latency_ms,
             settle_secs: observed.settle_secs,
+            checked,
             violations,
         }
     }
@@ -108,6 +114,10 @@ impl Summary {
             "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
             l.p50, l.p90, l.p99, l.p999, l.max
         );
+        if !self.checked {
+            println!("\ninvariants: not checked (--skip-checks)");
+            return;
+        }
         println!("\nsettled in {:.1} s", self.settle_secs);
         println!("{:<28} {:>12}", "accepted (202)", self.accepted);
         if self.holders != self.accepted {

@@ -1,0 +1,57 @@
+# Shared by scripts/e2e and scripts/bench (source it): starts the real services, builds the
+# release binaries, and runs the services of the stack as separate processes in a fresh
+# namespace (Redis key prefix, topics) under .runs/<run id>/, stopping them on exit.
+
+stack_init() { # name of the run, e.g. e2e
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  cd "$root"
+  scripts/services up
+  eval "$(scripts/services env)"
+
+  echo "== building release binaries" >&2
+  cargo build --release --locked -p gateway -p order-worker -p sms-worker -p stats-worker -p loadtest >&2
+  bin="${CARGO_TARGET_DIR:-$root/target}/release"
+
+  run_id="$1-$(date +%s)-$$"
+  work="$root/.runs/$run_id"
+  mkdir -p "$work"
+  export REDIS_KEY_PREFIX="$run_id" KAFKA_TOPIC="$run_id" KAFKA_DLQ_TOPIC="$run_id.dlq"
+  export KAFKA_TOPIC_PARTITIONS=6 LOG_FORMAT=json RUST_LOG=info
+  JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
+  ADMIN_TOKEN=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
+  export JWT_SECRET ADMIN_TOKEN
+  gateway_url=http://127.0.0.1:18080
+  declare -gA pids=()
+  trap stack_stop_all EXIT
+}
+
+stack_start() { # name, then environment assignments and the command; logs to $work/<name>.log
+  local name=$1
+  shift
+  env "$@" >"$work/$name.log" 2>&1 &
+  pids[$name]=$!
+}
+
+stack_start_gateway() { # extra environment assignments
+  stack_start gateway GATEWAY_LISTEN_ADDR=127.0.0.1:18080 "$@" "$bin/gateway"
+  stack_wait_for "$gateway_url/readyz" gateway
+}
+
+stack_wait_for() { # url, name of the log to show on failure
+  for _ in $(seq 300); do
+    curl -fs "$1" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "$1 never answered; the end of $2.log:" >&2
+  tail -n 20 "$work/$2.log" >&2
+  exit 1
+}
+
+stack_stop_all() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+
+stack_peak_rss_mb() { # name: the process's peak resident memory, in MB
+  awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/${pids[$1]}/status"
+}
