@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use clap::Parser;
-use shared::config::{KafkaArgs, RedisArgs, TelemetryArgs};
 use shared::consumer::LoopSettings;
-use shared::worker::HttpArgs;
+use shared::worker::WorkerArgs;
 
 use crate::reconciler::ReconcilerSettings;
 
@@ -52,16 +51,7 @@ pub struct Config {
     pub reconcile_lease_ms: u64,
 
     #[command(flatten)]
-    pub http: HttpArgs,
-
-    #[command(flatten)]
-    pub redis: RedisArgs,
-
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-
-    #[command(flatten)]
-    pub telemetry: TelemetryArgs,
+    pub worker: WorkerArgs,
 }
 
 impl Config {
@@ -81,8 +71,7 @@ impl Config {
         if self.reconcile_lease_ms <= self.reconcile_interval_ms {
             return Err("RECONCILE_LEASE_MS must be longer than RECONCILE_INTERVAL_MS, or the lease lapses between sweeps".into());
         }
-        self.redis.validate()?;
-        self.kafka.validate()
+        self.worker.validate()
     }
 
     pub fn loop_settings(&self) -> LoopSettings {

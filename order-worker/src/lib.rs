@@ -42,18 +42,18 @@ pub async fn run(
     let store = OrderStore::connect_lazily(&config.database_url, config.database_max_connections)?;
     migrate_with_retry(&store, &shutdown).await?;
     let ledger = StockLedger::new(
-        Redis::connect_lazily(&config.redis)?,
-        KeySpace::new(&config.redis.redis_key_prefix),
+        Redis::connect_lazily(&config.worker.redis)?,
+        KeySpace::new(&config.worker.redis.redis_key_prefix),
     );
 
-    let (publisher, acknowledgements) = Publisher::new(&config.kafka)?;
+    let (publisher, acknowledgements) = Publisher::new(&config.worker.kafka)?;
     let acknowledger = tokio::spawn(record_acknowledgements(acknowledgements, ledger.clone()));
     let reconciler = Reconciler::new(ledger.clone(), publisher, config.reconciler_settings());
     let reconciling = tokio::spawn(reconciler.run(shutdown.clone()));
 
     let handler = OrderHandler::new(store, ledger);
     let consumed = shared::worker::run(
-        &config.kafka,
+        &config.worker.kafka,
         config.loop_settings(),
         handler,
         http,

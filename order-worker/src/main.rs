@@ -7,8 +7,8 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let prometheus = shared::telemetry::init(&config.telemetry);
-    let http = TcpListener::bind(config.http.http_addr).await?;
+    let prometheus = shared::telemetry::init(&config.worker.telemetry);
+    let http = TcpListener::bind(config.worker.http_addr).await?;
     tracing::info!(addr = %http.local_addr()?, group = config.consumer_group, "order worker starting");
     let shutdown = shared::worker::shutdown_on_signal();
     order_worker::run(config, http, prometheus, shutdown).await

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use metrics::{counter, gauge, histogram};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message};
@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaArgs;
 use crate::event::ReservationEvent;
-use crate::kafka::{TRACEPARENT_HEADER, client_config, producer_config, trace_id_of};
+use crate::kafka::{TRACEPARENT_HEADER, client_config, header, producer_config, trace_id_of};
 
 /// Messages a group finished with, by outcome (`processed`, `dead_lettered`).
 pub const CONSUMED_TOTAL: &str = "seckill_consumer_messages_total";
@@ -401,15 +401,6 @@ fn decode(message: &BorrowedMessage<'_>) -> Result<Delivery, String> {
         event,
         traceparent: header(message, TRACEPARENT_HEADER),
     })
-}
-
-fn header(message: &BorrowedMessage<'_>, name: &str) -> Option<String> {
-    message
-        .headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// Sleeps for `delay`; `false` if shutdown came first.

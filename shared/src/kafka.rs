@@ -7,11 +7,12 @@
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
+use rdkafka::message::Headers;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Message};
 use uuid::Uuid;
 
 use crate::config::KafkaArgs;
@@ -67,6 +68,16 @@ pub async fn ensure_topics(args: &KafkaArgs) -> Result<(), KafkaError> {
         }
     }
     Ok(())
+}
+
+/// The value of header `name` of a message, as text.
+pub fn header<M: Message>(message: &M, name: &str) -> Option<String> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// A fresh W3C `traceparent` value (version 00, sampled) and its trace id.

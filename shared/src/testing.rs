@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::{KafkaArgs, RedisArgs};
 use crate::event::ReservationEvent;
 use crate::ids::OrderId;
+pub use crate::kafka::header;
 use crate::keys::KeySpace;
 use crate::redis_client::Redis;
 use crate::sale::Sale;
@@ -180,12 +181,7 @@ fn read_topic_blocking(
     expected: usize,
     timeout: Duration,
 ) -> Vec<OwnedMessage> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("probe-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("a probe consumer");
+    let consumer = probe_consumer(brokers);
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
         assignment
@@ -203,13 +199,19 @@ fn read_topic_blocking(
     messages
 }
 
-/// Messages on `topic` (the sum of its partitions' high watermarks).
-pub fn topic_message_count(brokers: &str, topic: &str, partitions: i32) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A consumer that reads without joining or committing to any group.
+fn probe_consumer(brokers: &str) -> BaseConsumer {
+    ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("probe-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
         .create()
-        .expect("a probe consumer");
+        .expect("a probe consumer")
+}
+
+/// Messages on `topic` (the sum of its partitions' high watermarks).
+pub fn topic_message_count(brokers: &str, topic: &str, partitions: i32) -> i64 {
+    let consumer = probe_consumer(brokers);
     (0..partitions)
         .map(|partition| {
             consumer
@@ -218,16 +220,6 @@ pub fn topic_message_count(brokers: &str, topic: &str, partitions: i32) -> i64 {
                 .1
         })
         .sum()
-}
-
-/// The value of header `name` of a message.
-pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
-    message
-        .headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// Deletes every key under `prefix` (from a plain thread, so it also works inside `Drop`).

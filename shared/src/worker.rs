@@ -10,15 +10,33 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::KafkaArgs;
+use crate::config::{KafkaArgs, RedisArgs, TelemetryArgs};
 use crate::consumer::{ConsumerLoop, Handler, LoopSettings};
 
-/// Where a worker serves its health and metrics.
+/// What every worker is told besides its own settings: where its dependencies are, where it
+/// serves health and metrics, and how it logs. Each worker's `Config` flattens it once.
 #[derive(Args, Clone, Debug)]
-pub struct HttpArgs {
+pub struct WorkerArgs {
     /// Address of this worker's `/healthz` and `/metrics`.
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:9100")]
     pub http_addr: SocketAddr,
+
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+impl WorkerArgs {
+    /// Refuses settings that cannot work, naming the variable.
+    pub fn validate(&self) -> Result<(), String> {
+        self.redis.validate()?;
+        self.kafka.validate()
+    }
 }
 
 /// Consumes with `handler` until `shutdown` is cancelled, serving health and metrics on

@@ -17,11 +17,10 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use metrics_exporter_prometheus::PrometheusHandle;
-use shared::config::{KafkaArgs, RedisArgs, TelemetryArgs};
 use shared::consumer::LoopSettings;
 use shared::keys::KeySpace;
 use shared::redis_client::Redis;
-use shared::worker::HttpArgs;
+use shared::worker::WorkerArgs;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -73,16 +72,7 @@ pub struct Config {
     pub sms_record_ttl_secs: u64,
 
     #[command(flatten)]
-    pub http: HttpArgs,
-
-    #[command(flatten)]
-    pub redis: RedisArgs,
-
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-
-    #[command(flatten)]
-    pub telemetry: TelemetryArgs,
+    pub worker: WorkerArgs,
 }
 
 impl Config {
@@ -94,8 +84,7 @@ impl Config {
         if self.sms_max_attempts == 0 {
             return Err("SMS_MAX_ATTEMPTS must be at least 1".into());
         }
-        self.redis.validate()?;
-        self.kafka.validate()
+        self.worker.validate()
     }
 
     pub fn loop_settings(&self) -> LoopSettings {
@@ -135,12 +124,12 @@ pub async fn run(
     let handler = SmsHandler::new(
         config.provider()?,
         config.sms_rate_per_sec,
-        Redis::connect_lazily(&config.redis)?,
-        KeySpace::new(&config.redis.redis_key_prefix),
+        Redis::connect_lazily(&config.worker.redis)?,
+        KeySpace::new(&config.worker.redis.redis_key_prefix),
         Duration::from_secs(config.sms_record_ttl_secs),
     );
     shared::worker::run(
-        &config.kafka,
+        &config.worker.kafka,
         config.loop_settings(),
         handler,
         http,

@@ -10,12 +10,11 @@ use std::time::Duration;
 use clap::Parser;
 use metrics::counter;
 use metrics_exporter_prometheus::PrometheusHandle;
-use shared::config::{KafkaArgs, RedisArgs, TelemetryArgs};
 use shared::consumer::{Delivery, Handler, HandlerError, LoopSettings};
 use shared::keys::KeySpace;
 use shared::redis_client::Redis;
 use shared::stats::StatsStore;
-use shared::worker::HttpArgs;
+use shared::worker::WorkerArgs;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -35,16 +34,7 @@ pub struct Config {
     pub batch_size: usize,
 
     #[command(flatten)]
-    pub http: HttpArgs,
-
-    #[command(flatten)]
-    pub redis: RedisArgs,
-
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-
-    #[command(flatten)]
-    pub telemetry: TelemetryArgs,
+    pub worker: WorkerArgs,
 }
 
 impl Config {
@@ -53,8 +43,7 @@ impl Config {
         if self.batch_size == 0 {
             return Err("STATS_BATCH_SIZE must be at least 1".into());
         }
-        self.redis.validate()?;
-        self.kafka.validate()
+        self.worker.validate()
     }
 
     pub fn loop_settings(&self) -> LoopSettings {
@@ -106,11 +95,11 @@ pub async fn run(
         .validate()
         .map_err(|problem| anyhow::anyhow!("refusing to start: {problem}"))?;
     let store = StatsStore::new(
-        Redis::connect_lazily(&config.redis)?,
-        KeySpace::new(&config.redis.redis_key_prefix),
+        Redis::connect_lazily(&config.worker.redis)?,
+        KeySpace::new(&config.worker.redis.redis_key_prefix),
     );
     shared::worker::run(
-        &config.kafka,
+        &config.worker.kafka,
         config.loop_settings(),
         StatsHandler::new(store),
         http,

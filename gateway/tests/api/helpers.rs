@@ -176,6 +176,18 @@ impl TestApp {
             .expect("purchase request")
     }
 
+    /// `GET /api/v1/sales/{id}` as JSON.
+    pub async fn sale_view(&self, sale_id: &str) -> Value {
+        self.http
+            .get(self.url(&format!("/api/v1/sales/{sale_id}")))
+            .send()
+            .await
+            .expect("sale request")
+            .json()
+            .await
+            .expect("a JSON sale")
+    }
+
     pub fn sale_keys(&self, sale_id: &str) -> SaleKeys {
         self.keys.sale(sale_id)
     }

@@ -143,15 +143,7 @@ async fn an_accepted_order_is_visible_to_its_owner_only() {
         .unwrap();
     crate::helpers::assert_error(other, 404, "not_found").await;
 
-    let sale_view: Value = app
-        .http
-        .get(app.url(&format!("/api/v1/sales/{sale}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sale_view = app.sale_view(&sale).await;
     assert_eq!(sale_view["stock"], 5);
     assert_eq!(sale_view["remaining"], 4);
     assert_eq!(sale_view["state"], "open");
@@ -165,15 +157,7 @@ async fn a_sale_reports_sold_out_once_its_stock_is_gone() {
         app.purchase(&sale, &app.token("only-buyer")).await.status(),
         202
     );
-    let view: Value = app
-        .http
-        .get(app.url(&format!("/api/v1/sales/{sale}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = app.sale_view(&sale).await;
     assert_eq!(view["remaining"], 0);
     assert_eq!(view["state"], "sold_out");
 }

@@ -14,12 +14,11 @@ use sqlx::PgPool;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn config(env: &TestEnv) -> Config {
-    let mut config =
+    let mut config: Config =
         clap::Parser::try_parse_from(["order-worker", "--database-url", &env.database_url])
             .expect("the test configuration parses");
-    let Config { redis, kafka, .. } = &mut config;
-    *redis = env.redis.clone();
-    *kafka = env.kafka.clone();
+    config.worker.redis = env.redis.clone();
+    config.worker.kafka = env.kafka.clone();
     config.consumer_group = format!("{}-orders", env.kafka.kafka_topic);
     config.reconcile_interval_ms = 100;
     // Long enough for a first publish to be acknowledged (a new producer's first send includes

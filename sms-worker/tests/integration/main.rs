@@ -19,8 +19,8 @@ const WAIT: Duration = Duration::from_secs(30);
 
 fn config(env: &TestEnv) -> Config {
     let mut config: Config = clap::Parser::try_parse_from(["sms-worker"]).expect("parses");
-    config.redis = env.redis.clone();
-    config.kafka = env.kafka.clone();
+    config.worker.redis = env.redis.clone();
+    config.worker.kafka = env.kafka.clone();
     config.consumer_group = format!("{}-sms", env.kafka.kafka_topic);
     config
 }

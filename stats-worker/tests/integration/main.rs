@@ -13,8 +13,8 @@ async fn a_redelivered_event_is_counted_once() {
     let env = TestEnv::new();
     env.create_topics().await;
     let mut config: Config = clap::Parser::try_parse_from(["stats-worker"]).expect("parses");
-    config.redis = env.redis.clone();
-    config.kafka = env.kafka.clone();
+    config.worker.redis = env.redis.clone();
+    config.worker.kafka = env.kafka.clone();
     config.consumer_group = format!("{}-stats", env.kafka.kafka_topic);
     let prometheus = shared::telemetry::prometheus();
     let worker =
