@@ -50,13 +50,6 @@ pub enum OrderStatus {
     Failed,
 }
 
-/// An order as the ledger knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OrderRecord {
-    pub user_id: String,
-    pub status: OrderStatus,
-}
-
 /// Stock, buyers, outbox and order status of every sale, in Redis.
 #[derive(Clone)]
 pub struct StockLedger {
@@ -297,12 +290,13 @@ impl StockLedger {
             .await
     }
 
-    /// The order, if `user_id` owns it. Anyone else learns nothing, not even that it exists.
-    pub async fn order_for_owner(
+    /// The order's status, if `user_id` owns it. Anyone else learns nothing, not even that it
+    /// exists.
+    pub async fn order_status(
         &self,
         order_id: &OrderId,
         user_id: &str,
-    ) -> Result<Option<OrderRecord>, RedisCallError> {
+    ) -> Result<Option<OrderStatus>, RedisCallError> {
         let keys = self.keys.sale(order_id.sale_id());
         let (owned_order, status): (Option<String>, Option<String>) = self
             .redis
@@ -317,14 +311,10 @@ impl StockLedger {
         if owned_order.as_deref() != Some(order_id.as_str()) {
             return Ok(None);
         }
-        let status = match status.as_deref() {
+        Ok(Some(match status.as_deref() {
             Some("created") => OrderStatus::Created,
             Some("failed") => OrderStatus::Failed,
             _ => OrderStatus::Processing,
-        };
-        Ok(Some(OrderRecord {
-            user_id: user_id.to_owned(),
-            status,
         }))
     }
 

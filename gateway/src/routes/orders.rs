@@ -25,15 +25,15 @@ pub async fn get_order(
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
     let order_id: OrderId = order_id.parse().map_err(|_| ApiError::NotFound)?;
-    let record = state
+    let status = state
         .ledger
-        .order_for_owner(&order_id, &user_id)
+        .order_status(&order_id, &user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(Json(OrderView {
         sale_id: order_id.sale_id().to_owned(),
         order_id,
-        user_id: record.user_id,
-        status: record.status,
+        user_id,
+        status,
     }))
 }
