@@ -148,6 +148,18 @@ impl Gateway {
             .context("no status in the order")
     }
 
+    /// The body of any URL as text (a worker's `/metrics`).
+    pub async fn text(&self, url: &str) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
+    }
+
     async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
         Ok(self
             .http

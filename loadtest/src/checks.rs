@@ -2,12 +2,13 @@
 //! every angle the run was given: the API always, PostgreSQL, Redis and the SMS file when
 //! their addresses are passed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::StreamExt;
+use shared::consumer::LAG_MESSAGES;
 use shared::keys::KeySpace;
 
 use crate::api::Gateway;
@@ -34,6 +35,10 @@ pub struct CheckArgs {
     /// Longest wait for the workers to drain the queue.
     #[arg(long, default_value_t = 120)]
     pub settle_timeout_secs: u64,
+
+    /// A worker's `/metrics` URL to read consumer lag from while settling (repeatable).
+    #[arg(long = "metrics-url")]
+    pub metrics_urls: Vec<String>,
 
     /// Measure only: neither wait for the pipeline nor check the invariants (benchmarks of
     /// the gateway alone, with no workers running).
@@ -130,11 +135,12 @@ pub async fn settle(
             break;
         }
         eprintln!(
-            "  settling: stats {}/{target}, orders {}, outbox {}, sms {}",
+            "  settling: stats {}/{target}, orders {}, outbox {}, sms {}{}",
             observed.stats_sold,
             show(observed.orders),
             show(observed.outbox),
             show(observed.sms),
+            consumer_lag(gateway, &args.metrics_urls).await,
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -143,6 +149,34 @@ pub async fn settle(
     observed.not_created = count_not_created(gateway, expected).await;
     observed.duplicates = count_duplicates(args, expected, pool.as_ref()).await?;
     Ok(observed)
+}
+
+/// `; lag group=N …` summed over partitions, from the workers' Prometheus metrics.
+async fn consumer_lag(gateway: &Gateway, metrics_urls: &[String]) -> String {
+    let mut lag: BTreeMap<String, f64> = BTreeMap::new();
+    for url in metrics_urls {
+        let Ok(text) = gateway.text(url).await else {
+            continue;
+        };
+        for line in text.lines().filter(|l| l.starts_with(LAG_MESSAGES)) {
+            let group = line
+                .split("group=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next());
+            let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+            if let (Some(group), Some(value)) = (group, value) {
+                *lag.entry(group.to_owned()).or_default() += value;
+            }
+        }
+    }
+    if lag.is_empty() {
+        return String::new();
+    }
+    let groups: Vec<String> = lag
+        .iter()
+        .map(|(group, n)| format!("{group}={n}"))
+        .collect();
+    format!("; lag {}", groups.join(" "))
 }
 
 fn show(value: Option<u64>) -> String {
