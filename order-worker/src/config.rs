@@ -42,7 +42,7 @@ pub struct Config {
     pub reconcile_interval_ms: u64,
 
     /// Age after which an unacknowledged outbox entry is re-published. Keep it above the
-    /// producer's 5 s message timeout, so an entry is never queued twice at once.
+    /// producer's 8 s message timeout, so an entry is never queued twice at once.
     #[arg(long, env = "RECONCILE_MIN_AGE_MS", default_value_t = 10_000)]
     pub reconcile_min_age_ms: u64,
 

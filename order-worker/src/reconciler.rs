@@ -31,7 +31,7 @@ pub const REPUBLISHED_TOTAL: &str = "seckill_reconciler_republished_total";
 pub const OUTBOX_ENTRIES: &str = "seckill_outbox_entries";
 
 /// Most entries re-published per sale per sweep.
-const SWEEP_LIMIT: usize = 1000;
+const SWEEP_LIMIT: usize = 10_000;
 
 #[derive(Clone, Debug)]
 pub struct ReconcilerSettings {
@@ -89,72 +89,80 @@ impl Reconciler {
 
     /// One pass over every sale; returns how many events it re-published.
     pub async fn sweep(&self) -> Result<usize, RedisCallError> {
-        let cutoff_ms = Utc::now().timestamp_millis()
-            - i64::try_from(self.settings.min_age.as_millis()).unwrap_or(i64::MAX);
-        let (mut outbox_total, mut unpublished_total, mut republished) = (0, 0, 0);
+        let now_ms = Utc::now().timestamp_millis();
+        let cutoff_ms =
+            now_ms - i64::try_from(self.settings.min_age.as_millis()).unwrap_or(i64::MAX);
+        let (mut outbox_total, mut unpublished_total, mut republished_total) = (0, 0, 0);
         for sale_id in self.ledger.sale_ids().await? {
+            let (mut republished, mut already_ordered) = (Vec::new(), Vec::new());
             for (order_id, payload) in self
                 .ledger
                 .stale_unpublished(&sale_id, cutoff_ms, SWEEP_LIMIT)
                 .await?
             {
-                republished += usize::from(self.republish(&order_id, payload.as_deref()).await?);
+                match self.republish(&order_id, payload.as_deref()) {
+                    Swept::Republished(order) => republished.push(order),
+                    Swept::AlreadyOrdered(order) => already_ordered.push(order),
+                    Swept::Left => {}
+                }
             }
+            // One round trip each for the whole sale's sweep.
+            self.ledger.defer_unpublished(&republished, now_ms).await?;
+            self.ledger.mark_published(&already_ordered).await?;
+            republished_total += republished.len();
             let (outbox, unpublished) = self.ledger.outbox_sizes(&sale_id).await?;
             outbox_total += outbox;
             unpublished_total += unpublished;
         }
+        counter!(REPUBLISHED_TOTAL).increment(republished_total as u64);
         gauge!(OUTBOX_ENTRIES, "state" => "unpublished").set(unpublished_total as f64);
         gauge!(OUTBOX_ENTRIES, "state" => "backlog")
             .set(outbox_total.saturating_sub(unpublished_total) as f64);
-        if republished > 0 {
+        if republished_total > 0 {
             tracing::info!(
-                republished,
+                republished = republished_total,
                 "re-published events the broker never acknowledged"
             );
         }
-        Ok(republished)
+        Ok(republished_total)
     }
 
-    /// Re-publishes one entry; `false` when there was nothing to publish.
-    async fn republish(
-        &self,
-        order_id: &str,
-        payload: Option<&str>,
-    ) -> Result<bool, RedisCallError> {
+    /// Re-publishes one entry if it still has an outbox payload.
+    fn republish(&self, order_id: &str, payload: Option<&str>) -> Swept {
         let Ok(order) = order_id.parse::<OrderId>() else {
             tracing::error!(order_id, "malformed order id in the unpublished set");
-            return Ok(false);
+            return Swept::Left;
         };
-        let event = payload.map(|p| (p, ReservationEvent::from_json(p.as_bytes())));
-        match event {
-            // The order row exists already (the entry left the outbox): only the
-            // acknowledgement was lost.
-            None => {
-                self.ledger.mark_published(&[order]).await?;
-                Ok(false)
-            }
-            Some((payload, Ok(event))) => {
-                let (traceparent, trace_id) = new_traceparent();
-                match self.publisher.publish(&event, payload, &traceparent) {
-                    Ok(()) => {
-                        self.ledger
-                            .defer_unpublished(&order, Utc::now().timestamp_millis())
-                            .await?;
-                        counter!(REPUBLISHED_TOTAL).increment(1);
-                        tracing::info!(order_id, trace_id, "event re-published");
-                        Ok(true)
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, order_id, "re-publish failed; next sweep retries");
-                        Ok(false)
-                    }
-                }
-            }
-            Some((_, Err(error))) => {
+        // No payload: the order row exists already (the entry left the outbox); only the
+        // acknowledgement was lost.
+        let Some(payload) = payload else {
+            return Swept::AlreadyOrdered(order);
+        };
+        let event = match ReservationEvent::from_json(payload.as_bytes()) {
+            Ok(event) => event,
+            Err(error) => {
                 tracing::error!(%error, order_id, "outbox entry is not a valid event; leaving it for an operator");
-                Ok(false)
+                return Swept::Left;
+            }
+        };
+        let (traceparent, trace_id) = new_traceparent();
+        match self.publisher.publish(&event, payload, &traceparent) {
+            Ok(()) => {
+                tracing::debug!(order_id, trace_id, "event re-published");
+                Swept::Republished(order)
+            }
+            Err(error) => {
+                tracing::warn!(%error, order_id, "re-publish failed; next sweep retries");
+                Swept::Left
             }
         }
     }
+}
+
+/// What a sweep did with one unacknowledged entry.
+enum Swept {
+    Republished(OrderId),
+    AlreadyOrdered(OrderId),
+    /// Nothing to do now (malformed, or the producer refused it: the next sweep retries).
+    Left,
 }

@@ -38,10 +38,10 @@ pub fn producer_config(args: &KafkaArgs) -> ClientConfig {
         .set("compression.type", "lz4")
         // A few milliseconds of batching turns a stampede into few large requests.
         .set("linger.ms", "5")
-        // Give up on a message after 5 s, well before the reconciler's minimum age (10 s):
-        // its outbox entry stays, and the reconciler re-publishes it without piling copies
-        // into this queue.
-        .set("message.timeout.ms", "5000");
+        // Give up on a message after 8 s, before the reconciler's default minimum age (10 s):
+        // the reconciler then re-publishes only what this producer has given up on, and never
+        // piles a second copy into this queue.
+        .set("message.timeout.ms", "8000");
     config
 }
 

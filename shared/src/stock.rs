@@ -163,6 +163,9 @@ impl StockLedger {
     /// Records the broker's acknowledgement of these orders' events, so the reconciler leaves
     /// them alone. One pipelined round trip for the whole batch.
     pub async fn mark_published(&self, orders: &[OrderId]) -> Result<(), RedisCallError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         for order in orders {
             pipe.zrem(self.keys.sale(order.sale_id()).unpublished, order.as_str())
@@ -254,25 +257,28 @@ impl StockLedger {
         Ok(orders.into_iter().zip(payloads).collect())
     }
 
-    /// Moves an unacknowledged order's timestamp to `at_ms`, so the reconciler does not
-    /// publish it again before the next `min_age` has passed (`XX`: never re-adds an order
-    /// acknowledged meanwhile).
+    /// Moves unacknowledged orders' timestamps to `at_ms`, so the reconciler does not publish
+    /// them again before the next `min_age` has passed (`XX`: never re-adds an order
+    /// acknowledged meanwhile). One pipelined round trip.
     pub async fn defer_unpublished(
         &self,
-        order: &OrderId,
+        orders: &[OrderId],
         at_ms: i64,
     ) -> Result<(), RedisCallError> {
-        let key = self.keys.sale(order.sale_id()).unpublished;
+        if orders.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for order in orders {
+            pipe.cmd("ZADD")
+                .arg(self.keys.sale(order.sale_id()).unpublished)
+                .arg("XX")
+                .arg(at_ms)
+                .arg(order.as_str())
+                .ignore();
+        }
         self.redis
-            .call(async |c| {
-                redis::cmd("ZADD")
-                    .arg(&key)
-                    .arg("XX")
-                    .arg(at_ms)
-                    .arg(order.as_str())
-                    .query_async::<()>(c)
-                    .await
-            })
+            .call(async |c| pipe.query_async::<()>(c).await)
             .await
     }
 
