@@ -30,7 +30,6 @@ impl Answer {
 
 #[derive(Debug, Deserialize)]
 pub struct SaleView {
-    pub stock: u64,
     pub remaining: u64,
 }
 

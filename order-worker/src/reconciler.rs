@@ -92,77 +92,71 @@ impl Reconciler {
         let now_ms = Utc::now().timestamp_millis();
         let cutoff_ms =
             now_ms - i64::try_from(self.settings.min_age.as_millis()).unwrap_or(i64::MAX);
-        let (mut outbox_total, mut unpublished_total, mut republished_total) = (0, 0, 0);
+        let (mut outbox_total, mut unpublished_total, mut republished) = (0, 0, 0);
         for sale_id in self.ledger.sale_ids().await? {
-            let (mut republished, mut already_ordered) = (Vec::new(), Vec::new());
+            let mut due = Vec::new();
+            let mut already_ordered = Vec::new();
             for (order_id, payload) in self
                 .ledger
                 .stale_unpublished(&sale_id, cutoff_ms, SWEEP_LIMIT)
                 .await?
             {
-                match self.republish(&order_id, payload.as_deref()) {
-                    Swept::Republished(order) => republished.push(order),
-                    Swept::AlreadyOrdered(order) => already_ordered.push(order),
-                    Swept::Left => {}
+                let Ok(order) = order_id.parse::<OrderId>() else {
+                    tracing::error!(order_id, "malformed order id in the unpublished set");
+                    continue;
+                };
+                match payload {
+                    Some(payload) => due.push((order, payload)),
+                    // No payload: the order row exists already (the entry left the outbox);
+                    // only the acknowledgement was lost.
+                    None => already_ordered.push(order),
                 }
             }
-            // One round trip each for the whole sale's sweep.
-            self.ledger.defer_unpublished(&republished, now_ms).await?;
+            // Defer before publishing: if Redis fails here nothing was queued, and nothing
+            // queued can be queued again before `min_age` has passed.
+            let orders: Vec<OrderId> = due.iter().map(|(order, _)| order.clone()).collect();
+            self.ledger.defer_unpublished(&orders, now_ms).await?;
             self.ledger.mark_published(&already_ordered).await?;
-            republished_total += republished.len();
+            republished += due
+                .iter()
+                .filter(|(order, payload)| self.republish(order, payload))
+                .count();
             let (outbox, unpublished) = self.ledger.outbox_sizes(&sale_id).await?;
             outbox_total += outbox;
             unpublished_total += unpublished;
         }
-        counter!(REPUBLISHED_TOTAL).increment(republished_total as u64);
+        counter!(REPUBLISHED_TOTAL).increment(republished as u64);
         gauge!(OUTBOX_ENTRIES, "state" => "unpublished").set(unpublished_total as f64);
         gauge!(OUTBOX_ENTRIES, "state" => "backlog")
             .set(outbox_total.saturating_sub(unpublished_total) as f64);
-        if republished_total > 0 {
+        if republished > 0 {
             tracing::info!(
-                republished = republished_total,
+                republished,
                 "re-published events the broker never acknowledged"
             );
         }
-        Ok(republished_total)
+        Ok(republished)
     }
 
-    /// Re-publishes one entry if it still has an outbox payload.
-    fn republish(&self, order_id: &str, payload: Option<&str>) -> Swept {
-        let Ok(order) = order_id.parse::<OrderId>() else {
-            tracing::error!(order_id, "malformed order id in the unpublished set");
-            return Swept::Left;
-        };
-        // No payload: the order row exists already (the entry left the outbox); only the
-        // acknowledgement was lost.
-        let Some(payload) = payload else {
-            return Swept::AlreadyOrdered(order);
-        };
+    /// Queues one outbox entry on the producer again; `false` if it could not be.
+    fn republish(&self, order: &OrderId, payload: &str) -> bool {
         let event = match ReservationEvent::from_json(payload.as_bytes()) {
             Ok(event) => event,
             Err(error) => {
-                tracing::error!(%error, order_id, "outbox entry is not a valid event; leaving it for an operator");
-                return Swept::Left;
+                tracing::error!(%error, %order, "outbox entry is not a valid event; leaving it for an operator");
+                return false;
             }
         };
         let (traceparent, trace_id) = new_traceparent();
         match self.publisher.publish(&event, payload, &traceparent) {
             Ok(()) => {
-                tracing::debug!(order_id, trace_id, "event re-published");
-                Swept::Republished(order)
+                tracing::debug!(%order, trace_id, "event re-published");
+                true
             }
             Err(error) => {
-                tracing::warn!(%error, order_id, "re-publish failed; next sweep retries");
-                Swept::Left
+                tracing::warn!(%error, %order, "re-publish failed; a later sweep retries");
+                false
             }
         }
     }
-}
-
-/// What a sweep did with one unacknowledged entry.
-enum Swept {
-    Republished(OrderId),
-    AlreadyOrdered(OrderId),
-    /// Nothing to do now (malformed, or the producer refused it: the next sweep retries).
-    Left,
 }

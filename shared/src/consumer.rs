@@ -113,10 +113,17 @@ impl ClientContext for LagReporter {
     fn stats(&self, statistics: Statistics) {
         for topic in statistics.topics.values() {
             for (partition, stats) in &topic.partitions {
-                // librdkafka reports -1 until it knows both ends, and a pseudo-partition -1.
-                if *partition >= 0 && stats.consumer_lag >= 0 {
+                // Skip librdkafka's pseudo-partition -1. A partition this instance no longer
+                // owns (after a rebalance) reports 0, so the group's sum counts each lag once;
+                // -1 means "not known yet".
+                if *partition >= 0 {
+                    let lag = if stats.desired {
+                        stats.consumer_lag.max(0)
+                    } else {
+                        0
+                    };
                     gauge!(LAG_MESSAGES, "group" => self.group.clone(), "partition" => partition.to_string())
-                        .set(stats.consumer_lag as f64);
+                        .set(lag as f64);
                 }
             }
         }
