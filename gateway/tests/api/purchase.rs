@@ -194,3 +194,30 @@ impl AppRef {
             .expect("purchase request")
     }
 }
+
+#[tokio::test]
+async fn statistics_are_served_for_known_sales_only() {
+    let app = spawn_app().await;
+    let sale = app.create_open_sale(3).await;
+    let stats: Value = app
+        .http
+        .get(app.url(&format!("/api/v1/sales/{sale}/stats")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Nothing counted yet: the stats worker is not running in this test.
+    assert_eq!(stats["sold"], 0);
+    assert_eq!(stats["revenue_cents"], 0);
+    assert_eq!(stats["buyers"], 0);
+    assert_eq!(stats["timeline"], serde_json::json!([]));
+    let unknown = app
+        .http
+        .get(app.url("/api/v1/sales/no-such-sale/stats"))
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_error(unknown, 404, "unknown_sale").await;
+}
