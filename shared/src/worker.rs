@@ -39,7 +39,8 @@ impl WorkerArgs {
     }
 }
 
-/// Consumes with `handler` until `shutdown` is cancelled, serving health and metrics on
+/// Consumes with `handler` until `shutdown` is cancelled (the caller has validated its
+/// configuration, [`WorkerArgs::validate`] included), serving health and metrics on
 /// `http` meanwhile. Returns once the final offsets are committed.
 pub async fn run<H: Handler>(
     kafka: &KafkaArgs,
@@ -49,7 +50,6 @@ pub async fn run<H: Handler>(
     prometheus: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    kafka.validate().map_err(anyhow::Error::msg)?;
     if let Err(error) = crate::kafka::ensure_topics(kafka).await {
         tracing::warn!(%error, "could not ensure the topics exist; consuming anyway");
     }
