@@ -10,7 +10,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use shared::redis_client::RedisCallError;
+use shared::backends::StoreError;
 use shared::sale::SaleState;
 
 #[derive(Debug, thiserror::Error)]
@@ -119,12 +119,12 @@ impl ApiError {
     }
 }
 
-impl From<RedisCallError> for ApiError {
-    fn from(error: RedisCallError) -> Self {
-        tracing::warn!(%error, "Redis call failed");
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        tracing::warn!(%error, "stock ledger call failed");
         match error {
-            RedisCallError::Timeout(_) => Self::Unavailable(SLOW_STOCK),
-            RedisCallError::Failed(_) => Self::Unavailable(FAILED_STOCK),
+            StoreError::Timeout(_) => Self::Unavailable(SLOW_STOCK),
+            StoreError::Failed(_) => Self::Unavailable(FAILED_STOCK),
         }
     }
 }

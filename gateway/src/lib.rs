@@ -105,8 +105,7 @@ async fn housekeeping(state: AppState, blacklist_sync: Duration, stop: Cancellat
             biased;
             () = stop.cancelled() => return,
             _ = sync.tick() => {
-                let ledger = &state.ledger;
-                if let Err(error) = state.blacklist.sync(ledger.redis(), ledger.keys()).await {
+                if let Err(error) = state.blacklist.sync().await {
                     tracing::warn!(%error, "blacklist sync failed; keeping the current copy");
                 }
             }

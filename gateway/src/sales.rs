@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use shared::redis_client::RedisCallError;
+use shared::backends::StoreError;
 use shared::sale::Sale;
 use shared::stock::StockLedger;
 
@@ -30,21 +30,21 @@ impl CatalogEntry {
 }
 
 pub struct SaleCatalog {
-    ledger: StockLedger,
+    ledger: Arc<dyn StockLedger>,
     entries: RwLock<HashMap<String, Arc<CatalogEntry>>>,
 }
 
 impl SaleCatalog {
-    pub fn new(ledger: StockLedger) -> Self {
+    pub fn new(ledger: Arc<dyn StockLedger>) -> Self {
         Self {
             ledger,
             entries: RwLock::default(),
         }
     }
 
-    /// The sale, from the cache or else from Redis. Unknown ids are not cached, so a sale
+    /// The sale, from the cache or else from the ledger. Unknown ids are not cached, so a sale
     /// created through another gateway is found on the next request.
-    pub async fn get(&self, sale_id: &str) -> Result<Option<Arc<CatalogEntry>>, RedisCallError> {
+    pub async fn get(&self, sale_id: &str) -> Result<Option<Arc<CatalogEntry>>, StoreError> {
         if let Some(entry) = self
             .entries
             .read()
@@ -60,9 +60,9 @@ impl SaleCatalog {
             .map(|sale| self.insert(sale)))
     }
 
-    /// Stores a new sale in Redis (pre-warming its stock) and in the cache; `false` when the
+    /// Stores a new sale in the ledger (pre-warming its stock) and in the cache; `false` when the
     /// id is taken.
-    pub async fn create(&self, sale: Sale) -> Result<bool, RedisCallError> {
+    pub async fn create(&self, sale: Sale) -> Result<bool, StoreError> {
         let created = self.ledger.create_sale(&sale).await?;
         if created {
             self.insert(sale);

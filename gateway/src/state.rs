@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use shared::backends::Backends;
 use shared::ids::OrderId;
-use shared::keys::KeySpace;
 use shared::publisher::Publisher;
-use shared::redis_client::Redis;
 use shared::stats::StatsStore;
 use shared::stock::StockLedger;
 use tokio::sync::mpsc;
@@ -29,8 +28,8 @@ pub struct Inner {
     pub limits: RateLimits,
     pub blacklist: Blacklist,
     pub catalog: SaleCatalog,
-    pub ledger: StockLedger,
-    pub stats: StatsStore,
+    pub ledger: Arc<dyn StockLedger>,
+    pub stats: Arc<dyn StatsStore>,
     pub publisher: Publisher,
     pub prometheus: PrometheusHandle,
     pub body_limit_bytes: usize,
@@ -47,17 +46,18 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Builds the state without touching the network: Redis and Kafka connect lazily, so the
+    /// Builds the state without touching the network: the stores and Kafka connect lazily, so the
     /// gateway starts (and reports not ready) while they are down. Also returns the channel of
     /// broker acknowledgements for [`shared::publisher::record_acknowledgements`].
     pub fn build(
         config: &Config,
         prometheus: PrometheusHandle,
     ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<OrderId>)> {
-        let redis = Redis::connect_lazily(&config.redis)?;
-        let keys = KeySpace::new(&config.redis.redis_key_prefix);
-        let stats = StatsStore::new(redis.clone(), keys.clone());
-        let ledger = StockLedger::new(redis, keys);
+        let Backends {
+            ledger,
+            stats,
+            coordination,
+        } = Backends::open(&config.redis)?;
         let (publisher, acknowledgements) = Publisher::new(&config.kafka)?;
         let inner = Inner {
             tokens: TokenKeys::new(
@@ -70,8 +70,8 @@ impl AppState {
                 Config::limit(config.rate_limit_user_per_sec),
                 Config::limit(config.rate_limit_ip_per_sec),
             ),
-            blacklist: Blacklist::new(),
-            catalog: SaleCatalog::new(ledger.clone()),
+            blacklist: Blacklist::new(coordination),
+            catalog: SaleCatalog::new(Arc::clone(&ledger)),
             ledger,
             stats,
             publisher,

@@ -1,26 +1,31 @@
 //! After the crowd: wait for the pipeline to drain, then check DESIGN.md's invariants from
-//! every angle the run was given: the API always, PostgreSQL, Redis and the SMS file when
-//! their addresses are passed.
+//! every angle the run was given: the API always, the order table, the stock ledger and the
+//! SMS file when their addresses are passed. The order table and the ledger are read through
+//! the services' own store traits, so any backend the services run on can be checked.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::StreamExt;
+use shared::backends::Backends;
+use shared::config::RedisArgs;
 use shared::consumer::LAG_MESSAGES;
-use shared::keys::KeySpace;
+use shared::stock::StockLedger;
 
 use crate::api::Gateway;
 
 /// Where the checks may look besides the API.
 #[derive(Args, Clone, Debug)]
 pub struct CheckArgs {
-    /// PostgreSQL URL of the orders database; enables the order-table checks.
+    /// URL of the orders database (postgres://… or sqlite:…); enables the order-table checks.
     #[arg(long)]
     pub database_url: Option<String>,
 
-    /// Redis URL; enables the outbox and conservation checks.
+    /// URL of the stock ledger (redis://…, or memory: inside the process that runs the
+    /// services); enables the outbox and conservation checks.
     #[arg(long)]
     pub redis_url: Option<String>,
 
@@ -69,6 +74,9 @@ pub struct Observed {
     pub outbox: Option<u64>,
     pub sms: Option<u64>,
     pub not_created: u64,
+    /// Order rows beyond one per buyer.
+    #[serde(skip)]
+    pub duplicate_order_rows: u64,
     pub duplicates: u64,
     pub settle_secs: f64,
 }
@@ -81,24 +89,14 @@ pub async fn settle(
     expected: &Expected<'_>,
 ) -> anyhow::Result<Observed> {
     let started = Instant::now();
-    let pool = match &args.database_url {
-        Some(url) => Some(
-            sqlx::postgres::PgPoolOptions::new()
-                .max_connections(2)
-                .connect(url)
-                .await?,
-        ),
+    let orders = match &args.database_url {
+        Some(url) => Some(order_worker::store::open(url, 2)?),
         None => None,
     };
-    let mut redis = match &args.redis_url {
-        Some(url) => Some(
-            redis::Client::open(url.as_str())?
-                .get_multiplexed_async_connection()
-                .await?,
-        ),
+    let ledger = match &args.redis_url {
+        Some(url) => Some(open_ledger(url, &args.redis_key_prefix)?),
         None => None,
     };
-    let keys = KeySpace::new(&args.redis_key_prefix).sale(expected.sale_id);
     let target = expected.accepted.len() as u64;
     let deadline = started + Duration::from_secs(args.settle_timeout_secs);
     let mut observed = Observed::default();
@@ -107,22 +105,14 @@ pub async fn settle(
         observed.stats_sold = stats.sold;
         observed.stats_revenue_cents = stats.revenue_cents;
         observed.stats_buyers = stats.buyers;
-        if let Some(pool) = &pool {
-            let (count, revenue): (i64, Option<i64>) =
-                sqlx::query_as("SELECT count(*), sum(price_cents * quantity)::bigint FROM orders WHERE sale_id = $1")
-                    .bind(expected.sale_id)
-                    .fetch_one(pool)
-                    .await?;
-            observed.orders = Some(count as u64);
-            observed.order_revenue_cents = Some(revenue.unwrap_or(0));
+        if let Some(orders) = &orders {
+            let rows = orders.sale_orders(expected.sale_id).await?;
+            observed.orders = Some(rows.rows);
+            observed.order_revenue_cents = Some(rows.revenue_cents);
+            observed.duplicate_order_rows = rows.rows - rows.distinct_buyers;
         }
-        if let Some(redis) = &mut redis {
-            observed.outbox = Some(
-                redis::cmd("HLEN")
-                    .arg(&keys.outbox)
-                    .query_async(redis)
-                    .await?,
-            );
+        if let Some(ledger) = &ledger {
+            observed.outbox = Some(ledger.outbox_sizes(expected.sale_id).await?.0);
         }
         if let Some(path) = &args.sms_file {
             observed.sms = Some(sms_lines_for_sale(path, expected.sale_id)?.len() as u64);
@@ -147,8 +137,18 @@ pub async fn settle(
     observed.settle_secs = started.elapsed().as_secs_f64();
     observed.remaining = gateway.sale(expected.sale_id).await?.remaining;
     observed.not_created = count_not_created(gateway, expected).await;
-    observed.duplicates = count_duplicates(args, expected, pool.as_ref()).await?;
+    observed.duplicates = count_duplicates(args, expected, observed.duplicate_order_rows)?;
     Ok(observed)
+}
+
+/// The stock ledger behind `url`, read with a generous deadline (a loaded Redis is slow).
+fn open_ledger(url: &str, key_prefix: &str) -> anyhow::Result<Arc<dyn StockLedger>> {
+    let args = RedisArgs {
+        redis_url: url.to_owned(),
+        redis_key_prefix: key_prefix.to_owned(),
+        redis_timeout_ms: 5_000,
+    };
+    Ok(Backends::open(&args)?.ledger)
 }
 
 /// `; lag group=N …` summed over partitions, from the workers' Prometheus metrics.
@@ -216,25 +216,17 @@ async fn count_not_created(gateway: &Gateway, expected: &Expected<'_>) -> u64 {
 
 /// Anything sold twice: a user accepted twice, an order id answered twice, an order row or an
 /// SMS repeated.
-async fn count_duplicates(
+fn count_duplicates(
     args: &CheckArgs,
     expected: &Expected<'_>,
-    pool: Option<&sqlx::PgPool>,
+    duplicate_order_rows: u64,
 ) -> anyhow::Result<u64> {
     let mut duplicates = 0;
     let users: HashSet<_> = expected.accepted.iter().map(|(user, _)| user).collect();
     let orders: HashSet<_> = expected.accepted.iter().map(|(_, order)| order).collect();
     duplicates += (expected.accepted.len() - users.len()) as u64;
     duplicates += (expected.accepted.len() - orders.len()) as u64;
-    if let Some(pool) = pool {
-        let (rows, distinct_users): (i64, i64) = sqlx::query_as(
-            "SELECT count(*), count(DISTINCT user_id) FROM orders WHERE sale_id = $1",
-        )
-        .bind(expected.sale_id)
-        .fetch_one(pool)
-        .await?;
-        duplicates += (rows - distinct_users).max(0) as u64;
-    }
+    duplicates += duplicate_order_rows;
     if let Some(path) = &args.sms_file {
         let mut seen: HashMap<String, u64> = HashMap::new();
         for order_id in sms_lines_for_sale(path, expected.sale_id)? {

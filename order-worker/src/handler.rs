@@ -1,11 +1,12 @@
 //! The order worker's handler: a batch of reservations becomes order rows, then "created".
 //!
-//! Order matters: the rows are committed in PostgreSQL first, and only then is the status set
+//! Order matters: the rows are committed in the order store first, and only then is the status set
 //! to `created` and the outbox entry removed. A crash in between leaves an outbox entry for an
 //! existing order; the redelivered event inserts nothing (ON CONFLICT DO NOTHING) and completes
 //! the Redis side. Idempotent on `order_id`, hence on `event_id`.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use metrics::counter;
 use shared::consumer::{Delivery, Handler, HandlerError};
@@ -18,12 +19,12 @@ use crate::store::{OrderStore, StoreError};
 pub const ORDERS_COMPLETED_TOTAL: &str = "seckill_orders_completed_total";
 
 pub struct OrderHandler {
-    store: OrderStore,
-    ledger: StockLedger,
+    store: Arc<dyn OrderStore>,
+    ledger: Arc<dyn StockLedger>,
 }
 
 impl OrderHandler {
-    pub fn new(store: OrderStore, ledger: StockLedger) -> Self {
+    pub fn new(store: Arc<dyn OrderStore>, ledger: Arc<dyn StockLedger>) -> Self {
         Self { store, ledger }
     }
 
@@ -80,21 +81,23 @@ impl Handler for OrderHandler {
                 }
             }
         }
-        let redis_unavailable = |error: shared::redis_client::RedisCallError| {
-            HandlerError::Unavailable(format!("marking orders in Redis failed: {error}"))
+        let ledger_unavailable = |error: shared::backends::StoreError| {
+            HandlerError::Unavailable(format!(
+                "marking orders in the stock ledger failed: {error}"
+            ))
         };
         for (sale_id, orders) in &created {
             self.ledger
                 .complete_orders(sale_id, orders)
                 .await
-                .map_err(redis_unavailable)?;
+                .map_err(ledger_unavailable)?;
             counter!(ORDERS_COMPLETED_TOTAL).increment(orders.len() as u64);
         }
         for (sale_id, orders) in &refused {
             self.ledger
                 .fail_orders(sale_id, orders)
                 .await
-                .map_err(redis_unavailable)?;
+                .map_err(ledger_unavailable)?;
         }
         if failed.is_empty() {
             Ok(())

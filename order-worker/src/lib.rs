@@ -4,23 +4,21 @@
 //! | --- | --- |
 //! | [`config`] | flags and environment variables |
 //! | [`handler`] | a batch of reservations → order rows → status `created`, outbox cleared |
-//! | [`store`] | PostgreSQL: migrations and the batched idempotent insert |
-//! | [`reconciler`] | re-publishes outbox entries the broker never acknowledged |
-//! | [`lease`] | one reconciler at a time across instances |
+//! | [`store`] | the order table (PostgreSQL, or SQLite embedded): migrations, the batched idempotent insert |
+//! | [`reconciler`] | re-publishes outbox entries the broker never acknowledged, one instance at a time |
 //!
 //! The consumer loop itself (offsets, retries, dead letters) is `shared::consumer`.
 
 pub mod config;
 pub mod handler;
-pub mod lease;
 pub mod reconciler;
 pub mod store;
 
+use std::sync::Arc;
+
 use metrics_exporter_prometheus::PrometheusHandle;
-use shared::keys::KeySpace;
+use shared::backends::Backends;
 use shared::publisher::{Publisher, record_acknowledgements};
-use shared::redis_client::Redis;
-use shared::stock::StockLedger;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -39,16 +37,25 @@ pub async fn run(
     config
         .validate()
         .map_err(|problem| anyhow::anyhow!("refusing to start: {problem}"))?;
-    let store = OrderStore::connect_lazily(&config.database_url, config.database_max_connections)?;
-    migrate_with_retry(&store, &shutdown).await?;
-    let ledger = StockLedger::new(
-        Redis::connect_lazily(&config.worker.redis)?,
-        KeySpace::new(&config.worker.redis.redis_key_prefix),
-    );
+    let store = store::open(&config.database_url, config.database_max_connections)?;
+    migrate_with_retry(store.as_ref(), &shutdown).await?;
+    let Backends {
+        ledger,
+        coordination,
+        ..
+    } = Backends::open(&config.worker.redis)?;
 
     let (publisher, acknowledgements) = Publisher::new(&config.worker.kafka)?;
-    let acknowledger = tokio::spawn(record_acknowledgements(acknowledgements, ledger.clone()));
-    let reconciler = Reconciler::new(ledger.clone(), publisher, config.reconciler_settings());
+    let acknowledger = tokio::spawn(record_acknowledgements(
+        acknowledgements,
+        Arc::clone(&ledger),
+    ));
+    let reconciler = Reconciler::new(
+        Arc::clone(&ledger),
+        coordination,
+        publisher,
+        config.reconciler_settings(),
+    );
     let reconciling = tokio::spawn(reconciler.run(shutdown.clone()));
 
     let handler = OrderHandler::new(store, ledger);
@@ -69,7 +76,7 @@ pub async fn run(
 
 /// Applies migrations, waiting for PostgreSQL if it is not up yet.
 async fn migrate_with_retry(
-    store: &OrderStore,
+    store: &dyn OrderStore,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut delay = std::time::Duration::from_millis(200);
@@ -77,9 +84,9 @@ async fn migrate_with_retry(
         match store.migrate().await {
             Ok(()) => return Ok(()),
             Err(error) => {
-                tracing::warn!(%error, ?delay, "migrations failed (is PostgreSQL up?); retrying");
+                tracing::warn!(%error, ?delay, "migrations failed (is the database up?); retrying");
                 tokio::select! {
-                    () = shutdown.cancelled() => anyhow::bail!("shut down before PostgreSQL was reachable"),
+                    () = shutdown.cancelled() => anyhow::bail!("shut down before the database was reachable"),
                     () = tokio::time::sleep(delay) => {}
                 }
                 delay = (delay * 2).min(std::time::Duration::from_secs(5));

@@ -10,19 +10,19 @@
 //! are only measured (a gauge), never re-published, so a long queue during a peak is not
 //! doubled by its own reconciler.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use metrics::{counter, gauge};
+use shared::backends::StoreError;
+use shared::coordination::Coordination;
 use shared::event::ReservationEvent;
 use shared::ids::OrderId;
 use shared::kafka::new_traceparent;
 use shared::publisher::Publisher;
-use shared::redis_client::RedisCallError;
-use shared::stock::StockLedger;
+use shared::stock::{StockLedger, Unpublished};
 use tokio_util::sync::CancellationToken;
-
-use crate::lease::Lease;
 
 /// Events the reconciler published again.
 pub const REPUBLISHED_TOTAL: &str = "seckill_reconciler_republished_total";
@@ -32,6 +32,8 @@ pub const OUTBOX_ENTRIES: &str = "seckill_outbox_entries";
 
 /// Most entries re-published per sale per sweep.
 const SWEEP_LIMIT: usize = 10_000;
+/// The lease that makes one instance of the order workers the reconciler.
+const LEASE: &str = "reconciler";
 
 #[derive(Clone, Debug)]
 pub struct ReconcilerSettings {
@@ -44,23 +46,26 @@ pub struct ReconcilerSettings {
 }
 
 pub struct Reconciler {
-    ledger: StockLedger,
+    ledger: Arc<dyn StockLedger>,
+    coordination: Arc<dyn Coordination>,
     publisher: Publisher,
-    lease: Lease,
+    /// This instance's name on the lease.
+    holder: String,
     settings: ReconcilerSettings,
 }
 
 impl Reconciler {
-    pub fn new(ledger: StockLedger, publisher: Publisher, settings: ReconcilerSettings) -> Self {
-        let lease = Lease::new(
-            ledger.redis().clone(),
-            ledger.keys().reconciler_lease(),
-            settings.lease_ttl,
-        );
+    pub fn new(
+        ledger: Arc<dyn StockLedger>,
+        coordination: Arc<dyn Coordination>,
+        publisher: Publisher,
+        settings: ReconcilerSettings,
+    ) -> Self {
         Self {
             ledger,
+            coordination,
             publisher,
-            lease,
+            holder: uuid::Uuid::new_v4().to_string(),
             settings,
         }
     }
@@ -75,7 +80,10 @@ impl Reconciler {
                 () = shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            match self.lease.hold().await {
+            let lease = self
+                .coordination
+                .hold_lease(LEASE, &self.holder, self.settings.lease_ttl);
+            match lease.await {
                 Ok(true) => {
                     if let Err(error) = self.sweep().await {
                         tracing::warn!(%error, "reconciler sweep failed; retrying next tick");
@@ -88,7 +96,7 @@ impl Reconciler {
     }
 
     /// One pass over every sale; returns how many events it re-published.
-    pub async fn sweep(&self) -> Result<usize, RedisCallError> {
+    pub async fn sweep(&self) -> Result<usize, StoreError> {
         let now_ms = Utc::now().timestamp_millis();
         let cutoff_ms =
             now_ms - i64::try_from(self.settings.min_age.as_millis()).unwrap_or(i64::MAX);
@@ -96,7 +104,7 @@ impl Reconciler {
         for sale_id in self.ledger.sale_ids().await? {
             let mut due = Vec::new();
             let mut already_ordered = Vec::new();
-            for (order_id, payload) in self
+            for Unpublished { order_id, payload } in self
                 .ledger
                 .stale_unpublished(&sale_id, cutoff_ms, SWEEP_LIMIT)
                 .await?
@@ -112,7 +120,7 @@ impl Reconciler {
                     None => already_ordered.push(order),
                 }
             }
-            // Defer before publishing: if Redis fails here nothing was queued, and nothing
+            // Defer before publishing: if the ledger fails here nothing was queued, and nothing
             // queued can be queued again before `min_age` has passed.
             let orders: Vec<OrderId> = due.iter().map(|(order, _)| order.clone()).collect();
             self.ledger.defer_unpublished(&orders, now_ms).await?;

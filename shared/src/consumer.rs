@@ -144,7 +144,7 @@ pub struct ConsumerLoop<H> {
 impl<H: Handler> ConsumerLoop<H> {
     /// Subscribes `settings.group` to the reservation topic. Connects lazily.
     pub fn new(kafka: &KafkaArgs, settings: LoopSettings, handler: H) -> Result<Self, KafkaError> {
-        let consumer: StreamConsumer<LagReporter> = client_config(kafka)
+        let consumer: StreamConsumer<LagReporter> = client_config(kafka)?
             .set("group.id", &settings.group)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
@@ -159,7 +159,7 @@ impl<H: Handler> ConsumerLoop<H> {
         consumer.subscribe(&[&kafka.kafka_topic])?;
         Ok(Self {
             consumer,
-            dead_letters: producer_config(kafka).create()?,
+            dead_letters: producer_config(kafka)?.create()?,
             dlq_topic: kafka.kafka_dlq_topic.clone(),
             settings,
             handler,

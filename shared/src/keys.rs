@@ -79,9 +79,9 @@ impl KeySpace {
         format!("{}:{{blacklist}}", self.prefix)
     }
 
-    /// The reconciler's lease: whoever holds it is the one instance sweeping the outbox.
-    pub fn reconciler_lease(&self) -> String {
-        format!("{}:reconciler:lease", self.prefix)
+    /// A lease: whoever holds it is the one instance running the job `name`.
+    pub fn lease(&self, name: &str) -> String {
+        format!("{}:lease:{name}", self.prefix)
     }
 
     /// Counter bumped on every blacklist change, so gateways reload their copy only when needed.

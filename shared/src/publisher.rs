@@ -69,7 +69,7 @@ impl Publisher {
     /// [`record_acknowledgements`]). Connects lazily; creation succeeds while Kafka is down.
     pub fn new(args: &KafkaArgs) -> Result<(Self, mpsc::UnboundedReceiver<OrderId>), KafkaError> {
         let (acknowledged, receiver) = mpsc::unbounded_channel();
-        let producer = producer_config(args).create_with_context(AckContext { acknowledged })?;
+        let producer = producer_config(args)?.create_with_context(AckContext { acknowledged })?;
         let publisher = Self {
             producer: Arc::new(producer),
             topic: args.kafka_topic.as_str().into(),
@@ -125,7 +125,7 @@ impl Publisher {
 /// dropped). Batches whatever has arrived, so a stampede costs few Redis round trips.
 pub async fn record_acknowledgements(
     mut acknowledged: mpsc::UnboundedReceiver<OrderId>,
-    ledger: StockLedger,
+    ledger: Arc<dyn StockLedger>,
 ) {
     let mut batch = Vec::with_capacity(ACK_BATCH);
     while acknowledged.recv_many(&mut batch, ACK_BATCH).await > 0 {

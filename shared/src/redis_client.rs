@@ -9,8 +9,9 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, RedisResult};
+use redis::{Client, RedisResult};
 
+use crate::backends::StoreError;
 use crate::config::RedisArgs;
 
 /// A cheaply cloneable handle on the process's Redis connection.
@@ -18,15 +19,6 @@ use crate::config::RedisArgs;
 pub struct Redis {
     connection: ConnectionManager,
     deadline: Duration,
-}
-
-/// Why a Redis call did not produce an answer.
-#[derive(Debug, thiserror::Error)]
-pub enum RedisCallError {
-    #[error("Redis did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("Redis failed: {0}")]
-    Failed(#[from] RedisError),
 }
 
 impl Redis {
@@ -52,24 +44,23 @@ impl Redis {
     pub async fn call<T>(
         &self,
         op: impl AsyncFnOnce(&mut ConnectionManager) -> RedisResult<T>,
-    ) -> Result<T, RedisCallError> {
+    ) -> Result<T, StoreError> {
         let mut connection = self.connection.clone();
         tokio::time::timeout(self.deadline, op(&mut connection))
             .await
-            .map_err(|_| RedisCallError::Timeout(self.deadline))?
+            .map_err(|_| StoreError::Timeout(self.deadline))?
             .map_err(|error| {
                 if error.is_timeout() {
-                    RedisCallError::Timeout(self.deadline)
+                    StoreError::Timeout(self.deadline)
                 } else {
-                    RedisCallError::Failed(error)
+                    StoreError::Failed(Box::new(error))
                 }
             })
     }
 
-    /// Whether Redis answers a PING within the deadline.
-    pub async fn is_reachable(&self) -> bool {
-        self.call(async |c| redis::cmd("PING").query_async::<String>(c).await)
+    /// PING, within the deadline.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.call(async |c| redis::cmd("PING").query_async::<()>(c).await)
             .await
-            .is_ok()
     }
 }

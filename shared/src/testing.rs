@@ -4,6 +4,7 @@
 //! Each [`TestEnv`] has its own Redis key prefix and its own topics, so tests run in parallel
 //! against one Redis and one broker without seeing each other; its keys are deleted on drop.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -12,12 +13,12 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use crate::backends::Backends;
 use crate::config::{KafkaArgs, RedisArgs};
 use crate::event::ReservationEvent;
 use crate::ids::OrderId;
 pub use crate::kafka::header;
 use crate::keys::KeySpace;
-use crate::redis_client::Redis;
 use crate::sale::Sale;
 use crate::stock::{Reservation, StockLedger};
 
@@ -63,12 +64,13 @@ impl TestEnv {
         KeySpace::new(&self.redis.redis_key_prefix)
     }
 
-    pub fn redis(&self) -> Redis {
-        Redis::connect_lazily(&self.redis).expect("REDIS_URL parses")
+    /// This test's stores, on the backend `REDIS_URL` names.
+    pub fn backends(&self) -> Backends {
+        Backends::open(&self.redis).expect("REDIS_URL parses")
     }
 
-    pub fn ledger(&self) -> StockLedger {
-        StockLedger::new(self.redis(), self.keys())
+    pub fn ledger(&self) -> Arc<dyn StockLedger> {
+        self.backends().ledger
     }
 
     /// Creates an open sale with `stock` units; returns it.
@@ -111,6 +113,7 @@ impl TestEnv {
     /// Publishes raw bytes to this test's topic, as any producer could.
     pub async fn publish_raw(&self, key: &str, payload: &[u8]) {
         let producer: FutureProducer = crate::kafka::producer_config(&self.kafka)
+            .expect("KAFKA_BROKERS resolves")
             .create()
             .expect("producer");
         producer
@@ -202,7 +205,10 @@ fn read_topic_blocking(
 /// A consumer that reads without joining or committing to any group.
 fn probe_consumer(brokers: &str) -> BaseConsumer {
     ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+        .set(
+            "bootstrap.servers",
+            crate::kafka::bootstrap_servers(brokers).expect("KAFKA_BROKERS resolves"),
+        )
         .set("group.id", format!("probe-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .create()

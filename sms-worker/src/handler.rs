@@ -1,6 +1,7 @@
 //! One confirmation SMS per order, at the provider's rate.
 //!
-//! Before sending, the handler checks the order's idempotency record in Redis; after the
+//! Before sending, the handler checks the order's idempotency record (shared by every
+//! instance, see `shared::coordination`); after the
 //! provider accepted the message it writes the record (with an expiry). A redelivered event
 //! therefore sends nothing. The one gap: a crash after the provider accepted and before the
 //! record is written sends the SMS again on redelivery (at-least-once). The provider closes it
@@ -10,15 +11,14 @@
 //! rate holds even while a backlog drains or a failure is retried.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use metrics::{counter, histogram};
-use redis::AsyncCommands;
 use shared::consumer::{Delivery, Handler, HandlerError};
+use shared::coordination::Coordination;
 use shared::event::ReservationEvent;
-use shared::keys::KeySpace;
-use shared::redis_client::Redis;
 
 use crate::provider::{Sms, SmsError, SmsProvider};
 
@@ -32,8 +32,7 @@ pub const SMS_LIMITER_WAIT_SECONDS: &str = "seckill_sms_limiter_wait_seconds";
 pub struct SmsHandler<P> {
     provider: P,
     limiter: DefaultDirectRateLimiter,
-    redis: Redis,
-    keys: KeySpace,
+    records: Arc<dyn Coordination>,
     record_ttl: Duration,
 }
 
@@ -43,35 +42,24 @@ impl<P: SmsProvider> SmsHandler<P> {
     pub fn new(
         provider: P,
         rate_per_sec: NonZeroU32,
-        redis: Redis,
-        keys: KeySpace,
+        records: Arc<dyn Coordination>,
         record_ttl: Duration,
     ) -> Self {
         Self {
             provider,
             limiter: RateLimiter::direct(Quota::per_second(rate_per_sec)),
-            redis,
-            keys,
+            records,
             record_ttl,
         }
     }
 
-    fn record_key(&self, event: &ReservationEvent) -> String {
-        format!(
-            "{}:{}",
-            self.keys.sale(&event.sale_id).sms_sent_prefix,
-            event.order_id
-        )
-    }
-
     async fn send_once(&self, event: &ReservationEvent) -> Result<(), HandlerError> {
-        let record = self.record_key(event);
-        // A Redis outage delays messages; it must not spend their attempt budget.
+        // A store outage delays messages; it must not spend their attempt budget.
         let unavailable =
-            |e: shared::redis_client::RedisCallError| HandlerError::Unavailable(e.to_string());
-        let already_sent: bool = self
-            .redis
-            .call(async |c| c.exists(&record).await)
+            |e: shared::backends::StoreError| HandlerError::Unavailable(e.to_string());
+        let already_sent = self
+            .records
+            .sms_sent(&event.order_id)
             .await
             .map_err(unavailable)?;
         if already_sent {
@@ -102,9 +90,8 @@ impl<P: SmsProvider> SmsHandler<P> {
             }
         }
         counter!(SMS_SENT_TOTAL).increment(1);
-        let ttl = self.record_ttl.as_secs().max(1);
-        self.redis
-            .call(async |c| c.set_ex::<_, _, ()>(&record, 1, ttl).await)
+        self.records
+            .record_sms_sent(&event.order_id, self.record_ttl)
             .await
             .map_err(unavailable)
     }

@@ -17,9 +17,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use metrics_exporter_prometheus::PrometheusHandle;
+use shared::backends::Backends;
 use shared::consumer::LoopSettings;
-use shared::keys::KeySpace;
-use shared::redis_client::Redis;
 use shared::worker::WorkerArgs;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -124,8 +123,7 @@ pub async fn run(
     let handler = SmsHandler::new(
         config.provider()?,
         config.sms_rate_per_sec,
-        Redis::connect_lazily(&config.worker.redis)?,
-        KeySpace::new(&config.worker.redis.redis_key_prefix),
+        Backends::open(&config.worker.redis)?.coordination,
         Duration::from_secs(config.sms_record_ttl_secs),
     );
     shared::worker::run(

@@ -5,14 +5,14 @@
 //! exactly-once guarantee is the apply script's (`shared::stats`); this crate wires it to the
 //! shared consumer loop.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use metrics::counter;
 use metrics_exporter_prometheus::PrometheusHandle;
+use shared::backends::Backends;
 use shared::consumer::{Delivery, Handler, HandlerError, LoopSettings};
-use shared::keys::KeySpace;
-use shared::redis_client::Redis;
 use shared::stats::StatsStore;
 use shared::worker::WorkerArgs;
 use tokio::net::TcpListener;
@@ -61,11 +61,11 @@ impl Config {
 
 /// Counts a batch of events, each exactly once.
 pub struct StatsHandler {
-    store: StatsStore,
+    store: Arc<dyn StatsStore>,
 }
 
 impl StatsHandler {
-    pub fn new(store: StatsStore) -> Self {
+    pub fn new(store: Arc<dyn StatsStore>) -> Self {
         Self { store }
     }
 }
@@ -94,10 +94,7 @@ pub async fn run(
     config
         .validate()
         .map_err(|problem| anyhow::anyhow!("refusing to start: {problem}"))?;
-    let store = StatsStore::new(
-        Redis::connect_lazily(&config.worker.redis)?,
-        KeySpace::new(&config.worker.redis.redis_key_prefix),
-    );
+    let store = Backends::open(&config.worker.redis)?.stats;
     shared::worker::run(
         &config.worker.kafka,
         config.loop_settings(),

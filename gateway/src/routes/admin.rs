@@ -55,11 +55,7 @@ pub async fn ban(
     ApiJson(request): ApiJson<UserRef>,
 ) -> Result<StatusCode, ApiError> {
     validate_user_id(&request.user_id).map_err(ApiError::BadRequest)?;
-    let ledger = &state.ledger;
-    state
-        .blacklist
-        .add(ledger.redis(), ledger.keys(), &request.user_id)
-        .await?;
+    state.blacklist.add(&request.user_id).await?;
     tracing::info!(user_id = request.user_id, "user blacklisted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -71,11 +67,7 @@ pub async fn unban(
     Path(user_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     validate_user_id(&user_id).map_err(ApiError::BadRequest)?;
-    let ledger = &state.ledger;
-    state
-        .blacklist
-        .remove(ledger.redis(), ledger.keys(), &user_id)
-        .await?;
+    state.blacklist.remove(&user_id).await?;
     tracing::info!(user_id, "user removed from the blacklist");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,12 +12,14 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready to sell: Redis and Kafka both answer. 503 otherwise, naming which does not.
+/// Ready to sell: the stock ledger (Redis) and Kafka both answer. 503 otherwise, naming which
+/// does not.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (redis, kafka) = tokio::join!(
-        state.ledger.redis().is_reachable(),
+        state.ledger.ping(),
         state.publisher.is_reachable(state.probe_timeout)
     );
+    let redis = redis.is_ok();
     let status = if redis && kafka {
         StatusCode::OK
     } else {

@@ -174,8 +174,7 @@ async fn sending_holds_the_configured_rate() {
     let handler = SmsHandler::new(
         JsonLinesProvider::new(Some(file.clone())),
         rate,
-        env.redis(),
-        env.keys(),
+        env.backends().coordination,
         Duration::from_mins(1),
     );
     let sale = env.create_sale(20).await;

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use shared::stats::StatsStore;
 use shared::testing::{TestEnv, eventually, spawn_service};
 use stats_worker::Config;
 
@@ -27,7 +26,7 @@ async fn a_redelivered_event_is_counted_once() {
     for payload in [&first, &first, &second] {
         env.publish_raw("k", payload.as_bytes()).await;
     }
-    let store = StatsStore::new(env.redis(), env.keys());
+    let store = env.backends().stats;
     let stats = eventually("both orders counted", WAIT, async || {
         let stats = store.read(&sale.id).await.ok()?;
         (stats.sold >= 2).then_some(stats)
@@ -44,17 +43,4 @@ async fn a_redelivered_event_is_counted_once() {
         stats,
         "nothing counted later"
     );
-}
-
-#[tokio::test]
-async fn the_same_event_twice_in_one_batch_counts_once() {
-    let env = TestEnv::new();
-    let sale = env.create_sale(10).await;
-    let (event, _) = env.reserve(&sale, "carol").await;
-    let store = StatsStore::new(env.redis(), env.keys());
-    assert_eq!(store.apply(&[&event, &event]).await.unwrap(), 1);
-    assert_eq!(store.apply(&[&event]).await.unwrap(), 0);
-    let stats = store.read(&sale.id).await.unwrap();
-    assert_eq!((stats.sold, stats.buyers), (1, 1));
-    assert_eq!(stats.revenue_cents, sale.price_cents);
 }

@@ -1,4 +1,5 @@
 //! Kafka plumbing every service shares: client settings, topic creation, trace headers.
+//! `KAFKA_BROKERS=mock:` selects the embedded bus of [`mock`] instead of real brokers.
 //!
 //! The producer is idempotent (`enable.idempotence=true` implies `acks=all` and ordered,
 //! de-duplicated retries per partition), so a broker hiccup never duplicates or reorders a
@@ -22,16 +23,28 @@ use crate::config::KafkaArgs;
 /// followed across processes.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
+pub mod mock;
+
 /// Settings every client of this deployment starts from.
-pub fn client_config(args: &KafkaArgs) -> ClientConfig {
+pub fn client_config(args: &KafkaArgs) -> Result<ClientConfig, KafkaError> {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &args.kafka_brokers);
-    config
+    config.set("bootstrap.servers", bootstrap_servers(&args.kafka_brokers)?);
+    Ok(config)
+}
+
+/// The `bootstrap.servers` of `KAFKA_BROKERS`: the brokers themselves, or the address of the
+/// embedded cluster a `mock:` value names (started on first use).
+pub fn bootstrap_servers(brokers: &str) -> Result<String, KafkaError> {
+    if mock::is_mock(brokers) {
+        mock::bootstrap_servers(brokers)
+    } else {
+        Ok(brokers.to_owned())
+    }
 }
 
 /// Settings of the idempotent producer used by the gateway, the reconciler and dead-lettering.
-pub fn producer_config(args: &KafkaArgs) -> ClientConfig {
-    let mut config = client_config(args);
+pub fn producer_config(args: &KafkaArgs) -> Result<ClientConfig, KafkaError> {
+    let mut config = client_config(args)?;
     config
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -42,12 +55,20 @@ pub fn producer_config(args: &KafkaArgs) -> ClientConfig {
         // the reconciler then re-publishes only what this producer has given up on, and never
         // piles a second copy into this queue.
         .set("message.timeout.ms", "8000");
-    config
+    Ok(config)
 }
 
 /// Creates the reservation topic and its dead-letter topic unless they exist.
 pub async fn ensure_topics(args: &KafkaArgs) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(args).create()?;
+    if mock::is_mock(&args.kafka_brokers) {
+        mock::create_topic(
+            &args.kafka_brokers,
+            &args.kafka_topic,
+            args.kafka_topic_partitions,
+        )?;
+        return mock::create_topic(&args.kafka_brokers, &args.kafka_dlq_topic, 1);
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config(args)?.create()?;
     let topics = [
         NewTopic::new(
             &args.kafka_topic,

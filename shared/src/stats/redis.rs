@@ -1,58 +1,42 @@
-//! Per-sale statistics in Redis: written exactly once per event by the stats worker, read by
-//! the gateway's `GET /api/v1/sales/{id}/stats`.
-//!
-//! Exactly-once comes from the script: it records the event id in the same atomic step that
-//! counts it, so a redelivered or re-published event changes nothing. The distinct-buyer set
-//! and the event-id set are bounded by the sale's stock.
+//! Statistics in Redis: `stats_apply.lua` records the event id in the same atomic step that
+//! counts it. The distinct-buyer set and the event-id set are bounded by the sale's stock.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
+use async_trait::async_trait;
 use redis::Script;
-use serde::Serialize;
 
+use super::{SaleStats, StatsStore, TimelinePoint};
+use crate::backends::StoreError;
 use crate::event::ReservationEvent;
 use crate::keys::KeySpace;
-use crate::redis_client::{Redis, RedisCallError};
+use crate::redis_client::Redis;
 
 static APPLY: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/stats_apply.lua")));
-
-/// What the statistics say about one sale.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct SaleStats {
-    pub sold: u64,
-    pub revenue_cents: i64,
-    pub buyers: u64,
-    /// Units sold per second, in time order.
-    pub timeline: Vec<TimelinePoint>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TimelinePoint {
-    /// Unix time, seconds.
-    pub second: i64,
-    pub sold: u64,
-}
+    LazyLock::new(|| Script::new(include_str!("../scripts/stats_apply.lua")));
 
 #[derive(Clone)]
-pub struct StatsStore {
+pub struct RedisStatsStore {
     redis: Redis,
     keys: KeySpace,
 }
 
-impl StatsStore {
+impl RedisStatsStore {
     pub fn new(redis: Redis, keys: KeySpace) -> Self {
         Self { redis, keys }
     }
+}
 
-    /// Counts each event once; returns how many were new. One round trip for the batch (the
-    /// script is loaded at the head of the same pipeline, so a restarted Redis is no problem).
-    pub async fn apply(&self, events: &[&ReservationEvent]) -> Result<u64, RedisCallError> {
+#[async_trait]
+impl StatsStore for RedisStatsStore {
+    /// One round trip for the batch (the script is loaded at the head of the same pipeline, so
+    /// a restarted Redis is no problem).
+    async fn apply(&self, events: &[&ReservationEvent]) -> Result<u64, StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("SCRIPT")
             .arg("LOAD")
-            .arg(include_str!("scripts/stats_apply.lua"))
+            .arg(include_str!("../scripts/stats_apply.lua"))
             .ignore();
         let invocations: Vec<_> = events
             .iter()
@@ -78,7 +62,7 @@ impl StatsStore {
         Ok(counted.iter().sum())
     }
 
-    pub async fn read(&self, sale_id: &str) -> Result<SaleStats, RedisCallError> {
+    async fn read(&self, sale_id: &str) -> Result<SaleStats, StoreError> {
         let keys = self.keys.sale(sale_id);
         let (totals, buyers, timeline): (BTreeMap<String, i64>, u64, BTreeMap<i64, u64>) = self
             .redis

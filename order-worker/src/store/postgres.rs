@@ -1,45 +1,20 @@
-//! Orders in PostgreSQL: the schema (sqlx migrations, run at start-up) and the batched,
-//! idempotent insert.
+//! Orders in PostgreSQL: one `INSERT … SELECT FROM UNNEST` per batch, whatever its size.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use shared::consumer::Delivery;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-/// Why the store could not take a batch.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database refused these rows' data; retrying cannot help.
-    #[error("rejected by the database: {0}")]
-    Rejected(sqlx::Error),
-    /// The database is unreachable, slow or restarting; retrying can.
-    #[error("database unavailable: {0}")]
-    Unavailable(sqlx::Error),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        // SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation) are
-        // about the rows themselves; anything else is about the database's state.
-        let about_the_rows = error
-            .as_database_error()
-            .and_then(sqlx::error::DatabaseError::code)
-            .is_some_and(|code| code.starts_with("22") || code.starts_with("23"));
-        if about_the_rows {
-            Self::Rejected(error)
-        } else {
-            Self::Unavailable(error)
-        }
-    }
-}
+use super::{OrderStore, SaleOrders, StoreError};
 
 #[derive(Clone)]
-pub struct OrderStore {
+pub struct PostgresOrderStore {
     pool: PgPool,
 }
 
-impl OrderStore {
+impl PostgresOrderStore {
     /// Connects lazily (the worker starts while PostgreSQL is down, and retries).
     pub fn connect_lazily(database_url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
         let pool = PgPoolOptions::new()
@@ -48,19 +23,17 @@ impl OrderStore {
             .connect_lazy(database_url)?;
         Ok(Self { pool })
     }
+}
 
-    /// Brings the schema up to date.
-    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        sqlx::migrate!("./migrations").run(&self.pool).await
+#[async_trait]
+impl OrderStore for PostgresOrderStore {
+    async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Inserts the batch in one statement, skipping rows that exist, and returns which of the
-    /// batch's order ids are now in the table (new or from an earlier delivery).
-    pub async fn insert(&self, batch: &[Delivery]) -> Result<HashSet<String>, StoreError> {
+    async fn insert(&self, batch: &[Delivery]) -> Result<HashSet<String>, StoreError> {
         let mut order_ids = Vec::with_capacity(batch.len());
         let mut event_ids = Vec::with_capacity(batch.len());
         let mut sale_ids = Vec::with_capacity(batch.len());
@@ -98,5 +71,20 @@ impl OrderStore {
                 .fetch_all(&self.pool)
                 .await?;
         Ok(present.into_iter().collect())
+    }
+
+    async fn sale_orders(&self, sale_id: &str) -> Result<SaleOrders, StoreError> {
+        let (rows, distinct_buyers, revenue_cents): (i64, i64, Option<i64>) = sqlx::query_as(
+            "SELECT count(*), count(DISTINCT user_id), sum(price_cents * quantity)::bigint
+             FROM orders WHERE sale_id = $1",
+        )
+        .bind(sale_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(SaleOrders {
+            rows: rows as u64,
+            distinct_buyers: distinct_buyers as u64,
+            revenue_cents: revenue_cents.unwrap_or(0),
+        })
     }
 }

@@ -1,0 +1,92 @@
+//! The order table, behind [`OrderStore`]: PostgreSQL in production, SQLite for the embedded
+//! run, chosen by the scheme of `DATABASE_URL`. Both have the same schema and constraints
+//! (`migrations/postgres`, `migrations/sqlite`), and one conformance suite
+//! (`tests/conformance`) holds both to the same assertions.
+
+mod postgres;
+mod sqlite;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use shared::consumer::Delivery;
+
+pub use self::postgres::PostgresOrderStore;
+pub use self::sqlite::SqliteOrderStore;
+
+/// Why the store could not take a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused these rows' data; retrying cannot help.
+    #[error("rejected by the database: {0}")]
+    Rejected(sqlx::Error),
+    /// The database is unreachable, slow or restarting; retrying can.
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        use sqlx::error::ErrorKind;
+        let Some(database_error) = error.as_database_error() else {
+            return Self::Unavailable(error);
+        };
+        // A violated constraint, or (PostgreSQL SQLSTATE class 22) a data exception, is about
+        // the rows themselves; anything else is about the database's state.
+        let about_the_rows = !matches!(database_error.kind(), ErrorKind::Other)
+            || database_error
+                .code()
+                .is_some_and(|code| code.starts_with("22") || code.starts_with("23"));
+        if about_the_rows {
+            Self::Rejected(error)
+        } else {
+            Self::Unavailable(error)
+        }
+    }
+}
+
+/// One sale's orders, as the load test's invariant checks read them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SaleOrders {
+    pub rows: u64,
+    pub distinct_buyers: u64,
+    pub revenue_cents: i64,
+}
+
+#[async_trait]
+pub trait OrderStore: Send + Sync {
+    /// Brings the schema up to date.
+    async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError>;
+
+    /// Inserts the batch atomically, skipping rows whose order id, or whose (sale, buyer),
+    /// exists; returns which of the batch's order ids are in the table afterwards (new or
+    /// from an earlier delivery). A row the constraints refuse fails the whole batch with
+    /// [`StoreError::Rejected`].
+    async fn insert(&self, batch: &[Delivery]) -> Result<HashSet<String>, StoreError>;
+
+    /// Counts of one sale's rows.
+    async fn sale_orders(&self, sale_id: &str) -> Result<SaleOrders, StoreError>;
+}
+
+/// The store `database_url` names: `postgres://…` or `sqlite:<path>` (the file is created if
+/// missing). Connects lazily (a worker starts while its database is down, and retries); fails
+/// only on a malformed URL or an unknown scheme.
+pub fn open(database_url: &str, max_connections: u32) -> Result<Arc<dyn OrderStore>, sqlx::Error> {
+    if database_url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteOrderStore::connect_lazily(
+            database_url,
+            max_connections,
+        )?))
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresOrderStore::connect_lazily(
+            database_url,
+            max_connections,
+        )?))
+    } else {
+        Err(sqlx::Error::Configuration(
+            format!("DATABASE_URL must start with postgres:// or sqlite:, not {database_url:?}")
+                .into(),
+        ))
+    }
+}

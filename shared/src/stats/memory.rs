@@ -1,0 +1,65 @@
+//! Statistics in this process's memory, with `stats_apply.lua`'s semantics.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{SaleStats, StatsStore, TimelinePoint};
+use crate::backends::StoreError;
+use crate::event::ReservationEvent;
+
+#[derive(Default)]
+pub struct MemoryStatsStore {
+    sales: Mutex<HashMap<String, Tally>>,
+}
+
+#[derive(Default)]
+struct Tally {
+    counted_events: HashSet<uuid::Uuid>,
+    sold: u64,
+    revenue_cents: i64,
+    buyers: HashSet<String>,
+    /// unix second → units
+    timeline: BTreeMap<i64, u64>,
+}
+
+#[async_trait]
+impl StatsStore for MemoryStatsStore {
+    async fn apply(&self, events: &[&ReservationEvent]) -> Result<u64, StoreError> {
+        let mut sales = self.sales.lock().expect("stats lock poisoned");
+        let mut counted = 0;
+        for event in events {
+            let tally = sales.entry(event.sale_id.clone()).or_default();
+            if !tally.counted_events.insert(event.event_id) {
+                continue;
+            }
+            let units = u64::from(event.quantity);
+            tally.sold += units;
+            tally.revenue_cents += event.price_cents.saturating_mul(i64::from(event.quantity));
+            tally.buyers.insert(event.user_id.clone());
+            *tally
+                .timeline
+                .entry(event.reserved_at.timestamp())
+                .or_default() += units;
+            counted += 1;
+        }
+        Ok(counted)
+    }
+
+    async fn read(&self, sale_id: &str) -> Result<SaleStats, StoreError> {
+        let sales = self.sales.lock().expect("stats lock poisoned");
+        Ok(sales
+            .get(sale_id)
+            .map_or_else(SaleStats::default, |tally| SaleStats {
+                sold: tally.sold,
+                revenue_cents: tally.revenue_cents,
+                buyers: tally.buyers.len() as u64,
+                timeline: tally
+                    .timeline
+                    .iter()
+                    .map(|(&second, &sold)| TimelinePoint { second, sold })
+                    .collect(),
+            }))
+    }
+}

@@ -1,0 +1,44 @@
+//! Per-sale statistics: written exactly once per event by the stats worker, read by the
+//! gateway's `GET /api/v1/sales/{id}/stats`.
+//!
+//! Exactly-once is the store's job, not the caller's: it records the event id in the same
+//! atomic step that counts it, so a redelivered or re-published event changes nothing. Two
+//! backends, one conformance suite: [`RedisStatsStore`] and [`MemoryStatsStore`].
+
+mod memory;
+mod redis;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+pub use self::memory::MemoryStatsStore;
+pub use self::redis::RedisStatsStore;
+use crate::backends::StoreError;
+use crate::event::ReservationEvent;
+
+/// What the statistics say about one sale.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SaleStats {
+    pub sold: u64,
+    pub revenue_cents: i64,
+    pub buyers: u64,
+    /// Units sold per second, in time order.
+    pub timeline: Vec<TimelinePoint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelinePoint {
+    /// Unix time, seconds.
+    pub second: i64,
+    pub sold: u64,
+}
+
+#[async_trait]
+pub trait StatsStore: Send + Sync {
+    /// Counts each event once (sold, revenue, distinct buyers, the second it was reserved in);
+    /// returns how many were new.
+    async fn apply(&self, events: &[&ReservationEvent]) -> Result<u64, StoreError>;
+
+    /// The sale's statistics; all zero for a sale nothing was counted for.
+    async fn read(&self, sale_id: &str) -> Result<SaleStats, StoreError>;
+}

@@ -1,0 +1,129 @@
+//! The stock ledger: the only place a purchase is decided.
+//!
+//! [`StockLedger`] is what the gateway and the order worker need from it: sales, the atomic
+//! stock lock, the outbox the reconciler sweeps, and each order's status. Two backends
+//! implement it with the same semantics, held to them by one conformance suite:
+//! [`RedisStockLedger`] (Lua scripts, one round trip per decision, shared by every process) and
+//! [`MemoryStockLedger`] (one mutex in one process, for the all-in-one demo and fast tests).
+
+mod memory;
+mod redis;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use self::memory::MemoryStockLedger;
+pub use self::redis::RedisStockLedger;
+use crate::backends::StoreError;
+use crate::event::ReservationEvent;
+use crate::ids::OrderId;
+use crate::sale::Sale;
+
+/// What the stock lock decided for one purchase attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// One unit is locked for the buyer; `remaining` units are left.
+    Reserved { remaining: u32 },
+    /// The buyer already holds a unit of this sale, under `order_id`; nothing changed.
+    AlreadyPurchased { order_id: String },
+    /// No unit left; nothing changed.
+    SoldOut,
+    /// No such sale; nothing changed.
+    UnknownSale,
+}
+
+/// Where an order stands, as the buyer sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Accepted; the order row is not written yet.
+    Processing,
+    /// The order row is in the order store.
+    Created,
+    /// The order could not be created (its event went to the dead-letter topic).
+    Failed,
+}
+
+/// An outbox entry whose publish the broker has not acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unpublished {
+    pub order_id: String,
+    /// The event as the stock lock stored it; `None` when the order was created meanwhile
+    /// and its outbox entry is gone.
+    pub payload: Option<String>,
+}
+
+/// Stock, buyers, outbox and order status of every sale.
+///
+/// Every method is one atomic step of the backend; none leaves a half-written state behind
+/// when it fails.
+#[async_trait]
+pub trait StockLedger: Send + Sync {
+    /// Stores a new sale and its stock counter; `false` when the id is taken (nothing changed).
+    async fn create_sale(&self, sale: &Sale) -> Result<bool, StoreError>;
+
+    /// The sale with this id, if it exists.
+    async fn sale(&self, sale_id: &str) -> Result<Option<Sale>, StoreError>;
+
+    /// Units left, or `None` for an unknown sale.
+    async fn remaining(&self, sale_id: &str) -> Result<Option<u32>, StoreError>;
+
+    /// The stock lock, in one atomic step: an unknown sale, a buyer who already holds a unit
+    /// and an empty stock are refused in that order with nothing written; otherwise one unit
+    /// is taken and the buyer, the outbox entry (`payload`, the very bytes that will be
+    /// published), the unacknowledged mark and the status `processing` are recorded.
+    async fn reserve(
+        &self,
+        event: &ReservationEvent,
+        payload: &str,
+    ) -> Result<Reservation, StoreError>;
+
+    /// Records the broker's acknowledgement of these orders' events, so the reconciler leaves
+    /// them alone.
+    async fn mark_published(&self, orders: &[OrderId]) -> Result<(), StoreError>;
+
+    /// Marks orders of one sale as created and removes them from the outbox; returns how
+    /// many outbox entries were removed. Idempotent.
+    async fn complete_orders(&self, sale_id: &str, orders: &[&OrderId]) -> Result<u64, StoreError>;
+
+    /// Marks orders of one sale as failed (their events went to the dead-letter topic) and
+    /// takes them out of the reconciler's reach. Their outbox entries stay, so each unit stays
+    /// accounted for until an operator resolves it.
+    async fn fail_orders(&self, sale_id: &str, orders: &[&OrderId]) -> Result<(), StoreError>;
+
+    /// Every sale id ever created.
+    async fn sale_ids(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Up to `limit` orders of one sale whose publish was not acknowledged and that were
+    /// reserved (or last deferred) at or before `before_ms` (unix ms), oldest first.
+    async fn stale_unpublished(
+        &self,
+        sale_id: &str,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Unpublished>, StoreError>;
+
+    /// Moves still-unacknowledged orders' timestamps to `at_ms`, so the reconciler does not
+    /// publish them again before the next `min_age` has passed. Never re-marks an order
+    /// acknowledged meanwhile.
+    async fn defer_unpublished(&self, orders: &[OrderId], at_ms: i64) -> Result<(), StoreError>;
+
+    /// Sizes of one sale's outbox (locked, no order row yet) and of its unacknowledged part.
+    async fn outbox_sizes(&self, sale_id: &str) -> Result<(u64, u64), StoreError>;
+
+    /// The outbox of one sale: order id → event JSON.
+    async fn outbox(&self, sale_id: &str) -> Result<HashMap<String, String>, StoreError>;
+
+    /// The order's status, if `user_id` owns it. Anyone else learns nothing, not even that it
+    /// exists.
+    async fn order_status(
+        &self,
+        order_id: &OrderId,
+        user_id: &str,
+    ) -> Result<Option<OrderStatus>, StoreError>;
+
+    /// Whether the backend answers now (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
