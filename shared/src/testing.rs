@@ -1,9 +1,13 @@
 //! Test support shared by every crate's integration tests (feature `testing`): a private
-//! namespace on the real services per test, and probes that look at Redis and Kafka directly.
+//! namespace per test, on the real services or on the embedded backends, and probes that look
+//! at the stores and Kafka directly.
 //!
-//! Each [`TestEnv`] has its own Redis key prefix and its own topics, so tests run in parallel
+//! Each [`TestEnv`] has its own key prefix and its own topics, so tests run in parallel
 //! against one Redis and one broker without seeing each other; its keys are deleted on drop.
+//! [`TestEnv::embedded`] is the same namespace on `memory:`, `mock:` and a SQLite file, which
+//! is how the conformance suites run one test body against both backends.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,34 +26,89 @@ use crate::keys::KeySpace;
 use crate::sale::Sale;
 use crate::stock::{Reservation, StockLedger};
 
+/// Runs each listed case — an `async fn(TestEnv)` in scope — once per backend: a module per
+/// case with an `embedded` test ([`TestEnv::embedded`]) and a `real` test ([`TestEnv::new`]),
+/// so a failure names the case and the backend. This is how a conformance suite holds both
+/// backends of a trait to the same assertions.
+#[macro_export]
+macro_rules! conformance {
+    ($($case:ident),+ $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn embedded() {
+                    super::$case($crate::testing::TestEnv::embedded()).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn real() {
+                    super::$case($crate::testing::TestEnv::new()).await;
+                }
+            }
+        )+
+    };
+}
+
 /// Partitions of every test topic: more than one, so ordering across partitions is exercised.
 pub const TEST_PARTITIONS: i32 = 2;
 
-/// A private namespace on the real services (`scripts/services env` provides the URLs).
+/// A private namespace on the real services (`scripts/services env` provides the URLs), or
+/// on the embedded backends.
 pub struct TestEnv {
     pub redis: RedisArgs,
     pub kafka: KafkaArgs,
     pub database_url: String,
+    /// The SQLite file of an embedded namespace, removed on drop.
+    sqlite_file: Option<PathBuf>,
 }
 
 impl TestEnv {
+    /// A namespace on the real services.
     pub fn new() -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string();
         let var =
             |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+        Self::with(
+            var("REDIS_URL", "redis://127.0.0.1:6379"),
+            var("KAFKA_BROKERS", "127.0.0.1:9092"),
+            var("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/seckill"),
+            None,
+        )
+    }
+
+    /// A namespace on the embedded backends: in-process stores, a mock Kafka cluster and a
+    /// SQLite file of its own.
+    pub fn embedded() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let file = std::env::temp_dir().join(format!("seckill-test-{id}.db"));
+        Self::with(
+            format!("memory:test-{id}"),
+            format!("mock:test-{id}"),
+            format!("sqlite:{}", file.display()),
+            Some(file),
+        )
+    }
+
+    fn with(
+        redis_url: String,
+        kafka_brokers: String,
+        database_url: String,
+        sqlite_file: Option<PathBuf>,
+    ) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
         Self {
             redis: RedisArgs {
-                redis_url: var("REDIS_URL", "redis://127.0.0.1:6379"),
+                redis_url,
                 redis_key_prefix: format!("test-{id}"),
                 redis_timeout_ms: 2000,
             },
             kafka: KafkaArgs {
-                kafka_brokers: var("KAFKA_BROKERS", "127.0.0.1:9092"),
+                kafka_brokers,
                 kafka_topic: format!("test-{id}"),
                 kafka_dlq_topic: format!("test-{id}.dlq"),
                 kafka_topic_partitions: TEST_PARTITIONS,
             },
-            database_url: var("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/seckill"),
+            database_url,
+            sqlite_file,
         }
     }
 
@@ -155,7 +214,14 @@ impl Default for TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        delete_keys(&self.redis.redis_url, &self.redis.redis_key_prefix);
+        match &self.sqlite_file {
+            Some(file) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+                }
+            }
+            None => delete_keys(&self.redis.redis_url, &self.redis.redis_key_prefix),
+        }
     }
 }
 

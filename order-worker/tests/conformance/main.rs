@@ -1,0 +1,136 @@
+//! `OrderStore` conformance: every case runs unchanged against SQLite (`embedded`) and
+//! PostgreSQL (`real`, from `scripts/services`). Both must be idempotent, keep one order per
+//! buyer, refuse bad rows as a whole batch, and say "unavailable" when they are.
+
+// The cases are plain functions (the macro makes the tests), so clippy does not see test code.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use order_worker::store::{OrderStore, SaleOrders, StoreError};
+use shared::consumer::Delivery;
+use shared::event::ReservationEvent;
+use shared::ids::OrderId;
+use shared::testing::TestEnv;
+
+shared::conformance!(
+    a_redelivered_batch_inserts_nothing_more,
+    a_second_order_for_the_same_buyer_is_skipped,
+    a_refused_row_fails_its_whole_batch,
+    a_batch_larger_than_one_statement_is_inserted_whole,
+    an_unreachable_database_is_unavailable,
+);
+
+async fn migrated_store(env: &TestEnv) -> Arc<dyn OrderStore> {
+    let store = order_worker::store::open(&env.database_url, 2).expect("DATABASE_URL parses");
+    store
+        .migrate()
+        .await
+        .expect("the database is reachable (run scripts/services up)");
+    store
+}
+
+/// A fresh sale id: the tests share PostgreSQL's orders table.
+fn sale_id() -> String {
+    format!("sale-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+fn order(sale_id: &str, user: &str, price_cents: i64) -> Delivery {
+    Delivery {
+        event: ReservationEvent::new(OrderId::generate(sale_id), user, price_cents),
+        traceparent: None,
+    }
+}
+
+fn order_ids(batch: &[Delivery]) -> HashSet<String> {
+    batch.iter().map(|d| d.event.order_id.to_string()).collect()
+}
+
+async fn a_redelivered_batch_inserts_nothing_more(env: TestEnv) {
+    let store = migrated_store(&env).await;
+    let sale = sale_id();
+    let batch = [
+        order(&sale, "a", 100),
+        order(&sale, "b", 250),
+        order(&sale, "c", 300),
+    ];
+    assert_eq!(store.insert(&batch).await.unwrap(), order_ids(&batch));
+    assert_eq!(
+        store.insert(&batch).await.unwrap(),
+        order_ids(&batch),
+        "present from the earlier delivery"
+    );
+    assert_eq!(
+        store.sale_orders(&sale).await.unwrap(),
+        SaleOrders {
+            rows: 3,
+            distinct_buyers: 3,
+            revenue_cents: 650
+        }
+    );
+    assert_eq!(
+        store.sale_orders(&sale_id()).await.unwrap(),
+        SaleOrders::default()
+    );
+}
+
+async fn a_second_order_for_the_same_buyer_is_skipped(env: TestEnv) {
+    let store = migrated_store(&env).await;
+    let sale = sale_id();
+    let original = order(&sale, "frank", 100);
+    let forged = order(&sale, "frank", 100);
+    store.insert(std::slice::from_ref(&original)).await.unwrap();
+    let present = store.insert(std::slice::from_ref(&forged)).await.unwrap();
+    assert!(present.is_empty(), "the forged order is not in the table");
+    assert_eq!(store.sale_orders(&sale).await.unwrap().rows, 1);
+}
+
+async fn a_refused_row_fails_its_whole_batch(env: TestEnv) {
+    let store = migrated_store(&env).await;
+    let sale = sale_id();
+    let batch = [order(&sale, "good", 100), order(&sale, "bad", -1)];
+    let result = store.insert(&batch).await;
+    assert!(matches!(result, Err(StoreError::Rejected(_))), "{result:?}");
+    assert_eq!(
+        store.sale_orders(&sale).await.unwrap().rows,
+        0,
+        "nothing half-written"
+    );
+}
+
+async fn a_batch_larger_than_one_statement_is_inserted_whole(env: TestEnv) {
+    let store = migrated_store(&env).await;
+    let sale = sale_id();
+    let batch: Vec<Delivery> = (0..2500)
+        .map(|user| order(&sale, &format!("user-{user}"), 10))
+        .collect();
+    assert_eq!(store.insert(&batch).await.unwrap().len(), 2500);
+    assert_eq!(
+        store.sale_orders(&sale).await.unwrap(),
+        SaleOrders {
+            rows: 2500,
+            distinct_buyers: 2500,
+            revenue_cents: 25_000
+        }
+    );
+}
+
+async fn an_unreachable_database_is_unavailable(env: TestEnv) {
+    let unreachable = if env.database_url.starts_with("sqlite:") {
+        "sqlite:/nonexistent-directory/orders.db".to_owned()
+    } else {
+        let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        format!("postgres://postgres@127.0.0.1:{closed_port}/x")
+    };
+    let store = order_worker::store::open(&unreachable, 1).expect("the URL parses");
+    let result = store.insert(&[order(&sale_id(), "erin", 100)]).await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+}

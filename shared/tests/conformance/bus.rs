@@ -1,0 +1,213 @@
+//! The event bus: consumer-group fan-out, a group splitting the partitions, redelivery of what
+//! was not committed, dead letters. Both backends speak the Kafka protocol, so these cases
+//! drive the workers' own consumer loop (`shared::consumer`) against each.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shared::consumer::{
+    ConsumerLoop, DLQ_REASON_HEADER, Delivery, Handler, HandlerError, LoopSettings,
+};
+use shared::event::ReservationEvent;
+use shared::ids::OrderId;
+use shared::testing::{TestEnv, eventually, header};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+shared::conformance!(
+    every_group_receives_every_event,
+    a_group_divides_the_partitions_among_its_members,
+    a_failed_batch_is_retried_and_only_committed_events_are_not_redelivered,
+    an_undecodable_message_is_dead_lettered_and_the_group_moves_on,
+);
+
+const WAIT: Duration = Duration::from_mins(1);
+
+/// Records every event it is handed and every event it handled; fails the first attempt of
+/// a batch holding an event of `fail_once`.
+#[derive(Clone, Default)]
+struct Recorder {
+    attempted: Arc<Mutex<Vec<Uuid>>>,
+    handled: Arc<Mutex<Vec<Uuid>>>,
+    fail_once: Arc<Mutex<HashSet<Uuid>>>,
+}
+
+impl Recorder {
+    fn handled(&self) -> Vec<Uuid> {
+        self.handled.lock().unwrap().clone()
+    }
+
+    fn distinct(&self) -> HashSet<Uuid> {
+        self.handled().into_iter().collect()
+    }
+}
+
+impl Handler for Recorder {
+    async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        let ids = batch.iter().map(|d| d.event.event_id);
+        self.attempted.lock().unwrap().extend(ids.clone());
+        let mut fail_once = self.fail_once.lock().unwrap();
+        if batch.iter().any(|d| fail_once.remove(&d.event.event_id)) {
+            return Err(HandlerError::Retryable("failing once, as asked".into()));
+        }
+        self.handled.lock().unwrap().extend(ids);
+        Ok(())
+    }
+}
+
+/// A running consumer loop of `group`, stopped (with its final commit) by [`Member::stop`].
+struct Member {
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Member {
+    fn join(env: &TestEnv, group: &str, recorder: &Recorder) -> Self {
+        let settings = LoopSettings {
+            group: format!("{}-{group}", env.kafka.kafka_topic),
+            batch_size: 10,
+            batch_wait: Duration::from_millis(10),
+            max_attempts: Some(5),
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+        };
+        let consumer =
+            ConsumerLoop::new(&env.kafka, settings, recorder.clone()).expect("a consumer");
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            consumer
+                .run(stop)
+                .await
+                .expect("the loop ends without error");
+        });
+        Self { shutdown, task }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("the loop did not panic");
+    }
+}
+
+/// Publishes `count` events with distinct keys (so they spread over the partitions).
+async fn publish(env: &TestEnv, count: usize) -> HashSet<Uuid> {
+    let mut ids = HashSet::new();
+    for _ in 0..count {
+        let user = format!("user-{}", Uuid::new_v4().simple());
+        let event = ReservationEvent::new(OrderId::generate("bus-sale"), &user, 100);
+        env.publish_raw(&user, event.to_json().as_bytes()).await;
+        ids.insert(event.event_id);
+    }
+    ids
+}
+
+async fn every_group_receives_every_event(env: TestEnv) {
+    env.create_topics().await;
+    let published = publish(&env, 12).await;
+    let (orders, stats) = (Recorder::default(), Recorder::default());
+    let members = [
+        Member::join(&env, "orders", &orders),
+        Member::join(&env, "stats", &stats),
+    ];
+    for recorder in [&orders, &stats] {
+        eventually("every event in each group", WAIT, async || {
+            (recorder.distinct() == published).then_some(())
+        })
+        .await;
+    }
+    for member in members {
+        member.stop().await;
+    }
+}
+
+async fn a_group_divides_the_partitions_among_its_members(env: TestEnv) {
+    env.create_topics().await;
+    let (first, second) = (Recorder::default(), Recorder::default());
+    let members = [
+        Member::join(&env, "split", &first),
+        Member::join(&env, "split", &second),
+    ];
+    // Publish in rounds until both members have had a share: whoever joins first may own
+    // every partition until the other's join rebalances the group.
+    let mut published = HashSet::new();
+    eventually("both members to receive events", WAIT, async || {
+        published.extend(publish(&env, 4).await);
+        (!first.handled().is_empty() && !second.handled().is_empty()).then_some(())
+    })
+    .await;
+    eventually("every event handled by the group", WAIT, async || {
+        let handled: HashSet<Uuid> = first
+            .distinct()
+            .union(&second.distinct())
+            .copied()
+            .collect();
+        (handled == published).then_some(())
+    })
+    .await;
+    for member in members {
+        member.stop().await;
+    }
+}
+
+async fn a_failed_batch_is_retried_and_only_committed_events_are_not_redelivered(env: TestEnv) {
+    env.create_topics().await;
+    let published = publish(&env, 6).await;
+    let recorder = Recorder::default();
+    let flaky = *published.iter().next().unwrap();
+    recorder.fail_once.lock().unwrap().insert(flaky);
+    let member = Member::join(&env, "retry", &recorder);
+    eventually("every event handled", WAIT, async || {
+        (recorder.distinct() == published).then_some(())
+    })
+    .await;
+    let attempts = recorder
+        .attempted
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|id| **id == flaky)
+        .count();
+    assert!(
+        attempts >= 2,
+        "the failed event was retried ({attempts} attempts)"
+    );
+    member.stop().await;
+
+    // A new member of the same group resumes after the committed offsets.
+    let successor = Recorder::default();
+    let member = Member::join(&env, "retry", &successor);
+    let later = publish(&env, 2).await;
+    eventually("the new events", WAIT, async || {
+        later.is_subset(&successor.distinct()).then_some(())
+    })
+    .await;
+    assert!(
+        successor.distinct().is_disjoint(&published),
+        "committed events are not delivered again"
+    );
+    member.stop().await;
+}
+
+async fn an_undecodable_message_is_dead_lettered_and_the_group_moves_on(env: TestEnv) {
+    env.create_topics().await;
+    env.publish_raw("k", b"{not an event").await;
+    let event = ReservationEvent::new(OrderId::generate("bus-sale"), "k", 100);
+    env.publish_raw("k", event.to_json().as_bytes()).await;
+    let recorder = Recorder::default();
+    let member = Member::join(&env, "dlq", &recorder);
+    eventually("the good event after the poison one", WAIT, async || {
+        recorder.distinct().contains(&event.event_id).then_some(())
+    })
+    .await;
+    member.stop().await;
+    let dead = env.read_topic(&env.kafka.kafka_dlq_topic, 1, 1, WAIT).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        rdkafka::Message::payload(&dead[0]),
+        Some(&b"{not an event"[..])
+    );
+    assert!(header(&dead[0], DLQ_REASON_HEADER).is_some());
+}

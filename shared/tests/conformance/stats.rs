@@ -1,0 +1,70 @@
+//! `StatsStore`: every event counted exactly once, however often and however concurrently it
+//! arrives.
+
+use std::sync::Arc;
+
+use shared::stats::{SaleStats, TimelinePoint};
+use shared::testing::TestEnv;
+
+shared::conformance!(
+    an_event_is_counted_once_however_often_it_arrives,
+    concurrent_redeliveries_count_each_event_once,
+);
+
+async fn an_event_is_counted_once_however_often_it_arrives(env: TestEnv) {
+    let stats = env.backends().stats;
+    let sale = env.create_sale(10).await;
+    assert_eq!(stats.read(&sale.id).await.unwrap(), SaleStats::default());
+    let (alice, _) = env.reserve(&sale, "alice").await;
+    let (bob, _) = env.reserve(&sale, "bob").await;
+
+    assert_eq!(stats.apply(&[&alice, &alice, &bob]).await.unwrap(), 2);
+    assert_eq!(stats.apply(&[&bob]).await.unwrap(), 0);
+
+    let counted = stats.read(&sale.id).await.unwrap();
+    assert_eq!(counted.sold, 2);
+    assert_eq!(counted.revenue_cents, 2 * sale.price_cents);
+    assert_eq!(counted.buyers, 2);
+    let mut seconds = vec![alice.reserved_at.timestamp(), bob.reserved_at.timestamp()];
+    seconds.dedup();
+    let timeline_total: u64 = counted.timeline.iter().map(|p| p.sold).sum();
+    assert_eq!(timeline_total, 2);
+    assert_eq!(
+        counted
+            .timeline
+            .iter()
+            .map(|p: &TimelinePoint| p.second)
+            .collect::<Vec<_>>(),
+        seconds
+    );
+}
+
+async fn concurrent_redeliveries_count_each_event_once(env: TestEnv) {
+    let stats = env.backends().stats;
+    let sale = env.create_sale(20).await;
+    let mut events = Vec::new();
+    for user in 0..20 {
+        events.push(env.reserve(&sale, &format!("user-{user}")).await.0);
+    }
+    let events = Arc::new(events);
+    // Eight workers race to apply the same twenty events.
+    let racers = (0..8).map(|_| {
+        let (stats, events) = (Arc::clone(&stats), Arc::clone(&events));
+        tokio::spawn(async move {
+            let batch: Vec<_> = events.iter().collect();
+            stats.apply(&batch).await.unwrap()
+        })
+    });
+    let newly_counted: u64 = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .map(|joined| joined.expect("no task panicked"))
+        .sum();
+    assert_eq!(
+        newly_counted, 20,
+        "each event new exactly once across all workers"
+    );
+    let counted = stats.read(&sale.id).await.unwrap();
+    assert_eq!((counted.sold, counted.buyers), (20, 20));
+    assert_eq!(counted.revenue_cents, 20 * sale.price_cents);
+}
