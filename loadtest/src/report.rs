@@ -123,7 +123,11 @@ impl Summary {
         if self.holders != self.accepted {
             println!("{:<28} {:>12}", "orders held (202 or 409)", self.holders);
         }
-        println!("{:<28} {:>12}", "orders in PostgreSQL", show(self.orders));
+        println!(
+            "{:<28} {:>12}",
+            "orders in the order table",
+            show(self.orders)
+        );
         println!("{:<28} {:>12}", "SMS sent", show(self.sms));
         println!("{:<28} {:>12}", "stats: sold", self.stats_sold);
         println!("{:<28} {:>12}", "remaining stock", self.remaining);
