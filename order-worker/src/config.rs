@@ -13,11 +13,12 @@ use crate::reconciler::ReconcilerSettings;
 #[derive(Parser, Clone, Debug)]
 #[command(name = "order-worker", version)]
 pub struct Config {
-    /// PostgreSQL URL of the orders database.
+    /// URL of the orders database: postgres://… (production), or sqlite:<file> (embedded;
+    /// the file is created if missing).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "")]
     pub database_url: String,
 
-    /// Connections in the PostgreSQL pool.
+    /// Connections in the database pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
     pub database_max_connections: u32,
 
@@ -58,7 +59,15 @@ impl Config {
     /// Refuses incomplete wiring with a sentence that names the variable to set.
     pub fn validate(&self) -> Result<(), String> {
         if self.database_url.trim().is_empty() {
-            return Err("DATABASE_URL is not set; the order worker needs PostgreSQL".into());
+            return Err(
+                "DATABASE_URL is not set; the order worker needs its database (postgres://… or sqlite:…)"
+                    .into(),
+            );
+        }
+        if !crate::store::is_supported(&self.database_url) {
+            return Err(
+                "DATABASE_URL must start with postgres://, postgresql:// or sqlite:".into(),
+            );
         }
         for (variable, value) in [
             ("ORDER_BATCH_SIZE", self.batch_size as u64),
@@ -92,5 +101,39 @@ impl Config {
             min_age: Duration::from_millis(self.reconcile_min_age_ms),
             lease_ttl: Duration::from_millis(self.reconcile_lease_ms),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Config;
+
+    fn validate(database_url: &str) -> Result<(), String> {
+        Config::try_parse_from(["order-worker", "--database-url", database_url])
+            .unwrap()
+            .validate()
+    }
+
+    #[test]
+    fn postgres_and_sqlite_urls_are_accepted() {
+        assert_eq!(validate("postgres://u@h/db"), Ok(()));
+        assert_eq!(validate("postgresql://u@h/db"), Ok(()));
+        assert_eq!(validate("sqlite:.seckill/orders.db"), Ok(()));
+    }
+
+    #[test]
+    fn a_missing_or_foreign_database_url_is_refused_by_name() {
+        assert!(
+            validate("")
+                .unwrap_err()
+                .contains("DATABASE_URL is not set")
+        );
+        assert!(
+            validate("mysql://u@h/db")
+                .unwrap_err()
+                .contains("DATABASE_URL must start")
+        );
     }
 }

@@ -69,24 +69,37 @@ pub trait OrderStore: Send + Sync {
     async fn sale_orders(&self, sale_id: &str) -> Result<SaleOrders, StoreError>;
 }
 
+const SQLITE_SCHEME: &str = "sqlite:";
+const POSTGRES_SCHEMES: [&str; 2] = ["postgres://", "postgresql://"];
+
+/// Whether `database_url` names a backend this store has.
+pub fn is_supported(database_url: &str) -> bool {
+    database_url.starts_with(SQLITE_SCHEME)
+        || POSTGRES_SCHEMES
+            .iter()
+            .any(|scheme| database_url.starts_with(scheme))
+}
+
 /// The store `database_url` names: `postgres://…` or `sqlite:<path>` (the file is created if
 /// missing). Connects lazily (a worker starts while its database is down, and retries); fails
 /// only on a malformed URL or an unknown scheme.
 pub fn open(database_url: &str, max_connections: u32) -> Result<Arc<dyn OrderStore>, sqlx::Error> {
-    if database_url.starts_with("sqlite:") {
+    if database_url.starts_with(SQLITE_SCHEME) {
         Ok(Arc::new(SqliteOrderStore::connect_lazily(
             database_url,
             max_connections,
         )?))
-    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+    } else if is_supported(database_url) {
         Ok(Arc::new(PostgresOrderStore::connect_lazily(
             database_url,
             max_connections,
         )?))
     } else {
         Err(sqlx::Error::Configuration(
-            format!("DATABASE_URL must start with postgres:// or sqlite:, not {database_url:?}")
-                .into(),
+            format!(
+                "DATABASE_URL must start with postgres://, postgresql:// or sqlite:, not {database_url:?}"
+            )
+            .into(),
         ))
     }
 }
