@@ -14,10 +14,13 @@ use crate::wiring::Wiring;
 /// The four running services.
 pub struct Services {
     pub gateway_url: String,
-    /// Each worker's `/metrics`, for the load test's lag report.
+    /// Each worker's `/metrics`. In one process they all serve the same registry, so any one
+    /// of them shows every group's lag.
     pub worker_metrics_urls: Vec<String>,
     stop: CancellationToken,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+    /// How many services were started (the readiness wait notices one that stopped).
+    started: usize,
 }
 
 impl Services {
@@ -70,6 +73,7 @@ impl Services {
             gateway_url,
             worker_metrics_urls,
             stop,
+            started: tasks.len(),
             tasks,
         };
         services.wait_until_ready(Duration::from_secs(30)).await?;
@@ -82,7 +86,7 @@ impl Services {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + timeout;
         loop {
-            if self.tasks.len() < 4 {
+            if self.tasks.len() < self.started {
                 anyhow::bail!("a service stopped while starting; see the log above");
             }
             if let Ok(response) = http.get(&url).send().await

@@ -79,9 +79,10 @@ impl KeySpace {
         format!("{}:{{blacklist}}", self.prefix)
     }
 
-    /// A lease: whoever holds it is the one instance running the job `name`.
+    /// A lease: whoever holds it is the one instance running the job `name`
+    /// (`<prefix>:reconciler:lease` for the reconciler).
     pub fn lease(&self, name: &str) -> String {
-        format!("{}:lease:{name}", self.prefix)
+        format!("{}:{name}:lease", self.prefix)
     }
 
     /// Counter bumped on every blacklist change, so gateways reload their copy only when needed.

@@ -32,12 +32,14 @@ impl From<sqlx::Error> for StoreError {
         let Some(database_error) = error.as_database_error() else {
             return Self::Unavailable(error);
         };
-        // A violated constraint, or (PostgreSQL SQLSTATE class 22) a data exception, is about
-        // the rows themselves; anything else is about the database's state.
-        let about_the_rows = !matches!(database_error.kind(), ErrorKind::Other)
-            || database_error
-                .code()
-                .is_some_and(|code| code.starts_with("22") || code.starts_with("23"));
+        // A violated constraint, or in PostgreSQL any SQLSTATE of class 22 (data exception) or
+        // 23 (integrity), is about the rows themselves; anything else is about the database's
+        // state. (SQLite's numeric codes are another scheme: there only the kinds count.)
+        let postgres_row_error = database_error
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some_and(|error| matches!(error.code().get(..2), Some("22" | "23")));
+        let about_the_rows =
+            !matches!(database_error.kind(), ErrorKind::Other) || postgres_row_error;
         if about_the_rows {
             Self::Rejected(error)
         } else {

@@ -16,6 +16,7 @@ use shared::testing::TestEnv;
 
 shared::conformance!(
     a_redelivered_batch_inserts_nothing_more,
+    an_event_twice_in_one_batch_is_one_row,
     a_second_order_for_the_same_buyer_is_skipped,
     a_refused_row_fails_its_whole_batch,
     a_batch_larger_than_one_statement_is_inserted_whole,
@@ -73,6 +74,16 @@ async fn a_redelivered_batch_inserts_nothing_more(env: TestEnv) {
         store.sale_orders(&sale_id()).await.unwrap(),
         SaleOrders::default()
     );
+}
+
+async fn an_event_twice_in_one_batch_is_one_row(env: TestEnv) {
+    // A re-published event can land in the same batch as its first copy.
+    let store = migrated_store(&env).await;
+    let sale = sale_id();
+    let first = order(&sale, "gina", 100);
+    let batch = [first.clone(), order(&sale, "hank", 100), first];
+    assert_eq!(store.insert(&batch).await.unwrap(), order_ids(&batch));
+    assert_eq!(store.sale_orders(&sale).await.unwrap().rows, 2);
 }
 
 async fn a_second_order_for_the_same_buyer_is_skipped(env: TestEnv) {

@@ -66,7 +66,7 @@ impl Coordination for MemoryCoordination {
         holder: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let now = Instant::now();
+        let (now, ttl) = (Instant::now(), ttl.max(Duration::from_millis(1)));
         let mut facts = self.facts();
         let lease = facts.leases.get(name);
         let free = lease.is_none_or(|(current, expiry)| current == holder || *expiry <= now);
@@ -95,7 +95,7 @@ impl Coordination for MemoryCoordination {
         }
         facts.sms_sent.insert(
             order.as_str().to_owned(),
-            now + ttl.max(Duration::from_secs(1)),
+            now + ttl.max(Duration::from_millis(1)),
         );
         Ok(())
     }

@@ -80,7 +80,7 @@ impl Coordination for RedisCoordination {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let key = self.keys.lease(name);
-        let ttl_ms = ttl.as_millis() as u64;
+        let ttl_ms = ttl.as_millis().max(1) as u64;
         self.redis
             .call(async |c| {
                 ACQUIRE_OR_RENEW_LEASE
@@ -100,9 +100,9 @@ impl Coordination for RedisCoordination {
 
     async fn record_sms_sent(&self, order: &OrderId, ttl: Duration) -> Result<(), StoreError> {
         let record = self.sms_record(order);
-        let ttl_secs = ttl.as_secs().max(1);
+        let ttl_ms = ttl.as_millis().max(1) as u64;
         self.redis
-            .call(async |c| c.set_ex::<_, _, ()>(&record, 1, ttl_secs).await)
+            .call(async |c| c.pset_ex::<_, _, ()>(&record, 1, ttl_ms).await)
             .await
     }
 }

@@ -50,9 +50,15 @@ async fn one_holder_has_the_lease_until_it_expires(env: TestEnv) {
         !store.hold_lease("job", "second", ttl).await.unwrap(),
         "taken"
     );
+    tokio::time::sleep(ttl / 2).await;
     assert!(
         store.hold_lease("job", "first", ttl).await.unwrap(),
         "renewed"
+    );
+    tokio::time::sleep(ttl * 2 / 3).await;
+    assert!(
+        !store.hold_lease("job", "second", ttl).await.unwrap(),
+        "still taken: the renewal extended the lease"
     );
     assert!(
         store.hold_lease("other-job", "second", ttl).await.unwrap(),
@@ -71,13 +77,17 @@ async fn an_sms_record_is_seen_until_it_expires(env: TestEnv) {
     let order = OrderId::generate("sms-sale");
     let other = OrderId::generate("sms-sale");
     assert!(!store.sms_sent(&order).await.unwrap());
-    // One second is the shortest lifetime both backends keep.
     store
-        .record_sms_sent(&order, Duration::from_secs(1))
+        .record_sms_sent(&order, Duration::from_millis(1500))
         .await
         .unwrap();
     assert!(store.sms_sent(&order).await.unwrap());
     assert!(!store.sms_sent(&other).await.unwrap());
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        store.sms_sent(&order).await.unwrap(),
+        "kept to the millisecond, not rounded down"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(!store.sms_sent(&order).await.unwrap(), "expired");
 }

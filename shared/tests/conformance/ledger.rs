@@ -159,6 +159,14 @@ async fn completing_orders_is_idempotent_and_empties_the_outbox(env: TestEnv) {
         );
     }
     assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(1));
+    let (_, again) = attempt(ledger.as_ref(), &sale.id, "a").await;
+    assert_eq!(
+        again,
+        Reservation::AlreadyPurchased {
+            order_id: a.order_id.to_string()
+        },
+        "a created order still counts as the buyer's one purchase"
+    );
 }
 
 async fn a_failed_order_keeps_its_unit_accounted_for(env: TestEnv) {
@@ -176,6 +184,11 @@ async fn a_failed_order_keeps_its_unit_accounted_for(env: TestEnv) {
     // Out of the reconciler's reach, still in the outbox: stock = remaining + outbox.
     assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), (1, 0));
     assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(1));
+    let (_, again) = attempt(ledger.as_ref(), &sale.id, "carol").await;
+    assert!(
+        matches!(again, Reservation::AlreadyPurchased { .. }),
+        "a failed order does not free the buyer to buy again: {again:?}"
+    );
 }
 
 async fn the_reconciler_sees_stale_unacknowledged_entries_oldest_first(env: TestEnv) {

@@ -1,0 +1,306 @@
+"""Runs the application services of docker-compose.yml natively, exactly as compose would start
+them, and checks that the compose file, the Prometheus config and the Grafana dashboard agree
+with what the binaries really read, listen on and export.
+
+Input is the output of `docker-compose config` (validated, interpolated, normalised). For each
+application service (one built from this repository) it takes the command and the environment
+and maps what only exists inside compose's network onto this machine:
+
+  * `redis:6379`, `kafka:9092`, `postgres:5432` -> the services of `scripts/services`;
+  * a listen address `0.0.0.0:<port>` -> a free loopback port per replica (they would collide);
+  * `<app service>:<port>` (e.g. the load test's `http://gateway:8080`) -> that replica's port;
+  * a volume's mount path -> a directory of this run.
+
+It fails when a variable is one the binary does not read (a renamed variable would silently
+fall back to a default), when a port in a health check, a port mapping, a URL or a Prometheus
+target is not the one the service listens on, when a dashboard queries a metric the running
+services do not export, when the flash crowd breaks an invariant, or when a service does not
+exit 0 on SIGTERM.
+
+usage: compose_native.py <compose config yaml> <bin dir> <run dir> <prometheus.yml> <dashboard.json>
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import yaml
+
+# Where each infrastructure service listens inside compose's network (its image's port).
+INFRA_PORTS = {"redis": 6379, "kafka": 9092, "postgres": 5432}
+LISTEN = re.compile(r"^0\.0\.0\.0:(\d+)$")
+SERVICE_ADDRESS = re.compile(r"\b([a-z][a-z0-9-]*):(\d+)\b")
+METRIC = re.compile(r"\bseckill_[a-z0-9_]+")
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def fail(message):
+    raise CheckFailed(message)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def native_infra():
+    """host:port of each infrastructure service on this machine, from `scripts/services env`."""
+    from urllib.parse import urlparse
+
+    redis = urlparse(os.environ["REDIS_URL"])
+    postgres = urlparse(os.environ["DATABASE_URL"])
+    return {
+        "redis": f"{redis.hostname}:{redis.port or 6379}",
+        "kafka": os.environ["KAFKA_BROKERS"].split(",")[0],
+        "postgres": f"{postgres.hostname}:{postgres.port or 5432}",
+    }
+
+
+def env_names_read_by(binary):
+    """Every environment variable the binary reads, from the `[env: NAME=…]` of its --help."""
+    help_text = subprocess.run([binary, "--help"], capture_output=True, text=True, check=True).stdout
+    return set(re.findall(r"\[env: ([A-Z0-9_]+)=", help_text))
+
+
+class Instance:
+    """One replica of an application service, with its compose settings mapped natively."""
+
+    def __init__(self, service, replica, spec):
+        self.name = f"{service}-{replica}"
+        self.service = service
+        self.spec = spec
+        self.listen_ports = {}  # container port -> native port
+        self.env = {}
+        self.command = []
+        self.process = None
+
+
+class Topology:
+    def __init__(self, compose, bin_dir, run_dir):
+        self.compose = compose
+        self.bin_dir = bin_dir
+        self.run_dir = run_dir
+        self.infra = native_infra()
+        self.instances = []
+        services = compose["services"]
+        self.apps = {name: spec for name, spec in services.items() if "build" in spec}
+        for name in services:
+            if name not in self.apps and name not in INFRA_PORTS and name not in (
+                "kafka-init",
+                "prometheus",
+                "grafana",
+            ):
+                fail(f"service {name!r} is neither built here nor known infrastructure")
+        for name, spec in self.apps.items():
+            replicas = spec.get("deploy", {}).get("replicas", 1)
+            for replica in range(1, replicas + 1):
+                instance = Instance(name, replica, spec)
+                for value in spec.get("environment", {}).values():
+                    match = LISTEN.match(str(value))
+                    if match:
+                        instance.listen_ports[int(match.group(1))] = free_port()
+                self.instances.append(instance)
+
+    def first(self, service):
+        return next(i for i in self.instances if i.service == service)
+
+    def listen_ports_of(self, service):
+        return set(self.first(service).listen_ports)
+
+    def map_value(self, instance, value):
+        """A compose value as this machine needs it (see the module docs)."""
+        value = str(value)
+        match = LISTEN.match(value)
+        if match:
+            return f"127.0.0.1:{instance.listen_ports[int(match.group(1))]}"
+
+        def address(found):
+            host, port = found.group(1), int(found.group(2))
+            if host in INFRA_PORTS:
+                if port != INFRA_PORTS[host]:
+                    fail(f"{instance.service}: {host}:{port}, but {host} listens on {INFRA_PORTS[host]}")
+                return self.infra[host]
+            if host in self.apps:
+                target = self.first(host)
+                if port not in target.listen_ports:
+                    fail(f"{instance.service}: {host}:{port}, but {host} listens on {sorted(target.listen_ports)}")
+                return f"127.0.0.1:{target.listen_ports[port]}"
+            return found.group(0)
+
+        value = SERVICE_ADDRESS.sub(address, value)
+        for volume in instance.spec.get("volumes", []):
+            target = volume["target"]
+            if value.startswith(target):
+                local = os.path.join(self.run_dir, volume.get("source") or "bind")
+                os.makedirs(local, exist_ok=True)
+                value = local + value[len(target):]
+        return value
+
+    def prepare(self):
+        """Maps every instance's command and environment, refusing variables nobody reads."""
+        for instance in self.instances:
+            command = instance.spec.get("command") or fail(f"{instance.service} has no command")
+            binary = os.path.join(self.bin_dir, command[0])
+            if not os.access(binary, os.X_OK):
+                fail(f"{instance.service}: command {command[0]!r} is not one of the built binaries")
+            known = env_names_read_by(binary)
+            for name in instance.spec.get("environment", {}):
+                if name not in known:
+                    fail(f"{instance.service}: {name} is not a variable {command[0]} reads")
+            instance.command = [binary] + [self.map_value(instance, a) for a in command[1:]]
+            instance.env = {
+                name: self.map_value(instance, value)
+                for name, value in instance.spec.get("environment", {}).items()
+            }
+
+    def check_ports(self):
+        """Health checks and published ports must name the port the service listens on."""
+        for name, spec in self.apps.items():
+            listening = self.listen_ports_of(name)
+            for mapping in spec.get("ports", []):
+                if int(mapping["target"]) not in listening:
+                    fail(f"{name}: publishes container port {mapping['target']}, listens on {sorted(listening)}")
+            test = spec.get("healthcheck", {}).get("test", [])
+            for url in (t for t in test if t.startswith("http")):
+                port = int(re.search(r":(\d+)/", url).group(1))
+                if port not in listening:
+                    fail(f"{name}: health check asks port {port}, listens on {sorted(listening)}")
+
+    def check_prometheus(self, prometheus):
+        """Every scrape target is a service's listen port, and every long-running service is scraped."""
+        scraped = set()
+        for job in prometheus["scrape_configs"]:
+            targets = [t for c in job.get("static_configs", []) for t in c["targets"]]
+            for sd in job.get("dns_sd_configs", []):
+                targets += [f"{n}:{sd['port']}" for n in sd["names"]]
+            for target in targets:
+                host, port = target.rsplit(":", 1)
+                if host not in self.apps or int(port) not in self.listen_ports_of(host):
+                    fail(f"Prometheus job {job['job_name']} scrapes {target}, which no service listens on")
+                scraped.add(host)
+        unscraped = {n for n, s in self.apps.items() if "profiles" not in s} - scraped
+        if unscraped:
+            fail(f"Prometheus scrapes no target of {sorted(unscraped)}")
+
+    def start(self, names):
+        for instance in (i for i in self.instances if i.service in names):
+            log = open(os.path.join(self.run_dir, f"{instance.name}.log"), "w")
+            env = {"PATH": os.environ["PATH"], **instance.env}
+            instance.process = subprocess.Popen(instance.command, env=env, stdout=log, stderr=log)
+
+    def wait_healthy(self, names, timeout=60):
+        """Polls each instance's own health check URL, as compose's `service_healthy` does."""
+        deadline = time.time() + timeout
+        for instance in (i for i in self.instances if i.service in names):
+            urls = [t for t in instance.spec.get("healthcheck", {}).get("test", []) if t.startswith("http")]
+            for url in urls:
+                port = int(re.search(r":(\d+)/", url).group(1))
+                url = re.sub(r"//[^/]+/", f"//127.0.0.1:{instance.listen_ports[port]}/", url)
+                while True:
+                    if instance.process.poll() is not None:
+                        fail(f"{instance.name} exited with {instance.process.returncode}; see its log")
+                    try:
+                        with urllib.request.urlopen(url, timeout=2) as response:
+                            if response.status == 200:
+                                break
+                    except OSError:
+                        pass
+                    if time.time() > deadline:
+                        fail(f"{instance.name} not healthy at {url} within {timeout} s")
+                    time.sleep(0.2)
+
+    def scrape(self):
+        """Metric names exported by every running instance."""
+        names = set()
+        for instance in (i for i in self.instances if i.process and i.listen_ports):
+            for native in instance.listen_ports.values():
+                with urllib.request.urlopen(f"http://127.0.0.1:{native}/metrics", timeout=5) as r:
+                    for line in r.read().decode().splitlines():
+                        if line and not line.startswith("#"):
+                            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+        return names
+
+    def stop(self):
+        """SIGTERM to everyone; returns the instances that did not exit 0."""
+        running = [i for i in self.instances if i.process and i.process.poll() is None]
+        for instance in running:
+            instance.process.send_signal(signal.SIGTERM)
+        bad = []
+        for instance in (i for i in self.instances if i.process):
+            try:
+                code = instance.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                instance.process.kill()
+                code = "killed after 30 s"
+            if code != 0:
+                bad.append(f"{instance.name}: {code}")
+        return bad
+
+
+def dashboard_metrics(dashboard):
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    if not exprs:
+        fail("the dashboard has no queries")
+    names = set()
+    for expr in exprs:
+        names |= set(METRIC.findall(expr))
+    return names
+
+
+def main(compose_path, bin_dir, run_dir, prometheus_path, dashboard_path):
+    with open(compose_path) as f:
+        compose = yaml.safe_load(f)
+    with open(prometheus_path) as f:
+        prometheus = yaml.safe_load(f)
+    with open(dashboard_path) as f:
+        dashboard = json.load(f)
+
+    topology = Topology(compose, bin_dir, run_dir)
+    topology.prepare()
+    topology.check_ports()
+    topology.check_prometheus(prometheus)
+    wanted_metrics = dashboard_metrics(dashboard)
+
+    long_running = [n for n, s in topology.apps.items() if "profiles" not in s]
+    clients = [n for n, s in topology.apps.items() if "profiles" in s]
+    print(f"compose-check: starting {', '.join(i.name for i in topology.instances if i.service in long_running)}", file=sys.stderr)
+    try:
+        topology.start(long_running)
+        topology.wait_healthy(long_running)
+        for client in clients:
+            print(f"compose-check: running {client} as compose would", file=sys.stderr)
+            instance = topology.first(client)
+            result = subprocess.run(instance.command, env={"PATH": os.environ["PATH"], **instance.env})
+            if result.returncode != 0:
+                fail(f"{client} exited with {result.returncode} (an invariant failed, or it could not run)")
+        exported = topology.scrape()
+    finally:
+        not_clean = topology.stop()
+    missing = sorted(m for m in wanted_metrics if not any(e == m or e.startswith(m + "_") or m.startswith(e) and m[len(e):] in ("_bucket", "_sum", "_count") for e in exported))
+    if missing:
+        fail(f"the dashboard queries metrics no service exports: {missing}")
+    if not_clean:
+        fail(f"not a clean exit on SIGTERM: {not_clean}")
+    print(json.dumps({
+        "instances": [i.name for i in topology.instances if i.process],
+        "dashboard_metrics": sorted(wanted_metrics),
+        "violations": [],
+    }))
+
+
+if __name__ == "__main__":
+    try:
+        main(*sys.argv[1:6])
+    except CheckFailed as failure:
+        print(f"compose-check: FAILED: {failure}", file=sys.stderr)
+        sys.exit(1)
