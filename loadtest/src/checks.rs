@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::StreamExt;
-use shared::backends::Backends;
+use shared::backends::{Backends, MEMORY_SCHEME};
 use shared::config::RedisArgs;
 use shared::consumer::LAG_MESSAGES;
 use shared::stock::StockLedger;
@@ -148,6 +148,12 @@ fn open_ledger(url: &str, key_prefix: &str) -> anyhow::Result<Arc<dyn StockLedge
         redis_key_prefix: key_prefix.to_owned(),
         redis_timeout_ms: 5_000,
     };
+    if url.starts_with(MEMORY_SCHEME) && !Backends::is_open_in_this_process(&args) {
+        anyhow::bail!(
+            "--redis-url {url} names stores inside the process that runs the services; \
+             a separate load test cannot see them (give it the services' redis:// URL)"
+        );
+    }
     Ok(Backends::open(&args)?.ledger)
 }
 

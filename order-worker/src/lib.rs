@@ -74,7 +74,7 @@ pub async fn run(
     consumed
 }
 
-/// Applies migrations, waiting for PostgreSQL if it is not up yet.
+/// Applies migrations, waiting for the database if it is not up yet.
 async fn migrate_with_retry(
     store: &dyn OrderStore,
     shutdown: &CancellationToken,

@@ -15,7 +15,7 @@
 //! installed; production and the real-service tests use Redis.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::config::RedisArgs;
@@ -62,13 +62,18 @@ impl Backends {
         })
     }
 
+    /// Whether `args` names an in-memory store that a service of this process already opened
+    /// (a reader that is not one of the services, such as the load test's checks, must not
+    /// conclude anything from a fresh, empty store).
+    pub fn is_open_in_this_process(args: &RedisArgs) -> bool {
+        memory_stores().contains_key(&memory_key(&args.redis_url, &args.redis_key_prefix))
+    }
+
     /// The process-wide in-memory store of this URL and prefix, created on first use, so that
     /// the gateway and the workers of one process see the same state.
     fn in_memory(url: &str, prefix: &str) -> Self {
-        static STORES: LazyLock<Mutex<HashMap<String, Backends>>> = LazyLock::new(Mutex::default);
-        let mut stores = STORES.lock().expect("store registry lock poisoned");
-        stores
-            .entry(format!("{url} {prefix}"))
+        memory_stores()
+            .entry(memory_key(url, prefix))
             .or_insert_with(|| Self {
                 ledger: Arc::new(MemoryStockLedger::default()),
                 stats: Arc::new(MemoryStatsStore::default()),
@@ -76,6 +81,15 @@ impl Backends {
             })
             .clone()
     }
+}
+
+fn memory_stores() -> MutexGuard<'static, HashMap<String, Backends>> {
+    static STORES: LazyLock<Mutex<HashMap<String, Backends>>> = LazyLock::new(Mutex::default);
+    STORES.lock().expect("store registry lock poisoned")
+}
+
+fn memory_key(url: &str, prefix: &str) -> String {
+    format!("{url} {prefix}")
 }
 
 #[cfg(test)]
@@ -99,6 +113,11 @@ mod tests {
         assert!(Arc::ptr_eq(&a.ledger, &b.ledger));
         assert!(!Arc::ptr_eq(&a.ledger, &other_prefix.ledger));
         assert!(!Arc::ptr_eq(&a.ledger, &other_name.ledger));
+        assert!(Backends::is_open_in_this_process(&args("memory:", "p")));
+        assert!(!Backends::is_open_in_this_process(&args(
+            "memory:never",
+            "p"
+        )));
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub struct SaleKeys {
     pub stock: String,
     /// Hash: user id → order id. One purchase per buyer, and the owner of each order.
     pub buyers: String,
-    /// Hash: order id → event JSON, from the stock lock until the order is in PostgreSQL.
+    /// Hash: order id → event JSON, from the stock lock until the order row is stored.
     pub outbox: String,
     /// Sorted set: order ids whose publish the broker has not acknowledged, scored by the
     /// reservation time in milliseconds; the reconciler re-publishes the old ones.

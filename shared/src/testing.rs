@@ -147,7 +147,7 @@ impl TestEnv {
             self.ledger()
                 .create_sale(&sale)
                 .await
-                .expect("Redis is reachable")
+                .expect("the stock ledger is reachable")
         );
         sale
     }

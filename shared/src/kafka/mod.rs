@@ -61,12 +61,18 @@ pub fn producer_config(args: &KafkaArgs) -> Result<ClientConfig, KafkaError> {
 /// Creates the reservation topic and its dead-letter topic unless they exist.
 pub async fn ensure_topics(args: &KafkaArgs) -> Result<(), KafkaError> {
     if mock::is_mock(&args.kafka_brokers) {
-        mock::create_topic(
-            &args.kafka_brokers,
-            &args.kafka_topic,
-            args.kafka_topic_partitions,
-        )?;
-        return mock::create_topic(&args.kafka_brokers, &args.kafka_dlq_topic, 1);
+        // The mock cluster answers on its own thread; wait for it off the runtime's threads.
+        let args = args.clone();
+        return tokio::task::spawn_blocking(move || {
+            mock::create_topic(
+                &args.kafka_brokers,
+                &args.kafka_topic,
+                args.kafka_topic_partitions,
+            )?;
+            mock::create_topic(&args.kafka_brokers, &args.kafka_dlq_topic, 1)
+        })
+        .await
+        .map_err(|_| KafkaError::MockCluster(RDKafkaErrorCode::Fail))?;
     }
     let admin: AdminClient<DefaultClientContext> = client_config(args)?.create()?;
     let topics = [

@@ -1,4 +1,4 @@
--- Records that an order is durably in PostgreSQL: its status becomes created and it leaves the
+-- Records that an order row is durably stored: its status becomes created and it leaves the
 -- outbox (and the unpublished set, in case the broker's acknowledgement never came).
 --
 -- KEYS[1] outbox, KEYS[2] unpublished, KEYS[3] status (all of one sale)

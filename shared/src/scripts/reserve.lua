@@ -2,7 +2,7 @@
 --
 -- KEYS[1] stock        string: units left; absent means the sale does not exist
 -- KEYS[2] buyers       hash:   user id -> order id (one purchase per buyer)
--- KEYS[3] outbox       hash:   order id -> event JSON, until the order is in PostgreSQL
+-- KEYS[3] outbox       hash:   order id -> event JSON, until the order row is stored
 -- KEYS[4] unpublished  zset:   order id scored by reservation time (ms), until the broker acks
 -- KEYS[5] status       hash:   order id -> processing | created | failed
 -- ARGV[1] user id

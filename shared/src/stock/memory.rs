@@ -20,7 +20,7 @@ pub struct MemoryStockLedger {
     sales: Mutex<HashMap<String, SaleBook>>,
 }
 
-/// One sale's state: the same five structures as its Redis keys.
+/// One sale's state: the same structures as its keys in Redis.
 struct SaleBook {
     sale: Sale,
     stock: u32,

@@ -57,8 +57,8 @@ pub struct Unpublished {
 
 /// Stock, buyers, outbox and order status of every sale.
 ///
-/// Every method is one atomic step of the backend; none leaves a half-written state behind
-/// when it fails.
+/// Every change to a sale is one atomic step of the backend; none leaves a half-written sale
+/// behind when it fails. (Reads that span two steps say so in the Redis backend.)
 #[async_trait]
 pub trait StockLedger: Send + Sync {
     /// Stores a new sale and its stock counter; `false` when the id is taken (nothing changed).
