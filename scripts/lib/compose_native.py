@@ -66,10 +66,18 @@ def native_infra():
     }
 
 
-def env_names_read_by(binary):
-    """Every environment variable the binary reads, from the `[env: NAME=…]` of its --help."""
-    help_text = subprocess.run([binary, "--help"], capture_output=True, text=True, check=True).stdout
-    return set(re.findall(r"\[env: ([A-Z0-9_]+)=", help_text))
+def env_names_read_by(binary, args):
+    """Every environment variable the command reads, from the `[env: NAME…]` of its --help
+    (of its subcommand, when the arguments start with one)."""
+    subcommands = []
+    for arg in args:
+        if arg.startswith("-"):
+            break
+        subcommands.append(arg)
+    help_text = subprocess.run(
+        [binary, *subcommands, "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    return set(re.findall(r"\[env: ([A-Z0-9_]+)[=\]]", help_text))
 
 
 class Instance:
@@ -139,11 +147,12 @@ class Topology:
 
         value = SERVICE_ADDRESS.sub(address, value)
         for volume in instance.spec.get("volumes", []):
-            target = volume["target"]
-            if value.startswith(target):
-                local = os.path.join(self.run_dir, volume.get("source") or "bind")
+            source, target = volume_mount(volume)
+            mounted = re.compile(r"(?<![\w/])" + re.escape(target) + r"(?=/|$)")
+            if mounted.search(value):
+                local = os.path.join(self.run_dir, source)
                 os.makedirs(local, exist_ok=True)
-                value = local + value[len(target):]
+                value = mounted.sub(local, value)
         return value
 
     def prepare(self):
@@ -153,7 +162,7 @@ class Topology:
             binary = os.path.join(self.bin_dir, command[0])
             if not os.access(binary, os.X_OK):
                 fail(f"{instance.service}: command {command[0]!r} is not one of the built binaries")
-            known = env_names_read_by(binary)
+            known = env_names_read_by(binary, command[1:])
             for name in instance.spec.get("environment", {}):
                 if name not in known:
                     fail(f"{instance.service}: {name} is not a variable {command[0]} reads")
@@ -168,8 +177,9 @@ class Topology:
         for name, spec in self.apps.items():
             listening = self.listen_ports_of(name)
             for mapping in spec.get("ports", []):
-                if int(mapping["target"]) not in listening:
-                    fail(f"{name}: publishes container port {mapping['target']}, listens on {sorted(listening)}")
+                container_port = int(mapping["target"] if isinstance(mapping, dict) else str(mapping).split(":")[-1].split("/")[0])
+                if container_port not in listening:
+                    fail(f"{name}: publishes container port {container_port}, listens on {sorted(listening)}")
             test = spec.get("healthcheck", {}).get("test", [])
             for url in (t for t in test if t.startswith("http")):
                 port = int(re.search(r":(\d+)/", url).group(1))
@@ -247,6 +257,14 @@ class Topology:
         return bad
 
 
+def volume_mount(volume):
+    """(source, target) of a volume, in the short (`src:/path[:ro]`) or the long syntax."""
+    if isinstance(volume, str):
+        source, target = volume.split(":")[:2]
+        return os.path.basename(source), target
+    return os.path.basename(volume.get("source") or "anonymous"), volume["target"]
+
+
 def dashboard_metrics(dashboard):
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     if not exprs:
@@ -286,7 +304,7 @@ def main(compose_path, bin_dir, run_dir, prometheus_path, dashboard_path):
         exported = topology.scrape()
     finally:
         not_clean = topology.stop()
-    missing = sorted(m for m in wanted_metrics if not any(e == m or e.startswith(m + "_") or m.startswith(e) and m[len(e):] in ("_bucket", "_sum", "_count") for e in exported))
+    missing = sorted(wanted_metrics - exported)
     if missing:
         fail(f"the dashboard queries metrics no service exports: {missing}")
     if not_clean:
