@@ -12,13 +12,13 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
 use metrics::{counter, histogram};
 use serde::{Deserialize, Serialize};
 use shared::event::ReservationEvent;
 use shared::ids::{OrderId, is_valid_sale_id};
-use shared::kafka::new_traceparent;
+use shared::kafka::{TRACEPARENT_HEADER, traceparent_for};
 use shared::stock::Reservation;
 
 use crate::auth::User;
@@ -49,12 +49,16 @@ pub struct Accepted {
 pub async fn purchase(
     State(state): State<AppState>,
     Path(sale_id): Path<String>,
+    headers: HeaderMap,
     user: Result<User, ApiError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let started = Instant::now();
+    let incoming_trace = headers
+        .get(TRACEPARENT_HEADER)
+        .and_then(|value| value.to_str().ok());
     let result = match body {
-        Ok(body) => decide(&state, &sale_id, user, &body).await,
+        Ok(body) => decide(&state, &sale_id, user, &body, incoming_trace).await,
         Err(_) => Err(ApiError::PayloadTooLarge(state.body_limit_bytes)),
     };
     let outcome = match &result {
@@ -71,6 +75,7 @@ async fn decide(
     sale_id: &str,
     user: Result<User, ApiError>,
     body: &[u8],
+    incoming_trace: Option<&str>,
 ) -> Result<Accepted, ApiError> {
     let User(user_id) = user?;
     let span = tracing::Span::current();
@@ -114,7 +119,7 @@ async fn decide(
         Reservation::UnknownSale => return Err(ApiError::UnknownSale),
     }
 
-    let (traceparent, trace_id) = new_traceparent();
+    let (traceparent, trace_id) = traceparent_for(incoming_trace);
     span.record("trace_id", &trace_id);
     if let Err(error) = state.publisher.publish(&event, &payload, &traceparent) {
         tracing::warn!(%error, order_id = %event.order_id, trace_id,

@@ -221,3 +221,28 @@ async fn statistics_are_served_for_known_sales_only() {
         .unwrap();
     crate::helpers::assert_error(unknown, 404, "unknown_sale").await;
 }
+
+#[tokio::test]
+async fn a_callers_trace_is_carried_into_the_event() {
+    let app = spawn_app().await;
+    let sale = app.create_open_sale(5).await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = app
+        .http
+        .post(app.url(&format!("/api/v1/sales/{sale}/orders")))
+        .bearer_auth(app.token("tracy"))
+        .header("traceparent", incoming)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+
+    let events = app.read_events(1).await;
+    let traceparent = events[0].1.clone().expect("a traceparent header");
+    assert_eq!(
+        shared::kafka::trace_id_of(&traceparent),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "the caller's trace id, so its logs and the workers' share it"
+    );
+    assert_ne!(traceparent, incoming, "the gateway's own span");
+}
