@@ -89,7 +89,12 @@ impl Reconciler {
                         tracing::warn!(%error, "reconciler sweep failed; retrying next tick");
                     }
                 }
-                Ok(false) => {}
+                // Only the holder measures the outbox; a former holder must not keep reporting
+                // its last reading.
+                Ok(false) => {
+                    gauge!(OUTBOX_ENTRIES, "state" => "unpublished").set(0.0);
+                    gauge!(OUTBOX_ENTRIES, "state" => "backlog").set(0.0);
+                }
                 Err(error) => tracing::warn!(%error, "reconciler lease check failed"),
             }
         }

@@ -11,13 +11,14 @@ and maps what only exists inside compose's network onto this machine:
   * `<app service>:<port>` (e.g. the load test's `http://gateway:8080`) -> that replica's port;
   * a volume's mount path -> a directory of this run.
 
-It fails when a variable is one the binary does not read (a renamed variable would silently
-fall back to a default), when a port in a health check, a port mapping, a URL or a Prometheus
-target is not the one the service listens on, when a dashboard queries a metric the running
-services do not export, when the flash crowd breaks an invariant, or when a service does not
-exit 0 on SIGTERM.
+It fails when a build target or command is not one the Dockerfile provides; when a variable
+is one the binary does not read (a renamed variable would silently fall back to a default);
+when a port in a health check, a port mapping, a URL or a Prometheus target is not the one the
+service listens on; when a dashboard query names a metric, a label value or a grouping label
+the running services do not export; when the flash crowd breaks an invariant; or when a
+service does not exit 0 on SIGTERM.
 
-usage: compose_native.py <compose config yaml> <bin dir> <run dir> <prometheus.yml> <dashboard.json>
+usage: compose_native.py <compose config yaml> <bin dir> <run dir> <prometheus.yml> <dashboard.json> <Dockerfile>
 """
 
 import json
@@ -35,8 +36,11 @@ import yaml
 # Where each infrastructure service listens inside compose's network (its image's port).
 INFRA_PORTS = {"redis": 6379, "kafka": 9092, "postgres": 5432}
 LISTEN = re.compile(r"^0\.0\.0\.0:(\d+)$")
-SERVICE_ADDRESS = re.compile(r"\b([a-z][a-z0-9-]*):(\d+)\b")
-METRIC = re.compile(r"\bseckill_[a-z0-9_]+")
+# `host:port`, but not `user:password@` (a numeric password is not a port).
+SERVICE_ADDRESS = re.compile(r"\b([a-z][a-z0-9-]*):(\d+)\b(?!@)")
+SELECTOR = re.compile(r"\b(seckill_[a-z0-9_]+)(\{[^}]*\})?")
+MATCHER = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+GROUPING = re.compile(r"\bby\s*\(([^)]*)\)")
 
 
 class CheckFailed(Exception):
@@ -155,6 +159,19 @@ class Topology:
                 value = mounted.sub(local, value)
         return value
 
+    def check_dockerfile(self, dockerfile):
+        """Every build target is a stage of the Dockerfile, and every command one of the
+        binaries its build stage copies into the images."""
+        stages = set(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile, re.MULTILINE | re.IGNORECASE))
+        shipped = set(re.findall(r"target/release/([a-z0-9-]+)", dockerfile))
+        for name, spec in self.apps.items():
+            target = spec["build"].get("target")
+            if target not in stages:
+                fail(f"{name}: build target {target!r} is not a stage of the Dockerfile")
+            command = spec.get("command") or [None]
+            if command[0] not in shipped:
+                fail(f"{name}: command {command[0]!r} is not a binary the Dockerfile ships")
+
     def prepare(self):
         """Maps every instance's command and environment, refusing variables nobody reads."""
         for instance in self.instances:
@@ -230,15 +247,18 @@ class Topology:
                     time.sleep(0.2)
 
     def scrape(self):
-        """Metric names exported by every running instance."""
-        names = set()
+        """Every series the running instances export: metric name -> list of label sets."""
+        series = {}
         for instance in (i for i in self.instances if i.process and i.listen_ports):
             for native in instance.listen_ports.values():
                 with urllib.request.urlopen(f"http://127.0.0.1:{native}/metrics", timeout=5) as r:
                     for line in r.read().decode().splitlines():
                         if line and not line.startswith("#"):
-                            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
-        return names
+                            name, _, rest = line.partition("{")
+                            name = name.split(" ")[0]
+                            labels = dict(MATCHER.findall(rest.split("}")[0])) if rest else {}
+                            series.setdefault(name, []).append(labels)
+        return series
 
     def stop(self):
         """SIGTERM to everyone; returns the instances that did not exit 0."""
@@ -265,29 +285,52 @@ def volume_mount(volume):
     return os.path.basename(volume.get("source") or "anonymous"), volume["target"]
 
 
-def dashboard_metrics(dashboard):
+def dashboard_queries(dashboard):
+    """What each panel query needs to exist: (metric, label values it selects, labels it
+    groups by) for every `seckill_` metric it names."""
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     if not exprs:
         fail("the dashboard has no queries")
-    names = set()
+    needs = []
     for expr in exprs:
-        names |= set(METRIC.findall(expr))
-    return names
+        grouped = {label.strip() for found in GROUPING.findall(expr) for label in found.split(",") if label.strip()}
+        for metric, selector in SELECTOR.findall(expr):
+            needs.append((metric, dict(MATCHER.findall(selector)), frozenset(grouped)))
+    return needs
 
 
-def main(compose_path, bin_dir, run_dir, prometheus_path, dashboard_path):
+def unanswered(needs, series):
+    """The queries the exported series cannot answer, as sentences."""
+    problems = []
+    for metric, selected, grouped in needs:
+        label_sets = series.get(metric)
+        if not label_sets:
+            problems.append(f"{metric} is not exported")
+            continue
+        if selected and not any(all(ls.get(k) == v for k, v in selected.items()) for ls in label_sets):
+            problems.append(f"{metric} has no series with {selected}")
+        for label in grouped:
+            if not any(label in ls for ls in label_sets):
+                problems.append(f"{metric} has no label {label!r} to group by")
+    return sorted(set(problems))
+
+
+def main(compose_path, bin_dir, run_dir, prometheus_path, dashboard_path, dockerfile_path):
     with open(compose_path) as f:
         compose = yaml.safe_load(f)
+    with open(dockerfile_path) as f:
+        dockerfile = f.read()
     with open(prometheus_path) as f:
         prometheus = yaml.safe_load(f)
     with open(dashboard_path) as f:
         dashboard = json.load(f)
 
     topology = Topology(compose, bin_dir, run_dir)
+    topology.check_dockerfile(dockerfile)
     topology.prepare()
     topology.check_ports()
     topology.check_prometheus(prometheus)
-    wanted_metrics = dashboard_metrics(dashboard)
+    needs = dashboard_queries(dashboard)
 
     long_running = [n for n, s in topology.apps.items() if "profiles" not in s]
     clients = [n for n, s in topology.apps.items() if "profiles" in s]
@@ -304,21 +347,21 @@ def main(compose_path, bin_dir, run_dir, prometheus_path, dashboard_path):
         exported = topology.scrape()
     finally:
         not_clean = topology.stop()
-    missing = sorted(wanted_metrics - exported)
-    if missing:
-        fail(f"the dashboard queries metrics no service exports: {missing}")
+    problems = unanswered(needs, exported)
+    if problems:
+        fail(f"dashboard queries the services cannot answer: {problems}")
     if not_clean:
         fail(f"not a clean exit on SIGTERM: {not_clean}")
     print(json.dumps({
         "instances": [i.name for i in topology.instances if i.process],
-        "dashboard_metrics": sorted(wanted_metrics),
+        "dashboard_metrics": sorted({metric for metric, _, _ in needs}),
         "violations": [],
     }))
 
 
 if __name__ == "__main__":
     try:
-        main(*sys.argv[1:6])
+        main(*sys.argv[1:7])
     except CheckFailed as failure:
         print(f"compose-check: FAILED: {failure}", file=sys.stderr)
         sys.exit(1)

@@ -2,7 +2,7 @@
 one thing in the real (normalised) compose file or Prometheus config and expects the refusal.
 Nothing is started; run by scripts/compose-check before the native run.
 
-usage: test_compose_native.py <compose config yaml> <bin dir> <prometheus.yml>
+usage: test_compose_native.py <compose config yaml> <bin dir> <prometheus.yml> <Dockerfile>
 """
 
 import copy
@@ -14,7 +14,7 @@ import yaml
 
 import compose_native as cn
 
-COMPOSE, BIN, PROMETHEUS = sys.argv[1:4]
+COMPOSE, BIN, PROMETHEUS, DOCKERFILE = sys.argv[1:5]
 
 
 def load(path):
@@ -26,10 +26,13 @@ class Mistakes(unittest.TestCase):
     def setUp(self):
         self.compose = load(COMPOSE)
         self.prometheus = load(PROMETHEUS)
+        with open(DOCKERFILE) as f:
+            self.dockerfile = f.read()
         self.run_dir = tempfile.mkdtemp()
 
-    def check(self, compose=None, prometheus=None):
+    def check(self, compose=None, prometheus=None, dockerfile=None):
         topology = cn.Topology(compose or self.compose, BIN, self.run_dir)
+        topology.check_dockerfile(dockerfile or self.dockerfile)
         topology.prepare()
         topology.check_ports()
         topology.check_prometheus(prometheus or self.prometheus)
@@ -82,9 +85,32 @@ class Mistakes(unittest.TestCase):
         prometheus["scrape_configs"] = [j for j in prometheus["scrape_configs"] if j["job_name"] != "sms-worker"]
         self.refused("scrapes no target of ['sms-worker']", prometheus=prometheus)
 
-    def test_dashboard_metric_names_are_read_from_every_query(self):
-        dashboard = {"panels": [{"targets": [{"expr": 'sum(rate(seckill_a_total[1m])) / sum(seckill_b{x="y"})'}]}]}
-        self.assertEqual(cn.dashboard_metrics(dashboard), {"seckill_a_total", "seckill_b"})
+    def test_a_build_target_the_dockerfile_lacks_is_refused(self):
+        def target(spec):
+            spec["build"]["target"] = "stats"
+        self.refused("'stats' is not a stage", compose=self.broken("stats-worker", target))
+
+    def test_a_binary_the_images_lack_is_refused(self):
+        dockerfile = self.dockerfile.replace("target/release/sms-worker", "target/release/sms")
+        self.refused("'sms-worker' is not a binary the Dockerfile ships", dockerfile=dockerfile)
+
+    def test_a_numeric_password_is_not_taken_for_a_port(self):
+        def password(spec):
+            spec["environment"]["DATABASE_URL"] = "postgres://postgres:12345@postgres:5432/seckill"
+        self.check(compose=self.broken("order-worker", password))
+
+    def test_dashboard_queries_the_services_cannot_answer_are_named(self):
+        dashboard = {"panels": [{"targets": [
+            {"expr": 'sum by (group) (rate(seckill_consumed_total{outcome="processed"}[1m]))'},
+            {"expr": "sum(seckill_gone)"},
+        ]}]}
+        needs = cn.dashboard_queries(dashboard)
+        answered = {"seckill_consumed_total": [{"group": "g", "outcome": "processed"}]}
+        self.assertEqual(cn.unanswered(needs, answered), ["seckill_gone is not exported"])
+        renamed_label = {"seckill_consumed_total": [{"consumer": "g", "outcome": "processed"}], "seckill_gone": [{}]}
+        self.assertEqual(cn.unanswered(needs, renamed_label), ["seckill_consumed_total has no label 'group' to group by"])
+        other_value = {"seckill_consumed_total": [{"group": "g", "outcome": "done"}], "seckill_gone": [{}]}
+        self.assertEqual(cn.unanswered(needs, other_value), ["seckill_consumed_total has no series with {'outcome': 'processed'}"])
 
 
 if __name__ == "__main__":

@@ -363,11 +363,13 @@ impl<H: Handler> ConsumerLoop<H> {
                 Ok(_) => {
                     counter!(CONSUMED_TOTAL, "group" => group.to_owned(), "outcome" => "dead_lettered")
                         .increment(1);
+                    let traceparent = header(message, TRACEPARENT_HEADER);
                     tracing::error!(
                         group,
                         reason,
                         partition = message.partition(),
                         offset = message.offset(),
+                        trace_id = traceparent.as_deref().and_then(trace_id_of),
                         "message sent to the dead-letter topic"
                     );
                     return true;
