@@ -138,7 +138,7 @@ seckill is serving at {url} (embedded backends; orders and SMS under {data})
   metrics           curl {url}/metrics
   admin token       {token}
 
-  a token, then a purchase:
+  a token, then a purchase (the crowd took every unit: expect 410 sold_out):
     TOKEN=$(curl -s -H 'Authorization: Bearer {token}' -H 'content-type: application/json' \\
       -d '{{\"user_id\":\"you\"}}' {url}/api/v1/admin/tokens | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')
     curl -s -X POST -H \"Authorization: Bearer $TOKEN\" {url}/api/v1/sales/{sale}/orders
