@@ -56,6 +56,20 @@ pub struct SaleOrders {
     pub revenue_cents: i64,
 }
 
+/// `count(*), count(DISTINCT user_id), sum(…)` as both databases return it (the sum is NULL
+/// for a sale without orders).
+type SaleOrdersRow = (i64, i64, Option<i64>);
+
+impl From<SaleOrdersRow> for SaleOrders {
+    fn from((rows, distinct_buyers, revenue_cents): SaleOrdersRow) -> Self {
+        Self {
+            rows: rows as u64,
+            distinct_buyers: distinct_buyers as u64,
+            revenue_cents: revenue_cents.unwrap_or(0),
+        }
+    }
+}
+
 #[async_trait]
 pub trait OrderStore: Send + Sync {
     /// Brings the schema up to date.

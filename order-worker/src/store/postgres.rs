@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use shared::consumer::Delivery;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::{OrderStore, SaleOrders, StoreError};
+use super::{OrderStore, SaleOrders, SaleOrdersRow, StoreError};
 
 #[derive(Clone)]
 pub struct PostgresOrderStore {
@@ -74,17 +74,13 @@ impl OrderStore for PostgresOrderStore {
     }
 
     async fn sale_orders(&self, sale_id: &str) -> Result<SaleOrders, StoreError> {
-        let (rows, distinct_buyers, revenue_cents): (i64, i64, Option<i64>) = sqlx::query_as(
+        let row: SaleOrdersRow = sqlx::query_as(
             "SELECT count(*), count(DISTINCT user_id), sum(price_cents * quantity)::bigint
              FROM orders WHERE sale_id = $1",
         )
         .bind(sale_id)
         .fetch_one(&self.pool)
         .await?;
-        Ok(SaleOrders {
-            rows: rows as u64,
-            distinct_buyers: distinct_buyers as u64,
-            revenue_cents: revenue_cents.unwrap_or(0),
-        })
+        Ok(row.into())
     }
 }

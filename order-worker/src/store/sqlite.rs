@@ -11,7 +11,7 @@ use shared::consumer::Delivery;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{OrderStore, SaleOrders, StoreError};
+use super::{OrderStore, SaleOrders, SaleOrdersRow, StoreError};
 
 /// Rows per INSERT: 7 parameters each, far below SQLite's 32,766.
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -79,17 +79,13 @@ impl OrderStore for SqliteOrderStore {
     }
 
     async fn sale_orders(&self, sale_id: &str) -> Result<SaleOrders, StoreError> {
-        let (rows, distinct_buyers, revenue_cents): (i64, i64, Option<i64>) = sqlx::query_as(
+        let row: SaleOrdersRow = sqlx::query_as(
             "SELECT count(*), count(DISTINCT user_id), sum(price_cents * quantity)
              FROM orders WHERE sale_id = ?",
         )
         .bind(sale_id)
         .fetch_one(&self.pool)
         .await?;
-        Ok(SaleOrders {
-            rows: rows as u64,
-            distinct_buyers: distinct_buyers as u64,
-            revenue_cents: revenue_cents.unwrap_or(0),
-        })
+        Ok(row.into())
     }
 }
