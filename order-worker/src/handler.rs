@@ -25,6 +25,7 @@ pub struct OrderHandler {
 
 impl OrderHandler {
     pub fn new(store: Arc<dyn OrderStore>, ledger: Arc<dyn StockLedger>) -> Self {
+        counter!(ORDERS_COMPLETED_TOTAL).absolute(0);
         Self { store, ledger }
     }
 

@@ -18,7 +18,9 @@ service listens on; when a dashboard query names a metric, a label value or a gr
 the running services do not export; when the flash crowd breaks an invariant; or when a
 service does not exit 0 on SIGTERM.
 
-usage: compose_native.py <compose config yaml> <bin dir> <run dir> <prometheus.yml> <dashboard.json> <Dockerfile>
+usage: compose_native.py <compose config yaml> <bin dir> <run dir> <prometheus.yml> <dashboard.json> <Dockerfile> [<png>]
+
+With a PNG path it also draws the dashboard's panels from the run (see dashboard_render.py).
 """
 
 import json
@@ -260,6 +262,14 @@ class Topology:
                             series.setdefault(name, []).append(labels)
         return series
 
+    def scrape_targets(self):
+        """{service: ["127.0.0.1:port", …]} of every running instance's metrics."""
+        targets = {}
+        for instance in (i for i in self.instances if i.process and i.listen_ports):
+            for native in instance.listen_ports.values():
+                targets.setdefault(instance.service, []).append(f"127.0.0.1:{native}")
+        return targets
+
     def stop(self):
         """SIGTERM to everyone; returns the instances that did not exit 0."""
         running = [i for i in self.instances if i.process and i.process.poll() is None]
@@ -315,7 +325,7 @@ def unanswered(needs, series):
     return sorted(set(problems))
 
 
-def main(compose_path, bin_dir, run_dir, prometheus_path, dashboard_path, dockerfile_path):
+def main(compose_path, bin_dir, run_dir, prometheus_path, dashboard_path, dockerfile_path, png_path=None):
     with open(compose_path) as f:
         compose = yaml.safe_load(f)
     with open(dockerfile_path) as f:
@@ -335,9 +345,17 @@ def main(compose_path, bin_dir, run_dir, prometheus_path, dashboard_path, docker
     long_running = [n for n, s in topology.apps.items() if "profiles" not in s]
     clients = [n for n, s in topology.apps.items() if "profiles" in s]
     print(f"compose-check: starting {', '.join(i.name for i in topology.instances if i.service in long_running)}", file=sys.stderr)
+    recorder = None
     try:
         topology.start(long_running)
         topology.wait_healthy(long_running)
+        if png_path:
+            from dashboard_render import Recorder
+
+            targets = topology.scrape_targets()
+            recorder = Recorder(run_dir, targets, free_port())
+            recorder.wait_until_scraping(sum(len(t) for t in targets.values()))
+            time.sleep(3)  # a baseline before the crowd
         for client in clients:
             print(f"compose-check: running {client} as compose would", file=sys.stderr)
             instance = topology.first(client)
@@ -345,7 +363,13 @@ def main(compose_path, bin_dir, run_dir, prometheus_path, dashboard_path, docker
             if result.returncode != 0:
                 fail(f"{client} exited with {result.returncode} (an invariant failed, or it could not run)")
         exported = topology.scrape()
+        if recorder:
+            time.sleep(20)  # the drain and the settling gauges
+            recorder.render(dashboard, png_path)
+            print(f"compose-check: dashboard panels drawn to {png_path}", file=sys.stderr)
     finally:
+        if recorder:
+            recorder.stop()
         not_clean = topology.stop()
     problems = unanswered(needs, exported)
     if problems:
@@ -361,7 +385,7 @@ def main(compose_path, bin_dir, run_dir, prometheus_path, dashboard_path, docker
 
 if __name__ == "__main__":
     try:
-        main(*sys.argv[1:7])
+        main(*sys.argv[1:8])
     except CheckFailed as failure:
         print(f"compose-check: FAILED: {failure}", file=sys.stderr)
         sys.exit(1)

@@ -45,6 +45,7 @@ impl<P: SmsProvider> SmsHandler<P> {
         records: Arc<dyn Coordination>,
         record_ttl: Duration,
     ) -> Self {
+        counter!(SMS_SENT_TOTAL).absolute(0);
         Self {
             provider,
             limiter: RateLimiter::direct(Quota::per_second(rate_per_sec)),

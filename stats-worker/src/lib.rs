@@ -66,6 +66,7 @@ pub struct StatsHandler {
 
 impl StatsHandler {
     pub fn new(store: Arc<dyn StatsStore>) -> Self {
+        counter!(EVENTS_COUNTED_TOTAL).absolute(0);
         Self { store }
     }
 }

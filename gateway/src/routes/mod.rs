@@ -30,6 +30,7 @@ use crate::state::AppState;
 
 /// The whole application, ready to serve (with `ConnectInfo<SocketAddr>`).
 pub fn router(state: AppState, config: &Config) -> Router {
+    purchase::register_metrics();
     let api = Router::new()
         .route("/api/v1/admin/sales", post(admin::create_sale))
         .route("/api/v1/admin/tokens", post(admin::mint_token))

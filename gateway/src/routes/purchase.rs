@@ -30,6 +30,18 @@ pub const PURCHASES_TOTAL: &str = "seckill_purchases_total";
 /// Time to answer a purchase attempt.
 pub const PURCHASE_DURATION_SECONDS: &str = "seckill_purchase_duration_seconds";
 
+/// The outcomes a dashboard rates. A stock sells out in well under one scrape interval, so a
+/// series born at the first acceptance would already hold its final count when first scraped,
+/// and `rate()` would show nothing; these start at zero instead.
+const RATED_OUTCOMES: [&str; 3] = ["accepted", "sold_out", "already_purchased"];
+
+/// Registers the rated purchase counters at zero (call once at start).
+pub fn register_metrics() {
+    for outcome in RATED_OUTCOMES {
+        counter!(PURCHASES_TOTAL, "outcome" => outcome).absolute(0);
+    }
+}
+
 /// The optional body. One unit per buyer, so the only accepted quantity is 1.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
