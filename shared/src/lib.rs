@@ -12,12 +12,12 @@
 //! | [`consumer`] | the one consumer loop of all workers: batches, retries, dead letters, offsets, lag |
 //! | [`config`] | clap argument groups every binary flattens (`RedisArgs`, `KafkaArgs`, `TelemetryArgs`) |
 //! | [`redis_client`] | one multiplexed, self-reconnecting Redis connection with a deadline on every call |
-//! | [`kafka`] | producer and admin settings, topic creation, message headers |
+//! | [`kafka`] | producer and admin settings, topic creation, trace headers; `mock:` for the embedded bus |
 //! | [`publisher`] | the idempotent producer and the recording of the broker's acknowledgements |
 //! | [`shutdown`] | the SIGINT/SIGTERM future every binary stops on |
 //! | [`stats`] | per-sale statistics, counted exactly once per event |
 //! | [`telemetry`] | tracing subscriber and the Prometheus recorder, installed once per process |
-//! | `testing` | (feature `testing`) per-test namespaces on the real services, and probes |
+//! | `testing` | (feature `testing`) per-test namespaces on the real or embedded backends, probes, `conformance!` |
 //! | [`worker`] | what runs around every worker's handler: the loop plus `/healthz` and `/metrics` |
 
 pub mod backends;
