@@ -74,9 +74,6 @@ pub struct Observed {
     pub outbox: Option<u64>,
     pub sms: Option<u64>,
     pub not_created: u64,
-    /// Order rows beyond one per buyer.
-    #[serde(skip)]
-    pub duplicate_order_rows: u64,
     pub duplicates: u64,
     pub settle_secs: f64,
 }
@@ -98,6 +95,8 @@ pub async fn settle(
         None => None,
     };
     let target = expected.accepted.len() as u64;
+    // Order rows beyond one per buyer, as last read.
+    let mut duplicate_order_rows = 0;
     let deadline = started + Duration::from_secs(args.settle_timeout_secs);
     let mut observed = Observed::default();
     loop {
@@ -109,7 +108,7 @@ pub async fn settle(
             let rows = orders.sale_orders(expected.sale_id).await?;
             observed.orders = Some(rows.rows);
             observed.order_revenue_cents = Some(rows.revenue_cents);
-            observed.duplicate_order_rows = rows.rows - rows.distinct_buyers;
+            duplicate_order_rows = rows.rows - rows.distinct_buyers;
         }
         if let Some(ledger) = &ledger {
             observed.outbox = Some(ledger.outbox_sizes(expected.sale_id).await?.0);
@@ -137,7 +136,7 @@ pub async fn settle(
     observed.settle_secs = started.elapsed().as_secs_f64();
     observed.remaining = gateway.sale(expected.sale_id).await?.remaining;
     observed.not_created = count_not_created(gateway, expected).await;
-    observed.duplicates = count_duplicates(args, expected, observed.duplicate_order_rows)?;
+    observed.duplicates = count_duplicates(args, expected, duplicate_order_rows)?;
     Ok(observed)
 }
 

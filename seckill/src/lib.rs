@@ -116,10 +116,12 @@ async fn flash_crowd(cli: &Cli, wiring: &Wiring, services: &Services) -> anyhow:
         "--sms-file".into(),
         wiring.sms_file.display().to_string(),
     ];
-    // One registry serves every worker's metrics here: one URL, or each lag would count thrice.
-    if let Some(url) = services.worker_metrics_urls.first() {
-        args.extend(["--metrics-url".into(), url.clone()]);
-    }
+    // In one process every service records into one registry, which the gateway serves too:
+    // its `/metrics` shows every group's lag (each worker's would show the same, thrice counted).
+    args.extend([
+        "--metrics-url".into(),
+        format!("{}/metrics", services.gateway_url),
+    ]);
     loadtest::run(loadtest::Cli::try_parse_from(args)?).await
 }
 

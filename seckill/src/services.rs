@@ -14,9 +14,6 @@ use crate::wiring::Wiring;
 /// The four running services.
 pub struct Services {
     pub gateway_url: String,
-    /// Each worker's `/metrics`. In one process they all serve the same registry, so any one
-    /// of them shows every group's lag.
-    pub worker_metrics_urls: Vec<String>,
     stop: CancellationToken,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
     /// How many services were started (the readiness wait notices one that stopped).
@@ -29,7 +26,6 @@ impl Services {
         let prometheus = shared::telemetry::prometheus();
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let mut worker_metrics_urls = Vec::new();
 
         let gateway_config = wiring.gateway(listen)?;
         let listener = TcpListener::bind(gateway_config.listen_addr)
@@ -48,21 +44,21 @@ impl Services {
         );
 
         let config = wiring.order_worker()?;
-        let http = bind(config.worker.http_addr, &mut worker_metrics_urls).await?;
+        let http = TcpListener::bind(config.worker.http_addr).await?;
         spawn(
             &mut tasks,
             "order-worker",
             order_worker::run(config, http, prometheus.clone(), stop.clone()),
         );
         let config = wiring.sms_worker()?;
-        let http = bind(config.worker.http_addr, &mut worker_metrics_urls).await?;
+        let http = TcpListener::bind(config.worker.http_addr).await?;
         spawn(
             &mut tasks,
             "sms-worker",
             sms_worker::run(config, http, prometheus.clone(), stop.clone()),
         );
         let config = wiring.stats_worker()?;
-        let http = bind(config.worker.http_addr, &mut worker_metrics_urls).await?;
+        let http = TcpListener::bind(config.worker.http_addr).await?;
         spawn(
             &mut tasks,
             "stats-worker",
@@ -71,7 +67,6 @@ impl Services {
 
         let services = Self {
             gateway_url,
-            worker_metrics_urls,
             stop,
             started: tasks.len(),
             tasks,
@@ -134,10 +129,4 @@ fn spawn(
     service: impl Future<Output = anyhow::Result<()>> + Send + 'static,
 ) {
     tasks.spawn(async move { (name, service.await) });
-}
-
-async fn bind(addr: SocketAddr, metrics_urls: &mut Vec<String>) -> anyhow::Result<TcpListener> {
-    let listener = TcpListener::bind(addr).await?;
-    metrics_urls.push(format!("http://{}/metrics", listener.local_addr()?));
-    Ok(listener)
 }
