@@ -1,7 +1,7 @@
 //! Everything the gateway can be told, as flags or environment variables (`--help` lists them).
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use clap::Parser;
@@ -45,20 +45,20 @@ pub struct Config {
     pub rate_limit_ip_per_sec: u32,
 
     /// Requests served at once; beyond it requests are shed with 503 at once, not queued.
-    #[arg(long, env = "CONCURRENCY_LIMIT", default_value_t = 4096)]
-    pub concurrency_limit: usize,
+    #[arg(long, env = "CONCURRENCY_LIMIT", default_value_t = NonZeroUsize::new(4096).expect("4096 > 0"))]
+    pub concurrency_limit: NonZeroUsize,
 
     /// Longest time one API request may take before it answers 503.
-    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 2000)]
-    pub request_timeout_ms: u64,
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = NonZeroU64::new(2000).expect("2000 > 0"))]
+    pub request_timeout_ms: NonZeroU64,
 
     /// Largest accepted request body.
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 16 * 1024)]
     pub body_limit_bytes: usize,
 
     /// How often the local blacklist copy checks Redis for changes.
-    #[arg(long, env = "BLACKLIST_SYNC_MS", default_value_t = 1000)]
-    pub blacklist_sync_ms: u64,
+    #[arg(long, env = "BLACKLIST_SYNC_MS", default_value_t = NonZeroU64::new(1000).expect("1000 > 0"))]
+    pub blacklist_sync_ms: NonZeroU64,
 
     /// How long shutdown waits for queued events to reach the broker.
     #[arg(long, env = "SHUTDOWN_FLUSH_MS", default_value_t = 5000)]
@@ -80,21 +80,15 @@ impl Config {
         self.jwt_secret.require("JWT_SECRET", MIN_SECRET_BYTES)?;
         self.admin_token.require("ADMIN_TOKEN", MIN_SECRET_BYTES)?;
         self.kafka.validate()?;
-        self.redis.validate()?;
-        for (variable, value) in [
-            ("CONCURRENCY_LIMIT", self.concurrency_limit as u64),
-            ("BLACKLIST_SYNC_MS", self.blacklist_sync_ms),
-            ("REQUEST_TIMEOUT_MS", self.request_timeout_ms),
-        ] {
-            if value == 0 {
-                return Err(format!("{variable} must be at least 1"));
-            }
-        }
-        Ok(())
+        self.redis.validate()
     }
 
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
+        Duration::from_millis(self.request_timeout_ms.get())
+    }
+
+    pub fn blacklist_sync(&self) -> Duration {
+        Duration::from_millis(self.blacklist_sync_ms.get())
     }
 
     /// A limit of 0 means "no limit".
@@ -107,29 +101,34 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Config {
-        Config::try_parse_from(std::iter::once("gateway").chain(args.iter().copied())).unwrap()
-    }
-
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn with_secrets(jwt: &str, admin: &str) -> Config {
+        let mut config: Config = shared::config::defaults();
+        config.jwt_secret = Secret::new(jwt);
+        config.admin_token = Secret::new(admin);
+        config
+    }
 
     #[test]
     fn the_gateway_refuses_to_start_without_its_secrets_naming_them() {
-        let missing_jwt = parse(&["--admin-token", SECRET]).validate().unwrap_err();
+        let missing_jwt = with_secrets("", SECRET).validate().unwrap_err();
         assert!(missing_jwt.contains("JWT_SECRET"), "{missing_jwt}");
-        let missing_admin = parse(&["--jwt-secret", SECRET]).validate().unwrap_err();
+        let missing_admin = with_secrets(SECRET, "").validate().unwrap_err();
         assert!(missing_admin.contains("ADMIN_TOKEN"), "{missing_admin}");
-        assert!(
-            parse(&["--jwt-secret", SECRET, "--admin-token", SECRET])
-                .validate()
-                .is_ok()
-        );
+        assert!(with_secrets(SECRET, SECRET).validate().is_ok());
     }
 
     #[test]
     fn secrets_never_appear_in_debug_output() {
-        let config = parse(&["--jwt-secret", SECRET, "--admin-token", SECRET]);
+        let config = with_secrets(SECRET, SECRET);
         assert!(!format!("{config:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn a_zero_concurrency_limit_is_refused_by_name() {
+        let error = Config::try_parse_from(["gateway", "--concurrency-limit", "0"]).unwrap_err();
+        assert!(error.to_string().contains("--concurrency-limit"), "{error}");
     }
 
     #[test]

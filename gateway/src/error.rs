@@ -4,14 +4,15 @@
 //! `{"error": "<code>", "message": "<sentence>"}`. An internal failure answers an opaque 500
 //! and its cause is logged once, here.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use shared::backends::StoreError;
+use shared::error::StoreError;
+use shared::ids::OrderId;
 use shared::sale::SaleState;
+
+use crate::risk::limits::RateLimited;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -30,7 +31,7 @@ pub enum ApiError {
     #[error("this method is not allowed on this path")]
     MethodNotAllowed,
     #[error("this user already bought in this sale (order {order_id})")]
-    AlreadyPurchased { order_id: String },
+    AlreadyPurchased { order_id: OrderId },
     #[error("a sale with this id already exists")]
     SaleExists,
     #[error("the sale is sold out")]
@@ -39,11 +40,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
-    #[error("too many requests ({limiter} limit); retry after the Retry-After delay")]
-    RateLimited {
-        limiter: &'static str,
-        retry_after: Duration,
-    },
+    #[error("too many requests ({} limit); retry after the Retry-After delay", .0.limiter)]
+    RateLimited(RateLimited),
     /// A dependency failed or the gateway is saturated; the sentence says what to do.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -91,13 +89,13 @@ impl ApiError {
             Self::SoldOut => StatusCode::GONE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// The machine-readable `error` code of DESIGN.md.
+    /// The machine-readable `error` code of the API (`docs/architecture.md`).
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "invalid_request",
@@ -112,10 +110,16 @@ impl ApiError {
             Self::SoldOut => "sold_out",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::RateLimited { .. } => "rate_limited",
+            Self::RateLimited(_) => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
+    }
+}
+
+impl From<RateLimited> for ApiError {
+    fn from(refusal: RateLimited) -> Self {
+        Self::RateLimited(refusal)
     }
 }
 
@@ -138,12 +142,12 @@ impl IntoResponse for ApiError {
             error: self.code(),
             message: self.to_string(),
             order_id: match &self {
-                Self::AlreadyPurchased { order_id } => Some(order_id),
+                Self::AlreadyPurchased { order_id } => Some(order_id.as_str()),
                 _ => None,
             },
         };
         let mut response = (self.status(), Json(body)).into_response();
-        if let Self::RateLimited { retry_after, .. } = self {
+        if let Self::RateLimited(RateLimited { retry_after, .. }) = self {
             // Whole seconds, rounded up, at least 1: HTTP has no finer unit.
             let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             response
@@ -156,6 +160,8 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     async fn body_of(error: ApiError) -> (StatusCode, serde_json::Value, Option<String>) {
@@ -188,7 +194,7 @@ mod tests {
             (ApiError::UnknownSale, 404, "unknown_sale"),
             (
                 ApiError::AlreadyPurchased {
-                    order_id: "s.0".into(),
+                    order_id: "s.0123456789abcdef0123456789abcdef".parse().unwrap(),
                 },
                 409,
                 "already_purchased",
@@ -207,10 +213,10 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limited_answers_carry_retry_after_rounded_up() {
-        let error = ApiError::RateLimited {
+        let error = ApiError::from(RateLimited {
             limiter: "user",
             retry_after: Duration::from_millis(1200),
-        };
+        });
         let (status, body, retry_after) = body_of(error).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(body["error"], "rate_limited");

@@ -1,4 +1,4 @@
-//! `gateway`: config → telemetry → listen → serve until SIGTERM.
+//! `gateway`: config → telemetry → build → listen → serve until SIGTERM.
 
 use clap::Parser;
 use gateway::Config;
@@ -7,8 +7,9 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let prometheus = shared::telemetry::init(&config.telemetry);
+    shared::telemetry::init(&config.telemetry);
+    let gateway = gateway::build(&config)?;
     let listener = TcpListener::bind(config.listen_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    gateway::run(config, listener, prometheus, shared::shutdown::signal()).await
+    gateway::serve(gateway, listener, shared::shutdown::on_signal()).await
 }

@@ -1,38 +1,38 @@
-//! What every request handler shares, built once from the [`Config`].
+//! What request handlers share, and the parts of it that extractors ask for by type.
 
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use metrics_exporter_prometheus::PrometheusHandle;
 use shared::backends::Backends;
-use shared::ids::OrderId;
 use shared::publisher::Publisher;
 use shared::stats::StatsStore;
 use shared::stock::StockLedger;
-use tokio::sync::mpsc;
 
-use crate::auth::TokenKeys;
+use crate::auth::{AdminToken, TokenKeys};
+use crate::catalog::SaleCatalog;
 use crate::config::Config;
-use crate::risk::blacklist::Blacklist;
+use crate::extract::BodyLimit;
+use crate::risk::blacklist::BlacklistCopy;
 use crate::risk::limits::RateLimits;
-use crate::sales::SaleCatalog;
 
 /// Cheap to clone: one `Arc` around the shared parts.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
-    pub tokens: TokenKeys,
-    pub admin_token: String,
+    pub tokens: Arc<TokenKeys>,
+    pub admin_token: AdminToken,
     pub limits: RateLimits,
-    pub blacklist: Blacklist,
+    pub blacklist: BlacklistCopy,
     pub catalog: SaleCatalog,
     pub ledger: Arc<dyn StockLedger>,
     pub stats: Arc<dyn StatsStore>,
     pub publisher: Publisher,
     pub prometheus: PrometheusHandle,
-    pub body_limit_bytes: usize,
+    pub body_limit: BodyLimit,
     /// How long `/readyz` waits for each dependency.
     pub probe_timeout: Duration,
 }
@@ -46,39 +46,47 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Builds the state without touching the network: the stores and Kafka connect lazily, so the
-    /// gateway starts (and reports not ready) while they are down. Also returns the channel of
-    /// broker acknowledgements for [`shared::publisher::record_acknowledgements`].
-    pub fn build(
-        config: &Config,
-        prometheus: PrometheusHandle,
-    ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<OrderId>)> {
-        let Backends {
-            ledger,
-            stats,
-            coordination,
-        } = Backends::open(&config.redis)?;
-        let (publisher, acknowledgements) = Publisher::new(&config.kafka)?;
-        let inner = Inner {
-            tokens: TokenKeys::new(
+    /// The state, without touching the network: the stores and Kafka connect lazily, so the
+    /// gateway starts (and reports not ready) while they are down.
+    pub fn new(config: &Config, backends: &Backends, publisher: Publisher) -> Self {
+        let ledger = backends.ledger();
+        Self(Arc::new(Inner {
+            tokens: Arc::new(TokenKeys::new(
                 config.jwt_secret.expose(),
                 Duration::from_secs(config.token_ttl_secs),
-            ),
-            admin_token: config.admin_token.expose().to_owned(),
+            )),
+            admin_token: AdminToken::new(config.admin_token.clone()),
             limits: RateLimits::new(
                 Config::limit(config.rate_limit_global_per_sec),
                 Config::limit(config.rate_limit_user_per_sec),
                 Config::limit(config.rate_limit_ip_per_sec),
             ),
-            blacklist: Blacklist::new(coordination),
+            blacklist: BlacklistCopy::new(backends.blacklist()),
             catalog: SaleCatalog::new(Arc::clone(&ledger)),
             ledger,
-            stats,
+            stats: backends.stats(),
             publisher,
-            prometheus,
-            body_limit_bytes: config.body_limit_bytes,
+            prometheus: shared::telemetry::prometheus(),
+            body_limit: BodyLimit(config.body_limit_bytes),
             probe_timeout: Duration::from_secs(1),
-        };
-        Ok((Self(Arc::new(inner)), acknowledgements))
+        }))
+    }
+}
+
+impl FromRef<AppState> for Arc<TokenKeys> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.tokens)
+    }
+}
+
+impl FromRef<AppState> for AdminToken {
+    fn from_ref(state: &AppState) -> Self {
+        state.admin_token.clone()
+    }
+}
+
+impl FromRef<AppState> for BodyLimit {
+    fn from_ref(state: &AppState) -> Self {
+        state.body_limit
     }
 }

@@ -129,7 +129,14 @@ pub async fn abuse(args: Abuse) -> anyhow::Result<AbuseSummary> {
     let started = Instant::now();
     let results: Vec<Sample> = futures::stream::iter(plan)
         .map(|(bot, trick)| {
-            let request = build(&gateway, &sale.id, trick, &tokens[bot], &forged, &expired);
+            let request = build(
+                &gateway,
+                sale.id.as_str(),
+                trick,
+                &tokens[bot],
+                &forged,
+                &expired,
+            );
             async move { (bot, trick, answer(request).await.ok()) }
         })
         .buffer_unordered(args.concurrency.max(1))
@@ -138,7 +145,7 @@ pub async fn abuse(args: Abuse) -> anyhow::Result<AbuseSummary> {
     Ok(tally(
         &results,
         args.bots,
-        sale.id,
+        sale.id.to_string(),
         started.elapsed().as_secs_f64(),
     ))
 }

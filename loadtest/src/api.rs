@@ -40,6 +40,7 @@ pub struct StatsView {
     pub buyers: u64,
 }
 
+#[derive(Clone)]
 pub struct Gateway {
     http: reqwest::Client,
     base: String,

@@ -1,18 +1,23 @@
-//! After the crowd: wait for the pipeline to drain, then check DESIGN.md's invariants from
-//! every angle the run was given: the API always, the order table, the stock ledger and the
-//! SMS file when their addresses are passed. The order table and the ledger are read through
-//! the services' own store traits, so any backend the services run on can be checked.
+//! After the crowd: wait for the pipeline to drain, then check the invariants
+//! (`docs/architecture.md`) from every angle the run was given: the API always, the order
+//! table, the stock ledger and the SMS file when [`Probes`] reach them. The order table and
+//! the ledger are read through the services' own store traits, so any backend the services
+//! run on can be checked: a separate load test opens them from URLs ([`Probes::open`]), the
+//! all-in-one runner hands in the very stores its services use.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::num::{NonZeroU32, NonZeroU64};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::StreamExt;
+use order_worker::store::OrderStore;
 use shared::backends::{Backends, MEMORY_SCHEME};
 use shared::config::RedisArgs;
 use shared::consumer::LAG_MESSAGES;
+use shared::ids::SaleId;
 use shared::stock::StockLedger;
 
 use crate::api::Gateway;
@@ -51,9 +56,50 @@ pub struct CheckArgs {
     pub skip_checks: bool,
 }
 
+/// Where the checks look besides the API.
+pub struct Probes {
+    /// The order table; enables the order-table checks.
+    pub orders: Option<Arc<dyn OrderStore>>,
+    /// The stock ledger; enables the outbox and conservation checks.
+    pub ledger: Option<Arc<dyn StockLedger>>,
+    /// The SMS worker's JSON-lines file; enables the one-SMS-per-order check.
+    pub sms_file: Option<PathBuf>,
+    /// `/metrics` URLs to read consumer lag from while settling.
+    pub metrics_urls: Vec<String>,
+    /// Longest wait for the workers to drain the queue.
+    pub settle_timeout: Duration,
+}
+
+impl Probes {
+    /// The probes `args` name; `None` when asked to skip the checks.
+    pub fn open(args: &CheckArgs) -> anyhow::Result<Option<Self>> {
+        if args.skip_checks {
+            return Ok(None);
+        }
+        let orders = match &args.database_url {
+            Some(url) => Some(order_worker::store::open(
+                url,
+                NonZeroU32::new(2).expect("2 > 0"),
+            )?),
+            None => None,
+        };
+        let ledger = match &args.redis_url {
+            Some(url) => Some(open_ledger(url, &args.redis_key_prefix)?),
+            None => None,
+        };
+        Ok(Some(Self {
+            orders,
+            ledger,
+            sms_file: args.sms_file.clone(),
+            metrics_urls: args.metrics_urls.clone(),
+            settle_timeout: Duration::from_secs(args.settle_timeout_secs),
+        }))
+    }
+}
+
 /// What the crowd was told, and about which sale.
 pub struct Expected<'a> {
-    pub sale_id: &'a str,
+    pub sale_id: &'a SaleId,
     pub stock: u64,
     /// Distinct users who tried to buy.
     pub demand: u64,
@@ -82,39 +128,32 @@ pub struct Observed {
 /// timeout passed), reporting progress; then gathers everything the checks need.
 pub async fn settle(
     gateway: &Gateway,
-    args: &CheckArgs,
+    probes: &Probes,
     expected: &Expected<'_>,
 ) -> anyhow::Result<Observed> {
     let started = Instant::now();
-    let orders = match &args.database_url {
-        Some(url) => Some(order_worker::store::open(url, 2)?),
-        None => None,
-    };
-    let ledger = match &args.redis_url {
-        Some(url) => Some(open_ledger(url, &args.redis_key_prefix)?),
-        None => None,
-    };
+    let sale_id = expected.sale_id.as_str();
     let target = expected.accepted.len() as u64;
     // Order rows beyond one per buyer, as last read.
     let mut duplicate_order_rows = 0;
-    let deadline = started + Duration::from_secs(args.settle_timeout_secs);
+    let deadline = started + probes.settle_timeout;
     let mut observed = Observed::default();
     loop {
-        let stats = gateway.stats(expected.sale_id).await?;
+        let stats = gateway.stats(sale_id).await?;
         observed.stats_sold = stats.sold;
         observed.stats_revenue_cents = stats.revenue_cents;
         observed.stats_buyers = stats.buyers;
-        if let Some(orders) = &orders {
+        if let Some(orders) = &probes.orders {
             let rows = orders.sale_orders(expected.sale_id).await?;
             observed.orders = Some(rows.rows);
             observed.order_revenue_cents = Some(rows.revenue_cents);
             duplicate_order_rows = rows.rows - rows.distinct_buyers;
         }
-        if let Some(ledger) = &ledger {
-            observed.outbox = Some(ledger.outbox_sizes(expected.sale_id).await?.0);
+        if let Some(ledger) = &probes.ledger {
+            observed.outbox = Some(ledger.outbox_sizes(expected.sale_id).await?.locked);
         }
-        if let Some(path) = &args.sms_file {
-            observed.sms = Some(sms_lines_for_sale(path, expected.sale_id)?.len() as u64);
+        if let Some(path) = &probes.sms_file {
+            observed.sms = Some(sms_lines_for_sale(path, sale_id)?.len() as u64);
         }
         let drained = observed.stats_sold >= target
             && observed.orders.is_none_or(|n| n >= target)
@@ -129,31 +168,31 @@ pub async fn settle(
             show(observed.orders),
             show(observed.outbox),
             show(observed.sms),
-            consumer_lag(gateway, &args.metrics_urls).await,
+            consumer_lag(gateway, &probes.metrics_urls).await,
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     observed.settle_secs = started.elapsed().as_secs_f64();
-    observed.remaining = gateway.sale(expected.sale_id).await?.remaining;
+    observed.remaining = gateway.sale(sale_id).await?.remaining;
     observed.not_created = count_not_created(gateway, expected).await;
-    observed.duplicates = count_duplicates(args, expected, duplicate_order_rows)?;
+    observed.duplicates = count_duplicates(probes, expected, duplicate_order_rows)?;
     Ok(observed)
 }
 
 /// The stock ledger behind `url`, read with a generous deadline (a loaded Redis is slow).
 fn open_ledger(url: &str, key_prefix: &str) -> anyhow::Result<Arc<dyn StockLedger>> {
-    let args = RedisArgs {
-        redis_url: url.to_owned(),
-        redis_key_prefix: key_prefix.to_owned(),
-        redis_timeout_ms: 5_000,
-    };
-    if url.starts_with(MEMORY_SCHEME) && !Backends::is_open_in_this_process(&args) {
+    if url.starts_with(MEMORY_SCHEME) {
         anyhow::bail!(
             "--redis-url {url} names stores inside the process that runs the services; \
              a separate load test cannot see them (give it the services' redis:// URL)"
         );
     }
-    Ok(Backends::open(&args)?.ledger)
+    let args = RedisArgs {
+        redis_url: url.to_owned(),
+        redis_key_prefix: key_prefix.to_owned(),
+        redis_timeout_ms: NonZeroU64::new(5_000).expect("5000 > 0"),
+    };
+    Ok(Backends::open(&args)?.ledger())
 }
 
 /// `; lag group=N …` summed over partitions, from the workers' Prometheus metrics.
@@ -222,7 +261,7 @@ async fn count_not_created(gateway: &Gateway, expected: &Expected<'_>) -> u64 {
 /// Anything sold twice: a user accepted twice, an order id answered twice, an order row or an
 /// SMS repeated.
 fn count_duplicates(
-    args: &CheckArgs,
+    probes: &Probes,
     expected: &Expected<'_>,
     duplicate_order_rows: u64,
 ) -> anyhow::Result<u64> {
@@ -232,9 +271,9 @@ fn count_duplicates(
     duplicates += (expected.accepted.len() - users.len()) as u64;
     duplicates += (expected.accepted.len() - orders.len()) as u64;
     duplicates += duplicate_order_rows;
-    if let Some(path) = &args.sms_file {
+    if let Some(path) = &probes.sms_file {
         let mut seen: HashMap<String, u64> = HashMap::new();
-        for order_id in sms_lines_for_sale(path, expected.sale_id)? {
+        for order_id in sms_lines_for_sale(path, expected.sale_id.as_str())? {
             *seen.entry(order_id).or_insert(0) += 1;
         }
         duplicates += seen.values().map(|n| n - 1).sum::<u64>();
@@ -242,7 +281,7 @@ fn count_duplicates(
     Ok(duplicates)
 }
 
-/// DESIGN.md's invariants 1–5 as sentences, one per violation.
+/// The invariants 1–5 of `docs/architecture.md` as sentences, one per violation.
 pub fn violations(expected: &Expected<'_>, observed: &Observed) -> Vec<String> {
     let accepted = expected.accepted.len() as u64;
     let mut violations = Vec::new();

@@ -1,6 +1,9 @@
 //! The bundled load generator. It drives a scenario through the gateway's HTTP API, waits for
-//! the asynchronous pipeline to settle, and checks DESIGN.md's invariants, so every run is
-//! both a benchmark and a proof.
+//! the asynchronous pipeline to settle, and checks the invariants of `docs/architecture.md`,
+//! so every run is both a benchmark and a proof.
+//!
+//! [`run`] is the command line; [`Crowd::run`] is the same crowd for code that starts the
+//! services itself (the all-in-one runner hands it the stores to check through [`Probes`]).
 //!
 //! | module | concern |
 //! | --- | --- |
@@ -21,11 +24,13 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
+use shared::ids::SaleId;
 use shared::sale::Sale;
 
 use crate::api::Gateway;
+pub use crate::checks::Probes;
 use crate::checks::{CheckArgs, Expected};
-use crate::drive::Pacing;
+pub use crate::drive::Pacing;
 use crate::report::{Latency, Summary};
 
 /// Drives a flash sale through the gateway, then proves the invariants (exit 1 if one fails).
@@ -88,7 +93,7 @@ pub struct FlashCrowd {
 
     /// Id of the sale to create (default: a fresh random one).
     #[arg(long)]
-    pub sale_id: Option<String>,
+    pub sale_id: Option<SaleId>,
 
     /// Closed loop: requests kept in flight.
     #[arg(long, default_value_t = 256)]
@@ -192,7 +197,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
                 },
             };
             (
-                Report::Crowd(crowd.run(&args.target, &args.checks).await?),
+                Report::Crowd(crowd.run_against(&args.target, &args.checks).await?),
                 args.target.json,
             )
         }
@@ -209,7 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
                 },
             };
             (
-                Report::Crowd(crowd.run(&args.target, &args.checks).await?),
+                Report::Crowd(crowd.run_against(&args.target, &args.checks).await?),
                 args.target.json,
             )
         }
@@ -248,11 +253,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
 }
 
 /// A sale open from a second ago for an hour.
-pub fn open_sale(id: Option<String>, stock: u32, price_cents: i64) -> Sale {
+pub fn open_sale(id: Option<SaleId>, stock: u32, price_cents: i64) -> Sale {
     let now = Utc::now();
     Sale {
-        id: id
-            .unwrap_or_else(|| format!("load-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])),
+        id: id.unwrap_or_else(|| {
+            format!("load-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+                .parse()
+                .expect("a valid sale id")
+        }),
         name: "Load test".into(),
         price_cents,
         stock,
@@ -262,16 +270,26 @@ pub fn open_sale(id: Option<String>, stock: u32, price_cents: i64) -> Sale {
 }
 
 /// A crowd of users buying from one sale.
-struct Crowd {
-    scenario: &'static str,
-    users: usize,
-    attempts_per_user: usize,
-    sale: Sale,
-    pacing: Pacing,
+pub struct Crowd {
+    /// The name the report gives the run.
+    pub scenario: &'static str,
+    pub users: usize,
+    pub attempts_per_user: usize,
+    /// The sale the crowd creates, then buys from.
+    pub sale: Sale,
+    pub pacing: Pacing,
 }
 
 impl Crowd {
-    async fn run(self, target: &Target, checks: &CheckArgs) -> anyhow::Result<Summary> {
+    /// The crowd against the gateway `target` names, checked through the probes `checks` names.
+    async fn run_against(self, target: &Target, checks: &CheckArgs) -> anyhow::Result<Summary> {
+        let gateway = Gateway::new(&target.gateway, &target.admin_token)?;
+        self.run(&gateway, Probes::open(checks)?.as_ref()).await
+    }
+
+    /// Creates the sale, sends the crowd at `gateway`, then (with probes) waits for the
+    /// pipeline to settle and checks the invariants.
+    pub async fn run(self, gateway: &Gateway, probes: Option<&Probes>) -> anyhow::Result<Summary> {
         let Self {
             scenario,
             users,
@@ -279,7 +297,6 @@ impl Crowd {
             sale,
             pacing,
         } = self;
-        let gateway = Arc::new(Gateway::new(&target.gateway, &target.admin_token)?);
         gateway.create_sale(&sale).await?;
         let user_ids: Vec<String> = (0..users)
             .map(|i| format!("{}-user-{i}", sale.id))
@@ -289,6 +306,7 @@ impl Crowd {
             sale.id, sale.stock, users
         );
         let tokens = Arc::new(gateway.mint_tokens(&user_ids).await?);
+        let gateway = Arc::new(gateway.clone());
 
         // Round-robin over users: every user's first try comes before anyone's second.
         let plan: Vec<usize> = (0..attempts_per_user).flat_map(|_| 0..users).collect();
@@ -314,11 +332,12 @@ impl Crowd {
             accepted: &outcome.holdings,
             tokens: &tokens,
         };
-        let observed = if checks.skip_checks {
-            None
-        } else {
-            eprintln!("waiting for the pipeline to settle");
-            Some(checks::settle(&gateway, checks, &expected).await?)
+        let observed = match probes {
+            Some(probes) => {
+                eprintln!("waiting for the pipeline to settle");
+                Some(checks::settle(&gateway, probes, &expected).await?)
+            }
+            None => None,
         };
         let violations = observed
             .as_ref()
@@ -326,7 +345,7 @@ impl Crowd {
             .unwrap_or_default();
         Ok(Summary::new(
             scenario,
-            &sale.id,
+            sale.id.as_str(),
             outcome.holdings.len() as u64,
             outcome.answers,
             outcome.elapsed.as_secs_f64(),

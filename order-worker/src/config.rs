@@ -1,9 +1,10 @@
 //! Everything the order worker can be told (`--help` lists it).
 
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use clap::Parser;
-use shared::consumer::LoopSettings;
+use shared::consumer::{LoopSettings, RetryPolicy};
 use shared::worker::WorkerArgs;
 
 use crate::reconciler::ReconcilerSettings;
@@ -19,16 +20,16 @@ pub struct Config {
     pub database_url: String,
 
     /// Connections in the database pool.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
-    pub database_max_connections: u32,
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = NonZeroU32::new(8).expect("8 > 0"))]
+    pub database_max_connections: NonZeroU32,
 
     /// Consumer group; every instance with the same group shares the partitions.
     #[arg(long, env = "CONSUMER_GROUP", default_value = "order-worker")]
     pub consumer_group: String,
 
     /// Most events inserted in one statement.
-    #[arg(long, env = "ORDER_BATCH_SIZE", default_value_t = 500)]
-    pub batch_size: usize,
+    #[arg(long, env = "ORDER_BATCH_SIZE", default_value_t = NonZeroUsize::new(500).expect("500 > 0"))]
+    pub batch_size: NonZeroUsize,
 
     /// How long a batch may wait to fill once its first event arrived.
     #[arg(long, env = "ORDER_BATCH_WAIT_MS", default_value_t = 20)]
@@ -39,8 +40,8 @@ pub struct Config {
     pub retry_max_backoff_ms: u64,
 
     /// Time between reconciler sweeps.
-    #[arg(long, env = "RECONCILE_INTERVAL_MS", default_value_t = 2000)]
-    pub reconcile_interval_ms: u64,
+    #[arg(long, env = "RECONCILE_INTERVAL_MS", default_value_t = NonZeroU64::new(2000).expect("2000 > 0"))]
+    pub reconcile_interval_ms: NonZeroU64,
 
     /// Age after which an unacknowledged outbox entry is re-published. Keep it above the
     /// producer's 8 s message timeout, so an entry is never queued twice at once.
@@ -69,15 +70,7 @@ impl Config {
                 "DATABASE_URL must start with postgres://, postgresql:// or sqlite:".into(),
             );
         }
-        for (variable, value) in [
-            ("ORDER_BATCH_SIZE", self.batch_size as u64),
-            ("RECONCILE_INTERVAL_MS", self.reconcile_interval_ms),
-        ] {
-            if value == 0 {
-                return Err(format!("{variable} must be at least 1"));
-            }
-        }
-        if self.reconcile_lease_ms <= self.reconcile_interval_ms {
+        if self.reconcile_lease_ms <= self.reconcile_interval_ms.get() {
             return Err("RECONCILE_LEASE_MS must be longer than RECONCILE_INTERVAL_MS, or the lease lapses between sweeps".into());
         }
         self.worker.validate()
@@ -88,16 +81,18 @@ impl Config {
             group: self.consumer_group.clone(),
             batch_size: self.batch_size,
             batch_wait: Duration::from_millis(self.batch_wait_ms),
-            // Only PostgreSQL and Redis can fail here, and their outages are `Unavailable`.
-            max_attempts: None,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(self.retry_max_backoff_ms),
+            retry: RetryPolicy {
+                // Only PostgreSQL and Redis can fail here, and their outages are `Unavailable`.
+                max_attempts: None,
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_millis(self.retry_max_backoff_ms),
+            },
         }
     }
 
     pub fn reconciler_settings(&self) -> ReconcilerSettings {
         ReconcilerSettings {
-            interval: Duration::from_millis(self.reconcile_interval_ms),
+            interval: Duration::from_millis(self.reconcile_interval_ms.get()),
             min_age: Duration::from_millis(self.reconcile_min_age_ms),
             lease_ttl: Duration::from_millis(self.reconcile_lease_ms),
         }
@@ -106,14 +101,12 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::Config;
 
     fn validate(database_url: &str) -> Result<(), String> {
-        Config::try_parse_from(["order-worker", "--database-url", database_url])
-            .unwrap()
-            .validate()
+        let mut config: Config = shared::config::defaults();
+        config.database_url = database_url.to_owned();
+        config.validate()
     }
 
     #[test]

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use metrics::counter;
 use shared::consumer::{Delivery, Handler, HandlerError};
-use shared::ids::OrderId;
+use shared::ids::{OrderId, SaleId};
 use shared::stock::StockLedger;
 
-use crate::store::{OrderStore, StoreError};
+use crate::store::{OrderStore, OrderStoreError};
 
 /// Orders confirmed (row present, status `created`), redeliveries included.
 pub const ORDERS_COMPLETED_TOTAL: &str = "seckill_orders_completed_total";
@@ -34,13 +34,13 @@ impl OrderHandler {
     async fn insert(
         &self,
         batch: &[Delivery],
-    ) -> Result<(HashSet<String>, Vec<uuid::Uuid>), HandlerError> {
+    ) -> Result<(HashSet<OrderId>, Vec<uuid::Uuid>), HandlerError> {
         match self.store.insert(batch).await {
             Ok(present) => return Ok((present, Vec::new())),
-            Err(StoreError::Unavailable(error)) => {
+            Err(OrderStoreError::Unavailable(error)) => {
                 return Err(HandlerError::Unavailable(error.to_string()));
             }
-            Err(StoreError::Rejected(error)) => {
+            Err(OrderStoreError::Rejected(error)) => {
                 tracing::warn!(%error, "batch rejected; inserting row by row to isolate it");
             }
         }
@@ -49,11 +49,11 @@ impl OrderHandler {
         for delivery in batch {
             match self.store.insert(std::slice::from_ref(delivery)).await {
                 Ok(found) => present.extend(found),
-                Err(StoreError::Rejected(error)) => {
+                Err(OrderStoreError::Rejected(error)) => {
                     tracing::error!(%error, event_id = %delivery.event.event_id, "order rejected by the database");
                     rejected.push(delivery.event.event_id);
                 }
-                Err(StoreError::Unavailable(error)) => {
+                Err(OrderStoreError::Unavailable(error)) => {
                     return Err(HandlerError::Unavailable(error.to_string()));
                 }
             }
@@ -68,11 +68,11 @@ impl Handler for OrderHandler {
         let (present, mut failed) = self.insert(batch).await?;
 
         // Group by sale: each sale's keys share one Redis slot, so one script call per sale.
-        let mut created: BTreeMap<&str, Vec<&OrderId>> = BTreeMap::new();
-        let mut refused: BTreeMap<&str, Vec<&OrderId>> = BTreeMap::new();
+        let mut created: BTreeMap<&SaleId, Vec<&OrderId>> = BTreeMap::new();
+        let mut refused: BTreeMap<&SaleId, Vec<&OrderId>> = BTreeMap::new();
         for Delivery { event, .. } in batch {
             let order = &event.order_id;
-            if present.contains(order.as_str()) {
+            if present.contains(order) {
                 created.entry(&event.sale_id).or_default().push(order);
             } else {
                 // Rejected, or the buyer already has a different order in this sale.
@@ -82,23 +82,12 @@ impl Handler for OrderHandler {
                 }
             }
         }
-        let ledger_unavailable = |error: shared::backends::StoreError| {
-            HandlerError::Unavailable(format!(
-                "marking orders in the stock ledger failed: {error}"
-            ))
-        };
         for (sale_id, orders) in &created {
-            self.ledger
-                .complete_orders(sale_id, orders)
-                .await
-                .map_err(ledger_unavailable)?;
+            self.ledger.complete_orders(sale_id, orders).await?;
             counter!(ORDERS_COMPLETED_TOTAL).increment(orders.len() as u64);
         }
         for (sale_id, orders) in &refused {
-            self.ledger
-                .fail_orders(sale_id, orders)
-                .await
-                .map_err(ledger_unavailable)?;
+            self.ledger.fail_orders(sale_id, orders).await?;
         }
         if failed.is_empty() {
             Ok(())

@@ -6,8 +6,11 @@
 //! | [`handler`] | a batch of reservations → order rows → status `created`, outbox cleared |
 //! | [`store`] | the order table (PostgreSQL, or SQLite embedded): migrations, the batched idempotent insert |
 //! | [`reconciler`] | re-publishes outbox entries the broker never acknowledged, one instance at a time |
+//! | this file | build, then serve: the consumer loop, the reconciler beside it |
 //!
-//! The consumer loop itself (offsets, retries, dead letters) is `shared::consumer`.
+//! The consumer loop itself (offsets, retries, dead letters) is `shared::consumer`. Unlike
+//! the other workers this one is more than a handler (it migrates its database and runs the
+//! reconciler), so it has its own build and serve around `shared::worker`'s.
 
 pub mod config;
 pub mod handler;
@@ -15,11 +18,15 @@ pub mod reconciler;
 pub mod store;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use shared::backends::Backends;
+use shared::ids::OrderId;
+use shared::kafka::EventBus;
 use shared::publisher::{Publisher, record_acknowledgements};
+use shared::worker::Worker;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Config;
@@ -27,47 +34,71 @@ use crate::handler::OrderHandler;
 use crate::reconciler::Reconciler;
 use crate::store::OrderStore;
 
-/// Runs the order worker and its reconciler until `shutdown`; returns after the final commit.
-pub async fn run(
-    config: Config,
-    http: TcpListener,
-    prometheus: PrometheusHandle,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+/// A built order worker, ready to [`serve`].
+pub struct OrderWorker {
+    worker: Worker<OrderHandler>,
+    orders: Arc<dyn OrderStore>,
+    reconciler: Reconciler,
+    /// The broker's acknowledgements of the reconciler's re-publishes, for the ledger.
+    acknowledgements: mpsc::UnboundedReceiver<OrderId>,
+    ledger: Arc<dyn shared::stock::StockLedger>,
+}
+
+/// The order worker `config` describes, on the database, backends and bus its URLs name.
+pub fn build(config: &Config) -> anyhow::Result<OrderWorker> {
+    let orders = store::open(&config.database_url, config.database_max_connections)?;
+    let backends = Backends::open(&config.worker.redis)?;
+    let bus = EventBus::connect(&config.worker.kafka)?;
+    build_on(config, &backends, &bus, orders)
+}
+
+/// The order worker `config` describes, on an order store, backends and a bus built by the
+/// caller.
+pub fn build_on(
+    config: &Config,
+    backends: &Backends,
+    bus: &EventBus,
+    orders: Arc<dyn OrderStore>,
+) -> anyhow::Result<OrderWorker> {
     config
         .validate()
         .map_err(|problem| anyhow::anyhow!("refusing to start: {problem}"))?;
-    let store = store::open(&config.database_url, config.database_max_connections)?;
-    migrate_with_retry(store.as_ref(), &shutdown).await?;
-    let Backends {
-        ledger,
-        coordination,
-        ..
-    } = Backends::open(&config.worker.redis)?;
-
-    let (publisher, acknowledgements) = Publisher::new(&config.worker.kafka)?;
-    let acknowledger = tokio::spawn(record_acknowledgements(
-        acknowledgements,
-        Arc::clone(&ledger),
-    ));
+    let ledger = backends.ledger();
+    let (publisher, acknowledgements) = Publisher::new(bus)?;
     let reconciler = Reconciler::new(
         Arc::clone(&ledger),
-        coordination,
+        backends.leases(),
         publisher,
         config.reconciler_settings(),
     );
-    let reconciling = tokio::spawn(reconciler.run(shutdown.clone()));
+    let handler = OrderHandler::new(Arc::clone(&orders), Arc::clone(&ledger));
+    Ok(OrderWorker {
+        worker: Worker::new(bus, config.loop_settings(), handler)?,
+        orders,
+        reconciler,
+        acknowledgements,
+        ledger,
+    })
+}
 
-    let handler = OrderHandler::new(store, ledger);
-    let consumed = shared::worker::run(
-        &config.worker.kafka,
-        config.loop_settings(),
-        handler,
-        http,
-        prometheus,
-        shutdown.clone(),
-    )
-    .await;
+/// Migrates the order table, then consumes and reconciles until `shutdown`; returns after
+/// the final commit.
+pub async fn serve(
+    order_worker: OrderWorker,
+    http: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let OrderWorker {
+        worker,
+        orders,
+        reconciler,
+        acknowledgements,
+        ledger,
+    } = order_worker;
+    migrate_with_retry(orders.as_ref(), &shutdown).await?;
+    let acknowledger = tokio::spawn(record_acknowledgements(acknowledgements, ledger));
+    let reconciling = tokio::spawn(reconciler.run(shutdown.clone()));
+    let consumed = shared::worker::serve(worker, http, shutdown.clone()).await;
     shutdown.cancel();
     reconciling.await?; // drops the last producer handle, which ends the acknowledger
     acknowledger.await?;
@@ -79,7 +110,7 @@ async fn migrate_with_retry(
     store: &dyn OrderStore,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut delay = std::time::Duration::from_millis(200);
+    let mut delay = Duration::from_millis(200);
     loop {
         match store.migrate().await {
             Ok(()) => return Ok(()),
@@ -89,7 +120,7 @@ async fn migrate_with_retry(
                     () = shutdown.cancelled() => anyhow::bail!("shut down before the database was reachable"),
                     () = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }

@@ -1,4 +1,4 @@
-//! `order-worker`: config → telemetry → listen → consume until SIGTERM.
+//! `order-worker`: config → telemetry → build → listen → consume and reconcile until SIGTERM.
 
 use clap::Parser;
 use order_worker::Config;
@@ -7,9 +7,9 @@ use tokio::net::TcpListener;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let prometheus = shared::telemetry::init(&config.worker.telemetry);
+    shared::telemetry::init(&config.worker.telemetry);
+    let order_worker = order_worker::build(&config)?;
     let http = TcpListener::bind(config.worker.http_addr).await?;
     tracing::info!(addr = %http.local_addr()?, group = config.consumer_group, "order worker starting");
-    let shutdown = shared::worker::shutdown_on_signal();
-    order_worker::run(config, http, prometheus, shutdown).await
+    order_worker::serve(order_worker, http, shared::shutdown::on_signal()).await
 }

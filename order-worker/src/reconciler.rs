@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use metrics::{counter, gauge};
-use shared::backends::StoreError;
-use shared::coordination::Coordination;
+use shared::error::StoreError;
 use shared::event::ReservationEvent;
 use shared::ids::OrderId;
 use shared::kafka::new_traceparent;
+use shared::lease::Leases;
 use shared::publisher::Publisher;
-use shared::stock::{StockLedger, Unpublished};
+use shared::stock::{OutboxSizes, StockLedger, Unpublished};
 use tokio_util::sync::CancellationToken;
 
 /// Events the reconciler published again.
@@ -47,7 +47,7 @@ pub struct ReconcilerSettings {
 
 pub struct Reconciler {
     ledger: Arc<dyn StockLedger>,
-    coordination: Arc<dyn Coordination>,
+    leases: Arc<dyn Leases>,
     publisher: Publisher,
     /// This instance's name on the lease.
     holder: String,
@@ -57,13 +57,13 @@ pub struct Reconciler {
 impl Reconciler {
     pub fn new(
         ledger: Arc<dyn StockLedger>,
-        coordination: Arc<dyn Coordination>,
+        leases: Arc<dyn Leases>,
         publisher: Publisher,
         settings: ReconcilerSettings,
     ) -> Self {
         Self {
             ledger,
-            coordination,
+            leases,
             publisher,
             holder: uuid::Uuid::new_v4().to_string(),
             settings,
@@ -81,8 +81,8 @@ impl Reconciler {
                 _ = ticks.tick() => {}
             }
             let lease = self
-                .coordination
-                .hold_lease(LEASE, &self.holder, self.settings.lease_ttl);
+                .leases
+                .hold(LEASE, &self.holder, self.settings.lease_ttl);
             match lease.await {
                 Ok(true) => {
                     if let Err(error) = self.sweep().await {
@@ -114,15 +114,11 @@ impl Reconciler {
                 .stale_unpublished(&sale_id, cutoff_ms, SWEEP_LIMIT)
                 .await?
             {
-                let Ok(order) = order_id.parse::<OrderId>() else {
-                    tracing::error!(order_id, "malformed order id in the unpublished set");
-                    continue;
-                };
                 match payload {
-                    Some(payload) => due.push((order, payload)),
+                    Some(payload) => due.push((order_id, payload)),
                     // No payload: the order row exists already (the entry left the outbox);
                     // only the acknowledgement was lost.
-                    None => already_ordered.push(order),
+                    None => already_ordered.push(order_id),
                 }
             }
             // Defer before publishing: if the ledger fails here nothing was queued, and nothing
@@ -134,9 +130,12 @@ impl Reconciler {
                 .iter()
                 .filter(|(order, payload)| self.republish(order, payload))
                 .count();
-            let (outbox, unpublished) = self.ledger.outbox_sizes(&sale_id).await?;
-            outbox_total += outbox;
-            unpublished_total += unpublished;
+            let OutboxSizes {
+                locked,
+                unacknowledged,
+            } = self.ledger.outbox_sizes(&sale_id).await?;
+            outbox_total += locked;
+            unpublished_total += unacknowledged;
         }
         counter!(REPUBLISHED_TOTAL).increment(republished as u64);
         gauge!(OUTBOX_ENTRIES, "state" => "unpublished").set(unpublished_total as f64);

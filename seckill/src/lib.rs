@@ -1,33 +1,36 @@
 //! `seckill`: the whole flash sale in one process, with nothing to install.
 //!
-//! It starts the gateway and the three workers as tasks on embedded backends (in-process
+//! It starts the gateway and the workers as tasks on embedded backends (in-process
 //! stores, librdkafka's mock cluster, SQLite), opens a demo sale, sends a flash crowd at the
 //! gateway over real HTTP with the bundled load test, prints the report with its invariant
 //! checks, and keeps serving until Ctrl-C (or, with `--once`, stops at once).
 //!
 //! | module | concern |
 //! | --- | --- |
-//! | [`wiring`] | the embedded backends, and each service's configuration |
-//! | [`services`] | the four services as tasks: start, readiness, graceful stop |
+//! | [`embedded`] | the embedded backends, built once, and each service's configuration |
+//! | [`services`] | the services as tasks: build on the shared backends, serve, readiness, graceful stop |
 //!
 //! Nothing here is a second implementation: the services are the same crates the separate
 //! binaries run, and the embedded backends sit behind the same traits as Redis, Kafka and
 //! PostgreSQL, held to them by the conformance suites.
 
+pub mod embedded;
 pub mod services;
-pub mod wiring;
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
-use loadtest::Report;
+use loadtest::api::Gateway;
+use loadtest::{Crowd, Pacing, Probes, Report};
 use tokio_util::sync::CancellationToken;
 
+use crate::embedded::Embedded;
 use crate::services::Services;
-use crate::wiring::Wiring;
 
-/// Runs the gateway and all three workers in one process on embedded backends, sends a
+/// Runs the gateway and every worker in one process on embedded backends, sends a
 /// flash crowd through them and proves the invariants, then keeps serving.
 #[derive(Parser, Debug)]
 #[command(name = "seckill", version)]
@@ -57,8 +60,8 @@ pub struct Cli {
     pub attempts_per_user: usize,
 
     /// The SMS provider's rate limit the SMS worker keeps to.
-    #[arg(long, default_value_t = 100)]
-    pub sms_rate_per_sec: u32,
+    #[arg(long, default_value_t = NonZeroU32::new(100).expect("100 > 0"))]
+    pub sms_rate_per_sec: NonZeroU32,
 
     /// Which logs to show (RUST_LOG syntax); warnings only by default, so the report stands out.
     #[arg(long, env = "RUST_LOG", default_value = "warn")]
@@ -69,18 +72,18 @@ pub struct Cli {
 /// `shutdown` (unless `--once`). Returns the report, or `None` when stopped before it.
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Option<Report>> {
     std::fs::create_dir_all(&cli.data_dir)?;
-    let wiring = Wiring::embedded(&cli.data_dir, cli.sms_rate_per_sec);
-    eprintln!("starting the gateway and three workers on embedded backends…");
-    let mut services = Services::start(&wiring, cli.listen).await?;
+    let embedded = Embedded::start(&cli.data_dir, cli.sms_rate_per_sec)?;
+    eprintln!("starting the gateway and the workers on embedded backends…");
+    let mut services = Services::start(&embedded, cli.listen).await?;
 
     let report = tokio::select! {
-        report = flash_crowd(&cli, &wiring, &services) => report?,
+        report = flash_crowd(&cli, &embedded, &services) => report?,
         () = shutdown.cancelled() => return services.stop().await.map(|()| None),
     };
     report.print();
 
     if !cli.once {
-        print_welcome(&cli, &wiring, &services, &report);
+        print_welcome(&cli, &embedded, &services, &report);
         tokio::select! {
             () = shutdown.cancelled() => {}
             why = services.any_stopped() => anyhow::bail!("{why}"),
@@ -92,40 +95,33 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Option
 }
 
 /// The bundled load test's flash crowd, pointed at this process, with every check it can
-/// make here: the API, the order table, the stock ledger and the SMS file.
-async fn flash_crowd(cli: &Cli, wiring: &Wiring, services: &Services) -> anyhow::Result<Report> {
-    let mut args = vec![
-        "loadtest".to_owned(),
-        "flash-crowd".into(),
-        "--gateway".into(),
-        services.gateway_url.clone(),
-        "--admin-token".into(),
-        wiring.admin_token.clone(),
-        "--users".into(),
-        cli.users.to_string(),
-        "--stock".into(),
-        cli.stock.to_string(),
-        "--attempts-per-user".into(),
-        cli.attempts_per_user.to_string(),
-        "--database-url".into(),
-        wiring.database_url.clone(),
-        "--redis-url".into(),
-        wiring.redis_url.clone(),
-        "--redis-key-prefix".into(),
-        wiring.redis_key_prefix.clone(),
-        "--sms-file".into(),
-        wiring.sms_file.display().to_string(),
-    ];
-    // In one process every service records into one registry, which the gateway serves too:
-    // its `/metrics` shows every group's lag (each worker's would show the same, thrice counted).
-    args.extend([
-        "--metrics-url".into(),
-        format!("{}/metrics", services.gateway_url),
-    ]);
-    loadtest::run(loadtest::Cli::try_parse_from(args)?).await
+/// make here: the API, and the very order table, stock ledger and SMS file the services use.
+async fn flash_crowd(
+    cli: &Cli,
+    embedded: &Embedded,
+    services: &Services,
+) -> anyhow::Result<Report> {
+    let gateway = Gateway::new(&services.gateway_url, embedded.admin_token.expose())?;
+    let crowd = Crowd {
+        scenario: "flash-crowd",
+        users: cli.users,
+        attempts_per_user: cli.attempts_per_user,
+        sale: loadtest::open_sale(None, cli.stock, 1999),
+        pacing: Pacing::Closed { concurrency: 256 },
+    };
+    let probes = Probes {
+        orders: Some(embedded.orders.clone()),
+        ledger: Some(embedded.backends.ledger()),
+        sms_file: Some(embedded.sms_file.clone()),
+        // In one process every service records into one registry, which the gateway serves
+        // too: its `/metrics` shows every group's lag.
+        metrics_urls: vec![format!("{}/metrics", services.gateway_url)],
+        settle_timeout: Duration::from_mins(2),
+    };
+    Ok(Report::Crowd(crowd.run(&gateway, Some(&probes)).await?))
 }
 
-fn print_welcome(cli: &Cli, wiring: &Wiring, services: &Services, report: &Report) {
+fn print_welcome(cli: &Cli, embedded: &Embedded, services: &Services, report: &Report) {
     let url = &services.gateway_url;
     let sale = match report {
         Report::Crowd(summary) => summary.sale_id.as_str(),
@@ -150,6 +146,6 @@ seckill is serving at {url} (embedded backends; orders and SMS under {data})
 
 Ctrl-C stops it.",
         data = cli.data_dir.display(),
-        token = wiring.admin_token,
+        token = embedded.admin_token.expose(),
     );
 }

@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
         log_format: LogFormat::Text,
         log_filter: cli.log_filter.clone(),
     });
-    let report = seckill::run(cli, shared::worker::shutdown_on_signal()).await?;
+    let report = seckill::run(cli, shared::shutdown::on_signal()).await?;
     if !report.is_some_and(|report| report.violations().is_empty()) {
         std::process::exit(1);
     }

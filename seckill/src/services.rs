@@ -1,5 +1,6 @@
-//! The gateway and the three workers as tasks of this process, each started through its own
-//! crate's `run`, exactly as its binary starts it, and stopped together.
+//! The gateway and the workers as tasks of this process: each built by its own crate's
+//! `build_on` from the one set of embedded backends, served by its own `serve`, exactly as
+//! its binary serves it, and stopped together.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,9 +10,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::wiring::Wiring;
+use crate::embedded::Embedded;
 
-/// The four running services.
+/// The running services.
 pub struct Services {
     pub gateway_url: String,
     stop: CancellationToken,
@@ -22,47 +23,48 @@ pub struct Services {
 
 impl Services {
     /// Starts every service and waits until the gateway is ready to sell.
-    pub async fn start(wiring: &Wiring, listen: SocketAddr) -> anyhow::Result<Self> {
-        let prometheus = shared::telemetry::prometheus();
+    pub async fn start(embedded: &Embedded, listen: SocketAddr) -> anyhow::Result<Self> {
+        let Embedded { backends, bus, .. } = embedded;
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
 
-        let gateway_config = wiring.gateway(listen)?;
-        let listener = TcpListener::bind(gateway_config.listen_addr)
-            .await
-            .map_err(|error| {
-                anyhow::anyhow!(
-                    "cannot listen on {listen}: {error} (choose another address with --listen)"
-                )
-            })?;
+        let listener = TcpListener::bind(listen).await.map_err(|error| {
+            anyhow::anyhow!(
+                "cannot listen on {listen}: {error} (choose another address with --listen)"
+            )
+        })?;
         let gateway_url = format!("http://{}", listener.local_addr()?);
-        let shutdown = stop.clone().cancelled_owned();
+        let gateway = gateway::build_on(&embedded.gateway(listen), backends, bus)?;
         spawn(
             &mut tasks,
             "gateway",
-            gateway::run(gateway_config, listener, prometheus.clone(), shutdown),
+            gateway::serve(gateway, listener, stop.clone()),
         );
 
-        let config = wiring.order_worker()?;
-        let http = TcpListener::bind(config.worker.http_addr).await?;
+        // The workers' `/healthz` and `/metrics` listen on free ports: in one process they
+        // share one metrics registry, which the gateway's `/metrics` serves too.
+        let orders = order_worker::build_on(
+            &embedded.order_worker(),
+            backends,
+            bus,
+            embedded.orders.clone(),
+        )?;
         spawn(
             &mut tasks,
             "order-worker",
-            order_worker::run(config, http, prometheus.clone(), stop.clone()),
+            order_worker::serve(orders, free_port().await?, stop.clone()),
         );
-        let config = wiring.sms_worker()?;
-        let http = TcpListener::bind(config.worker.http_addr).await?;
+        let sms = shared::worker::build_on(&embedded.sms_worker(), backends, bus)?;
         spawn(
             &mut tasks,
             "sms-worker",
-            sms_worker::run(config, http, prometheus.clone(), stop.clone()),
+            shared::worker::serve(sms, free_port().await?, stop.clone()),
         );
-        let config = wiring.stats_worker()?;
-        let http = TcpListener::bind(config.worker.http_addr).await?;
+        let stats = shared::worker::build_on(&embedded.stats_worker(), backends, bus)?;
         spawn(
             &mut tasks,
             "stats-worker",
-            stats_worker::run(config, http, prometheus, stop.clone()),
+            shared::worker::serve(stats, free_port().await?, stop.clone()),
         );
 
         let services = Self {
@@ -121,6 +123,10 @@ impl Services {
         }
         first_failure.map_or(Ok(()), Err)
     }
+}
+
+async fn free_port() -> std::io::Result<TcpListener> {
+    TcpListener::bind("127.0.0.1:0").await
 }
 
 fn spawn(

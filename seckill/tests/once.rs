@@ -1,28 +1,21 @@
 //! `seckill --once` end to end, in-process: the demo on embedded backends must report every
 //! invariant held, and its order table must hold exactly the stock.
 
-use clap::Parser;
+use std::num::NonZeroU32;
+
 use loadtest::Report;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_embedded_demo_sells_exactly_the_stock_and_proves_it() {
     let data_dir = tempfile::tempdir().unwrap();
-    let cli = seckill::Cli::try_parse_from([
-        "seckill",
-        "--once",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data_dir.path().display().to_string(),
-        "--users",
-        "400",
-        "--stock",
-        "60",
-        "--sms-rate-per-sec",
-        "1000",
-    ])
-    .unwrap();
+    let mut cli: seckill::Cli = shared::config::defaults();
+    cli.once = true;
+    cli.listen = "127.0.0.1:0".parse().unwrap();
+    cli.data_dir = data_dir.path().to_owned();
+    cli.users = 400;
+    cli.stock = 60;
+    cli.sms_rate_per_sec = NonZeroU32::new(1000).unwrap();
 
     let report = seckill::run(cli, CancellationToken::new())
         .await
@@ -39,10 +32,10 @@ async fn the_embedded_demo_sells_exactly_the_stock_and_proves_it() {
     // Read the SQLite file again, independently of the load test's own checks.
     let orders = order_worker::store::open(
         &format!("sqlite:{}", data_dir.path().join("orders.db").display()),
-        1,
+        NonZeroU32::MIN,
     )
     .unwrap()
-    .sale_orders(&summary.sale_id)
+    .sale_orders(&summary.sale_id.parse().unwrap())
     .await
     .unwrap();
     assert_eq!((orders.rows, orders.distinct_buyers), (60, 60));

@@ -1,49 +1,55 @@
-//! Which backend holds the key-value state, chosen by the scheme of `REDIS_URL`.
+//! Which backend holds the key-value state, chosen by the scheme of `REDIS_URL`, and the one
+//! place the stores are built.
 //!
-//! Three traits cover everything the services keep outside the order table:
-//! [`StockLedger`] (sales, the stock lock, outbox, order status), [`StatsStore`] (the
-//! statistics) and [`Coordination`] (blacklist, reconciler lease, SMS records). Each has two
-//! implementations that one conformance suite (`shared/tests/conformance`) holds to the same
-//! assertions:
+//! Each store trait has two implementations that one conformance suite
+//! (`shared/tests/conformance`) holds to the same assertions:
 //!
 //! | `REDIS_URL` | backend |
 //! | --- | --- |
 //! | `redis://…`, `rediss://…`, `unix://…` | Redis: the Lua scripts, shared by every process |
-//! | `memory:` or `memory:<name>` | in this process's memory: one store per name and key prefix, shared by every service of the process, gone when it exits |
+//! | `memory:` | this process's memory: shared by every service handed the same [`Backends`], gone when it exits |
 //!
-//! The embedded backend is what lets `seckill` run the whole sale in one process with nothing
-//! installed; production and the real-service tests use Redis.
+//! A service asks its `Backends` for the stores it needs ([`Backends::ledger`],
+//! [`Backends::blacklist`], …) and nothing else; a worker with a store of its own builds it
+//! here too ([`Backends::counters`]). The all-in-one runner builds one in-memory `Backends`
+//! and hands clones of it to every service, so they see one state.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::blacklist::{Blacklist, MemoryBlacklist, RedisBlacklist};
 use crate::config::RedisArgs;
-use crate::coordination::{Coordination, MemoryCoordination, RedisCoordination};
+use crate::counters::{Counters, MemoryCounters, RedisCounters};
 use crate::keys::KeySpace;
+use crate::lease::{Leases, MemoryLeases, RedisLeases};
 use crate::redis_client::Redis;
+use crate::sms_records::{MemorySmsRecords, RedisSmsRecords, SmsRecords};
 use crate::stats::{MemoryStatsStore, RedisStatsStore, StatsStore};
 use crate::stock::{MemoryStockLedger, RedisStockLedger, StockLedger};
 
 /// The scheme of in-process backends in `REDIS_URL`.
 pub const MEMORY_SCHEME: &str = "memory:";
 
-/// Why a store gave no answer. Callers answer both the same way (503, or retry later); the
-/// distinction is for logs.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("the store did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("the store failed: {0}")]
-    Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
+/// One deployment's key-value state. Cheap to clone; clones share the state.
+#[derive(Clone)]
+pub struct Backends(Kind);
+
+#[derive(Clone)]
+enum Kind {
+    Redis { redis: Redis, keys: KeySpace },
+    Memory(Arc<MemoryStores>),
 }
 
-/// One deployment's key-value state, behind its three traits.
-#[derive(Clone)]
-pub struct Backends {
-    pub ledger: Arc<dyn StockLedger>,
-    pub stats: Arc<dyn StatsStore>,
-    pub coordination: Arc<dyn Coordination>,
+/// The in-memory stores, one of each, created with the `Backends`.
+#[derive(Default)]
+struct MemoryStores {
+    ledger: Arc<MemoryStockLedger>,
+    stats: Arc<MemoryStatsStore>,
+    blacklist: Arc<MemoryBlacklist>,
+    leases: Arc<MemoryLeases>,
+    sms_records: Arc<MemorySmsRecords>,
+    counters: Mutex<HashMap<String, Arc<MemoryCounters>>>,
 }
 
 impl Backends {
@@ -51,77 +57,125 @@ impl Backends {
     /// not ready, while Redis is down); fails only on a malformed URL.
     pub fn open(args: &RedisArgs) -> Result<Self, redis::RedisError> {
         if args.redis_url.starts_with(MEMORY_SCHEME) {
-            return Ok(Self::in_memory(&args.redis_url, &args.redis_key_prefix));
+            return Ok(Self::in_memory());
         }
-        let redis = Redis::connect_lazily(args)?;
-        let keys = KeySpace::new(&args.redis_key_prefix);
-        Ok(Self {
-            ledger: Arc::new(RedisStockLedger::new(redis.clone(), keys.clone())),
-            stats: Arc::new(RedisStatsStore::new(redis.clone(), keys.clone())),
-            coordination: Arc::new(RedisCoordination::new(redis, keys)),
-        })
+        Ok(Self(Kind::Redis {
+            redis: Redis::connect_lazily(args)?,
+            keys: KeySpace::new(&args.redis_key_prefix),
+        }))
     }
 
-    /// Whether `args` names an in-memory store that a service of this process already opened
-    /// (a reader that is not one of the services, such as the load test's checks, must not
-    /// conclude anything from a fresh, empty store).
-    pub fn is_open_in_this_process(args: &RedisArgs) -> bool {
-        memory_stores().contains_key(&memory_key(&args.redis_url, &args.redis_key_prefix))
+    /// Fresh, empty stores in this process's memory.
+    pub fn in_memory() -> Self {
+        Self(Kind::Memory(Arc::default()))
     }
 
-    /// The process-wide in-memory store of this URL and prefix, created on first use, so that
-    /// the gateway and the workers of one process see the same state.
-    fn in_memory(url: &str, prefix: &str) -> Self {
-        memory_stores()
-            .entry(memory_key(url, prefix))
-            .or_insert_with(|| Self {
-                ledger: Arc::new(MemoryStockLedger::default()),
-                stats: Arc::new(MemoryStatsStore::default()),
-                coordination: Arc::new(MemoryCoordination::default()),
-            })
-            .clone()
+    /// Sales, the stock lock, the outbox and order status.
+    pub fn ledger(&self) -> Arc<dyn StockLedger> {
+        match &self.0 {
+            Kind::Redis { redis, keys } => {
+                Arc::new(RedisStockLedger::new(redis.clone(), keys.clone()))
+            }
+            Kind::Memory(stores) => stores.ledger.clone(),
+        }
     }
-}
 
-fn memory_stores() -> MutexGuard<'static, HashMap<String, Backends>> {
-    static STORES: LazyLock<Mutex<HashMap<String, Backends>>> = LazyLock::new(Mutex::default);
-    STORES.lock().expect("store registry lock poisoned")
-}
+    /// Per-sale statistics, counted once per event.
+    pub fn stats(&self) -> Arc<dyn StatsStore> {
+        match &self.0 {
+            Kind::Redis { redis, keys } => {
+                Arc::new(RedisStatsStore::new(redis.clone(), keys.clone()))
+            }
+            Kind::Memory(stores) => stores.stats.clone(),
+        }
+    }
 
-fn memory_key(url: &str, prefix: &str) -> String {
-    format!("{url} {prefix}")
+    /// The blacklist every gateway copies.
+    pub fn blacklist(&self) -> Arc<dyn Blacklist> {
+        match &self.0 {
+            Kind::Redis { redis, keys } => {
+                Arc::new(RedisBlacklist::new(redis.clone(), keys.clone()))
+            }
+            Kind::Memory(stores) => stores.blacklist.clone(),
+        }
+    }
+
+    /// Leases, for jobs one instance at a time runs.
+    pub fn leases(&self) -> Arc<dyn Leases> {
+        match &self.0 {
+            Kind::Redis { redis, keys } => Arc::new(RedisLeases::new(redis.clone(), keys.clone())),
+            Kind::Memory(stores) => stores.leases.clone(),
+        }
+    }
+
+    /// The SMS workers' records of what was sent.
+    pub fn sms_records(&self) -> Arc<dyn SmsRecords> {
+        match &self.0 {
+            Kind::Redis { redis, keys } => {
+                Arc::new(RedisSmsRecords::new(redis.clone(), keys.clone()))
+            }
+            Kind::Memory(stores) => stores.sms_records.clone(),
+        }
+    }
+
+    /// The counter set `name`, adding once per event id and remembering applied ids for
+    /// `retention` (see [`crate::counters`]). Every call with the same name is the same set.
+    pub fn counters(&self, name: &str, retention: Duration) -> Arc<dyn Counters> {
+        match &self.0 {
+            Kind::Redis { redis, keys } => Arc::new(RedisCounters::new(
+                redis.clone(),
+                keys.counters(name),
+                retention,
+            )),
+            Kind::Memory(stores) => stores
+                .counters
+                .lock()
+                .expect("counters registry lock poisoned")
+                .entry(name.to_owned())
+                .or_insert_with(|| Arc::new(MemoryCounters::new(retention)))
+                .clone(),
+        }
+    }
+
+    /// Whether the state lives in this process only (and so is invisible to any other).
+    pub fn is_in_memory(&self) -> bool {
+        matches!(self.0, Kind::Memory(_))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(url: &str, prefix: &str) -> RedisArgs {
+    fn args(url: &str) -> RedisArgs {
         RedisArgs {
             redis_url: url.into(),
-            redis_key_prefix: prefix.into(),
-            redis_timeout_ms: 200,
+            redis_key_prefix: "p".into(),
+            redis_timeout_ms: std::num::NonZeroU64::new(200).expect("200 > 0"),
         }
     }
 
     #[test]
-    fn memory_backends_of_one_url_and_prefix_are_one_store() {
-        let a = Backends::open(&args("memory:", "p")).unwrap();
-        let b = Backends::open(&args("memory:", "p")).unwrap();
-        let other_prefix = Backends::open(&args("memory:", "q")).unwrap();
-        let other_name = Backends::open(&args("memory:elsewhere", "p")).unwrap();
-        assert!(Arc::ptr_eq(&a.ledger, &b.ledger));
-        assert!(!Arc::ptr_eq(&a.ledger, &other_prefix.ledger));
-        assert!(!Arc::ptr_eq(&a.ledger, &other_name.ledger));
-        assert!(Backends::is_open_in_this_process(&args("memory:", "p")));
-        assert!(!Backends::is_open_in_this_process(&args(
-            "memory:never",
-            "p"
-        )));
+    fn clones_of_in_memory_backends_share_their_stores_and_new_ones_do_not() {
+        let backends = Backends::in_memory();
+        let clone = backends.clone();
+        let other = Backends::open(&args("memory:")).unwrap();
+        assert!(Arc::ptr_eq(&backends.ledger(), &clone.ledger()));
+        assert!(!Arc::ptr_eq(&backends.ledger(), &other.ledger()));
+        let retention = Duration::from_mins(1);
+        assert!(Arc::ptr_eq(
+            &backends.counters("points", retention),
+            &clone.counters("points", retention)
+        ));
+        assert!(!Arc::ptr_eq(
+            &backends.counters("points", retention),
+            &backends.counters("miles", retention)
+        ));
+        assert!(other.is_in_memory());
     }
 
     #[test]
     fn a_malformed_redis_url_is_refused() {
-        assert!(Backends::open(&args("not a url", "p")).is_err());
+        assert!(Backends::open(&args("not a url")).is_err());
     }
 }

@@ -1,13 +1,19 @@
 //! Argument groups every binary flattens into its own clap `Config`.
 //!
 //! Each field is a flag and an environment variable (`--redis-url` / `REDIS_URL`); its `///`
-//! line is the `--help` text. Units are in the names.
+//! line is the `--help` text. Units are in the names; a setting that must be at least 1 is a
+//! `NonZero*`, so clap itself refuses 0.
+//!
+//! Code that builds a configuration (the all-in-one runner, tests) starts from [`defaults`]
+//! and sets fields by name, so a renamed setting fails to compile instead of failing at run
+//! time.
 
 use std::fmt;
+use std::num::{NonZeroU16, NonZeroU64};
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Command, ValueEnum};
 
 /// Where Redis is and how long to wait for it.
 #[derive(Args, Clone, Debug)]
@@ -22,13 +28,13 @@ pub struct RedisArgs {
     pub redis_key_prefix: String,
 
     /// Deadline of one Redis round trip; a purchase that misses it answers 503 with nothing locked.
-    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 200)]
-    pub redis_timeout_ms: u64,
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = NonZeroU64::new(200).expect("200 > 0"))]
+    pub redis_timeout_ms: NonZeroU64,
 }
 
 impl RedisArgs {
     pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.redis_timeout_ms)
+        Duration::from_millis(self.redis_timeout_ms.get())
     }
 
     /// Refuses settings that cannot work, naming the variable.
@@ -37,9 +43,6 @@ impl RedisArgs {
             return Err(
                 "REDIS_KEY_PREFIX must not contain braces (they would steal the hash tag)".into(),
             );
-        }
-        if self.redis_timeout_ms == 0 {
-            return Err("REDIS_TIMEOUT_MS must be at least 1".into());
         }
         Ok(())
     }
@@ -66,8 +69,8 @@ pub struct KafkaArgs {
     pub kafka_dlq_topic: String,
 
     /// Partitions of the topics when this service has to create them.
-    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 12)]
-    pub kafka_topic_partitions: i32,
+    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = NonZeroU16::new(12).expect("12 > 0"))]
+    pub kafka_topic_partitions: NonZeroU16,
 }
 
 impl KafkaArgs {
@@ -110,11 +113,26 @@ pub struct TelemetryArgs {
     pub log_filter: String,
 }
 
+/// The configuration (or argument group) `C` with every setting at the default its `--help`
+/// shows, ignoring the environment: a stray `REDIS_URL` in the caller's shell must not leak
+/// into a configuration built in code.
+pub fn defaults<C: Args>() -> C {
+    let command = C::augment_args(Command::new("defaults")).mut_args(|arg| arg.env(None::<&str>));
+    let matches = command
+        .try_get_matches_from(["defaults"])
+        .expect("every setting has a default");
+    C::from_arg_matches(&matches).expect("the defaults parse")
+}
+
 /// A secret from the environment: usable, never printed (`Debug` shows `***`).
 #[derive(Clone, Default)]
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -149,6 +167,8 @@ impl fmt::Debug for Secret {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
     #[test]
@@ -176,13 +196,39 @@ mod tests {
         );
     }
 
+    #[derive(Parser, Debug)]
+    struct Example {
+        #[command(flatten)]
+        redis: RedisArgs,
+
+        /// A setting read from a variable every environment has.
+        #[arg(long, env = "PATH", default_value = "the default")]
+        path_like: String,
+    }
+
+    #[test]
+    fn defaults_ignore_the_environment() {
+        let from_environment = Example::try_parse_from(["example"]).unwrap();
+        assert_ne!(from_environment.path_like, "the default", "PATH is set");
+        let defaults: Example = defaults();
+        assert_eq!(defaults.path_like, "the default");
+        assert_eq!(defaults.redis.redis_key_prefix, "seckill");
+        assert_eq!(defaults.redis.redis_timeout_ms.get(), 200);
+    }
+
+    #[test]
+    fn a_zero_where_one_is_the_least_is_refused_by_clap() {
+        let error = Example::try_parse_from(["example", "--redis-timeout-ms", "0"]).unwrap_err();
+        assert!(error.to_string().contains("--redis-timeout-ms"), "{error}");
+    }
+
     #[test]
     fn empty_kafka_wiring_is_refused_by_name() {
         let args = KafkaArgs {
             kafka_brokers: "127.0.0.1:9092".into(),
             kafka_topic: " ".into(),
             kafka_dlq_topic: "dlq".into(),
-            kafka_topic_partitions: 1,
+            kafka_topic_partitions: NonZeroU16::MIN,
         };
         assert!(
             args.validate()

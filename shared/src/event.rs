@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::ids::OrderId;
+use crate::ids::{OrderId, SaleId, UserId};
 use crate::sale::MAX_PRICE_CENTS;
 
 /// The schema version this build writes and understands.
@@ -22,8 +22,8 @@ pub struct ReservationEvent {
     /// Unique per event; consumers deduplicate on it.
     pub event_id: Uuid,
     pub order_id: OrderId,
-    pub sale_id: String,
-    pub user_id: String,
+    pub sale_id: SaleId,
+    pub user_id: UserId,
     pub price_cents: i64,
     pub quantity: u32,
     pub reserved_at: DateTime<Utc>,
@@ -38,20 +38,20 @@ pub enum DecodeError {
     #[error("event version {found} is not understood (this build reads version {EVENT_VERSION})")]
     UnsupportedVersion { found: u32 },
     #[error("order id {order_id} does not belong to sale {sale_id}")]
-    Inconsistent { order_id: String, sale_id: String },
+    Inconsistent { order_id: OrderId, sale_id: SaleId },
     #[error("{0}")]
     OutOfRange(&'static str),
 }
 
 impl ReservationEvent {
     /// A new event for one unit bought by `user_id`, reserved now.
-    pub fn new(order_id: OrderId, user_id: &str, price_cents: i64) -> Self {
+    pub fn new(order_id: OrderId, user_id: &UserId, price_cents: i64) -> Self {
         Self {
             version: EVENT_VERSION,
             event_id: Uuid::now_v7(),
-            sale_id: order_id.sale_id().to_owned(),
+            sale_id: order_id.sale_id(),
             order_id,
-            user_id: user_id.to_owned(),
+            user_id: user_id.clone(),
             price_cents,
             quantity: 1,
             reserved_at: Utc::now(),
@@ -82,7 +82,7 @@ impl ReservationEvent {
         }
         if event.order_id.sale_id() != event.sale_id {
             return Err(DecodeError::Inconsistent {
-                order_id: event.order_id.to_string(),
+                order_id: event.order_id,
                 sale_id: event.sale_id,
             });
         }
@@ -94,16 +94,26 @@ impl ReservationEvent {
 mod tests {
     use super::*;
 
+    /// A new event of `user` in `sale`.
+    fn event(sale: &str, user: &str, price_cents: i64) -> ReservationEvent {
+        let sale: SaleId = sale.parse().unwrap();
+        ReservationEvent::new(
+            OrderId::generate(&sale),
+            &user.parse().unwrap(),
+            price_cents,
+        )
+    }
+
     #[test]
     fn an_event_survives_a_round_trip_through_json() {
-        let event = ReservationEvent::new(OrderId::generate("spring-sale"), "user-7", 1999);
+        let event = event("spring-sale", "user-7", 1999);
         let decoded = ReservationEvent::from_json(event.to_json().as_bytes()).unwrap();
         assert_eq!(decoded, event);
     }
 
     #[test]
     fn the_wire_format_names_every_field_of_the_design() {
-        let event = ReservationEvent::new(OrderId::generate("s1"), "u1", 5);
+        let event = event("s1", "u1", 5);
         let value: serde_json::Value = serde_json::from_str(&event.to_json()).unwrap();
         let mut fields: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
         fields.sort();
@@ -130,10 +140,8 @@ mod tests {
 
     #[test]
     fn a_future_version_is_refused_rather_than_guessed() {
-        let mut value: serde_json::Value = serde_json::from_str(
-            &ReservationEvent::new(OrderId::generate("s1"), "u1", 5).to_json(),
-        )
-        .unwrap();
+        let mut value: serde_json::Value =
+            serde_json::from_str(&event("s1", "u1", 5).to_json()).unwrap();
         value["version"] = 2.into();
         let err = ReservationEvent::from_json(value.to_string().as_bytes()).unwrap_err();
         assert!(
@@ -144,7 +152,7 @@ mod tests {
 
     #[test]
     fn quantities_and_prices_outside_the_range_are_refused() {
-        let mut event = ReservationEvent::new(OrderId::generate("s1"), "u1", 5);
+        let mut event = event("s1", "u1", 5);
         event.quantity = 2;
         assert!(matches!(
             ReservationEvent::from_json(event.to_json().as_bytes()),
@@ -160,8 +168,8 @@ mod tests {
 
     #[test]
     fn an_order_id_of_another_sale_is_refused() {
-        let mut event = ReservationEvent::new(OrderId::generate("s1"), "u1", 5);
-        event.sale_id = "s2".into();
+        let mut event = event("s1", "u1", 5);
+        event.sale_id = "s2".parse().unwrap();
         let err = ReservationEvent::from_json(event.to_json().as_bytes()).unwrap_err();
         assert!(matches!(err, DecodeError::Inconsistent { .. }), "{err}");
     }

@@ -4,6 +4,20 @@
 //! Cluster slot and the stock script, which touches several of them, runs unchanged on a
 //! cluster. Keys that span sales (the blacklist, the sales index) are never touched by a
 //! script. A prefix in front of every key lets deployments, or parallel tests, share a Redis.
+//!
+//! A store of a worker's own takes its keys from [`KeySpace::store`], so they carry the
+//! deployment's prefix and a hash tag of their own; [`KeySpace::counters`] is one such store.
+
+use crate::ids::SaleId;
+
+/// The keys of one set of [`crate::counters`], in one hash slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterKeys {
+    /// Sorted set: event ids applied, scored by when (unix ms).
+    pub applied: String,
+    /// Hash: counter key → value.
+    pub values: String,
+}
 
 /// Builds the keys of one deployment (one prefix).
 #[derive(Clone, Debug)]
@@ -51,7 +65,7 @@ impl KeySpace {
         }
     }
 
-    pub fn sale(&self, sale_id: &str) -> SaleKeys {
+    pub fn sale(&self, sale_id: &SaleId) -> SaleKeys {
         let base = format!("{}:{{sale:{sale_id}}}", self.prefix);
         SaleKeys {
             info: format!("{base}:info"),
@@ -85,6 +99,25 @@ impl KeySpace {
         format!("{}:{name}:lease", self.prefix)
     }
 
+    /// The base of the keys of a store named `name`: `<prefix>:{<name>}`, so every key built
+    /// on it (`<base>:<part>`) shares one hash slot and cannot collide with another store's.
+    pub fn store(&self, name: &str) -> String {
+        assert!(
+            !name.contains(['{', '}']),
+            "a store name must not contain braces: {name:?}"
+        );
+        format!("{}:{{{name}}}", self.prefix)
+    }
+
+    /// The keys of the counter set `name` (see [`crate::counters`]).
+    pub fn counters(&self, name: &str) -> CounterKeys {
+        let base = self.store(&format!("counters:{name}"));
+        CounterKeys {
+            applied: format!("{base}:applied"),
+            values: format!("{base}:values"),
+        }
+    }
+
     /// Counter bumped on every blacklist change, so gateways reload their copy only when needed.
     pub fn blacklist_version(&self) -> String {
         format!("{}:{{blacklist}}:version", self.prefix)
@@ -103,7 +136,7 @@ mod tests {
 
     #[test]
     fn every_key_of_a_sale_shares_one_hash_tag() {
-        let keys = KeySpace::new("test-1").sale("s42");
+        let keys = KeySpace::new("test-1").sale(&"s42".parse().unwrap());
         for key in [
             &keys.info,
             &keys.stock,
@@ -135,9 +168,21 @@ mod tests {
     fn different_sales_use_different_tags() {
         let space = KeySpace::new("p");
         assert_ne!(
-            hash_tag(&space.sale("a").stock),
-            hash_tag(&space.sale("b").stock)
+            hash_tag(&space.sale(&"a".parse().unwrap()).stock),
+            hash_tag(&space.sale(&"b".parse().unwrap()).stock)
         );
+    }
+
+    #[test]
+    fn a_stores_keys_share_a_slot_of_their_own() {
+        let space = KeySpace::new("p");
+        let points = space.counters("points");
+        assert_eq!(hash_tag(&points.applied), hash_tag(&points.values));
+        assert_ne!(
+            hash_tag(&points.values),
+            hash_tag(&space.counters("other").values)
+        );
+        assert!(points.values.starts_with("p:"));
     }
 
     #[test]

@@ -1,37 +1,49 @@
-//! What the gateway and the three workers share, so that none of them owns a private copy.
+//! What the gateway and every worker share, so that none of them owns a private copy.
 //!
 //! | module | concern |
 //! | --- | --- |
 //! | [`event`] | the `seckill.reservations` message: schema, version, (de)serialisation |
-//! | [`ids`] | sale and order ids; an order id carries its sale, so a lookup finds the sale's Redis slot |
+//! | [`ids`] | sale, user and order ids, parsed once at the edge; an order id carries its sale |
 //! | [`sale`] | a sale's attributes, validation and state |
-//! | [`keys`] | the Redis key layout; every key of a sale shares one hash tag |
-//! | [`backends`] | Redis or in-process memory behind the three store traits, chosen by `REDIS_URL` |
+//! | [`error`] | [`error::StoreError`], the one error of every store trait |
 //! | [`stock`] | the stock ledger: the atomic purchase decision, outbox, order status |
-//! | [`coordination`] | what instances agree on: blacklist, reconciler lease, SMS records |
-//! | [`consumer`] | the one consumer loop of all workers: batches, retries, dead letters, offsets, lag |
-//! | [`config`] | clap argument groups every binary flattens (`RedisArgs`, `KafkaArgs`, `TelemetryArgs`) |
-//! | [`redis_client`] | one multiplexed, self-reconnecting Redis connection with a deadline on every call |
-//! | [`kafka`] | producer and admin settings, topic creation, trace headers; `mock:` for the embedded bus |
-//! | [`publisher`] | the idempotent producer and the recording of the broker's acknowledgements |
-//! | [`shutdown`] | the SIGINT/SIGTERM future every binary stops on |
 //! | [`stats`] | per-sale statistics, counted exactly once per event |
+//! | [`blacklist`] | the blacklist every gateway copies, with its version |
+//! | [`lease`] | leases, so one instance at a time runs a job (the reconciler) |
+//! | [`sms_records`] | which orders' SMS were sent, shared by every SMS worker |
+//! | [`counters`] | counters that add once per event id: the primitive for a consumer's own effect |
+//! | [`backends`] | Redis or in-process memory behind every store trait, chosen by `REDIS_URL` |
+//! | [`keys`] | the Redis key layout; every key of a sale shares one hash tag |
+//! | [`redis_client`] | one multiplexed, self-reconnecting Redis connection with a deadline on every call |
+//! | [`kafka`] | the event bus (brokers, topics, client settings; `mock:` embedded), trace headers |
+//! | [`publisher`] | the idempotent producer and the recording of the broker's acknowledgements |
+//! | [`consumer`] | the one consumer loop: handler contract, retry policy, dead letters, offsets, lag |
+//! | [`worker`] | what every worker is around its handler: build, serve, `/healthz`, `/metrics` |
+//! | [`config`] | clap argument groups every binary flattens, and [`config::defaults`] |
+//! | [`shutdown`] | the SIGINT/SIGTERM token every binary stops on |
 //! | [`telemetry`] | tracing subscriber and the Prometheus recorder, installed once per process |
 //! | `testing` | (feature `testing`) per-test namespaces on the real or embedded backends, probes, `conformance!` |
-//! | [`worker`] | what runs around every worker's handler: the loop plus `/healthz` and `/metrics` |
+//!
+//! Dependencies point one way: the store traits import [`error`], [`ids`] and [`keys`];
+//! [`backends`] imports the stores; services import [`backends`]. The design these modules
+//! implement is described in `docs/architecture.md`.
 
 pub mod backends;
+pub mod blacklist;
 pub mod config;
 pub mod consumer;
-pub mod coordination;
+pub mod counters;
+pub mod error;
 pub mod event;
 pub mod ids;
 pub mod kafka;
 pub mod keys;
+pub mod lease;
 pub mod publisher;
 pub mod redis_client;
 pub mod sale;
 pub mod shutdown;
+pub mod sms_records;
 pub mod stats;
 pub mod stock;
 pub mod telemetry;

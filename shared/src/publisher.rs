@@ -16,10 +16,9 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Message};
 use tokio::sync::mpsc;
 
-use crate::config::KafkaArgs;
 use crate::event::ReservationEvent;
 use crate::ids::OrderId;
-use crate::kafka::{TRACEPARENT_HEADER, producer_config};
+use crate::kafka::{EventBus, TRACEPARENT_HEADER};
 use crate::stock::StockLedger;
 
 /// Events the broker acknowledged.
@@ -67,12 +66,14 @@ pub struct Publisher {
 impl Publisher {
     /// The producer, and the channel on which acknowledged order ids arrive (hand it to
     /// [`record_acknowledgements`]). Connects lazily; creation succeeds while Kafka is down.
-    pub fn new(args: &KafkaArgs) -> Result<(Self, mpsc::UnboundedReceiver<OrderId>), KafkaError> {
+    pub fn new(bus: &EventBus) -> Result<(Self, mpsc::UnboundedReceiver<OrderId>), KafkaError> {
         let (acknowledged, receiver) = mpsc::unbounded_channel();
-        let producer = producer_config(args)?.create_with_context(AckContext { acknowledged })?;
+        let producer = bus
+            .producer_config()
+            .create_with_context(AckContext { acknowledged })?;
         let publisher = Self {
             producer: Arc::new(producer),
-            topic: args.kafka_topic.as_str().into(),
+            topic: bus.topic().into(),
         };
         Ok((publisher, receiver))
     }
@@ -90,7 +91,7 @@ impl Publisher {
             value: Some(traceparent),
         });
         let record = BaseRecord::with_opaque_to(&self.topic, Box::new(event.order_id.clone()))
-            .key(&event.user_id)
+            .key(event.user_id.as_str())
             .payload(payload)
             .headers(headers);
         self.producer.send(record).map_err(|(error, _)| {

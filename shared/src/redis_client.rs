@@ -11,8 +11,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisResult};
 
-use crate::backends::StoreError;
 use crate::config::RedisArgs;
+use crate::error::StoreError;
 
 /// A cheaply cloneable handle on the process's Redis connection.
 #[derive(Clone)]

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{MAX_SALE_ID_LEN, is_valid_sale_id};
+use crate::ids::SaleId;
 
 /// Largest stock one sale may have. The outbox holds at most one entry per unit, so this also
 /// bounds the outbox while Kafka is down.
@@ -20,7 +20,7 @@ const MAX_NAME_LEN: usize = 200;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sale {
-    pub id: String,
+    pub id: SaleId,
     pub name: String,
     pub price_cents: i64,
     pub stock: u32,
@@ -39,13 +39,9 @@ pub enum SaleState {
 }
 
 impl Sale {
-    /// Checks every field; the error is a sentence for the API's `message`.
+    /// Checks every field the types do not (the id is a [`SaleId`] already); the error is a
+    /// sentence for the API's `message`.
     pub fn validate(&self) -> Result<(), String> {
-        if !is_valid_sale_id(&self.id) {
-            return Err(format!(
-                "id must be 1 to {MAX_SALE_ID_LEN} letters, digits, '-' or '_'"
-            ));
-        }
         if self.name.trim().is_empty() || self.name.chars().count() > MAX_NAME_LEN {
             return Err(format!("name must be 1 to {MAX_NAME_LEN} characters"));
         }
@@ -91,7 +87,7 @@ mod tests {
     fn sale() -> Sale {
         let now = Utc::now();
         Sale {
-            id: "s1".into(),
+            id: "s1".parse().unwrap(),
             name: "Phone".into(),
             price_cents: 99_900,
             stock: 10,
@@ -108,8 +104,7 @@ mod tests {
     #[test]
     fn each_bad_field_is_named_in_the_error() {
         type Spoil = fn(&mut Sale);
-        let cases: [(Spoil, &str); 6] = [
-            (|s| s.id = "a b".into(), "id"),
+        let cases: [(Spoil, &str); 5] = [
             (|s| s.name = " ".into(), "name"),
             (|s| s.price_cents = -1, "price_cents"),
             (|s| s.price_cents = MAX_PRICE_CENTS + 1, "price_cents"),
@@ -122,6 +117,16 @@ mod tests {
             let message = bad.validate().unwrap_err();
             assert!(message.starts_with(field), "{field}: {message}");
         }
+    }
+
+    #[test]
+    fn a_sale_with_a_bad_id_does_not_even_parse() {
+        let mut json = serde_json::to_value(sale()).unwrap();
+        json["id"] = "a b".into();
+        let error = serde_json::from_value::<Sale>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("sale id"), "{error}");
     }
 
     #[test]

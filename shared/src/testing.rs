@@ -4,8 +4,10 @@
 //!
 //! Each [`TestEnv`] has its own key prefix and its own topics, so tests run in parallel
 //! against one Redis and one broker without seeing each other; its keys are deleted on drop.
-//! [`TestEnv::embedded`] is the same namespace on `memory:`, `mock:` and a SQLite file, which
-//! is how the conformance suites run one test body against both backends.
+//! [`TestEnv::embedded`] is the same namespace on in-process stores, an embedded Kafka
+//! cluster and a SQLite file, which is how the conformance suites run one test body against
+//! both backends. Either way a test hands [`TestEnv::backends`] and [`TestEnv::bus`] to the
+//! service it starts (its `build_on`), so the test and the service see the same state.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,11 +22,13 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use crate::backends::Backends;
 use crate::config::{KafkaArgs, RedisArgs};
 use crate::event::ReservationEvent;
-use crate::ids::OrderId;
+use crate::ids::{OrderId, UserId};
 pub use crate::kafka::header;
+use crate::kafka::{EventBus, MOCK_SCHEME};
 use crate::keys::KeySpace;
 use crate::sale::Sale;
 use crate::stock::{Reservation, StockLedger};
+use crate::worker::WorkerConfig;
 
 /// Runs each listed case — an `async fn(TestEnv)` in scope — once per backend: a module per
 /// case with an `embedded` test ([`TestEnv::embedded`]) and a `real` test ([`TestEnv::new`]),
@@ -50,14 +54,18 @@ macro_rules! conformance {
 }
 
 /// Partitions of every test topic: more than one, so ordering across partitions is exercised.
-pub const TEST_PARTITIONS: i32 = 2;
+pub const TEST_PARTITIONS: u16 = 2;
 
 /// A private namespace on the real services (`scripts/services env` provides the URLs), or
 /// on the embedded backends.
 pub struct TestEnv {
+    /// The settings that name this namespace's stores (`memory:` when embedded).
     pub redis: RedisArgs,
+    /// The settings that name this namespace's topics (`mock:` when embedded).
     pub kafka: KafkaArgs,
     pub database_url: String,
+    backends: Backends,
+    bus: EventBus,
     /// The SQLite file of an embedded namespace, removed on drop.
     sqlite_file: Option<PathBuf>,
 }
@@ -81,8 +89,8 @@ impl TestEnv {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let file = std::env::temp_dir().join(format!("seckill-test-{id}.db"));
         Self::with(
-            format!("memory:test-{id}"),
-            format!("mock:test-{id}"),
+            crate::backends::MEMORY_SCHEME.to_owned(),
+            MOCK_SCHEME.to_owned(),
             format!("sqlite:{}", file.display()),
             Some(file),
         )
@@ -95,18 +103,22 @@ impl TestEnv {
         sqlite_file: Option<PathBuf>,
     ) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let redis = RedisArgs {
+            redis_url,
+            redis_key_prefix: format!("test-{id}"),
+            redis_timeout_ms: std::num::NonZeroU64::new(2000).expect("2000 > 0"),
+        };
+        let kafka = KafkaArgs {
+            kafka_brokers,
+            kafka_topic: format!("test-{id}"),
+            kafka_dlq_topic: format!("test-{id}.dlq"),
+            kafka_topic_partitions: std::num::NonZeroU16::new(TEST_PARTITIONS).expect("2 > 0"),
+        };
         Self {
-            redis: RedisArgs {
-                redis_url,
-                redis_key_prefix: format!("test-{id}"),
-                redis_timeout_ms: 2000,
-            },
-            kafka: KafkaArgs {
-                kafka_brokers,
-                kafka_topic: format!("test-{id}"),
-                kafka_dlq_topic: format!("test-{id}.dlq"),
-                kafka_topic_partitions: TEST_PARTITIONS,
-            },
+            backends: Backends::open(&redis).expect("REDIS_URL parses"),
+            bus: EventBus::connect(&kafka).expect("KAFKA_BROKERS names a bus"),
+            redis,
+            kafka,
             database_url,
             sqlite_file,
         }
@@ -114,7 +126,8 @@ impl TestEnv {
 
     /// Creates this test's topic and dead-letter topic.
     pub async fn create_topics(&self) {
-        crate::kafka::ensure_topics(&self.kafka)
+        self.bus
+            .ensure_topics()
             .await
             .expect("Kafka is reachable (run scripts/services up)");
     }
@@ -123,20 +136,26 @@ impl TestEnv {
         KeySpace::new(&self.redis.redis_key_prefix)
     }
 
-    /// This test's stores, on the backend `REDIS_URL` names.
+    /// This test's stores: hand a clone to the service under test.
     pub fn backends(&self) -> Backends {
-        Backends::open(&self.redis).expect("REDIS_URL parses")
+        self.backends.clone()
+    }
+
+    /// This test's event bus: hand a clone to the service under test.
+    pub fn bus(&self) -> EventBus {
+        self.bus.clone()
     }
 
     pub fn ledger(&self) -> Arc<dyn StockLedger> {
-        self.backends().ledger
+        self.backends.ledger()
     }
 
     /// Creates an open sale with `stock` units; returns it.
     pub async fn create_sale(&self, stock: u32) -> Sale {
         let now = Utc::now();
+        let id = format!("sale-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let sale = Sale {
-            id: format!("sale-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            id: id.parse().expect("a valid sale id"),
             name: "Test sale".into(),
             price_cents: 1250,
             stock,
@@ -155,7 +174,8 @@ impl TestEnv {
     /// Locks one unit for `user_id` exactly as the gateway does, without publishing; returns
     /// the event and the payload the outbox holds.
     pub async fn reserve(&self, sale: &Sale, user_id: &str) -> (ReservationEvent, String) {
-        let event = ReservationEvent::new(OrderId::generate(&sale.id), user_id, sale.price_cents);
+        let user_id: UserId = user_id.parse().expect("a valid user id");
+        let event = ReservationEvent::new(OrderId::generate(&sale.id), &user_id, sale.price_cents);
         let payload = event.to_json();
         let outcome = self
             .ledger()
@@ -171,15 +191,10 @@ impl TestEnv {
 
     /// Publishes raw bytes to this test's topic, as any producer could.
     pub async fn publish_raw(&self, key: &str, payload: &[u8]) {
-        let producer: FutureProducer = crate::kafka::producer_config(&self.kafka)
-            .expect("KAFKA_BROKERS resolves")
-            .create()
-            .expect("producer");
+        let producer: FutureProducer = self.bus.producer_config().create().expect("producer");
         producer
             .send(
-                FutureRecord::to(&self.kafka.kafka_topic)
-                    .key(key)
-                    .payload(payload),
+                FutureRecord::to(self.bus.topic()).key(key).payload(payload),
                 Duration::from_secs(10),
             )
             .await
@@ -196,13 +211,27 @@ impl TestEnv {
         timeout: Duration,
     ) -> Vec<OwnedMessage> {
         read_topic(
-            &self.kafka.kafka_brokers,
+            self.bus.bootstrap_servers(),
             topic,
             partitions,
             expected,
             timeout,
         )
         .await
+    }
+
+    /// Messages on `topic` (the sum of its partitions' high watermarks).
+    pub fn topic_message_count(&self, topic: &str, partitions: i32) -> i64 {
+        topic_message_count(self.bus.bootstrap_servers(), topic, partitions)
+    }
+
+    /// Starts the worker `config` describes on this namespace's stores and topics (created
+    /// first), serving health and metrics on a fresh loopback port.
+    pub async fn spawn_worker<C: WorkerConfig>(&self, config: &C) -> RunningService {
+        self.create_topics().await;
+        let worker = crate::worker::build_on(config, &self.backends, &self.bus)
+            .expect("the test configuration builds");
+        spawn_service(|http, shutdown| crate::worker::serve(worker, http, shutdown)).await
     }
 }
 
@@ -269,12 +298,9 @@ fn read_topic_blocking(
 }
 
 /// A consumer that reads without joining or committing to any group.
-fn probe_consumer(brokers: &str) -> BaseConsumer {
+fn probe_consumer(bootstrap_servers: &str) -> BaseConsumer {
     ClientConfig::new()
-        .set(
-            "bootstrap.servers",
-            crate::kafka::bootstrap_servers(brokers).expect("KAFKA_BROKERS resolves"),
-        )
+        .set("bootstrap.servers", bootstrap_servers)
         .set("group.id", format!("probe-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .create()

@@ -1,17 +1,24 @@
-//! What every worker binary runs around its handler: the consumer loop, and a small HTTP
-//! server with `/healthz` and `/metrics` on the worker's own port.
+//! What every worker binary is around its handler: the consumer loop, and a small HTTP server
+//! with `/healthz` and `/metrics` on the worker's own port.
+//!
+//! A worker is a configuration that implements [`WorkerConfig`] (its settings, its handler); the
+//! rest is written once here, in two steps: [`build`] (or [`build_on`], with backends handed
+//! in) returns a [`Worker`], and [`serve`] runs it until shutdown. [`main`] is the whole
+//! binary: parse, telemetry, build, listen, serve until SIGTERM.
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::routing::get;
-use clap::Args;
+use clap::{Args, Parser};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::backends::Backends;
 use crate::config::{KafkaArgs, RedisArgs, TelemetryArgs};
 use crate::consumer::{ConsumerLoop, Handler, LoopSettings};
+use crate::kafka::EventBus;
 
 /// What every worker is told besides its own settings: where its dependencies are, where it
 /// serves health and metrics, and how it logs. Each worker's `Config` flattens it once.
@@ -39,43 +46,105 @@ impl WorkerArgs {
     }
 }
 
-/// Consumes with `handler` until `shutdown` is cancelled (the caller has validated its
-/// configuration, [`WorkerArgs::validate`] included), serving health and metrics on
-/// `http` meanwhile. Returns once the final offsets are committed.
-pub async fn run<H: Handler>(
-    kafka: &KafkaArgs,
-    settings: LoopSettings,
-    handler: H,
-    http: TcpListener,
+/// A worker's configuration: the part of a worker that differs from the others.
+pub trait WorkerConfig: Parser + Send + 'static {
+    type Handler: Handler + 'static;
+
+    /// The settings every worker shares.
+    fn worker_args(&self) -> &WorkerArgs;
+
+    /// Group, batching and retry policy of the consumer loop.
+    fn loop_settings(&self) -> LoopSettings;
+
+    /// The handler, with the stores it needs taken from `backends`.
+    fn handler(&self, backends: &Backends) -> anyhow::Result<Self::Handler>;
+
+    /// Refuses this worker's own settings when they cannot work, naming the variable (the
+    /// shared ones are checked too).
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A built worker, ready to [`serve`].
+pub struct Worker<H> {
+    consumer: ConsumerLoop<H>,
+    bus: EventBus,
     prometheus: PrometheusHandle,
+}
+
+impl<H: Handler> Worker<H> {
+    /// A worker consuming `bus` with `handler`. Connects lazily.
+    pub fn new(bus: &EventBus, settings: LoopSettings, handler: H) -> anyhow::Result<Self> {
+        Ok(Self {
+            consumer: ConsumerLoop::new(bus, settings, handler)?,
+            bus: bus.clone(),
+            prometheus: crate::telemetry::prometheus(),
+        })
+    }
+}
+
+/// The worker `config` describes, on the backends and the bus its URLs name.
+pub fn build<C: WorkerConfig>(config: &C) -> anyhow::Result<Worker<C::Handler>> {
+    let args = config.worker_args();
+    let backends = Backends::open(&args.redis)?;
+    let bus = EventBus::connect(&args.kafka)?;
+    build_on(config, &backends, &bus)
+}
+
+/// The worker `config` describes, on backends and a bus built by the caller (shared with other
+/// services of the process, or a test's).
+pub fn build_on<C: WorkerConfig>(
+    config: &C,
+    backends: &Backends,
+    bus: &EventBus,
+) -> anyhow::Result<Worker<C::Handler>> {
+    config
+        .worker_args()
+        .validate()
+        .and_then(|()| config.validate())
+        .map_err(|problem| anyhow::anyhow!("refusing to start: {problem}"))?;
+    Worker::new(bus, config.loop_settings(), config.handler(backends)?)
+}
+
+/// Consumes until `shutdown` is cancelled, serving health and metrics on `http` meanwhile.
+/// Returns once the final offsets are committed.
+pub async fn serve<H: Handler>(
+    worker: Worker<H>,
+    http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    if let Err(error) = crate::kafka::ensure_topics(kafka).await {
+    let Worker {
+        consumer,
+        bus,
+        prometheus,
+    } = worker;
+    if let Err(error) = bus.ensure_topics().await {
         tracing::warn!(%error, "could not ensure the topics exist; consuming anyway");
     }
-    let consumer = ConsumerLoop::new(kafka, settings, handler)?;
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(move || async move { prometheus.render() }));
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(http, app)
-            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+            .with_graceful_shutdown(server_shutdown.cancelled_owned())
             .await
     });
-    consumer.run(shutdown.clone()).await?;
+    let consumed = consumer.run(shutdown.clone()).await;
     shutdown.cancel();
     server.await??;
-    Ok(())
+    Ok(consumed?)
 }
 
-/// A token cancelled on SIGINT or SIGTERM, for `main`.
-pub fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let trigger = token.clone();
-    tokio::spawn(async move {
-        crate::shutdown::signal().await;
-        trigger.cancel();
-    });
-    token
+/// The whole worker binary: configuration → telemetry → build → listen → serve until SIGINT
+/// or SIGTERM.
+pub async fn main<C: WorkerConfig>() -> anyhow::Result<()> {
+    let config = C::parse();
+    let args = config.worker_args();
+    crate::telemetry::init(&args.telemetry);
+    let worker = build(&config)?;
+    let http = TcpListener::bind(args.http_addr).await?;
+    tracing::info!(addr = %http.local_addr()?, group = config.loop_settings().group, "worker starting");
+    serve(worker, http, crate::shutdown::on_signal()).await
 }

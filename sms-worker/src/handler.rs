@@ -1,8 +1,8 @@
 //! One confirmation SMS per order, at the provider's rate.
 //!
 //! Before sending, the handler checks the order's idempotency record (shared by every
-//! instance, see `shared::coordination`); after the
-//! provider accepted the message it writes the record (with an expiry). A redelivered event
+//! instance, see `shared::sms_records`); after the provider accepted the message it writes
+//! the record (with an expiry). A redelivered event
 //! therefore sends nothing. The one gap: a crash after the provider accepted and before the
 //! record is written sends the SMS again on redelivery (at-least-once). The provider closes it
 //! by honouring the `Idempotency-Key` we send (the order id).
@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use metrics::{counter, histogram};
 use shared::consumer::{Delivery, Handler, HandlerError};
-use shared::coordination::Coordination;
 use shared::event::ReservationEvent;
+use shared::sms_records::SmsRecords;
 
 use crate::provider::{Sms, SmsError, SmsProvider};
 
@@ -32,7 +32,7 @@ pub const SMS_LIMITER_WAIT_SECONDS: &str = "seckill_sms_limiter_wait_seconds";
 pub struct SmsHandler<P> {
     provider: P,
     limiter: DefaultDirectRateLimiter,
-    records: Arc<dyn Coordination>,
+    records: Arc<dyn SmsRecords>,
     record_ttl: Duration,
 }
 
@@ -42,7 +42,7 @@ impl<P: SmsProvider> SmsHandler<P> {
     pub fn new(
         provider: P,
         rate_per_sec: NonZeroU32,
-        records: Arc<dyn Coordination>,
+        records: Arc<dyn SmsRecords>,
         record_ttl: Duration,
     ) -> Self {
         counter!(SMS_SENT_TOTAL).absolute(0);
@@ -55,14 +55,8 @@ impl<P: SmsProvider> SmsHandler<P> {
     }
 
     async fn send_once(&self, event: &ReservationEvent) -> Result<(), HandlerError> {
-        // A store outage delays messages; it must not spend their attempt budget.
-        let unavailable =
-            |e: shared::backends::StoreError| HandlerError::Unavailable(e.to_string());
-        let already_sent = self
-            .records
-            .sms_sent(&event.order_id)
-            .await
-            .map_err(unavailable)?;
+        // A store outage is `Unavailable`: it delays messages, never spends their budget.
+        let already_sent = self.records.sent(&event.order_id).await?;
         if already_sent {
             counter!(SMS_SKIPPED_TOTAL).increment(1);
             return Ok(());
@@ -74,7 +68,7 @@ impl<P: SmsProvider> SmsHandler<P> {
 
         let sms = Sms {
             idempotency_key: event.order_id.to_string(),
-            to: event.user_id.clone(),
+            to: event.user_id.to_string(),
             text: format!(
                 "Your order {} in sale {} is confirmed. Thank you!",
                 event.order_id, event.sale_id
@@ -91,10 +85,10 @@ impl<P: SmsProvider> SmsHandler<P> {
             }
         }
         counter!(SMS_SENT_TOTAL).increment(1);
-        self.records
-            .record_sms_sent(&event.order_id, self.record_ttl)
-            .await
-            .map_err(unavailable)
+        Ok(self
+            .records
+            .record_sent(&event.order_id, self.record_ttl)
+            .await?)
     }
 }
 

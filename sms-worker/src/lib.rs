@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | [`handler`] | one SMS per order (idempotency record in Redis), throttled by governor |
 //! | [`provider`] | where messages go: JSON lines (file or stdout) or an HTTP gateway |
+//! | this file | the settings, and the worker they make (`shared::worker` runs it) |
 //!
 //! Batches hold one event: each message gets its own retry budget, so a message that keeps
 //! failing goes to the dead-letter topic alone, never with neighbours that were sent.
@@ -11,17 +12,14 @@
 pub mod handler;
 pub mod provider;
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use metrics_exporter_prometheus::PrometheusHandle;
 use shared::backends::Backends;
-use shared::consumer::LoopSettings;
-use shared::worker::WorkerArgs;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use shared::consumer::{LoopSettings, RetryPolicy};
+use shared::worker::{WorkerArgs, WorkerConfig};
 
 use crate::handler::SmsHandler;
 use crate::provider::{HttpProvider, JsonLinesProvider, Provider};
@@ -59,80 +57,63 @@ pub struct Config {
     pub sms_http_url: String,
 
     /// Timeout of one HTTP provider call.
-    #[arg(long, env = "SMS_HTTP_TIMEOUT_MS", default_value_t = 2000)]
-    pub sms_http_timeout_ms: u64,
+    #[arg(long, env = "SMS_HTTP_TIMEOUT_MS", default_value_t = NonZeroU64::new(2000).expect("2000 > 0"))]
+    pub sms_http_timeout_ms: NonZeroU64,
 
     /// Attempts per message before it goes to the dead-letter topic.
-    #[arg(long, env = "SMS_MAX_ATTEMPTS", default_value_t = 5)]
-    pub sms_max_attempts: u32,
+    #[arg(long, env = "SMS_MAX_ATTEMPTS", default_value_t = NonZeroU32::new(5).expect("5 > 0"))]
+    pub sms_max_attempts: NonZeroU32,
 
     /// Lifetime of the per-order "sent" records that make redelivery harmless.
-    #[arg(long, env = "SMS_RECORD_TTL_SECS", default_value_t = 7 * 24 * 3600)]
-    pub sms_record_ttl_secs: u64,
+    #[arg(long, env = "SMS_RECORD_TTL_SECS", default_value_t = NonZeroU64::new(7 * 24 * 3600).expect("a week > 0"))]
+    pub sms_record_ttl_secs: NonZeroU64,
 
     #[command(flatten)]
     pub worker: WorkerArgs,
 }
 
-impl Config {
-    /// Refuses incomplete wiring with a sentence that names the variable to set.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.sms_provider == ProviderKind::Http && self.sms_http_url.trim().is_empty() {
-            return Err("SMS_HTTP_URL is not set; the http provider needs it".into());
-        }
-        if self.sms_max_attempts == 0 {
-            return Err("SMS_MAX_ATTEMPTS must be at least 1".into());
-        }
-        self.worker.validate()
+impl WorkerConfig for Config {
+    type Handler = SmsHandler<Provider>;
+
+    fn worker_args(&self) -> &WorkerArgs {
+        &self.worker
     }
 
-    pub fn loop_settings(&self) -> LoopSettings {
+    fn loop_settings(&self) -> LoopSettings {
         LoopSettings {
             group: self.consumer_group.clone(),
-            batch_size: 1,
+            batch_size: NonZeroUsize::MIN,
             batch_wait: Duration::ZERO,
-            max_attempts: Some(self.sms_max_attempts),
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
+            retry: RetryPolicy {
+                max_attempts: Some(self.sms_max_attempts),
+                initial_backoff: Duration::from_millis(200),
+                max_backoff: Duration::from_secs(5),
+            },
         }
     }
 
-    fn provider(&self) -> anyhow::Result<Provider> {
-        Ok(match self.sms_provider {
+    fn handler(&self, backends: &Backends) -> anyhow::Result<Self::Handler> {
+        let provider = match self.sms_provider {
             ProviderKind::File => {
                 Provider::JsonLines(JsonLinesProvider::new(self.sms_file.clone()))
             }
             ProviderKind::Http => Provider::Http(HttpProvider::new(
                 self.sms_http_url.clone(),
-                Duration::from_millis(self.sms_http_timeout_ms),
+                Duration::from_millis(self.sms_http_timeout_ms.get()),
             )?),
-        })
+        };
+        Ok(SmsHandler::new(
+            provider,
+            self.sms_rate_per_sec,
+            backends.sms_records(),
+            Duration::from_secs(self.sms_record_ttl_secs.get()),
+        ))
     }
-}
 
-/// Runs the SMS worker until `shutdown`; returns after the final commit.
-pub async fn run(
-    config: Config,
-    http: TcpListener,
-    prometheus: PrometheusHandle,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    config
-        .validate()
-        .map_err(|problem| anyhow::anyhow!("refusing to start: {problem}"))?;
-    let handler = SmsHandler::new(
-        config.provider()?,
-        config.sms_rate_per_sec,
-        Backends::open(&config.worker.redis)?.coordination,
-        Duration::from_secs(config.sms_record_ttl_secs),
-    );
-    shared::worker::run(
-        &config.worker.kafka,
-        config.loop_settings(),
-        handler,
-        http,
-        prometheus,
-        shutdown,
-    )
-    .await
+    fn validate(&self) -> Result<(), String> {
+        if self.sms_provider == ProviderKind::Http && self.sms_http_url.trim().is_empty() {
+            return Err("SMS_HTTP_URL is not set; the http provider needs it".into());
+        }
+        Ok(())
+    }
 }

@@ -1,15 +1,7 @@
-//! `sms-worker`: config → telemetry → listen → consume until SIGTERM.
-
-use clap::Parser;
-use sms_worker::Config;
-use tokio::net::TcpListener;
+//! `sms-worker`: config → telemetry → build → listen → consume until SIGTERM
+//! (`shared::worker::main`).
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    let prometheus = shared::telemetry::init(&config.worker.telemetry);
-    let http = TcpListener::bind(config.worker.http_addr).await?;
-    tracing::info!(addr = %http.local_addr()?, group = config.consumer_group, "SMS worker starting");
-    let shutdown = shared::worker::shutdown_on_signal();
-    sms_worker::run(config, http, prometheus, shutdown).await
+    shared::worker::main::<sms_worker::Config>().await
 }

@@ -10,18 +10,19 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use shared::backends::StoreError;
-use shared::coordination::Coordination;
+use shared::blacklist::{Blacklist, BlacklistUpdate};
+use shared::error::StoreError;
+use shared::ids::UserId;
 
-pub struct Blacklist {
-    store: Arc<dyn Coordination>,
-    users: RwLock<HashSet<String>>,
+pub struct BlacklistCopy {
+    store: Arc<dyn Blacklist>,
+    users: RwLock<HashSet<UserId>>,
     /// The store's version the copy was loaded at; -1 before the first load.
     version: AtomicI64,
 }
 
-impl Blacklist {
-    pub fn new(store: Arc<dyn Coordination>) -> Self {
+impl BlacklistCopy {
+    pub fn new(store: Arc<dyn Blacklist>) -> Self {
         Self {
             store,
             users: RwLock::default(),
@@ -29,29 +30,20 @@ impl Blacklist {
         }
     }
 
-    pub fn contains(&self, user_id: &str) -> bool {
+    pub fn contains(&self, user_id: &UserId) -> bool {
         self.users
             .read()
             .expect("blacklist lock poisoned")
             .contains(user_id)
     }
 
-    /// Blacklists `user_id` everywhere; this gateway's copy changes at once.
-    pub async fn add(&self, user_id: &str) -> Result<(), StoreError> {
-        self.change(user_id, true).await
-    }
-
-    /// Lifts the ban of `user_id` everywhere; this gateway's copy changes at once.
-    pub async fn remove(&self, user_id: &str) -> Result<(), StoreError> {
-        self.change(user_id, false).await
-    }
-
-    /// Changes the shared set (and its version), then the local copy.
-    async fn change(&self, user_id: &str, banned: bool) -> Result<(), StoreError> {
-        self.store.set_blacklisted(user_id, banned).await?;
+    /// Bans (`true`) or lifts the ban of (`false`) `user_id` everywhere; this gateway's copy
+    /// changes at once.
+    pub async fn set_banned(&self, user_id: &UserId, banned: bool) -> Result<(), StoreError> {
+        self.store.set_banned(user_id, banned).await?;
         let mut users = self.users.write().expect("blacklist lock poisoned");
         if banned {
-            users.insert(user_id.to_owned());
+            users.insert(user_id.clone());
         } else {
             users.remove(user_id);
         }
@@ -61,8 +53,8 @@ impl Blacklist {
     /// Reloads the copy if the shared version moved since the last load.
     pub async fn sync(&self) -> Result<(), StoreError> {
         let known = self.version.load(Ordering::Acquire);
-        let (version, changed) = self.store.blacklist_since(known).await?;
-        if let Some(users) = changed {
+        let BlacklistUpdate { version, users } = self.store.since(known).await?;
+        if let Some(users) = users {
             tracing::info!(version, users = users.len(), "blacklist reloaded");
             *self.users.write().expect("blacklist lock poisoned") = users;
             self.version.store(version, Ordering::Release);

@@ -3,26 +3,36 @@
 //! Each is optional (0 in the config turns it off). The keyed limiters remember every key
 //! they have seen, so a periodic [`RateLimits::retain_recent`] forgets idle keys and reports
 //! how many are tracked; without it a crowd of one-off users would grow memory forever.
+//!
+//! A refusal is a [`RateLimited`] of this module's own; the API maps it to its 429 in one
+//! place (`crate::error`).
 
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use metrics::{counter, gauge};
-
-use crate::error::ApiError;
+use shared::ids::UserId;
 
 /// Requests refused by a rate limit, by limiter.
 pub const RATE_LIMITED_TOTAL: &str = "seckill_rate_limited_total";
 /// Keys a keyed limiter currently tracks, by limiter.
 pub const RATE_LIMITER_KEYS: &str = "seckill_rate_limiter_keys";
 
+/// A request over a limit: which limit, and when a retry may pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimited {
+    pub limiter: &'static str,
+    pub retry_after: Duration,
+}
+
 pub struct RateLimits {
     clock: DefaultClock,
     global: Option<DefaultDirectRateLimiter>,
-    per_user: Option<DefaultKeyedRateLimiter<String>>,
+    per_user: Option<DefaultKeyedRateLimiter<UserId>>,
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
@@ -41,7 +51,7 @@ impl RateLimits {
         }
     }
 
-    pub fn check_global(&self) -> Result<(), ApiError> {
+    pub fn check_global(&self) -> Result<(), RateLimited> {
         match &self.global {
             Some(limiter) => limiter
                 .check()
@@ -50,12 +60,12 @@ impl RateLimits {
         }
     }
 
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), RateLimited> {
         self.check_keyed(self.per_ip.as_ref(), &ip, "ip")
     }
 
-    pub fn check_user(&self, user_id: &str) -> Result<(), ApiError> {
-        self.check_keyed(self.per_user.as_ref(), &user_id.to_owned(), "user")
+    pub fn check_user(&self, user_id: &UserId) -> Result<(), RateLimited> {
+        self.check_keyed(self.per_user.as_ref(), user_id, "user")
     }
 
     fn check_keyed<K: Clone + Eq + Hash>(
@@ -63,7 +73,7 @@ impl RateLimits {
         limiter: Option<&DefaultKeyedRateLimiter<K>>,
         key: &K,
         name: &'static str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), RateLimited> {
         match limiter {
             Some(limiter) => limiter
                 .check_key(key)
@@ -85,9 +95,9 @@ impl RateLimits {
     }
 }
 
-fn refusal(limiter: &'static str, retry_after: std::time::Duration) -> ApiError {
+fn refusal(limiter: &'static str, retry_after: Duration) -> RateLimited {
     counter!(RATE_LIMITED_TOTAL, "limiter" => limiter).increment(1);
-    ApiError::RateLimited {
+    RateLimited {
         limiter,
         retry_after,
     }
@@ -103,13 +113,18 @@ mod tests {
         NonZeroU32::new(n)
     }
 
+    fn user(name: &str) -> UserId {
+        name.parse().unwrap()
+    }
+
     #[test]
     fn a_user_is_refused_past_the_burst_and_told_when_to_retry() {
         let limits = RateLimits::new(None, rate(2), None);
-        assert!(limits.check_user("alice").is_ok());
-        assert!(limits.check_user("alice").is_ok());
-        match limits.check_user("alice") {
-            Err(ApiError::RateLimited {
+        let alice = user("alice");
+        assert!(limits.check_user(&alice).is_ok());
+        assert!(limits.check_user(&alice).is_ok());
+        match limits.check_user(&alice) {
+            Err(RateLimited {
                 limiter: "user",
                 retry_after,
             }) => assert!(retry_after.as_millis() > 0 && retry_after.as_secs() <= 1),
@@ -120,9 +135,9 @@ mod tests {
     #[test]
     fn users_do_not_share_a_limit() {
         let limits = RateLimits::new(None, rate(1), None);
-        assert!(limits.check_user("alice").is_ok());
-        assert!(limits.check_user("bob").is_ok());
-        assert!(limits.check_user("alice").is_err());
+        assert!(limits.check_user(&user("alice")).is_ok());
+        assert!(limits.check_user(&user("bob")).is_ok());
+        assert!(limits.check_user(&user("alice")).is_err());
     }
 
     #[test]
@@ -131,7 +146,7 @@ mod tests {
         assert!(limits.check_global().is_ok());
         assert!(matches!(
             limits.check_global(),
-            Err(ApiError::RateLimited {
+            Err(RateLimited {
                 limiter: "global",
                 ..
             })
@@ -140,7 +155,7 @@ mod tests {
         assert!(limits.check_ip(ip).is_ok());
         assert!(matches!(
             limits.check_ip(ip),
-            Err(ApiError::RateLimited { limiter: "ip", .. })
+            Err(RateLimited { limiter: "ip", .. })
         ));
     }
 
@@ -149,7 +164,7 @@ mod tests {
         let limits = RateLimits::new(None, None, None);
         for _ in 0..1000 {
             assert!(limits.check_global().is_ok());
-            assert!(limits.check_user("alice").is_ok());
+            assert!(limits.check_user(&user("alice")).is_ok());
             assert!(limits.check_ip(IpAddr::V4(Ipv4Addr::LOCALHOST)).is_ok());
         }
     }

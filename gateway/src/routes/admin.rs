@@ -4,9 +4,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use shared::ids::UserId;
 use shared::sale::Sale;
 
-use crate::auth::{Admin, validate_user_id};
+use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -29,7 +30,7 @@ pub async fn create_sale(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserRef {
-    user_id: String,
+    user_id: UserId,
 }
 
 #[derive(Serialize)]
@@ -43,7 +44,6 @@ pub async fn mint_token(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<UserRef>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    validate_user_id(&request.user_id).map_err(ApiError::BadRequest)?;
     let token = state.tokens.mint(&request.user_id)?;
     Ok(Json(TokenResponse { token }))
 }
@@ -54,9 +54,8 @@ pub async fn ban(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<UserRef>,
 ) -> Result<StatusCode, ApiError> {
-    validate_user_id(&request.user_id).map_err(ApiError::BadRequest)?;
-    state.blacklist.add(&request.user_id).await?;
-    tracing::info!(user_id = request.user_id, "user blacklisted");
+    state.blacklist.set_banned(&request.user_id, true).await?;
+    tracing::info!(user_id = %request.user_id, "user blacklisted");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -66,8 +65,10 @@ pub async fn unban(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    validate_user_id(&user_id).map_err(ApiError::BadRequest)?;
-    state.blacklist.remove(&user_id).await?;
-    tracing::info!(user_id, "user removed from the blacklist");
+    let user_id: UserId = user_id
+        .parse()
+        .map_err(|error: shared::ids::InvalidId| ApiError::BadRequest(error.to_string()))?;
+    state.blacklist.set_banned(&user_id, false).await?;
+    tracing::info!(%user_id, "user removed from the blacklist");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN.md, "HTTP API of the gateway"), one module per resource, and the
+//! The HTTP API (`docs/architecture.md`, "The HTTP API"), one module per resource, and the
 //! layers in front of it.
 //!
 //! Overload protection wraps the API: one concurrency limit shared by every API route; a
@@ -47,7 +47,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .load_shed()
                 // Global: `Router::layer` wraps each route separately, and a plain
                 // concurrency limit would get one semaphore per route.
-                .layer(GlobalConcurrencyLimitLayer::new(config.concurrency_limit))
+                .layer(GlobalConcurrencyLimitLayer::new(
+                    config.concurrency_limit.get(),
+                ))
                 .timeout(config.request_timeout()),
         );
     Router::new()

@@ -1,20 +1,21 @@
 //! `GET /api/v1/orders/{id}`: where an order stands, for its owner only.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
-use shared::ids::OrderId;
+use shared::ids::{OrderId, SaleId, UserId};
 use shared::stock::OrderStatus;
 
 use crate::auth::User;
 use crate::error::ApiError;
+use crate::extract::OrderPath;
 use crate::state::AppState;
 
 #[derive(Serialize)]
 pub struct OrderView {
     order_id: OrderId,
-    sale_id: String,
-    user_id: String,
+    sale_id: SaleId,
+    user_id: UserId,
     status: OrderStatus,
 }
 
@@ -22,16 +23,15 @@ pub struct OrderView {
 pub async fn get_order(
     User(user_id): User,
     State(state): State<AppState>,
-    Path(order_id): Path<String>,
+    OrderPath(order_id): OrderPath,
 ) -> Result<Json<OrderView>, ApiError> {
-    let order_id: OrderId = order_id.parse().map_err(|_| ApiError::NotFound)?;
     let status = state
         .ledger
         .order_status(&order_id, &user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(Json(OrderView {
-        sale_id: order_id.sale_id().to_owned(),
+        sale_id: order_id.sale_id(),
         order_id,
         user_id,
         status,

@@ -10,19 +10,20 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
 use metrics::{counter, histogram};
 use serde::{Deserialize, Serialize};
 use shared::event::ReservationEvent;
-use shared::ids::{OrderId, is_valid_sale_id};
+use shared::ids::OrderId;
 use shared::kafka::{TRACEPARENT_HEADER, traceparent_for};
 use shared::stock::Reservation;
 
 use crate::auth::User;
 use crate::error::ApiError;
+use crate::extract::{BodyLimit, SalePath};
 use crate::state::AppState;
 
 /// Purchase attempts, by outcome (`accepted` or the refusal's error code).
@@ -60,7 +61,7 @@ pub struct Accepted {
 #[tracing::instrument(level = "debug", skip_all, fields(sale_id, user_id, trace_id))]
 pub async fn purchase(
     State(state): State<AppState>,
-    Path(sale_id): Path<String>,
+    sale_id: Result<SalePath, ApiError>,
     headers: HeaderMap,
     user: Result<User, ApiError>,
     body: Result<Bytes, BytesRejection>,
@@ -69,9 +70,10 @@ pub async fn purchase(
     let incoming_trace = headers
         .get(TRACEPARENT_HEADER)
         .and_then(|value| value.to_str().ok());
+    let BodyLimit(body_limit_bytes) = state.body_limit;
     let result = match body {
-        Ok(body) => decide(&state, &sale_id, user, &body, incoming_trace).await,
-        Err(_) => Err(ApiError::PayloadTooLarge(state.body_limit_bytes)),
+        Ok(body) => decide(&state, sale_id, user, &body, incoming_trace).await,
+        Err(_) => Err(ApiError::PayloadTooLarge(body_limit_bytes)),
     };
     let outcome = match &result {
         Ok(_) => "accepted",
@@ -82,27 +84,28 @@ pub async fn purchase(
     result.map(|accepted| (StatusCode::ACCEPTED, Json(accepted)))
 }
 
+/// The checks in order, cheapest first. The token comes before the sale id, so an
+/// unauthenticated caller learns nothing about which sales exist.
 async fn decide(
     state: &AppState,
-    sale_id: &str,
+    sale_id: Result<SalePath, ApiError>,
     user: Result<User, ApiError>,
     body: &[u8],
     incoming_trace: Option<&str>,
 ) -> Result<Accepted, ApiError> {
     let User(user_id) = user?;
     let span = tracing::Span::current();
-    span.record("sale_id", sale_id).record("user_id", &user_id);
+    span.record("user_id", user_id.as_str());
     state.limits.check_user(&user_id)?;
     check_body(body)?;
     if state.blacklist.contains(&user_id) {
         return Err(ApiError::Blacklisted);
     }
-    if !is_valid_sale_id(sale_id) {
-        return Err(ApiError::UnknownSale);
-    }
+    let SalePath(sale_id) = sale_id?;
+    span.record("sale_id", sale_id.as_str());
     let entry = state
         .catalog
-        .get(sale_id)
+        .get(&sale_id)
         .await?
         .ok_or(ApiError::UnknownSale)?;
     let now = Utc::now();
@@ -113,7 +116,11 @@ async fn decide(
         return Err(ApiError::SoldOut);
     }
 
-    let event = ReservationEvent::new(OrderId::generate(sale_id), &user_id, entry.sale.price_cents);
+    let event = ReservationEvent::new(
+        OrderId::generate(&sale_id),
+        &user_id,
+        entry.sale.price_cents,
+    );
     let payload = event.to_json();
     match state.ledger.reserve(&event, &payload).await? {
         Reservation::Reserved { remaining } => {

@@ -2,19 +2,20 @@
 //! `GET /api/v1/sales/{id}/stats`: its statistics as the stats worker counted them.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::ids::is_valid_sale_id;
+use shared::ids::SaleId;
 use shared::sale::SaleState;
 use shared::stats::SaleStats;
 
 use crate::error::ApiError;
+use crate::extract::SalePath;
 use crate::state::AppState;
 
 #[derive(Serialize)]
 pub struct SaleView {
-    id: String,
+    id: SaleId,
     name: String,
     price_cents: i64,
     stock: u32,
@@ -26,11 +27,8 @@ pub struct SaleView {
 
 pub async fn get_sale(
     State(state): State<AppState>,
-    Path(sale_id): Path<String>,
+    SalePath(sale_id): SalePath,
 ) -> Result<Json<SaleView>, ApiError> {
-    if !is_valid_sale_id(&sale_id) {
-        return Err(ApiError::UnknownSale);
-    }
     let entry = state
         .catalog
         .get(&sale_id)
@@ -53,9 +51,9 @@ pub async fn get_sale(
 /// The stats worker's view, which trails the purchases by the queue's lag.
 pub async fn get_stats(
     State(state): State<AppState>,
-    Path(sale_id): Path<String>,
+    SalePath(sale_id): SalePath,
 ) -> Result<Json<SaleStats>, ApiError> {
-    if !is_valid_sale_id(&sale_id) || state.catalog.get(&sale_id).await?.is_none() {
+    if state.catalog.get(&sale_id).await?.is_none() {
         return Err(ApiError::UnknownSale);
     }
     Ok(Json(state.stats.read(&sale_id).await?))

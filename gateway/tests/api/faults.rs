@@ -1,4 +1,4 @@
-//! What the gateway does when a dependency fails (DESIGN.md, "When things fail").
+//! What the gateway does when a dependency fails (`docs/architecture.md`, "When things fail").
 
 use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands;
 use serde_json::Value;
 
-use crate::helpers::{assert_error, spawn_app_with, test_config};
+use crate::helpers::{assert_error, create_topics, spawn_app_with, test_config};
 
 /// A private redis-server on a free port, killed on drop.
 struct PrivateRedis {
@@ -128,7 +128,7 @@ async fn with_redis_unreachable_from_the_start_the_gateway_serves_503_not_errors
 async fn with_kafka_down_locks_succeed_and_the_outbox_keeps_the_event() {
     let mut config = test_config();
     // Topics must exist for spawn_app, so create them first, then point the gateway nowhere.
-    shared::kafka::ensure_topics(&config.kafka).await.unwrap();
+    create_topics(&config).await;
     config.kafka.kafka_brokers = format!("127.0.0.1:{}", free_port());
     let mut app = crate::helpers::spawn_app_without_topics(config).await;
     let sale = app.create_open_sale(3).await;

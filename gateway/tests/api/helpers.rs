@@ -6,22 +6,22 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
-use clap::Parser;
 use gateway::Config;
 use gateway::auth::TokenKeys;
 use rdkafka::Message;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
+use shared::config::Secret;
 use shared::event::ReservationEvent;
 use shared::keys::{KeySpace, SaleKeys};
-use shared::testing::{delete_keys, header, read_topic, topic_message_count};
+use shared::testing::{TestEnv, delete_keys, header, read_topic, topic_message_count};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 pub const ADMIN_TOKEN: &str = "test-admin-token-test-admin-token!!";
-pub const PARTITIONS: i32 = 4;
+pub const PARTITIONS: u16 = 4;
 
 pub struct TestApp {
     pub address: SocketAddr,
@@ -30,26 +30,20 @@ pub struct TestApp {
     pub keys: KeySpace,
     pub redis: redis::aio::MultiplexedConnection,
     tokens: TokenKeys,
-    shutdown: Option<oneshot::Sender<()>>,
+    shutdown: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// A configuration for tests: real services from the environment (`scripts/services env`),
-/// a unique key prefix and topic, no rate limits unless a test sets them.
+/// A configuration for tests: the real services of `scripts/services env`, a namespace of its
+/// own (key prefix and topics), no rate limits unless a test sets them.
 pub fn test_config() -> Config {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let mut config = Config::try_parse_from([
-        "gateway",
-        "--jwt-secret",
-        JWT_SECRET,
-        "--admin-token",
-        ADMIN_TOKEN,
-    ])
-    .expect("the test configuration parses");
-    config.redis.redis_key_prefix = format!("test-{id}");
-    config.kafka.kafka_topic = format!("test-{id}");
-    config.kafka.kafka_dlq_topic = format!("test-{id}.dlq");
-    config.kafka.kafka_topic_partitions = PARTITIONS;
+    let env = TestEnv::new();
+    let mut config: Config = shared::config::defaults();
+    config.jwt_secret = Secret::new(JWT_SECRET);
+    config.admin_token = Secret::new(ADMIN_TOKEN);
+    config.redis = env.redis.clone();
+    config.kafka = env.kafka.clone();
+    config.kafka.kafka_topic_partitions = PARTITIONS.try_into().expect("PARTITIONS > 0");
     config.rate_limit_global_per_sec = 0;
     config.rate_limit_user_per_sec = 0;
     config.rate_limit_ip_per_sec = 0;
@@ -80,25 +74,26 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(config: Config) -> TestApp {
     init_test_logs();
-    shared::kafka::ensure_topics(&config.kafka)
+    create_topics(&config).await;
+    spawn_app_without_topics(config).await
+}
+
+/// Creates the topics `config` names on the services' broker.
+pub async fn create_topics(config: &Config) {
+    shared::kafka::EventBus::connect(&config.kafka)
+        .expect("KAFKA_BROKERS names a bus")
+        .ensure_topics()
         .await
         .expect("Kafka is reachable (run scripts/services up)");
-    spawn_app_without_topics(config).await
 }
 
 /// Starts the gateway without first creating its topics (for a broker that is down).
 pub async fn spawn_app_without_topics(config: Config) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("local addr");
-    let (shutdown, stop) = oneshot::channel::<()>();
-    let server = tokio::spawn(gateway::run(
-        config.clone(),
-        listener,
-        shared::telemetry::prometheus(),
-        async {
-            let _ = stop.await;
-        },
-    ));
+    let gateway = gateway::build(&config).expect("the test configuration builds");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(gateway::serve(gateway, listener, shutdown.clone()));
     // The probe always looks at the services' Redis, even when the gateway is pointed elsewhere.
     let redis = redis::Client::open(services_redis_url())
         .expect("REDIS_URL parses")
@@ -112,7 +107,7 @@ pub async fn spawn_app_without_topics(config: Config) -> TestApp {
         tokens: TokenKeys::new(JWT_SECRET, Duration::from_mins(10)),
         config,
         redis,
-        shutdown: Some(shutdown),
+        shutdown,
         server: Some(server),
     }
 }
@@ -124,7 +119,8 @@ impl TestApp {
 
     /// A token for `user_id`, signed as the login service would.
     pub fn token(&self, user_id: &str) -> String {
-        self.tokens.mint(user_id).expect("minting a token")
+        let user_id = user_id.parse().expect("a valid user id");
+        self.tokens.mint(&user_id).expect("minting a token")
     }
 
     pub fn admin_post(&self, path: &str) -> reqwest::RequestBuilder {
@@ -189,7 +185,7 @@ impl TestApp {
     }
 
     pub fn sale_keys(&self, sale_id: &str) -> SaleKeys {
-        self.keys.sale(sale_id)
+        self.keys.sale(&sale_id.parse().expect("a valid sale id"))
     }
 
     pub async fn remaining(&mut self, sale_id: &str) -> i64 {
@@ -231,7 +227,7 @@ impl TestApp {
     /// Messages on the topic (sum of the partitions' high watermarks).
     pub fn topic_message_count(&self) -> i64 {
         let kafka = &self.config.kafka;
-        topic_message_count(&kafka.kafka_brokers, &kafka.kafka_topic, PARTITIONS)
+        topic_message_count(&kafka.kafka_brokers, &kafka.kafka_topic, PARTITIONS.into())
     }
 
     /// Waits until the topic holds `expected` messages (or `timeout` passes) and returns the
@@ -255,7 +251,7 @@ impl TestApp {
         read_topic(
             &kafka.kafka_brokers,
             &kafka.kafka_topic,
-            PARTITIONS,
+            PARTITIONS.into(),
             expected,
             Duration::from_secs(30),
         )
@@ -285,9 +281,7 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+        self.shutdown.cancel();
         if let Some(server) = self.server.take() {
             server.abort();
         }

@@ -1,6 +1,7 @@
 //! The purchase path under a stampede, and what an accepted purchase leaves behind.
 
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +20,8 @@ async fn a_stampede_sells_exactly_the_stock_once_per_buyer() {
     let mut config = test_config();
     // A debug build on two cores answers 4,000 simultaneous requests slowly; this test checks
     // counts, not speed, so give every request time to be decided.
-    config.redis.redis_timeout_ms = 10_000;
-    config.request_timeout_ms = 30_000;
+    config.redis.redis_timeout_ms = NonZeroU64::new(10_000).unwrap();
+    config.request_timeout_ms = NonZeroU64::new(30_000).unwrap();
     let mut app = spawn_app_with(config).await;
     let sale = app.create_open_sale(STOCK).await;
     let app_ref = Arc::new(AppRef::new(&app));
@@ -94,8 +95,8 @@ async fn a_stampede_sells_exactly_the_stock_once_per_buyer() {
         .collect();
     assert_eq!(event_orders, accepted_orders);
     for (event, traceparent) in &events {
-        assert_eq!(event.sale_id, sale);
-        assert_eq!(buyers[&event.user_id], event.order_id.to_string());
+        assert_eq!(event.sale_id.as_str(), sale);
+        assert_eq!(buyers[event.user_id.as_str()], event.order_id.to_string());
         assert!(
             traceparent.as_deref().is_some_and(|t| t.starts_with("00-")),
             "{traceparent:?}"

@@ -7,17 +7,20 @@ mod postgres;
 mod sqlite;
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use shared::consumer::Delivery;
+use shared::ids::{OrderId, SaleId};
 
 pub use self::postgres::PostgresOrderStore;
 pub use self::sqlite::SqliteOrderStore;
 
-/// Why the store could not take a batch.
+/// Why the order store could not take a batch. (Named apart from `shared::error::StoreError`,
+/// the key-value stores' error, because it tells two outcomes apart that one cannot.)
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum OrderStoreError {
     /// The database refused these rows' data; retrying cannot help.
     #[error("rejected by the database: {0}")]
     Rejected(sqlx::Error),
@@ -26,7 +29,7 @@ pub enum StoreError {
     Unavailable(sqlx::Error),
 }
 
-impl From<sqlx::Error> for StoreError {
+impl From<sqlx::Error> for OrderStoreError {
     fn from(error: sqlx::Error) -> Self {
         use sqlx::error::ErrorKind;
         let Some(database_error) = error.as_database_error() else {
@@ -78,11 +81,11 @@ pub trait OrderStore: Send + Sync {
     /// Inserts the batch atomically, skipping rows whose order id, or whose (sale, buyer),
     /// exists; returns which of the batch's order ids are in the table afterwards (new or
     /// from an earlier delivery). A row the constraints refuse fails the whole batch with
-    /// [`StoreError::Rejected`].
-    async fn insert(&self, batch: &[Delivery]) -> Result<HashSet<String>, StoreError>;
+    /// [`OrderStoreError::Rejected`].
+    async fn insert(&self, batch: &[Delivery]) -> Result<HashSet<OrderId>, OrderStoreError>;
 
     /// Counts of one sale's rows.
-    async fn sale_orders(&self, sale_id: &str) -> Result<SaleOrders, StoreError>;
+    async fn sale_orders(&self, sale_id: &SaleId) -> Result<SaleOrders, OrderStoreError>;
 }
 
 const SQLITE_SCHEME: &str = "sqlite:";
@@ -99,7 +102,10 @@ pub fn is_supported(database_url: &str) -> bool {
 /// The store `database_url` names: `postgres://…` or `sqlite:<path>` (the file is created if
 /// missing). Connects lazily (a worker starts while its database is down, and retries); fails
 /// only on a malformed URL or an unknown scheme.
-pub fn open(database_url: &str, max_connections: u32) -> Result<Arc<dyn OrderStore>, sqlx::Error> {
+pub fn open(
+    database_url: &str,
+    max_connections: NonZeroU32,
+) -> Result<Arc<dyn OrderStore>, sqlx::Error> {
     if database_url.starts_with(SQLITE_SCHEME) {
         Ok(Arc::new(SqliteOrderStore::connect_lazily(
             database_url,

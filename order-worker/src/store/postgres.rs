@@ -1,13 +1,15 @@
 //! Orders in PostgreSQL: one `INSERT … SELECT FROM UNNEST` per batch, whatever its size.
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use shared::consumer::Delivery;
+use shared::ids::{OrderId, SaleId};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::{OrderStore, SaleOrders, SaleOrdersRow, StoreError};
+use super::{OrderStore, OrderStoreError, SaleOrders, SaleOrdersRow};
 
 #[derive(Clone)]
 pub struct PostgresOrderStore {
@@ -16,9 +18,12 @@ pub struct PostgresOrderStore {
 
 impl PostgresOrderStore {
     /// Connects lazily (the worker starts while PostgreSQL is down, and retries).
-    pub fn connect_lazily(database_url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+    pub fn connect_lazily(
+        database_url: &str,
+        max_connections: NonZeroU32,
+    ) -> Result<Self, sqlx::Error> {
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
+            .max_connections(max_connections.get())
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy(database_url)?;
         Ok(Self { pool })
@@ -33,7 +38,7 @@ impl OrderStore for PostgresOrderStore {
             .await
     }
 
-    async fn insert(&self, batch: &[Delivery]) -> Result<HashSet<String>, StoreError> {
+    async fn insert(&self, batch: &[Delivery]) -> Result<HashSet<OrderId>, OrderStoreError> {
         let mut order_ids = Vec::with_capacity(batch.len());
         let mut event_ids = Vec::with_capacity(batch.len());
         let mut sale_ids = Vec::with_capacity(batch.len());
@@ -44,8 +49,8 @@ impl OrderStore for PostgresOrderStore {
         for Delivery { event, .. } in batch {
             order_ids.push(event.order_id.to_string());
             event_ids.push(event.event_id);
-            sale_ids.push(event.sale_id.clone());
-            user_ids.push(event.user_id.clone());
+            sale_ids.push(event.sale_id.to_string());
+            user_ids.push(event.user_id.to_string());
             prices.push(event.price_cents);
             // Decoding guarantees quantity 1 in version 1 events.
             quantities.push(i32::try_from(event.quantity).unwrap_or(i32::MAX));
@@ -70,15 +75,15 @@ impl OrderStore for PostgresOrderStore {
                 .bind(&order_ids)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(present.into_iter().collect())
+        Ok(present.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
-    async fn sale_orders(&self, sale_id: &str) -> Result<SaleOrders, StoreError> {
+    async fn sale_orders(&self, sale_id: &SaleId) -> Result<SaleOrders, OrderStoreError> {
         let row: SaleOrdersRow = sqlx::query_as(
             "SELECT count(*), count(DISTINCT user_id), sum(price_cents * quantity)::bigint
              FROM orders WHERE sale_id = $1",
         )
-        .bind(sale_id)
+        .bind(sale_id.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())

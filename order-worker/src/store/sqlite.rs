@@ -3,15 +3,17 @@
 //! bound parameters; WAL mode lets the load test read while the worker writes.
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use shared::consumer::Delivery;
+use shared::ids::{OrderId, SaleId};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{OrderStore, SaleOrders, SaleOrdersRow, StoreError};
+use super::{OrderStore, OrderStoreError, SaleOrders, SaleOrdersRow};
 
 /// Rows per INSERT: 7 parameters each, far below SQLite's 32,766.
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -23,13 +25,16 @@ pub struct SqliteOrderStore {
 
 impl SqliteOrderStore {
     /// Opens `sqlite:<path>` lazily, creating the file on first use.
-    pub fn connect_lazily(database_url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+    pub fn connect_lazily(
+        database_url: &str,
+        max_connections: NonZeroU32,
+    ) -> Result<Self, sqlx::Error> {
         let options = SqliteConnectOptions::from_str(database_url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections)
+            .max_connections(max_connections.get())
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy_with(options);
         Ok(Self { pool })
@@ -42,7 +47,7 @@ impl OrderStore for SqliteOrderStore {
         sqlx::migrate!("./migrations/sqlite").run(&self.pool).await
     }
 
-    async fn insert(&self, batch: &[Delivery]) -> Result<HashSet<String>, StoreError> {
+    async fn insert(&self, batch: &[Delivery]) -> Result<HashSet<OrderId>, OrderStoreError> {
         let mut transaction = self.pool.begin().await?;
         let mut present = HashSet::with_capacity(batch.len());
         for chunk in batch.chunks(ROWS_PER_STATEMENT) {
@@ -52,8 +57,8 @@ impl OrderStore for SqliteOrderStore {
             insert.push_values(chunk, |mut row, Delivery { event, .. }| {
                 row.push_bind(event.order_id.to_string())
                     .push_bind(event.event_id.to_string())
-                    .push_bind(&event.sale_id)
-                    .push_bind(&event.user_id)
+                    .push_bind(event.sale_id.to_string())
+                    .push_bind(event.user_id.to_string())
                     .push_bind(event.price_cents)
                     .push_bind(i64::from(event.quantity))
                     .push_bind(event.reserved_at);
@@ -72,18 +77,18 @@ impl OrderStore for SqliteOrderStore {
                 .build_query_scalar()
                 .fetch_all(&mut *transaction)
                 .await?;
-            present.extend(found);
+            present.extend(found.iter().filter_map(|id| id.parse::<OrderId>().ok()));
         }
         transaction.commit().await?;
         Ok(present)
     }
 
-    async fn sale_orders(&self, sale_id: &str) -> Result<SaleOrders, StoreError> {
+    async fn sale_orders(&self, sale_id: &SaleId) -> Result<SaleOrders, OrderStoreError> {
         let row: SaleOrdersRow = sqlx::query_as(
             "SELECT count(*), count(DISTINCT user_id), sum(price_cents * quantity)
              FROM orders WHERE sale_id = ?",
         )
-        .bind(sale_id)
+        .bind(sale_id.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())

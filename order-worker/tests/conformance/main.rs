@@ -6,12 +6,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use order_worker::store::{OrderStore, SaleOrders, StoreError};
+use order_worker::store::{OrderStore, OrderStoreError, SaleOrders};
 use shared::consumer::Delivery;
 use shared::event::ReservationEvent;
-use shared::ids::OrderId;
+use shared::ids::{OrderId, SaleId};
 use shared::testing::TestEnv;
 
 shared::conformance!(
@@ -24,7 +25,8 @@ shared::conformance!(
 );
 
 async fn migrated_store(env: &TestEnv) -> Arc<dyn OrderStore> {
-    let store = order_worker::store::open(&env.database_url, 2).expect("DATABASE_URL parses");
+    let store = order_worker::store::open(&env.database_url, NonZeroU32::new(2).unwrap())
+        .expect("DATABASE_URL parses");
     store
         .migrate()
         .await
@@ -33,19 +35,22 @@ async fn migrated_store(env: &TestEnv) -> Arc<dyn OrderStore> {
 }
 
 /// A fresh sale id: the tests share PostgreSQL's orders table.
-fn sale_id() -> String {
+fn sale_id() -> SaleId {
     format!("sale-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+        .parse()
+        .unwrap()
 }
 
-fn order(sale_id: &str, user: &str, price_cents: i64) -> Delivery {
+fn order(sale_id: &SaleId, user: &str, price_cents: i64) -> Delivery {
+    let user = user.parse().unwrap();
     Delivery {
-        event: ReservationEvent::new(OrderId::generate(sale_id), user, price_cents),
+        event: ReservationEvent::new(OrderId::generate(sale_id), &user, price_cents),
         traceparent: None,
     }
 }
 
-fn order_ids(batch: &[Delivery]) -> HashSet<String> {
-    batch.iter().map(|d| d.event.order_id.to_string()).collect()
+fn order_ids(batch: &[Delivery]) -> HashSet<OrderId> {
+    batch.iter().map(|d| d.event.order_id.clone()).collect()
 }
 
 async fn a_redelivered_batch_inserts_nothing_more(env: TestEnv) {
@@ -102,7 +107,10 @@ async fn a_refused_row_fails_its_whole_batch(env: TestEnv) {
     let sale = sale_id();
     let batch = [order(&sale, "good", 100), order(&sale, "bad", -1)];
     let result = store.insert(&batch).await;
-    assert!(matches!(result, Err(StoreError::Rejected(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(OrderStoreError::Rejected(_))),
+        "{result:?}"
+    );
     assert_eq!(
         store.sale_orders(&sale).await.unwrap().rows,
         0,
@@ -138,10 +146,10 @@ async fn an_unreachable_database_is_unavailable(env: TestEnv) {
             .port();
         format!("postgres://postgres@127.0.0.1:{closed_port}/x")
     };
-    let store = order_worker::store::open(&unreachable, 1).expect("the URL parses");
+    let store = order_worker::store::open(&unreachable, NonZeroU32::MIN).expect("the URL parses");
     let result = store.insert(&[order(&sale_id(), "erin", 100)]).await;
     assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
+        matches!(result, Err(OrderStoreError::Unavailable(_))),
         "{result:?}"
     );
 }

@@ -1,25 +1,28 @@
 //! The order worker against real PostgreSQL, Redis and Kafka-protocol broker.
 
+use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
 use order_worker::Config;
 use order_worker::handler::OrderHandler;
 use shared::consumer::{DLQ_REASON_HEADER, Delivery, Handler, HandlerError};
 use shared::event::ReservationEvent;
-use shared::stock::OrderStatus;
+use shared::stock::{OrderStatus, OutboxSizes};
 use shared::testing::{RunningService, TestEnv, eventually, header, spawn_service};
 use sqlx::PgPool;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Two connections are plenty for a test, and keep parallel tests under PostgreSQL's limit.
+fn two() -> NonZeroU32 {
+    NonZeroU32::new(2).expect("2 > 0")
+}
+
 fn config(env: &TestEnv) -> Config {
-    let mut config: Config =
-        clap::Parser::try_parse_from(["order-worker", "--database-url", &env.database_url])
-            .expect("the test configuration parses");
-    config.worker.redis = env.redis.clone();
-    config.worker.kafka = env.kafka.clone();
+    let mut config: Config = shared::config::defaults();
+    config.database_url.clone_from(&env.database_url);
     config.consumer_group = format!("{}-orders", env.kafka.kafka_topic);
-    config.reconcile_interval_ms = 100;
+    config.reconcile_interval_ms = NonZeroU64::new(100).expect("100 > 0");
     // Long enough for a first publish to be acknowledged (a new producer's first send includes
     // its metadata and producer-id round trips), short enough for a quick test.
     config.reconcile_min_age_ms = 2000;
@@ -28,13 +31,16 @@ fn config(env: &TestEnv) -> Config {
 
 async fn start(env: &TestEnv, config: Config) -> RunningService {
     env.create_topics().await;
-    let prometheus = shared::telemetry::prometheus();
-    spawn_service(|http, shutdown| order_worker::run(config, http, prometheus, shutdown)).await
+    let orders =
+        order_worker::store::open(&config.database_url, two()).expect("DATABASE_URL parses");
+    let worker = order_worker::build_on(&config, &env.backends(), &env.bus(), orders)
+        .expect("the test configuration builds");
+    spawn_service(|http, shutdown| order_worker::serve(worker, http, shutdown)).await
 }
 
 /// A migrated PostgreSQL, and a pool to look at it directly.
 async fn pool(env: &TestEnv) -> PgPool {
-    let store = order_worker::store::open(&env.database_url, 2).expect("DATABASE_URL parses");
+    let store = order_worker::store::open(&env.database_url, two()).expect("DATABASE_URL parses");
     store
         .migrate()
         .await
@@ -79,7 +85,7 @@ async fn a_redelivered_event_yields_exactly_one_order() {
     wait_until_created(&env, &first).await;
     assert_eq!(rows_for_order(&pool, &first).await, 1);
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE sale_id = $1")
-        .bind(&sale.id)
+        .bind(sale.id.as_str())
         .fetch_one(&pool)
         .await
         .unwrap();
@@ -127,16 +133,15 @@ async fn the_reconciler_republishes_a_lock_whose_publish_was_lost() {
     assert_eq!(rows_for_order(&pool, &event).await, 1);
     let ledger = env.ledger();
     eventually("the re-publish to be acknowledged", WAIT, async || {
-        let (outbox, unpublished) = ledger.outbox_sizes(&sale.id).await.ok()?;
-        (outbox == 0 && unpublished == 0).then_some(())
+        let sizes = ledger.outbox_sizes(&sale.id).await.ok()?;
+        (sizes == OutboxSizes::default()).then_some(())
     })
     .await;
     // Published once: the reconciler does not repeat an acknowledged entry.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let published = shared::testing::topic_message_count(
-        &env.kafka.kafka_brokers,
+    let published = env.topic_message_count(
         &env.kafka.kafka_topic,
-        env.kafka.kafka_topic_partitions,
+        env.kafka.kafka_topic_partitions.get().into(),
     );
     assert_eq!(published, 1);
     worker.stop().await.expect("graceful shutdown returns Ok");
@@ -152,9 +157,11 @@ async fn with_postgres_unreachable_a_batch_is_retried_not_dropped() {
         .local_addr()
         .unwrap()
         .port();
-    let store =
-        order_worker::store::open(&format!("postgres://postgres@127.0.0.1:{closed_port}/x"), 1)
-            .unwrap();
+    let store = order_worker::store::open(
+        &format!("postgres://postgres@127.0.0.1:{closed_port}/x"),
+        NonZeroU32::MIN,
+    )
+    .unwrap();
     let handler = OrderHandler::new(store, env.ledger());
     let result = handler
         .handle(&[Delivery {
@@ -168,7 +175,7 @@ async fn with_postgres_unreachable_a_batch_is_retried_not_dropped() {
     );
     let status = env
         .ledger()
-        .order_status(&event.order_id, "erin")
+        .order_status(&event.order_id, &event.user_id)
         .await
         .unwrap()
         .unwrap();
@@ -188,10 +195,10 @@ async fn a_second_order_for_the_same_buyer_is_refused_permanently_and_marked_fai
     // A forged second order for the same buyer, which the stock script would never allow.
     let forged = ReservationEvent::new(
         shared::ids::OrderId::generate(&sale.id),
-        "frank",
+        &original.user_id,
         sale.price_cents,
     );
-    let store = order_worker::store::open(&env.database_url, 2).unwrap();
+    let store = order_worker::store::open(&env.database_url, two()).unwrap();
     let handler = OrderHandler::new(store, env.ledger());
     let deliver = |event: &ReservationEvent| Delivery {
         event: event.clone(),

@@ -6,12 +6,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{SaleStats, StatsStore, TimelinePoint};
-use crate::backends::StoreError;
+use crate::error::StoreError;
 use crate::event::ReservationEvent;
+use crate::ids::{SaleId, UserId};
 
 #[derive(Default)]
 pub struct MemoryStatsStore {
-    sales: Mutex<HashMap<String, Tally>>,
+    sales: Mutex<HashMap<SaleId, Tally>>,
 }
 
 #[derive(Default)]
@@ -19,7 +20,7 @@ struct Tally {
     counted_events: HashSet<uuid::Uuid>,
     sold: u64,
     revenue_cents: i64,
-    buyers: HashSet<String>,
+    buyers: HashSet<UserId>,
     /// unix second → units
     timeline: BTreeMap<i64, u64>,
 }
@@ -47,7 +48,7 @@ impl StatsStore for MemoryStatsStore {
         Ok(counted)
     }
 
-    async fn read(&self, sale_id: &str) -> Result<SaleStats, StoreError> {
+    async fn read(&self, sale_id: &SaleId) -> Result<SaleStats, StoreError> {
         let sales = self.sales.lock().expect("stats lock poisoned");
         Ok(sales
             .get(sale_id)

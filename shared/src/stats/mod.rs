@@ -13,8 +13,9 @@ use serde::Serialize;
 
 pub use self::memory::MemoryStatsStore;
 pub use self::redis::RedisStatsStore;
-use crate::backends::StoreError;
+use crate::error::StoreError;
 use crate::event::ReservationEvent;
+use crate::ids::SaleId;
 
 /// What the statistics say about one sale.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -40,5 +41,5 @@ pub trait StatsStore: Send + Sync {
     async fn apply(&self, events: &[&ReservationEvent]) -> Result<u64, StoreError>;
 
     /// The sale's statistics; all zero for a sale nothing was counted for.
-    async fn read(&self, sale_id: &str) -> Result<SaleStats, StoreError>;
+    async fn read(&self, sale_id: &SaleId) -> Result<SaleStats, StoreError>;
 }

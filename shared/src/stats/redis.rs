@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use redis::Script;
 
 use super::{SaleStats, StatsStore, TimelinePoint};
-use crate::backends::StoreError;
+use crate::error::StoreError;
 use crate::event::ReservationEvent;
+use crate::ids::SaleId;
 use crate::keys::KeySpace;
 use crate::redis_client::Redis;
 
@@ -48,7 +49,7 @@ impl StatsStore for RedisStatsStore {
                     .key(keys.stats_buyers)
                     .key(keys.stats_timeline)
                     .arg(event.event_id.to_string())
-                    .arg(&event.user_id)
+                    .arg(event.user_id.as_str())
                     .arg(event.quantity)
                     .arg(event.price_cents.saturating_mul(i64::from(event.quantity)))
                     .arg(event.reserved_at.timestamp());
@@ -62,7 +63,7 @@ impl StatsStore for RedisStatsStore {
         Ok(counted.iter().sum())
     }
 
-    async fn read(&self, sale_id: &str) -> Result<SaleStats, StoreError> {
+    async fn read(&self, sale_id: &SaleId) -> Result<SaleStats, StoreError> {
         let keys = self.keys.sale(sale_id);
         let (totals, buyers, timeline): (BTreeMap<String, i64>, u64, BTreeMap<i64, u64>) = self
             .redis

@@ -9,15 +9,15 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{OrderStatus, Reservation, StockLedger, Unpublished};
-use crate::backends::StoreError;
+use super::{OrderStatus, OutboxSizes, Reservation, StockLedger, Unpublished};
+use crate::error::StoreError;
 use crate::event::ReservationEvent;
-use crate::ids::OrderId;
+use crate::ids::{OrderId, SaleId, UserId};
 use crate::sale::Sale;
 
 #[derive(Default)]
 pub struct MemoryStockLedger {
-    sales: Mutex<HashMap<String, SaleBook>>,
+    sales: Mutex<HashMap<SaleId, SaleBook>>,
 }
 
 /// One sale's state: the same structures as its keys in Redis.
@@ -25,16 +25,16 @@ struct SaleBook {
     sale: Sale,
     stock: u32,
     /// user id → order id
-    buyers: HashMap<String, String>,
+    buyers: HashMap<UserId, OrderId>,
     /// order id → event JSON
-    outbox: HashMap<String, String>,
+    outbox: HashMap<OrderId, String>,
     /// order id → reservation (or deferral) time, unix ms
-    unpublished: HashMap<String, i64>,
-    status: HashMap<String, OrderStatus>,
+    unpublished: HashMap<OrderId, i64>,
+    status: HashMap<OrderId, OrderStatus>,
 }
 
 impl MemoryStockLedger {
-    fn sales(&self) -> MutexGuard<'_, HashMap<String, SaleBook>> {
+    fn sales(&self) -> MutexGuard<'_, HashMap<SaleId, SaleBook>> {
         self.sales.lock().expect("stock ledger lock poisoned")
     }
 }
@@ -58,11 +58,11 @@ impl StockLedger for MemoryStockLedger {
         Ok(true)
     }
 
-    async fn sale(&self, sale_id: &str) -> Result<Option<Sale>, StoreError> {
+    async fn sale(&self, sale_id: &SaleId) -> Result<Option<Sale>, StoreError> {
         Ok(self.sales().get(sale_id).map(|book| book.sale.clone()))
     }
 
-    async fn remaining(&self, sale_id: &str) -> Result<Option<u32>, StoreError> {
+    async fn remaining(&self, sale_id: &SaleId) -> Result<Option<u32>, StoreError> {
         Ok(self.sales().get(sale_id).map(|book| book.stock))
     }
 
@@ -84,7 +84,7 @@ impl StockLedger for MemoryStockLedger {
             return Ok(Reservation::SoldOut);
         }
         book.stock -= 1;
-        let order_id = event.order_id.to_string();
+        let order_id = event.order_id.clone();
         book.buyers.insert(event.user_id.clone(), order_id.clone());
         book.outbox.insert(order_id.clone(), payload.to_owned());
         book.unpublished
@@ -98,47 +98,49 @@ impl StockLedger for MemoryStockLedger {
     async fn mark_published(&self, orders: &[OrderId]) -> Result<(), StoreError> {
         let mut sales = self.sales();
         for order in orders {
-            if let Some(book) = sales.get_mut(order.sale_id()) {
-                book.unpublished.remove(order.as_str());
+            if let Some(book) = sales.get_mut(&order.sale_id()) {
+                book.unpublished.remove(order);
             }
         }
         Ok(())
     }
 
-    async fn complete_orders(&self, sale_id: &str, orders: &[&OrderId]) -> Result<u64, StoreError> {
+    async fn complete_orders(
+        &self,
+        sale_id: &SaleId,
+        orders: &[&OrderId],
+    ) -> Result<u64, StoreError> {
         let mut sales = self.sales();
         let Some(book) = sales.get_mut(sale_id) else {
             return Ok(0);
         };
         let mut removed = 0;
         for order in orders {
-            removed += u64::from(book.outbox.remove(order.as_str()).is_some());
-            book.unpublished.remove(order.as_str());
-            book.status
-                .insert(order.as_str().to_owned(), OrderStatus::Created);
+            removed += u64::from(book.outbox.remove(*order).is_some());
+            book.unpublished.remove(*order);
+            book.status.insert((*order).clone(), OrderStatus::Created);
         }
         Ok(removed)
     }
 
-    async fn fail_orders(&self, sale_id: &str, orders: &[&OrderId]) -> Result<(), StoreError> {
+    async fn fail_orders(&self, sale_id: &SaleId, orders: &[&OrderId]) -> Result<(), StoreError> {
         let mut sales = self.sales();
         if let Some(book) = sales.get_mut(sale_id) {
             for order in orders {
-                book.status
-                    .insert(order.as_str().to_owned(), OrderStatus::Failed);
-                book.unpublished.remove(order.as_str());
+                book.status.insert((*order).clone(), OrderStatus::Failed);
+                book.unpublished.remove(*order);
             }
         }
         Ok(())
     }
 
-    async fn sale_ids(&self) -> Result<Vec<String>, StoreError> {
+    async fn sale_ids(&self) -> Result<Vec<SaleId>, StoreError> {
         Ok(self.sales().keys().cloned().collect())
     }
 
     async fn stale_unpublished(
         &self,
-        sale_id: &str,
+        sale_id: &SaleId,
         before_ms: i64,
         limit: usize,
     ) -> Result<Vec<Unpublished>, StoreError> {
@@ -147,7 +149,7 @@ impl StockLedger for MemoryStockLedger {
             return Ok(Vec::new());
         };
         // Sorted like a Redis sorted set: by score, then by member.
-        let mut stale: Vec<(i64, &String)> = book
+        let mut stale: Vec<(i64, &OrderId)> = book
             .unpublished
             .iter()
             .filter(|&(_, &at)| at <= before_ms)
@@ -168,8 +170,8 @@ impl StockLedger for MemoryStockLedger {
         let mut sales = self.sales();
         for order in orders {
             let marked = sales
-                .get_mut(order.sale_id())
-                .and_then(|book| book.unpublished.get_mut(order.as_str()));
+                .get_mut(&order.sale_id())
+                .and_then(|book| book.unpublished.get_mut(order));
             if let Some(at) = marked {
                 *at = at_ms;
             }
@@ -177,13 +179,17 @@ impl StockLedger for MemoryStockLedger {
         Ok(())
     }
 
-    async fn outbox_sizes(&self, sale_id: &str) -> Result<(u64, u64), StoreError> {
-        Ok(self.sales().get(sale_id).map_or((0, 0), |book| {
-            (book.outbox.len() as u64, book.unpublished.len() as u64)
-        }))
+    async fn outbox_sizes(&self, sale_id: &SaleId) -> Result<OutboxSizes, StoreError> {
+        Ok(self
+            .sales()
+            .get(sale_id)
+            .map_or_else(OutboxSizes::default, |book| OutboxSizes {
+                locked: book.outbox.len() as u64,
+                unacknowledged: book.unpublished.len() as u64,
+            }))
     }
 
-    async fn outbox(&self, sale_id: &str) -> Result<HashMap<String, String>, StoreError> {
+    async fn outbox(&self, sale_id: &SaleId) -> Result<HashMap<OrderId, String>, StoreError> {
         Ok(self
             .sales()
             .get(sale_id)
@@ -194,18 +200,18 @@ impl StockLedger for MemoryStockLedger {
     async fn order_status(
         &self,
         order_id: &OrderId,
-        user_id: &str,
+        user_id: &UserId,
     ) -> Result<Option<OrderStatus>, StoreError> {
         let sales = self.sales();
-        let Some(book) = sales.get(order_id.sale_id()) else {
+        let Some(book) = sales.get(&order_id.sale_id()) else {
             return Ok(None);
         };
-        if book.buyers.get(user_id).map(String::as_str) != Some(order_id.as_str()) {
+        if book.buyers.get(user_id) != Some(order_id) {
             return Ok(None);
         }
         Ok(Some(
             book.status
-                .get(order_id.as_str())
+                .get(order_id)
                 .copied()
                 .unwrap_or(OrderStatus::Processing),
         ))

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 
 pub use self::memory::MemoryStockLedger;
 pub use self::redis::RedisStockLedger;
-use crate::backends::StoreError;
+use crate::error::StoreError;
 use crate::event::ReservationEvent;
-use crate::ids::OrderId;
+use crate::ids::{OrderId, SaleId, UserId};
 use crate::sale::Sale;
 
 /// What the stock lock decided for one purchase attempt.
@@ -27,7 +27,7 @@ pub enum Reservation {
     /// One unit is locked for the buyer; `remaining` units are left.
     Reserved { remaining: u32 },
     /// The buyer already holds a unit of this sale, under `order_id`; nothing changed.
-    AlreadyPurchased { order_id: String },
+    AlreadyPurchased { order_id: OrderId },
     /// No unit left; nothing changed.
     SoldOut,
     /// No such sale; nothing changed.
@@ -49,10 +49,19 @@ pub enum OrderStatus {
 /// An outbox entry whose publish the broker has not acknowledged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unpublished {
-    pub order_id: String,
+    pub order_id: OrderId,
     /// The event as the stock lock stored it; `None` when the order was created meanwhile
     /// and its outbox entry is gone.
     pub payload: Option<String>,
+}
+
+/// How many units of one sale are locked without an order row yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxSizes {
+    /// Outbox entries: locked units whose order row is not stored yet.
+    pub locked: u64,
+    /// Of those, the ones whose publish the broker has not acknowledged.
+    pub unacknowledged: u64,
 }
 
 /// Stock, buyers, outbox and order status of every sale.
@@ -65,10 +74,10 @@ pub trait StockLedger: Send + Sync {
     async fn create_sale(&self, sale: &Sale) -> Result<bool, StoreError>;
 
     /// The sale with this id, if it exists.
-    async fn sale(&self, sale_id: &str) -> Result<Option<Sale>, StoreError>;
+    async fn sale(&self, sale_id: &SaleId) -> Result<Option<Sale>, StoreError>;
 
     /// Units left, or `None` for an unknown sale.
-    async fn remaining(&self, sale_id: &str) -> Result<Option<u32>, StoreError>;
+    async fn remaining(&self, sale_id: &SaleId) -> Result<Option<u32>, StoreError>;
 
     /// The stock lock, in one atomic step: an unknown sale, a buyer who already holds a unit
     /// and an empty stock are refused in that order with nothing written; otherwise one unit
@@ -86,21 +95,25 @@ pub trait StockLedger: Send + Sync {
 
     /// Marks orders of one sale as created and removes them from the outbox; returns how
     /// many outbox entries were removed. Idempotent.
-    async fn complete_orders(&self, sale_id: &str, orders: &[&OrderId]) -> Result<u64, StoreError>;
+    async fn complete_orders(
+        &self,
+        sale_id: &SaleId,
+        orders: &[&OrderId],
+    ) -> Result<u64, StoreError>;
 
     /// Marks orders of one sale as failed (their events went to the dead-letter topic) and
     /// takes them out of the reconciler's reach. Their outbox entries stay, so each unit stays
     /// accounted for until an operator resolves it.
-    async fn fail_orders(&self, sale_id: &str, orders: &[&OrderId]) -> Result<(), StoreError>;
+    async fn fail_orders(&self, sale_id: &SaleId, orders: &[&OrderId]) -> Result<(), StoreError>;
 
     /// Every sale id ever created.
-    async fn sale_ids(&self) -> Result<Vec<String>, StoreError>;
+    async fn sale_ids(&self) -> Result<Vec<SaleId>, StoreError>;
 
     /// Up to `limit` orders of one sale whose publish was not acknowledged and that were
     /// reserved (or last deferred) at or before `before_ms` (unix ms), oldest first.
     async fn stale_unpublished(
         &self,
-        sale_id: &str,
+        sale_id: &SaleId,
         before_ms: i64,
         limit: usize,
     ) -> Result<Vec<Unpublished>, StoreError>;
@@ -110,18 +123,18 @@ pub trait StockLedger: Send + Sync {
     /// acknowledged meanwhile.
     async fn defer_unpublished(&self, orders: &[OrderId], at_ms: i64) -> Result<(), StoreError>;
 
-    /// Sizes of one sale's outbox (locked, no order row yet) and of its unacknowledged part.
-    async fn outbox_sizes(&self, sale_id: &str) -> Result<(u64, u64), StoreError>;
+    /// Sizes of one sale's outbox and of its unacknowledged part.
+    async fn outbox_sizes(&self, sale_id: &SaleId) -> Result<OutboxSizes, StoreError>;
 
     /// The outbox of one sale: order id → event JSON.
-    async fn outbox(&self, sale_id: &str) -> Result<HashMap<String, String>, StoreError>;
+    async fn outbox(&self, sale_id: &SaleId) -> Result<HashMap<OrderId, String>, StoreError>;
 
     /// The order's status, if `user_id` owns it. Anyone else learns nothing, not even that it
     /// exists.
     async fn order_status(
         &self,
         order_id: &OrderId,
-        user_id: &str,
+        user_id: &UserId,
     ) -> Result<Option<OrderStatus>, StoreError>;
 
     /// Whether the backend answers now (readiness).

@@ -12,10 +12,10 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use redis::{AsyncCommands, Script};
 
-use super::{OrderStatus, Reservation, StockLedger, Unpublished};
-use crate::backends::StoreError;
+use super::{OrderStatus, OutboxSizes, Reservation, StockLedger, Unpublished};
+use crate::error::StoreError;
 use crate::event::ReservationEvent;
-use crate::ids::OrderId;
+use crate::ids::{OrderId, SaleId, UserId};
 use crate::keys::KeySpace;
 use crate::redis_client::Redis;
 use crate::sale::Sale;
@@ -49,7 +49,7 @@ impl StockLedger for RedisStockLedger {
         // sale missing from it would escape the reconciler.
         let index = self.keys.sales_index();
         self.redis
-            .call(async |c| c.sadd::<_, _, ()>(&index, &sale.id).await)
+            .call(async |c| c.sadd::<_, _, ()>(&index, sale.id.as_str()).await)
             .await?;
         let created: bool = self
             .redis
@@ -66,19 +66,19 @@ impl StockLedger for RedisStockLedger {
         Ok(created)
     }
 
-    async fn sale(&self, sale_id: &str) -> Result<Option<Sale>, StoreError> {
+    async fn sale(&self, sale_id: &SaleId) -> Result<Option<Sale>, StoreError> {
         let key = self.keys.sale(sale_id).info;
         let json: Option<String> = self.redis.call(async |c| c.get(&key).await).await?;
         Ok(json.and_then(|json| match serde_json::from_str(&json) {
             Ok(sale) => Some(sale),
             Err(error) => {
-                tracing::error!(%error, sale_id, "stored sale is not valid JSON; treating it as absent");
+                tracing::error!(%error, %sale_id, "stored sale is not valid JSON; treating it as absent");
                 None
             }
         }))
     }
 
-    async fn remaining(&self, sale_id: &str) -> Result<Option<u32>, StoreError> {
+    async fn remaining(&self, sale_id: &SaleId) -> Result<Option<u32>, StoreError> {
         let key = self.keys.sale(sale_id).stock;
         self.redis.call(async |c| c.get(&key).await).await
     }
@@ -99,7 +99,7 @@ impl StockLedger for RedisStockLedger {
                     .key(&keys.outbox)
                     .key(&keys.unpublished)
                     .key(&keys.status)
-                    .arg(&event.user_id)
+                    .arg(event.user_id.as_str())
                     .arg(event.order_id.as_str())
                     .arg(payload)
                     .arg(event.reserved_at.timestamp_millis())
@@ -112,7 +112,11 @@ impl StockLedger for RedisStockLedger {
                 remaining: u32::try_from(remaining).unwrap_or(0),
             },
             "already_purchased" => Reservation::AlreadyPurchased {
-                order_id: existing_order,
+                order_id: existing_order.parse().map_err(|error| {
+                    StoreError::Failed(
+                        format!("reserve.lua returned a malformed order id: {error}").into(),
+                    )
+                })?,
             },
             "sold_out" => Reservation::SoldOut,
             "unknown_sale" => Reservation::UnknownSale,
@@ -131,7 +135,7 @@ impl StockLedger for RedisStockLedger {
         }
         let mut pipe = redis::pipe();
         for order in orders {
-            pipe.zrem(self.keys.sale(order.sale_id()).unpublished, order.as_str())
+            pipe.zrem(self.keys.sale(&order.sale_id()).unpublished, order.as_str())
                 .ignore();
         }
         self.redis
@@ -140,7 +144,11 @@ impl StockLedger for RedisStockLedger {
     }
 
     /// One round trip: `complete_order.lua`.
-    async fn complete_orders(&self, sale_id: &str, orders: &[&OrderId]) -> Result<u64, StoreError> {
+    async fn complete_orders(
+        &self,
+        sale_id: &SaleId,
+        orders: &[&OrderId],
+    ) -> Result<u64, StoreError> {
         let keys = self.keys.sale(sale_id);
         self.redis
             .call(async |c| {
@@ -155,7 +163,7 @@ impl StockLedger for RedisStockLedger {
     }
 
     /// One MULTI for the batch.
-    async fn fail_orders(&self, sale_id: &str, orders: &[&OrderId]) -> Result<(), StoreError> {
+    async fn fail_orders(&self, sale_id: &SaleId, orders: &[&OrderId]) -> Result<(), StoreError> {
         let keys = self.keys.sale(sale_id);
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -170,16 +178,17 @@ impl StockLedger for RedisStockLedger {
             .await
     }
 
-    async fn sale_ids(&self) -> Result<Vec<String>, StoreError> {
+    async fn sale_ids(&self) -> Result<Vec<SaleId>, StoreError> {
         let key = self.keys.sales_index();
-        self.redis.call(async |c| c.smembers(&key).await).await
+        let ids: Vec<String> = self.redis.call(async |c| c.smembers(&key).await).await?;
+        Ok(parse_all(ids, "sales index"))
     }
 
     /// Two round trips (ZRANGEBYSCORE, then HMGET); an entry completed in between comes back
     /// without its payload, which the reconciler skips.
     async fn stale_unpublished(
         &self,
-        sale_id: &str,
+        sale_id: &SaleId,
         before_ms: i64,
         limit: usize,
     ) -> Result<Vec<Unpublished>, StoreError> {
@@ -204,7 +213,7 @@ impl StockLedger for RedisStockLedger {
                     .await
             })
             .await?;
-        Ok(orders
+        Ok(parse_all(orders, "unpublished set")
             .into_iter()
             .zip(payloads)
             .map(|(order_id, payload)| Unpublished { order_id, payload })
@@ -219,7 +228,7 @@ impl StockLedger for RedisStockLedger {
         let mut pipe = redis::pipe();
         for order in orders {
             pipe.cmd("ZADD")
-                .arg(self.keys.sale(order.sale_id()).unpublished)
+                .arg(self.keys.sale(&order.sale_id()).unpublished)
                 .arg("XX")
                 .arg(at_ms)
                 .arg(order.as_str())
@@ -230,9 +239,10 @@ impl StockLedger for RedisStockLedger {
             .await
     }
 
-    async fn outbox_sizes(&self, sale_id: &str) -> Result<(u64, u64), StoreError> {
+    async fn outbox_sizes(&self, sale_id: &SaleId) -> Result<OutboxSizes, StoreError> {
         let keys = self.keys.sale(sale_id);
-        self.redis
+        let (locked, unacknowledged) = self
+            .redis
             .call(async |c| {
                 redis::pipe()
                     .hlen(&keys.outbox)
@@ -240,20 +250,24 @@ impl StockLedger for RedisStockLedger {
                     .query_async(c)
                     .await
             })
-            .await
+            .await?;
+        Ok(OutboxSizes {
+            locked,
+            unacknowledged,
+        })
     }
 
     async fn order_status(
         &self,
         order_id: &OrderId,
-        user_id: &str,
+        user_id: &UserId,
     ) -> Result<Option<OrderStatus>, StoreError> {
-        let keys = self.keys.sale(order_id.sale_id());
+        let keys = self.keys.sale(&order_id.sale_id());
         let (owned_order, status): (Option<String>, Option<String>) = self
             .redis
             .call(async |c| {
                 redis::pipe()
-                    .hget(&keys.buyers, user_id)
+                    .hget(&keys.buyers, user_id.as_str())
                     .hget(&keys.status, order_id.as_str())
                     .query_async(c)
                     .await
@@ -269,12 +283,31 @@ impl StockLedger for RedisStockLedger {
         }))
     }
 
-    async fn outbox(&self, sale_id: &str) -> Result<HashMap<String, String>, StoreError> {
+    async fn outbox(&self, sale_id: &SaleId) -> Result<HashMap<OrderId, String>, StoreError> {
         let key = self.keys.sale(sale_id).outbox;
-        self.redis.call(async |c| c.hgetall(&key).await).await
+        let entries: HashMap<String, String> =
+            self.redis.call(async |c| c.hgetall(&key).await).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(order_id, payload)| Some((order_id.parse().ok()?, payload)))
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.redis.ping().await
     }
+}
+
+/// The ids among `raw` that parse; a malformed one (written by hand, or by another program)
+/// is logged and skipped rather than failing the whole read.
+fn parse_all<T: std::str::FromStr>(raw: Vec<String>, source: &str) -> Vec<T> {
+    raw.into_iter()
+        .filter_map(|id| {
+            let parsed = id.parse().ok();
+            if parsed.is_none() {
+                tracing::error!(id, source, "malformed id in Redis; skipped");
+            }
+            parsed
+        })
+        .collect()
 }

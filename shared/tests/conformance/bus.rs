@@ -6,8 +6,10 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::num::{NonZeroU32, NonZeroUsize};
+
 use shared::consumer::{
-    ConsumerLoop, DLQ_REASON_HEADER, Delivery, Handler, HandlerError, LoopSettings,
+    ConsumerLoop, DLQ_REASON_HEADER, Delivery, Handler, HandlerError, LoopSettings, RetryPolicy,
 };
 use shared::event::ReservationEvent;
 use shared::ids::OrderId;
@@ -67,14 +69,16 @@ impl Member {
     fn join(env: &TestEnv, group: &str, recorder: &Recorder) -> Self {
         let settings = LoopSettings {
             group: format!("{}-{group}", env.kafka.kafka_topic),
-            batch_size: 10,
+            batch_size: NonZeroUsize::new(10).unwrap(),
             batch_wait: Duration::from_millis(10),
-            max_attempts: Some(5),
-            initial_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_millis(200),
+            retry: RetryPolicy {
+                max_attempts: NonZeroU32::new(5),
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(200),
+            },
         };
         let consumer =
-            ConsumerLoop::new(&env.kafka, settings, recorder.clone()).expect("a consumer");
+            ConsumerLoop::new(&env.bus(), settings, recorder.clone()).expect("a consumer");
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
@@ -97,7 +101,11 @@ async fn publish(env: &TestEnv, count: usize) -> HashSet<Uuid> {
     let mut ids = HashSet::new();
     for _ in 0..count {
         let user = format!("user-{}", Uuid::new_v4().simple());
-        let event = ReservationEvent::new(OrderId::generate("bus-sale"), &user, 100);
+        let event = ReservationEvent::new(
+            OrderId::generate(&"bus-sale".parse().unwrap()),
+            &user.parse().unwrap(),
+            100,
+        );
         env.publish_raw(&user, event.to_json().as_bytes()).await;
         ids.insert(event.event_id);
     }
@@ -194,7 +202,11 @@ async fn a_failed_batch_is_retried_and_only_committed_events_are_not_redelivered
 async fn an_undecodable_message_is_dead_lettered_and_the_group_moves_on(env: TestEnv) {
     env.create_topics().await;
     env.publish_raw("k", b"{not an event").await;
-    let event = ReservationEvent::new(OrderId::generate("bus-sale"), "k", 100);
+    let event = ReservationEvent::new(
+        OrderId::generate(&"bus-sale".parse().unwrap()),
+        &"k".parse().unwrap(),
+        100,
+    );
     env.publish_raw("k", event.to_json().as_bytes()).await;
     let recorder = Recorder::default();
     let member = Member::join(&env, "dlq", &recorder);

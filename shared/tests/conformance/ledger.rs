@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use shared::event::ReservationEvent;
-use shared::ids::OrderId;
-use shared::stock::{OrderStatus, Reservation, StockLedger, Unpublished};
+use shared::ids::{OrderId, SaleId, UserId};
+use shared::stock::{OrderStatus, OutboxSizes, Reservation, StockLedger, Unpublished};
 use shared::testing::TestEnv;
 
 shared::conformance!(
@@ -21,10 +21,11 @@ shared::conformance!(
 
 async fn attempt(
     ledger: &dyn StockLedger,
-    sale_id: &str,
+    sale_id: &SaleId,
     user: &str,
 ) -> (ReservationEvent, Reservation) {
-    let event = ReservationEvent::new(OrderId::generate(sale_id), user, 1250);
+    let user: UserId = user.parse().unwrap();
+    let event = ReservationEvent::new(OrderId::generate(sale_id), &user, 1250);
     let outcome = ledger
         .reserve(&event, &event.to_json())
         .await
@@ -32,11 +33,19 @@ async fn attempt(
     (event, outcome)
 }
 
+fn sizes(locked: u64, unacknowledged: u64) -> OutboxSizes {
+    OutboxSizes {
+        locked,
+        unacknowledged,
+    }
+}
+
 async fn reserve_decides_in_the_scripts_order(env: TestEnv) {
     let ledger = env.ledger();
-    let (_, unknown) = attempt(ledger.as_ref(), "no-such-sale", "alice").await;
+    let absent: SaleId = "no-such-sale".parse().unwrap();
+    let (_, unknown) = attempt(ledger.as_ref(), &absent, "alice").await;
     assert_eq!(unknown, Reservation::UnknownSale);
-    assert_eq!(ledger.remaining("no-such-sale").await.unwrap(), None);
+    assert_eq!(ledger.remaining(&absent).await.unwrap(), None);
 
     let sale = env.create_sale(1).await;
     let (first, reserved) = attempt(ledger.as_ref(), &sale.id, "alice").await;
@@ -48,7 +57,7 @@ async fn reserve_decides_in_the_scripts_order(env: TestEnv) {
     assert_eq!(
         again,
         Reservation::AlreadyPurchased {
-            order_id: first.order_id.to_string()
+            order_id: first.order_id.clone()
         }
     );
 
@@ -56,16 +65,22 @@ async fn reserve_decides_in_the_scripts_order(env: TestEnv) {
     let outbox = ledger.outbox(&sale.id).await.unwrap();
     assert_eq!(
         outbox,
-        HashMap::from([(first.order_id.to_string(), first.to_json())]),
+        HashMap::from([(first.order_id.clone(), first.to_json())]),
         "only the reservation wrote, and it wrote the very payload"
     );
-    assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), (1, 1));
+    assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), sizes(1, 1));
     assert_eq!(
-        ledger.order_status(&first.order_id, "alice").await.unwrap(),
+        ledger
+            .order_status(&first.order_id, &"alice".parse().unwrap())
+            .await
+            .unwrap(),
         Some(OrderStatus::Processing)
     );
     assert_eq!(
-        ledger.order_status(&first.order_id, "bob").await.unwrap(),
+        ledger
+            .order_status(&first.order_id, &"bob".parse().unwrap())
+            .await
+            .unwrap(),
         None,
         "nobody else learns the order exists"
     );
@@ -81,7 +96,7 @@ async fn a_taken_sale_id_is_refused_and_the_first_sale_kept(env: TestEnv) {
     assert_eq!(ledger.sale(&sale.id).await.unwrap(), Some(sale.clone()));
     assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(5));
     assert!(ledger.sale_ids().await.unwrap().contains(&sale.id));
-    assert_eq!(ledger.sale("absent").await.unwrap(), None);
+    assert_eq!(ledger.sale(&"absent".parse().unwrap()).await.unwrap(), None);
 }
 
 async fn a_stampede_sells_exactly_the_stock(env: TestEnv) {
@@ -100,14 +115,14 @@ async fn a_stampede_sells_exactly_the_stock(env: TestEnv) {
     });
     let outcomes = futures::future::join_all(attempts).await;
 
-    let mut reserved: HashMap<String, String> = HashMap::new();
-    let mut already: Vec<(String, String)> = Vec::new();
+    let mut reserved: HashMap<String, OrderId> = HashMap::new();
+    let mut already: Vec<(String, OrderId)> = Vec::new();
     let mut sold_out = 0;
     for joined in outcomes {
         let (user, event, outcome) = joined.expect("no task panicked");
         match outcome {
             Reservation::Reserved { .. } => {
-                let previous = reserved.insert(user, event.order_id.to_string());
+                let previous = reserved.insert(user, event.order_id);
                 assert!(previous.is_none(), "one reservation per buyer");
             }
             Reservation::AlreadyPurchased { order_id } => already.push((user, order_id)),
@@ -128,11 +143,11 @@ async fn a_stampede_sells_exactly_the_stock(env: TestEnv) {
         );
     }
     assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(0));
-    let outbox: HashSet<String> = ledger.outbox(&sale.id).await.unwrap().into_keys().collect();
+    let outbox: HashSet<OrderId> = ledger.outbox(&sale.id).await.unwrap().into_keys().collect();
     assert_eq!(outbox, reserved.values().cloned().collect());
     assert_eq!(
         ledger.outbox_sizes(&sale.id).await.unwrap(),
-        (u64::from(STOCK), u64::from(STOCK))
+        sizes(u64::from(STOCK), u64::from(STOCK))
     );
 }
 
@@ -148,7 +163,7 @@ async fn completing_orders_is_idempotent_and_empties_the_outbox(env: TestEnv) {
         0,
         "a redelivered batch removes nothing more"
     );
-    assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), (0, 0));
+    assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), sizes(0, 0));
     for event in [&a, &b] {
         assert_eq!(
             ledger
@@ -163,7 +178,7 @@ async fn completing_orders_is_idempotent_and_empties_the_outbox(env: TestEnv) {
     assert_eq!(
         again,
         Reservation::AlreadyPurchased {
-            order_id: a.order_id.to_string()
+            order_id: a.order_id.clone()
         },
         "a created order still counts as the buyer's one purchase"
     );
@@ -178,11 +193,14 @@ async fn a_failed_order_keeps_its_unit_accounted_for(env: TestEnv) {
         .await
         .unwrap();
     assert_eq!(
-        ledger.order_status(&event.order_id, "carol").await.unwrap(),
+        ledger
+            .order_status(&event.order_id, &"carol".parse().unwrap())
+            .await
+            .unwrap(),
         Some(OrderStatus::Failed)
     );
     // Out of the reconciler's reach, still in the outbox: stock = remaining + outbox.
-    assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), (1, 0));
+    assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), sizes(1, 0));
     assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(1));
     let (_, again) = attempt(ledger.as_ref(), &sale.id, "carol").await;
     assert!(
@@ -217,7 +235,7 @@ async fn the_reconciler_sees_stale_unacknowledged_entries_oldest_first(env: Test
     let expected: Vec<Unpublished> = [&events[0], &events[3]]
         .iter()
         .map(|event| Unpublished {
-            order_id: event.order_id.to_string(),
+            order_id: event.order_id.clone(),
             payload: Some(event.to_json()),
         })
         .collect();
@@ -275,5 +293,5 @@ async fn deferring_never_re_marks_an_acknowledged_order(env: TestEnv) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), (1, 0));
+    assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), sizes(1, 0));
 }

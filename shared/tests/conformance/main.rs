@@ -10,7 +10,10 @@
 // The cases are plain functions (the macro makes the tests), so clippy does not see test code.
 #![allow(clippy::unwrap_used)]
 
+mod blacklist;
 mod bus;
-mod coordination;
+mod counters;
+mod lease;
 mod ledger;
+mod sms_records;
 mod stats;

@@ -12,7 +12,7 @@ shared::conformance!(
 );
 
 async fn an_event_is_counted_once_however_often_it_arrives(env: TestEnv) {
-    let stats = env.backends().stats;
+    let stats = env.backends().stats();
     let sale = env.create_sale(10).await;
     assert_eq!(stats.read(&sale.id).await.unwrap(), SaleStats::default());
     let (alice, _) = env.reserve(&sale, "alice").await;
@@ -40,7 +40,7 @@ async fn an_event_is_counted_once_however_often_it_arrives(env: TestEnv) {
 }
 
 async fn concurrent_redeliveries_count_each_event_once(env: TestEnv) {
-    let stats = env.backends().stats;
+    let stats = env.backends().stats();
     let sale = env.create_sale(20).await;
     let mut events = Vec::new();
     for user in 0..20 {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use shared::consumer::{DLQ_REASON_HEADER, Delivery, Handler};
-use shared::testing::{RunningService, TestEnv, eventually, header, spawn_service};
+use shared::testing::{RunningService, TestEnv, eventually, header};
 use sms_worker::handler::SmsHandler;
 use sms_worker::provider::JsonLinesProvider;
 use sms_worker::{Config, ProviderKind};
@@ -18,17 +18,13 @@ use sms_worker::{Config, ProviderKind};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn config(env: &TestEnv) -> Config {
-    let mut config: Config = clap::Parser::try_parse_from(["sms-worker"]).expect("parses");
-    config.worker.redis = env.redis.clone();
-    config.worker.kafka = env.kafka.clone();
+    let mut config: Config = shared::config::defaults();
     config.consumer_group = format!("{}-sms", env.kafka.kafka_topic);
     config
 }
 
 async fn start(env: &TestEnv, config: Config) -> RunningService {
-    env.create_topics().await;
-    let prometheus = shared::telemetry::prometheus();
-    spawn_service(|http, shutdown| sms_worker::run(config, http, prometheus, shutdown)).await
+    env.spawn_worker(&config).await
 }
 
 fn sms_lines(path: &Path) -> Vec<serde_json::Value> {
@@ -112,7 +108,7 @@ fn http_config(env: &TestEnv, url: String) -> Config {
     let mut config = config(env);
     config.sms_provider = ProviderKind::Http;
     config.sms_http_url = url;
-    config.sms_max_attempts = 3;
+    config.sms_max_attempts = NonZeroU32::new(3).expect("3 > 0");
     config
 }
 
@@ -174,7 +170,7 @@ async fn sending_holds_the_configured_rate() {
     let handler = SmsHandler::new(
         JsonLinesProvider::new(Some(file.clone())),
         rate,
-        env.backends().coordination,
+        env.backends().sms_records(),
         Duration::from_mins(1),
     );
     let sale = env.create_sale(20).await;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::testing::{TestEnv, eventually, spawn_service};
+use shared::testing::{TestEnv, eventually};
 use stats_worker::Config;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -10,14 +10,9 @@ const WAIT: Duration = Duration::from_secs(30);
 #[tokio::test]
 async fn a_redelivered_event_is_counted_once() {
     let env = TestEnv::new();
-    env.create_topics().await;
-    let mut config: Config = clap::Parser::try_parse_from(["stats-worker"]).expect("parses");
-    config.worker.redis = env.redis.clone();
-    config.worker.kafka = env.kafka.clone();
+    let mut config: Config = shared::config::defaults();
     config.consumer_group = format!("{}-stats", env.kafka.kafka_topic);
-    let prometheus = shared::telemetry::prometheus();
-    let worker =
-        spawn_service(|http, shutdown| stats_worker::run(config, http, prometheus, shutdown)).await;
+    let worker = env.spawn_worker(&config).await;
 
     let sale = env.create_sale(10).await;
     let (_, first) = env.reserve(&sale, "alice").await;
@@ -26,7 +21,7 @@ async fn a_redelivered_event_is_counted_once() {
     for payload in [&first, &first, &second] {
         env.publish_raw("k", payload.as_bytes()).await;
     }
-    let store = env.backends().stats;
+    let store = env.backends().stats();
     let stats = eventually("both orders counted", WAIT, async || {
         let stats = store.read(&sale.id).await.ok()?;
         (stats.sold >= 2).then_some(stats)

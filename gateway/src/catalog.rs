@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use shared::backends::StoreError;
+use shared::error::StoreError;
+use shared::ids::SaleId;
 use shared::sale::Sale;
 use shared::stock::StockLedger;
 
@@ -31,7 +32,7 @@ impl CatalogEntry {
 
 pub struct SaleCatalog {
     ledger: Arc<dyn StockLedger>,
-    entries: RwLock<HashMap<String, Arc<CatalogEntry>>>,
+    entries: RwLock<HashMap<SaleId, Arc<CatalogEntry>>>,
 }
 
 impl SaleCatalog {
@@ -44,7 +45,7 @@ impl SaleCatalog {
 
     /// The sale, from the cache or else from the ledger. Unknown ids are not cached, so a sale
     /// created through another gateway is found on the next request.
-    pub async fn get(&self, sale_id: &str) -> Result<Option<Arc<CatalogEntry>>, StoreError> {
+    pub async fn get(&self, sale_id: &SaleId) -> Result<Option<Arc<CatalogEntry>>, StoreError> {
         if let Some(entry) = self
             .entries
             .read()

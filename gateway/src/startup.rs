@@ -1,0 +1,127 @@
+//! Build, then serve (the shape of zero2prod's `startup.rs`).
+//!
+//! [`build`] turns a configuration into a [`Gateway`]: every dependency constructed, nothing
+//! contacted yet (the stores and Kafka connect lazily). [`build_on`] does the same on backends
+//! and a bus the caller built, which is how the all-in-one runner and the tests share them.
+//! [`serve`] runs a built gateway on a listener until its shutdown token is cancelled.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shared::backends::Backends;
+use shared::ids::OrderId;
+use shared::kafka::EventBus;
+use shared::publisher::{Publisher, record_acknowledgements};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::routes;
+use crate::state::AppState;
+
+/// How often idle keys leave the rate limiters.
+const LIMITER_RETAIN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A built gateway, ready to [`serve`].
+pub struct Gateway {
+    config: Config,
+    state: AppState,
+    bus: EventBus,
+    /// The broker's acknowledgements of published events, for the ledger.
+    acknowledgements: mpsc::UnboundedReceiver<OrderId>,
+}
+
+/// The gateway `config` describes, on the backends and the bus its URLs name.
+pub fn build(config: &Config) -> anyhow::Result<Gateway> {
+    let backends = Backends::open(&config.redis)?;
+    let bus = EventBus::connect(&config.kafka)?;
+    build_on(config, &backends, &bus)
+}
+
+/// The gateway `config` describes, on backends and a bus built by the caller.
+pub fn build_on(config: &Config, backends: &Backends, bus: &EventBus) -> anyhow::Result<Gateway> {
+    config
+        .validate()
+        .map_err(|problem| anyhow::anyhow!("refusing to start: {problem}"))?;
+    let (publisher, acknowledgements) = Publisher::new(bus)?;
+    Ok(Gateway {
+        config: config.clone(),
+        state: AppState::new(config, backends, publisher),
+        bus: bus.clone(),
+        acknowledgements,
+    })
+}
+
+/// Serves the gateway on `listener` until `shutdown` is cancelled, then drains in-flight
+/// requests and flushes queued events to the broker.
+pub async fn serve(
+    gateway: Gateway,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Gateway {
+        config,
+        state,
+        bus,
+        acknowledgements,
+    } = gateway;
+    let acknowledger = tokio::spawn(record_acknowledgements(
+        acknowledgements,
+        state.ledger.clone(),
+    ));
+    let stop_housekeeping = CancellationToken::new();
+    let housekeeper = tokio::spawn(housekeeping(
+        state.clone(),
+        config.blacklist_sync(),
+        stop_housekeeping.clone(),
+    ));
+    tokio::spawn(async move {
+        if let Err(error) = bus.ensure_topics().await {
+            tracing::warn!(%error, "could not ensure the Kafka topics exist (is Kafka up?)");
+        }
+    });
+
+    let app = routes::router(state.clone(), &config);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await?;
+
+    tracing::info!("HTTP drained; flushing queued events");
+    stop_housekeeping.cancel();
+    housekeeper.await?;
+    let publisher = state.publisher.clone();
+    let flush_timeout = Duration::from_millis(config.shutdown_flush_ms);
+    drop(state);
+    // Flushing blocks; dropping the last producer handle afterwards closes the
+    // acknowledgement channel, so the acknowledger records the final batch and ends.
+    tokio::task::spawn_blocking(move || {
+        publisher.flush(flush_timeout);
+        drop(publisher);
+    })
+    .await?;
+    acknowledger.await?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+/// Keeps the blacklist copy fresh and the rate limiters small, until `stop`.
+async fn housekeeping(state: AppState, blacklist_sync: Duration, stop: CancellationToken) {
+    let mut sync = tokio::time::interval(blacklist_sync);
+    let mut retain = tokio::time::interval(LIMITER_RETAIN_INTERVAL);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            _ = sync.tick() => {
+                if let Err(error) = state.blacklist.sync().await {
+                    tracing::warn!(%error, "blacklist sync failed; keeping the current copy");
+                }
+            }
+            _ = retain.tick() => state.limits.retain_recent(),
+        }
+    }
+}

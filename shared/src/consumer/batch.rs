@@ -1,0 +1,276 @@
+//! One batch, from its first attempt until every event is handled or dead-lettered: the loop
+//! that performs [`RetryPolicy::decide`]'s decisions. It knows no broker (dead-lettering is a
+//! [`DeadLetterSink`]), so its pacing is unit-tested below under a paused clock.
+
+use std::future::Future;
+use std::time::Duration;
+
+use metrics::counter;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::policy::{Attempts, Decision, RetryPolicy};
+use super::{CONSUMED_TOTAL, Delivery, Handler, RETRIES_TOTAL};
+use crate::kafka::trace_id_of;
+
+/// Whether a step ran to its end or shutdown cut it short.
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Done,
+    /// Shutdown came first: nothing of the batch may be stored, so it is delivered again.
+    Interrupted,
+}
+
+/// Where a message goes that no attempt can handle.
+pub trait DeadLetterSink<M>: Sync {
+    /// Sends `message` away with `reason`; `Done` once it is safely gone.
+    fn dead_letter(
+        &self,
+        message: &M,
+        reason: &str,
+        shutdown: &CancellationToken,
+    ) -> impl Future<Output = Step> + Send;
+}
+
+/// Hands the deliveries (each beside the message `M` it came from) to `handler` until every
+/// one was handled or dead-lettered (`Done`, the offsets may be stored), or shutdown
+/// interrupted a wait.
+pub async fn handle_batch<H, M, D>(
+    handler: &H,
+    pending: Vec<(Delivery, M)>,
+    policy: &RetryPolicy,
+    group: &str,
+    dead_letters: &D,
+    shutdown: &CancellationToken,
+) -> Step
+where
+    H: Handler,
+    M: Send + Sync,
+    D: DeadLetterSink<M>,
+{
+    let (mut deliveries, mut messages): (Vec<Delivery>, Vec<M>) = pending.into_iter().unzip();
+    let mut attempts = Attempts::default();
+    while !deliveries.is_empty() {
+        let outcome = handler.handle(&deliveries).await;
+        let event_ids: Vec<Uuid> = deliveries.iter().map(|d| d.event.event_id).collect();
+        let (decision, counted) = policy.decide(&outcome, &event_ids, attempts);
+        attempts = counted;
+        match decision {
+            Decision::Store => {
+                counter!(CONSUMED_TOTAL, "group" => group.to_owned(), "outcome" => "processed")
+                    .increment(deliveries.len() as u64);
+                for delivery in &deliveries {
+                    let trace_id = delivery.traceparent.as_deref().and_then(trace_id_of);
+                    tracing::debug!(group, trace_id, order_id = %delivery.event.order_id, "processed");
+                }
+                return Step::Done;
+            }
+            Decision::DeadLetter { event_ids, reason } => {
+                let (poison, rest): (Vec<_>, Vec<_>) = deliveries
+                    .into_iter()
+                    .zip(messages)
+                    .partition(|(delivery, _)| event_ids.contains(&delivery.event.event_id));
+                for (_, message) in &poison {
+                    if dead_letters.dead_letter(message, &reason, shutdown).await
+                        == Step::Interrupted
+                    {
+                        return Step::Interrupted;
+                    }
+                }
+                (deliveries, messages) = rest.into_iter().unzip();
+            }
+            Decision::RetryAfter(delay) => {
+                counter!(RETRIES_TOTAL, "group" => group.to_owned()).increment(1);
+                let reason = outcome.err().map(|error| error.to_string());
+                tracing::warn!(
+                    group,
+                    attempt = attempts.failed,
+                    ?delay,
+                    reason,
+                    "batch failed; retrying"
+                );
+                if sleep_unless_shutdown(delay, shutdown).await == Step::Interrupted {
+                    return Step::Interrupted;
+                }
+            }
+        }
+    }
+    Step::Done
+}
+
+/// Sleeps for `delay`, unless shutdown comes first.
+pub async fn sleep_unless_shutdown(delay: Duration, shutdown: &CancellationToken) -> Step {
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => Step::Interrupted,
+        () = tokio::time::sleep(delay) => Step::Done,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+    use std::sync::Mutex;
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::consumer::HandlerError;
+    use crate::event::ReservationEvent;
+    use crate::ids::OrderId;
+
+    /// Answers each call with the next scripted outcome (then success), and counts the calls.
+    struct Scripted {
+        outcomes: Mutex<Vec<Result<(), HandlerError>>>,
+        calls: Mutex<Vec<usize>>,
+    }
+
+    impl Scripted {
+        fn new(mut outcomes: Vec<Result<(), HandlerError>>) -> Self {
+            outcomes.reverse();
+            Self {
+                outcomes: Mutex::new(outcomes),
+                calls: Mutex::default(),
+            }
+        }
+
+        fn batch_sizes(&self) -> Vec<usize> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl Handler for Scripted {
+        async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+            self.calls.lock().unwrap().push(batch.len());
+            self.outcomes.lock().unwrap().pop().unwrap_or(Ok(()))
+        }
+    }
+
+    /// Records what was dead-lettered, at once.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<(usize, String)>>);
+
+    impl DeadLetterSink<usize> for Recorded {
+        async fn dead_letter(&self, message: &usize, reason: &str, _: &CancellationToken) -> Step {
+            self.0.lock().unwrap().push((*message, reason.to_owned()));
+            Step::Done
+        }
+    }
+
+    fn batch(n: usize) -> Vec<(Delivery, usize)> {
+        (0..n)
+            .map(|i| {
+                let sale = "s".parse().unwrap();
+                let user = format!("u{i}").parse().unwrap();
+                let event = ReservationEvent::new(OrderId::generate(&sale), &user, 100);
+                let delivery = Delivery {
+                    event,
+                    traceparent: None,
+                };
+                (delivery, i)
+            })
+            .collect()
+    }
+
+    fn policy(max_attempts: Option<u32>) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: max_attempts.and_then(NonZeroU32::new),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(500),
+        }
+    }
+
+    fn retryable() -> Result<(), HandlerError> {
+        Err(HandlerError::Retryable("503".into()))
+    }
+
+    fn unavailable() -> Result<(), HandlerError> {
+        Err(HandlerError::Unavailable("down".into()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_wait_out_the_back_off_then_the_batch_is_dead_lettered() {
+        let handler = Scripted::new(vec![retryable(), retryable(), retryable()]);
+        let sink = Recorded::default();
+        let started = Instant::now();
+        let step = handle_batch(
+            &handler,
+            batch(2),
+            &policy(Some(3)),
+            "g",
+            &sink,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(step, Step::Done);
+        assert_eq!(started.elapsed(), Duration::from_millis(100 + 200));
+        assert_eq!(handler.batch_sizes(), [2, 2, 2]);
+        let dead: Vec<usize> = sink.0.lock().unwrap().iter().map(|(m, _)| *m).collect();
+        assert_eq!(dead, [0, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_is_waited_out_at_the_capped_pace_and_nothing_is_dead_lettered() {
+        let handler = Scripted::new(vec![unavailable(); 5]);
+        let sink = Recorded::default();
+        let started = Instant::now();
+        let step = handle_batch(
+            &handler,
+            batch(1),
+            &policy(Some(1)),
+            "g",
+            &sink,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(step, Step::Done);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(100 + 200 + 400 + 500 + 500)
+        );
+        assert_eq!(handler.batch_sizes().len(), 6);
+        assert!(sink.0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poison_event_leaves_alone_and_the_rest_are_handled_again_at_once() {
+        let events = batch(3);
+        let poison = events[1].0.event.event_id;
+        let handler = Scripted::new(vec![Err(HandlerError::Permanent {
+            event_ids: vec![poison],
+            reason: "refused".into(),
+        })]);
+        let sink = Recorded::default();
+        let started = Instant::now();
+        let step = handle_batch(
+            &handler,
+            events,
+            &policy(None),
+            "g",
+            &sink,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(step, Step::Done);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(handler.batch_sizes(), [3, 2]);
+        assert_eq!(*sink.0.lock().unwrap(), [(1, "refused".to_owned())]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_during_a_back_off_interrupts_the_batch_without_dead_letters() {
+        let handler = Scripted::new(vec![unavailable(); 100]);
+        let sink = Recorded::default();
+        let shutdown = CancellationToken::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            trigger.cancel();
+        });
+        let step = handle_batch(&handler, batch(1), &policy(None), "g", &sink, &shutdown).await;
+        assert_eq!(step, Step::Interrupted);
+        assert_eq!(handler.batch_sizes().len(), 2, "tried at 0 and 100 ms");
+        assert!(sink.0.lock().unwrap().is_empty());
+    }
+}

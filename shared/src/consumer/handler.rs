@@ -1,0 +1,47 @@
+//! The contract between the consumer loop and a worker: what a handler is handed, what it
+//! answers, and how a failed answer tells the loop what to do next.
+
+use std::future::Future;
+
+use crate::error::StoreError;
+use crate::event::ReservationEvent;
+
+/// A decoded event and the trace context it travelled with.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub event: ReservationEvent,
+    pub traceparent: Option<String>,
+}
+
+/// How a batch failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Infrastructure the worker owns is down (PostgreSQL, Redis): back off and retry the batch
+    /// for as long as it takes. Never counts against the attempt budget, so an outage can
+    /// only delay events, never dead-letter them.
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
+    /// This attempt failed and may succeed later (an SMS provider's 503): back off and retry;
+    /// counts against the worker's attempt budget.
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// These events can never succeed: dead-letter them and carry on with the others.
+    #[error("permanent failure of {} event(s): {reason}", .event_ids.len())]
+    Permanent {
+        event_ids: Vec<uuid::Uuid>,
+        reason: String,
+    },
+}
+
+/// A store that gave no answer is infrastructure the worker owns: wait it out.
+impl From<StoreError> for HandlerError {
+    fn from(error: StoreError) -> Self {
+        Self::Unavailable(error.to_string())
+    }
+}
+
+/// A worker's business logic. Must be idempotent on `event_id`: after a crash or a rebalance
+/// the same event arrives again. Callable directly, so most tests need no broker.
+pub trait Handler: Send + Sync {
+    fn handle(&self, batch: &[Delivery]) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}

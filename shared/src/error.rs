@@ -1,0 +1,16 @@
+//! Why a store gave no answer: the one error type of every store trait in this crate.
+//!
+//! It lives in a module of its own, below the traits and their backends, so the factory that
+//! builds the stores ([`crate::backends`]) imports them and nothing imports the factory back.
+
+use std::time::Duration;
+
+/// Why a store gave no answer. Callers answer both the same way (503, or retry later); the
+/// distinction is for logs.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the store failed: {0}")]
+    Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
+}

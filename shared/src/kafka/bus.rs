@@ -1,0 +1,143 @@
+//! The event bus a service is built with: where the brokers are, which topics carry the
+//! reservations and the dead letters, and the client settings every producer and consumer of
+//! this deployment starts from.
+//!
+//! `KAFKA_BROKERS=mock:` selects an embedded cluster instead of real brokers: it is started by
+//! [`EventBus::connect`] and lives as long as the bus or any clone of it, so services handed
+//! clones of one bus (the all-in-one runner) share one cluster.
+
+use std::num::NonZeroU16;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::embedded::EmbeddedCluster;
+use crate::config::KafkaArgs;
+
+/// The scheme of the embedded bus in `KAFKA_BROKERS`.
+pub const MOCK_SCHEME: &str = "mock:";
+
+/// Brokers and topics. Cheap to clone.
+#[derive(Clone)]
+pub struct EventBus {
+    bootstrap_servers: String,
+    topic: String,
+    dead_letter_topic: String,
+    partitions: NonZeroU16,
+    /// The embedded cluster this bus runs on, if any; kept alive by every clone.
+    embedded: Option<Arc<EmbeddedCluster>>,
+}
+
+impl EventBus {
+    /// The bus `args` names: real brokers (nothing is contacted yet; clients connect lazily),
+    /// or for `mock:` a fresh embedded cluster.
+    pub fn connect(args: &KafkaArgs) -> Result<Self, KafkaError> {
+        if args.kafka_brokers.starts_with(MOCK_SCHEME) {
+            return Self::embedded(args);
+        }
+        Ok(Self::with(args, args.kafka_brokers.clone(), None))
+    }
+
+    /// A fresh embedded cluster (librdkafka's mock cluster) carrying `args`' topics.
+    pub fn embedded(args: &KafkaArgs) -> Result<Self, KafkaError> {
+        let cluster = EmbeddedCluster::start()?;
+        let bootstrap_servers = cluster.bootstrap_servers().to_owned();
+        Ok(Self::with(args, bootstrap_servers, Some(Arc::new(cluster))))
+    }
+
+    fn with(
+        args: &KafkaArgs,
+        bootstrap_servers: String,
+        embedded: Option<Arc<EmbeddedCluster>>,
+    ) -> Self {
+        Self {
+            bootstrap_servers,
+            topic: args.kafka_topic.clone(),
+            dead_letter_topic: args.kafka_dlq_topic.clone(),
+            partitions: args.kafka_topic_partitions,
+            embedded,
+        }
+    }
+
+    /// The topic of reservation events.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The topic of messages no consumer could process.
+    pub fn dead_letter_topic(&self) -> &str {
+        &self.dead_letter_topic
+    }
+
+    /// Partitions of the reservation topic when a service creates it.
+    pub fn partitions(&self) -> i32 {
+        i32::from(self.partitions.get())
+    }
+
+    /// What `bootstrap.servers` is set to: the brokers, or the embedded cluster's address.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap_servers
+    }
+
+    /// Settings every client of this deployment starts from.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap_servers);
+        config
+    }
+
+    /// Settings of the idempotent producer used by the gateway, the reconciler and
+    /// dead-lettering.
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            // A few milliseconds of batching turns a stampede into few large requests.
+            .set("linger.ms", "5")
+            // Give up on a message after 8 s, before the reconciler's default minimum age
+            // (10 s): the reconciler then re-publishes only what this producer has given up
+            // on, and never piles a second copy into this queue.
+            .set("message.timeout.ms", "8000");
+        config
+    }
+
+    /// Creates the reservation topic and its dead-letter topic unless they exist.
+    pub async fn ensure_topics(&self) -> Result<(), KafkaError> {
+        let topics = [
+            (self.topic.as_str(), self.partitions()),
+            (self.dead_letter_topic.as_str(), 1),
+        ];
+        if let Some(cluster) = &self.embedded {
+            // The embedded cluster does not answer CreateTopics; its own API creates them.
+            for (topic, partitions) in topics {
+                cluster.create_topic(topic, partitions).await?;
+            }
+            return Ok(());
+        }
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|(topic, partitions)| {
+                NewTopic::new(topic, *partitions, TopicReplication::Fixed(1))
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin.create_topics(&new_topics, &options).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    tracing::error!(topic, %code, "could not create topic");
+                    return Err(KafkaError::AdminOp(code));
+                }
+            }
+        }
+        Ok(())
+    }
+}
