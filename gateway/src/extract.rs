@@ -3,8 +3,9 @@
 //! axum's own `Json` and `Path` answer rejections in plain text (and `Json` with 422 for a
 //! type error); a client of this API always gets `{"error", "message"}`. [`ApiJson`] answers
 //! 400, 413 or 415; unknown fields are refused by `#[serde(deny_unknown_fields)]` on the
-//! request types. [`SalePath`] and [`OrderPath`] parse the id in the path once, here: a string
-//! that cannot be an id names nothing, so it is answered like an id that exists nowhere.
+//! request types. [`PathId`] parses an id in the path once, here.
+
+use std::str::FromStr;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
@@ -45,30 +46,39 @@ fn rejection_to_error(rejection: &JsonRejection, BodyLimit(bytes): BodyLimit) ->
     }
 }
 
-/// The `{sale_id}` of the path; anything that is not a sale id is an unknown sale (404).
-pub struct SalePath(pub SaleId);
+/// An id in the request path, parsed. A string that cannot be such an id names nothing, so it
+/// is answered exactly like an id that exists nowhere (`PathId<SaleId>`: 404 `unknown_sale`;
+/// `PathId<OrderId>`: 404 `not_found`).
+pub struct PathId<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for SalePath {
-    type Rejection = ApiError;
+/// What a path id that names nothing answers.
+pub trait NamesNothing {
+    fn names_nothing() -> ApiError;
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::UnknownSale)?;
-        raw.parse().map(Self).map_err(|_| ApiError::UnknownSale)
+impl NamesNothing for SaleId {
+    fn names_nothing() -> ApiError {
+        ApiError::UnknownSale
     }
 }
 
-/// The `{order_id}` of the path; anything that is not an order id is not found (404).
-pub struct OrderPath(pub OrderId);
+impl NamesNothing for OrderId {
+    fn names_nothing() -> ApiError {
+        ApiError::NotFound
+    }
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for OrderPath {
+impl<S, T> FromRequestParts<S> for PathId<T>
+where
+    T: FromStr + NamesNothing,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::NotFound)?;
-        raw.parse().map(Self).map_err(|_| ApiError::NotFound)
+            .map_err(|_| T::names_nothing())?;
+        raw.parse().map(Self).map_err(|_| T::names_nothing())
     }
 }

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use shared::backends::Backends;
+use shared::config::RefusedToStart;
 use shared::ids::OrderId;
 use shared::kafka::EventBus;
 use shared::publisher::{Publisher, record_acknowledgements};
@@ -41,9 +42,7 @@ pub fn build(config: &Config) -> anyhow::Result<Gateway> {
 
 /// The gateway `config` describes, on backends and a bus built by the caller.
 pub fn build_on(config: &Config, backends: &Backends, bus: &EventBus) -> anyhow::Result<Gateway> {
-    config
-        .validate()
-        .map_err(|problem| anyhow::anyhow!("refusing to start: {problem}"))?;
+    config.validate().map_err(RefusedToStart)?;
     let (publisher, acknowledgements) = Publisher::new(bus)?;
     Ok(Gateway {
         config: config.clone(),
@@ -60,14 +59,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Gateway {
-        config,
-        state,
-        bus,
-        acknowledgements,
-    } = gateway;
+    let (config, state) = (gateway.config, gateway.state);
     let acknowledger = tokio::spawn(record_acknowledgements(
-        acknowledgements,
+        gateway.acknowledgements,
         state.ledger.clone(),
     ));
     let stop_housekeeping = CancellationToken::new();
@@ -76,6 +70,7 @@ pub async fn serve(
         config.blacklist_sync(),
         stop_housekeeping.clone(),
     ));
+    let bus = gateway.bus;
     tokio::spawn(async move {
         if let Err(error) = bus.ensure_topics().await {
             tracing::warn!(%error, "could not ensure the Kafka topics exist (is Kafka up?)");

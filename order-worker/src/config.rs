@@ -23,10 +23,6 @@ pub struct Config {
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = NonZeroU32::new(8).expect("8 > 0"))]
     pub database_max_connections: NonZeroU32,
 
-    /// Consumer group; every instance with the same group shares the partitions.
-    #[arg(long, env = "CONSUMER_GROUP", default_value = "order-worker")]
-    pub consumer_group: String,
-
     /// Most events inserted in one statement.
     #[arg(long, env = "ORDER_BATCH_SIZE", default_value_t = NonZeroUsize::new(500).expect("500 > 0"))]
     pub batch_size: NonZeroUsize,
@@ -76,9 +72,10 @@ impl Config {
         self.worker.validate()
     }
 
+    /// The loop of group `CONSUMER_GROUP` (default `order-worker`).
     pub fn loop_settings(&self) -> LoopSettings {
         LoopSettings {
-            group: self.consumer_group.clone(),
+            group: self.worker.group("order-worker"),
             batch_size: self.batch_size,
             batch_wait: Duration::from_millis(self.batch_wait_ms),
             retry: RetryPolicy {

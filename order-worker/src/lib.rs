@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::backends::Backends;
+use shared::config::RefusedToStart;
 use shared::ids::OrderId;
 use shared::kafka::EventBus;
 use shared::publisher::{Publisher, record_acknowledgements};
@@ -60,9 +61,7 @@ pub fn build_on(
     bus: &EventBus,
     orders: Arc<dyn OrderStore>,
 ) -> anyhow::Result<OrderWorker> {
-    config
-        .validate()
-        .map_err(|problem| anyhow::anyhow!("refusing to start: {problem}"))?;
+    config.validate().map_err(RefusedToStart)?;
     let ledger = backends.ledger();
     let (publisher, acknowledgements) = Publisher::new(bus)?;
     let reconciler = Reconciler::new(
@@ -88,17 +87,13 @@ pub async fn serve(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let OrderWorker {
-        worker,
-        orders,
-        reconciler,
-        acknowledgements,
-        ledger,
-    } = order_worker;
-    migrate_with_retry(orders.as_ref(), &shutdown).await?;
-    let acknowledger = tokio::spawn(record_acknowledgements(acknowledgements, ledger));
-    let reconciling = tokio::spawn(reconciler.run(shutdown.clone()));
-    let consumed = shared::worker::serve(worker, http, shutdown.clone()).await;
+    migrate_with_retry(order_worker.orders.as_ref(), &shutdown).await?;
+    let acknowledger = tokio::spawn(record_acknowledgements(
+        order_worker.acknowledgements,
+        order_worker.ledger,
+    ));
+    let reconciling = tokio::spawn(order_worker.reconciler.run(shutdown.clone()));
+    let consumed = shared::worker::serve(order_worker.worker, http, shutdown.clone()).await;
     shutdown.cancel();
     reconciling.await?; // drops the last producer handle, which ends the acknowledger
     acknowledger.await?;

@@ -10,6 +10,6 @@ async fn main() -> anyhow::Result<()> {
     shared::telemetry::init(&config.worker.telemetry);
     let order_worker = order_worker::build(&config)?;
     let http = TcpListener::bind(config.worker.http_addr).await?;
-    tracing::info!(addr = %http.local_addr()?, group = config.consumer_group, "order worker starting");
+    tracing::info!(addr = %http.local_addr()?, group = config.loop_settings().group, "order worker starting");
     order_worker::serve(order_worker, http, shared::shutdown::on_signal()).await
 }

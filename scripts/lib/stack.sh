@@ -1,17 +1,24 @@
-# Shared by scripts/e2e and scripts/bench (source it): starts the real services, builds the
-# release binaries, and runs the services of the stack as separate processes in a fresh
-# namespace (Redis key prefix, topics) under .runs/<run id>/, stopping them on exit.
+# Shared by scripts/e2e, scripts/bench and scripts/compose-check (source it).
+#
+#   stack_prepare   starts the real services (scripts/services), exports their URLs, and builds
+#                   every binary of the workspace in release mode into $bin
+#   stack_init      stack_prepare, then a fresh namespace (Redis key prefix, topics) and a run
+#                   directory .runs/<run id>/ for services started as separate processes with
+#                   stack_start, all stopped on exit
 
-stack_init() { # name of the run, e.g. e2e
+stack_prepare() {
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
   cd "$root"
   scripts/services up
   eval "$(scripts/services env)"
-
-  echo "== building release binaries" >&2
-  cargo build --release --locked -p gateway -p order-worker -p sms-worker -p stats-worker -p loadtest >&2
+  echo "== building the release binaries" >&2
+  # The workspace's binaries, as the Dockerfile builds them: a new service needs no line here.
+  cargo build --release --locked --workspace --bins --exclude xtask >&2
   bin="${CARGO_TARGET_DIR:-$root/target}/release"
+}
 
+stack_init() { # name of the run, e.g. e2e
+  stack_prepare
   run_id="$1-$(date +%s)-$$"
   work="$root/.runs/$run_id"
   mkdir -p "$work"

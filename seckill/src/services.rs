@@ -6,17 +6,22 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use shared::config::defaults;
+use shared::worker::WorkerConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::embedded::Embedded;
 
+/// Each service's task, named, with what its `serve` returned.
+type Tasks = JoinSet<(&'static str, anyhow::Result<()>)>;
+
 /// The running services.
 pub struct Services {
     pub gateway_url: String,
     stop: CancellationToken,
-    tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+    tasks: Tasks,
     /// How many services were started (the readiness wait notices one that stopped).
     started: usize,
 }
@@ -54,18 +59,31 @@ impl Services {
             "order-worker",
             order_worker::serve(orders, free_port().await?, stop.clone()),
         );
-        let sms = shared::worker::build_on(&embedded.sms_worker(), backends, bus)?;
-        spawn(
+        // One line per worker that is a `WorkerConfig`; the order worker above is more.
+        start_worker(
             &mut tasks,
             "sms-worker",
-            shared::worker::serve(sms, free_port().await?, stop.clone()),
-        );
-        let stats = shared::worker::build_on(&embedded.stats_worker(), backends, bus)?;
-        spawn(
+            &embedded.sms_worker(),
+            embedded,
+            &stop,
+        )
+        .await?;
+        start_worker(
             &mut tasks,
             "stats-worker",
-            shared::worker::serve(stats, free_port().await?, stop.clone()),
-        );
+            &embedded.stats_worker(),
+            embedded,
+            &stop,
+        )
+        .await?;
+        start_worker(
+            &mut tasks,
+            "points-worker",
+            &defaults::<points_worker::Config>(),
+            embedded,
+            &stop,
+        )
+        .await?;
 
         let services = Self {
             gateway_url,
@@ -125,12 +143,26 @@ impl Services {
     }
 }
 
+/// Builds the worker `config` describes on the embedded backends and serves it as a task.
+async fn start_worker<C: WorkerConfig>(
+    tasks: &mut Tasks,
+    name: &'static str,
+    config: &C,
+    embedded: &Embedded,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let worker = shared::worker::build_on(config, &embedded.backends, &embedded.bus)?;
+    let serving = shared::worker::serve(worker, free_port().await?, stop.clone());
+    spawn(tasks, name, serving);
+    Ok(())
+}
+
 async fn free_port() -> std::io::Result<TcpListener> {
     TcpListener::bind("127.0.0.1:0").await
 }
 
 fn spawn(
-    tasks: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
+    tasks: &mut Tasks,
     name: &'static str,
     service: impl Future<Output = anyhow::Result<()>> + Send + 'static,
 ) {

@@ -21,7 +21,6 @@ use std::time::Duration;
 use crate::blacklist::{Blacklist, MemoryBlacklist, RedisBlacklist};
 use crate::config::RedisArgs;
 use crate::counters::{Counters, MemoryCounters, RedisCounters};
-use crate::keys::KeySpace;
 use crate::lease::{Leases, MemoryLeases, RedisLeases};
 use crate::redis_client::Redis;
 use crate::sms_records::{MemorySmsRecords, RedisSmsRecords, SmsRecords};
@@ -33,23 +32,22 @@ pub const MEMORY_SCHEME: &str = "memory:";
 
 /// One deployment's key-value state. Cheap to clone; clones share the state.
 #[derive(Clone)]
-pub struct Backends(Kind);
+pub struct Backends(Arc<Stores>);
 
-#[derive(Clone)]
-enum Kind {
-    Redis { redis: Redis, keys: KeySpace },
-    Memory(Arc<MemoryStores>),
+/// One of each store, built with the `Backends`, and where named counter sets come from.
+struct Stores {
+    ledger: Arc<dyn StockLedger>,
+    stats: Arc<dyn StatsStore>,
+    blacklist: Arc<dyn Blacklist>,
+    leases: Arc<dyn Leases>,
+    sms_records: Arc<dyn SmsRecords>,
+    counters: CounterSets,
 }
 
-/// The in-memory stores, one of each, created with the `Backends`.
-#[derive(Default)]
-struct MemoryStores {
-    ledger: Arc<MemoryStockLedger>,
-    stats: Arc<MemoryStatsStore>,
-    blacklist: Arc<MemoryBlacklist>,
-    leases: Arc<MemoryLeases>,
-    sms_records: Arc<MemorySmsRecords>,
-    counters: Mutex<HashMap<String, Arc<MemoryCounters>>>,
+enum CounterSets {
+    Redis(Redis),
+    /// One set per name, so every service of the process counts into the same one.
+    Memory(Mutex<HashMap<String, Arc<MemoryCounters>>>),
 }
 
 impl Backends {
@@ -59,76 +57,72 @@ impl Backends {
         if args.redis_url.starts_with(MEMORY_SCHEME) {
             return Ok(Self::in_memory());
         }
-        Ok(Self(Kind::Redis {
-            redis: Redis::connect_lazily(args)?,
-            keys: KeySpace::new(&args.redis_key_prefix),
-        }))
+        let redis = Redis::connect_lazily(args)?;
+        Ok(Self(Arc::new(Stores {
+            ledger: Arc::new(RedisStockLedger {
+                redis: redis.clone(),
+            }),
+            stats: Arc::new(RedisStatsStore {
+                redis: redis.clone(),
+            }),
+            blacklist: Arc::new(RedisBlacklist {
+                redis: redis.clone(),
+            }),
+            leases: Arc::new(RedisLeases {
+                redis: redis.clone(),
+            }),
+            sms_records: Arc::new(RedisSmsRecords {
+                redis: redis.clone(),
+            }),
+            counters: CounterSets::Redis(redis),
+        })))
     }
 
     /// Fresh, empty stores in this process's memory.
     pub fn in_memory() -> Self {
-        Self(Kind::Memory(Arc::default()))
+        Self(Arc::new(Stores {
+            ledger: Arc::new(MemoryStockLedger::default()),
+            stats: Arc::new(MemoryStatsStore::default()),
+            blacklist: Arc::new(MemoryBlacklist::default()),
+            leases: Arc::new(MemoryLeases::default()),
+            sms_records: Arc::new(MemorySmsRecords::default()),
+            counters: CounterSets::Memory(Mutex::default()),
+        }))
     }
 
     /// Sales, the stock lock, the outbox and order status.
     pub fn ledger(&self) -> Arc<dyn StockLedger> {
-        match &self.0 {
-            Kind::Redis { redis, keys } => {
-                Arc::new(RedisStockLedger::new(redis.clone(), keys.clone()))
-            }
-            Kind::Memory(stores) => stores.ledger.clone(),
-        }
+        Arc::clone(&self.0.ledger)
     }
 
     /// Per-sale statistics, counted once per event.
     pub fn stats(&self) -> Arc<dyn StatsStore> {
-        match &self.0 {
-            Kind::Redis { redis, keys } => {
-                Arc::new(RedisStatsStore::new(redis.clone(), keys.clone()))
-            }
-            Kind::Memory(stores) => stores.stats.clone(),
-        }
+        Arc::clone(&self.0.stats)
     }
 
     /// The blacklist every gateway copies.
     pub fn blacklist(&self) -> Arc<dyn Blacklist> {
-        match &self.0 {
-            Kind::Redis { redis, keys } => {
-                Arc::new(RedisBlacklist::new(redis.clone(), keys.clone()))
-            }
-            Kind::Memory(stores) => stores.blacklist.clone(),
-        }
+        Arc::clone(&self.0.blacklist)
     }
 
     /// Leases, for jobs one instance at a time runs.
     pub fn leases(&self) -> Arc<dyn Leases> {
-        match &self.0 {
-            Kind::Redis { redis, keys } => Arc::new(RedisLeases::new(redis.clone(), keys.clone())),
-            Kind::Memory(stores) => stores.leases.clone(),
-        }
+        Arc::clone(&self.0.leases)
     }
 
     /// The SMS workers' records of what was sent.
     pub fn sms_records(&self) -> Arc<dyn SmsRecords> {
-        match &self.0 {
-            Kind::Redis { redis, keys } => {
-                Arc::new(RedisSmsRecords::new(redis.clone(), keys.clone()))
-            }
-            Kind::Memory(stores) => stores.sms_records.clone(),
-        }
+        Arc::clone(&self.0.sms_records)
     }
 
     /// The counter set `name`, adding once per event id and remembering applied ids for
     /// `retention` (see [`crate::counters`]). Every call with the same name is the same set.
     pub fn counters(&self, name: &str, retention: Duration) -> Arc<dyn Counters> {
-        match &self.0 {
-            Kind::Redis { redis, keys } => Arc::new(RedisCounters::new(
-                redis.clone(),
-                keys.counters(name),
-                retention,
-            )),
-            Kind::Memory(stores) => stores
-                .counters
+        match &self.0.counters {
+            CounterSets::Redis(redis) => {
+                Arc::new(RedisCounters::new(redis.clone(), name, retention))
+            }
+            CounterSets::Memory(sets) => sets
                 .lock()
                 .expect("counters registry lock poisoned")
                 .entry(name.to_owned())
@@ -139,7 +133,7 @@ impl Backends {
 
     /// Whether the state lives in this process only (and so is invisible to any other).
     pub fn is_in_memory(&self) -> bool {
-        matches!(self.0, Kind::Memory(_))
+        matches!(self.0.counters, CounterSets::Memory(_))
     }
 }
 

@@ -124,6 +124,11 @@ pub fn defaults<C: Args>() -> C {
     C::from_arg_matches(&matches).expect("the defaults parse")
 }
 
+/// Why a service refuses to start: a sentence that names the setting to change.
+#[derive(Debug, thiserror::Error)]
+#[error("refusing to start: {0}")]
+pub struct RefusedToStart(pub String);
+
 /// A secret from the environment: usable, never printed (`Debug` shows `***`).
 #[derive(Clone, Default)]
 pub struct Secret(String);

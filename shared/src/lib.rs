@@ -14,6 +14,7 @@
 //! | [`counters`] | counters that add once per event id: the primitive for a consumer's own effect |
 //! | [`backends`] | Redis or in-process memory behind every store trait, chosen by `REDIS_URL` |
 //! | [`keys`] | the Redis key layout; every key of a sale shares one hash tag |
+//! | [`scripts`] | the Lua scripts, one per atomic step of a Redis backend |
 //! | [`redis_client`] | one multiplexed, self-reconnecting Redis connection with a deadline on every call |
 //! | [`kafka`] | the event bus (brokers, topics, client settings; `mock:` embedded), trace headers |
 //! | [`publisher`] | the idempotent producer and the recording of the broker's acknowledgements |
@@ -42,6 +43,7 @@ pub mod lease;
 pub mod publisher;
 pub mod redis_client;
 pub mod sale;
+pub mod scripts;
 pub mod shutdown;
 pub mod sms_records;
 pub mod stats;

@@ -1,4 +1,5 @@
-//! One Redis connection per process, shared by every task, with a deadline on every call.
+//! One Redis connection per process, shared by every task, with a deadline on every call, and
+//! the deployment's key layout beside it.
 //!
 //! A [`ConnectionManager`] multiplexes all requests over one connection and reconnects by
 //! itself; it is created lazily so a service starts (and answers `/readyz` with 503) while
@@ -13,12 +14,14 @@ use redis::{Client, RedisResult};
 
 use crate::config::RedisArgs;
 use crate::error::StoreError;
+use crate::keys::KeySpace;
 
-/// A cheaply cloneable handle on the process's Redis connection.
+/// A cheaply cloneable handle on the process's Redis connection and the deployment's keys.
 #[derive(Clone)]
 pub struct Redis {
     connection: ConnectionManager,
     deadline: Duration,
+    keys: KeySpace,
 }
 
 impl Redis {
@@ -37,7 +40,13 @@ impl Redis {
         Ok(Self {
             connection,
             deadline,
+            keys: KeySpace::new(&args.redis_key_prefix),
         })
+    }
+
+    /// The keys of this deployment (`REDIS_KEY_PREFIX`).
+    pub fn keys(&self) -> &KeySpace {
+        &self.keys
     }
 
     /// Runs `op` on the shared connection, bounded by the deadline.

@@ -226,12 +226,21 @@ impl TestEnv {
     }
 
     /// Starts the worker `config` describes on this namespace's stores and topics (created
-    /// first), serving health and metrics on a fresh loopback port.
+    /// first), in a consumer group of this namespace's own, serving health and metrics on a
+    /// fresh loopback port.
     pub async fn spawn_worker<C: WorkerConfig>(&self, config: &C) -> RunningService {
         self.create_topics().await;
-        let worker = crate::worker::build_on(config, &self.backends, &self.bus)
-            .expect("the test configuration builds");
+        config.validate().expect("the test configuration is valid");
+        let group = self.group(&config.group());
+        let handler = config.handler(&self.backends).expect("the handler builds");
+        let worker = crate::worker::Worker::new(&self.bus, config.loop_settings(&group), handler)
+            .expect("the worker builds");
         spawn_service(|http, shutdown| crate::worker::serve(worker, http, shutdown)).await
+    }
+
+    /// A consumer group of this namespace's own, named after `name`.
+    pub fn group(&self, name: &str) -> String {
+        format!("{}-{name}", self.kafka.kafka_topic)
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::backends::Backends;
-use crate::config::{KafkaArgs, RedisArgs, TelemetryArgs};
+use crate::config::{KafkaArgs, RedisArgs, RefusedToStart, TelemetryArgs};
 use crate::consumer::{ConsumerLoop, Handler, LoopSettings};
 use crate::kafka::EventBus;
 
@@ -24,6 +24,11 @@ use crate::kafka::EventBus;
 /// serves health and metrics, and how it logs. Each worker's `Config` flattens it once.
 #[derive(Args, Clone, Debug)]
 pub struct WorkerArgs {
+    /// Consumer group (default: the worker's name); every instance with the same group shares
+    /// the partitions, and each group receives every event.
+    #[arg(long, env = "CONSUMER_GROUP")]
+    pub consumer_group: Option<String>,
+
     /// Address of this worker's `/healthz` and `/metrics`.
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:9100")]
     pub http_addr: SocketAddr,
@@ -39,6 +44,13 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
+    /// The consumer group: the one configured, else `worker_name`.
+    pub fn group(&self, worker_name: &str) -> String {
+        self.consumer_group
+            .clone()
+            .unwrap_or_else(|| worker_name.to_owned())
+    }
+
     /// Refuses settings that cannot work, naming the variable.
     pub fn validate(&self) -> Result<(), String> {
         self.redis.validate()?;
@@ -53,8 +65,9 @@ pub trait WorkerConfig: Parser + Send + 'static {
     /// The settings every worker shares.
     fn worker_args(&self) -> &WorkerArgs;
 
-    /// Group, batching and retry policy of the consumer loop.
-    fn loop_settings(&self) -> LoopSettings;
+    /// Batching and retry policy of the consumer loop, for the consumer group `group`
+    /// (`CONSUMER_GROUP`, or the worker's name).
+    fn loop_settings(&self, group: &str) -> LoopSettings;
 
     /// The handler, with the stores it needs taken from `backends`.
     fn handler(&self, backends: &Backends) -> anyhow::Result<Self::Handler>;
@@ -63,6 +76,11 @@ pub trait WorkerConfig: Parser + Send + 'static {
     /// shared ones are checked too).
     fn validate(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    /// The consumer group: `CONSUMER_GROUP`, else the worker's name.
+    fn group(&self) -> String {
+        self.worker_args().group(Self::command().get_name())
     }
 }
 
@@ -103,8 +121,9 @@ pub fn build_on<C: WorkerConfig>(
         .worker_args()
         .validate()
         .and_then(|()| config.validate())
-        .map_err(|problem| anyhow::anyhow!("refusing to start: {problem}"))?;
-    Worker::new(bus, config.loop_settings(), config.handler(backends)?)
+        .map_err(RefusedToStart)?;
+    let settings = config.loop_settings(&config.group());
+    Worker::new(bus, settings, config.handler(backends)?)
 }
 
 /// Consumes until `shutdown` is cancelled, serving health and metrics on `http` meanwhile.
@@ -114,14 +133,10 @@ pub async fn serve<H: Handler>(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Worker {
-        consumer,
-        bus,
-        prometheus,
-    } = worker;
-    if let Err(error) = bus.ensure_topics().await {
+    if let Err(error) = worker.bus.ensure_topics().await {
         tracing::warn!(%error, "could not ensure the topics exist; consuming anyway");
     }
+    let prometheus = worker.prometheus;
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(move || async move { prometheus.render() }));
@@ -131,7 +146,7 @@ pub async fn serve<H: Handler>(
             .with_graceful_shutdown(server_shutdown.cancelled_owned())
             .await
     });
-    let consumed = consumer.run(shutdown.clone()).await;
+    let consumed = worker.consumer.run(shutdown.clone()).await;
     shutdown.cancel();
     server.await??;
     Ok(consumed?)
@@ -145,6 +160,6 @@ pub async fn main<C: WorkerConfig>() -> anyhow::Result<()> {
     crate::telemetry::init(&args.telemetry);
     let worker = build(&config)?;
     let http = TcpListener::bind(args.http_addr).await?;
-    tracing::info!(addr = %http.local_addr()?, group = config.loop_settings().group, "worker starting");
+    tracing::info!(addr = %http.local_addr()?, group = config.group(), "worker starting");
     serve(worker, http, crate::shutdown::on_signal()).await
 }

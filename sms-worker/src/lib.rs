@@ -36,10 +36,6 @@ pub enum ProviderKind {
 #[derive(Parser, Clone, Debug)]
 #[command(name = "sms-worker", version)]
 pub struct Config {
-    /// Consumer group; every instance with the same group shares the partitions.
-    #[arg(long, env = "CONSUMER_GROUP", default_value = "sms-worker")]
-    pub consumer_group: String,
-
     /// Messages per second the provider allows (per instance).
     #[arg(long, env = "SMS_RATE_PER_SEC", default_value_t = NonZeroU32::new(200).expect("200 > 0"))]
     pub sms_rate_per_sec: NonZeroU32,
@@ -79,9 +75,9 @@ impl WorkerConfig for Config {
         &self.worker
     }
 
-    fn loop_settings(&self) -> LoopSettings {
+    fn loop_settings(&self, group: &str) -> LoopSettings {
         LoopSettings {
-            group: self.consumer_group.clone(),
+            group: group.to_owned(),
             batch_size: NonZeroUsize::MIN,
             batch_wait: Duration::ZERO,
             retry: RetryPolicy {

@@ -7,12 +7,11 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use metrics::counter;
 use shared::backends::Backends;
-use shared::consumer::{Delivery, Handler, HandlerError, LoopSettings, RetryPolicy};
+use shared::consumer::{Delivery, Handler, HandlerError, LoopSettings};
 use shared::stats::StatsStore;
 use shared::worker::{WorkerArgs, WorkerConfig};
 
@@ -23,10 +22,6 @@ pub const EVENTS_COUNTED_TOTAL: &str = "seckill_stats_events_counted_total";
 #[derive(Parser, Clone, Debug)]
 #[command(name = "stats-worker", version)]
 pub struct Config {
-    /// Consumer group; every instance with the same group shares the partitions.
-    #[arg(long, env = "CONSUMER_GROUP", default_value = "stats-worker")]
-    pub consumer_group: String,
-
     /// Most events counted in one Redis round trip.
     #[arg(long, env = "STATS_BATCH_SIZE", default_value_t = NonZeroUsize::new(500).expect("500 > 0"))]
     pub batch_size: NonZeroUsize,
@@ -42,17 +37,11 @@ impl WorkerConfig for Config {
         &self.worker
     }
 
-    fn loop_settings(&self) -> LoopSettings {
+    fn loop_settings(&self, group: &str) -> LoopSettings {
+        // Only Redis can fail here, and its outages are `Unavailable`: retried, no budget.
         LoopSettings {
-            group: self.consumer_group.clone(),
             batch_size: self.batch_size,
-            batch_wait: Duration::from_millis(20),
-            retry: RetryPolicy {
-                // Only Redis can fail here, and its outages are `Unavailable`: no budget needed.
-                max_attempts: None,
-                initial_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(10),
-            },
+            ..LoopSettings::new(group)
         }
     }
 

@@ -8,7 +8,7 @@ use shared::stock::OrderStatus;
 
 use crate::auth::User;
 use crate::error::ApiError;
-use crate::extract::OrderPath;
+use crate::extract::PathId;
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -23,7 +23,7 @@ pub struct OrderView {
 pub async fn get_order(
     User(user_id): User,
     State(state): State<AppState>,
-    OrderPath(order_id): OrderPath,
+    PathId(order_id): PathId<OrderId>,
 ) -> Result<Json<OrderView>, ApiError> {
     let status = state
         .ledger

@@ -17,13 +17,13 @@ use chrono::Utc;
 use metrics::{counter, histogram};
 use serde::{Deserialize, Serialize};
 use shared::event::ReservationEvent;
-use shared::ids::OrderId;
+use shared::ids::{OrderId, SaleId};
 use shared::kafka::{TRACEPARENT_HEADER, traceparent_for};
 use shared::stock::Reservation;
 
 use crate::auth::User;
 use crate::error::ApiError;
-use crate::extract::{BodyLimit, SalePath};
+use crate::extract::{BodyLimit, PathId};
 use crate::state::AppState;
 
 /// Purchase attempts, by outcome (`accepted` or the refusal's error code).
@@ -61,7 +61,7 @@ pub struct Accepted {
 #[tracing::instrument(level = "debug", skip_all, fields(sale_id, user_id, trace_id))]
 pub async fn purchase(
     State(state): State<AppState>,
-    sale_id: Result<SalePath, ApiError>,
+    sale_id: Result<PathId<SaleId>, ApiError>,
     headers: HeaderMap,
     user: Result<User, ApiError>,
     body: Result<Bytes, BytesRejection>,
@@ -88,7 +88,7 @@ pub async fn purchase(
 /// unauthenticated caller learns nothing about which sales exist.
 async fn decide(
     state: &AppState,
-    sale_id: Result<SalePath, ApiError>,
+    sale_id: Result<PathId<SaleId>, ApiError>,
     user: Result<User, ApiError>,
     body: &[u8],
     incoming_trace: Option<&str>,
@@ -101,7 +101,7 @@ async fn decide(
     if state.blacklist.contains(&user_id) {
         return Err(ApiError::Blacklisted);
     }
-    let SalePath(sale_id) = sale_id?;
+    let PathId(sale_id) = sale_id?;
     span.record("sale_id", sale_id.as_str());
     let entry = state
         .catalog

@@ -10,7 +10,7 @@ use shared::sale::SaleState;
 use shared::stats::SaleStats;
 
 use crate::error::ApiError;
-use crate::extract::SalePath;
+use crate::extract::PathId;
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -27,7 +27,7 @@ pub struct SaleView {
 
 pub async fn get_sale(
     State(state): State<AppState>,
-    SalePath(sale_id): SalePath,
+    PathId(sale_id): PathId<SaleId>,
 ) -> Result<Json<SaleView>, ApiError> {
     let entry = state
         .catalog
@@ -51,7 +51,7 @@ pub async fn get_sale(
 /// The stats worker's view, which trails the purchases by the queue's lag.
 pub async fn get_stats(
     State(state): State<AppState>,
-    SalePath(sale_id): SalePath,
+    PathId(sale_id): PathId<SaleId>,
 ) -> Result<Json<SaleStats>, ApiError> {
     if state.catalog.get(&sale_id).await?.is_none() {
         return Err(ApiError::UnknownSale);

@@ -21,7 +21,7 @@ fn two() -> NonZeroU32 {
 fn config(env: &TestEnv) -> Config {
     let mut config: Config = shared::config::defaults();
     config.database_url.clone_from(&env.database_url);
-    config.consumer_group = format!("{}-orders", env.kafka.kafka_topic);
+    config.worker.consumer_group = Some(env.group("orders"));
     config.reconcile_interval_ms = NonZeroU64::new(100).expect("100 > 0");
     // Long enough for a first publish to be acknowledged (a new producer's first send includes
     // its metadata and producer-id round trips), short enough for a quick test.

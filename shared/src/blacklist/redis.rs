@@ -9,26 +9,21 @@ use redis::AsyncCommands;
 use super::{Blacklist, BlacklistUpdate};
 use crate::error::StoreError;
 use crate::ids::UserId;
-use crate::keys::KeySpace;
 use crate::redis_client::Redis;
 
 #[derive(Clone)]
 pub struct RedisBlacklist {
-    redis: Redis,
-    keys: KeySpace,
-}
-
-impl RedisBlacklist {
-    pub fn new(redis: Redis, keys: KeySpace) -> Self {
-        Self { redis, keys }
-    }
+    pub redis: Redis,
 }
 
 #[async_trait]
 impl Blacklist for RedisBlacklist {
     /// One MULTI: the set changes and the version moves together.
     async fn set_banned(&self, user_id: &UserId, banned: bool) -> Result<(), StoreError> {
-        let (set, version) = (self.keys.blacklist(), self.keys.blacklist_version());
+        let (set, version) = (
+            self.redis.keys().blacklist(),
+            self.redis.keys().blacklist_version(),
+        );
         let mut pipe = redis::pipe();
         pipe.atomic();
         if banned {
@@ -43,7 +38,7 @@ impl Blacklist for RedisBlacklist {
     }
 
     async fn since(&self, known_version: i64) -> Result<BlacklistUpdate, StoreError> {
-        let version_key = self.keys.blacklist_version();
+        let version_key = self.redis.keys().blacklist_version();
         let version = self
             .redis
             .call(async |c| c.get::<_, Option<i64>>(&version_key).await)
@@ -57,7 +52,7 @@ impl Blacklist for RedisBlacklist {
         }
         // The set and the version are read in two steps; a change in between moves the
         // version again, so the next poll reloads.
-        let set = self.keys.blacklist();
+        let set = self.redis.keys().blacklist();
         let members: Vec<String> = self.redis.call(async |c| c.smembers(&set).await).await?;
         let users: HashSet<UserId> = members
             .into_iter()

@@ -189,88 +189,111 @@ mod tests {
         Err(HandlerError::Unavailable("down".into()))
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn retries_wait_out_the_back_off_then_the_batch_is_dead_lettered() {
-        let handler = Scripted::new(vec![retryable(), retryable(), retryable()]);
+    /// What one batch came to.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Settled {
+        step: Step,
+        /// Time taken, on tokio's paused clock: the back-off waits, nothing else.
+        took: Duration,
+        /// Size of the batch at each handler call.
+        calls: Vec<usize>,
+        /// The messages dead-lettered, with the reason.
+        dead_letters: Vec<(usize, String)>,
+    }
+
+    /// Handles `events` with a handler answering `outcomes` in turn.
+    async fn settle(
+        outcomes: Vec<Result<(), HandlerError>>,
+        events: Vec<(Delivery, usize)>,
+        policy: &RetryPolicy,
+        shutdown: &CancellationToken,
+    ) -> Settled {
+        let handler = Scripted::new(outcomes);
         let sink = Recorded::default();
         let started = Instant::now();
-        let step = handle_batch(
-            &handler,
-            batch(2),
-            &policy(Some(3)),
-            "g",
-            &sink,
-            &CancellationToken::new(),
-        )
-        .await;
-        assert_eq!(step, Step::Done);
-        assert_eq!(started.elapsed(), Duration::from_millis(100 + 200));
-        assert_eq!(handler.batch_sizes(), [2, 2, 2]);
-        let dead: Vec<usize> = sink.0.lock().unwrap().iter().map(|(m, _)| *m).collect();
-        assert_eq!(dead, [0, 1]);
+        let step = handle_batch(&handler, events, policy, "g", &sink, shutdown).await;
+        Settled {
+            step,
+            took: started.elapsed(),
+            calls: handler.batch_sizes(),
+            dead_letters: sink.0.into_inner().unwrap(),
+        }
+    }
+
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_outage_is_waited_out_at_the_capped_pace_and_nothing_is_dead_lettered() {
-        let handler = Scripted::new(vec![unavailable(); 5]);
-        let sink = Recorded::default();
-        let started = Instant::now();
-        let step = handle_batch(
-            &handler,
-            batch(1),
-            &policy(Some(1)),
-            "g",
-            &sink,
-            &CancellationToken::new(),
-        )
-        .await;
-        assert_eq!(step, Step::Done);
-        assert_eq!(
-            started.elapsed(),
-            Duration::from_millis(100 + 200 + 400 + 500 + 500)
-        );
-        assert_eq!(handler.batch_sizes().len(), 6);
-        assert!(sink.0.lock().unwrap().is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_poison_event_leaves_alone_and_the_rest_are_handled_again_at_once() {
-        let events = batch(3);
-        let poison = events[1].0.event.event_id;
-        let handler = Scripted::new(vec![Err(HandlerError::Permanent {
-            event_ids: vec![poison],
+    async fn each_outcome_is_paced_and_settled_as_the_policy_decides() {
+        let poison_batch = batch(3);
+        let poison = vec![Err(HandlerError::Permanent {
+            event_ids: vec![poison_batch[1].0.event.event_id],
             reason: "refused".into(),
-        })]);
-        let sink = Recorded::default();
-        let started = Instant::now();
-        let step = handle_batch(
-            &handler,
-            events,
-            &policy(None),
-            "g",
-            &sink,
-            &CancellationToken::new(),
-        )
-        .await;
-        assert_eq!(step, Step::Done);
-        assert_eq!(started.elapsed(), Duration::ZERO);
-        assert_eq!(handler.batch_sizes(), [3, 2]);
-        assert_eq!(*sink.0.lock().unwrap(), [(1, "refused".to_owned())]);
+        })];
+        let gave_up = "gave up after 3 attempts: retryable: 503".to_owned();
+        let cases = [
+            (
+                "retries wait out the back-off, then the batch is dead-lettered",
+                vec![retryable(); 3],
+                batch(2),
+                policy(Some(3)),
+                Settled {
+                    step: Step::Done,
+                    took: ms(100 + 200),
+                    calls: vec![2, 2, 2],
+                    dead_letters: vec![(0, gave_up.clone()), (1, gave_up)],
+                },
+            ),
+            (
+                "an outage is waited out at the capped pace and nothing is dead-lettered",
+                vec![unavailable(); 5],
+                batch(1),
+                policy(Some(1)),
+                Settled {
+                    step: Step::Done,
+                    took: ms(100 + 200 + 400 + 500 + 500),
+                    calls: vec![1; 6],
+                    dead_letters: vec![],
+                },
+            ),
+            (
+                "a poison event leaves alone and the rest are handled again at once",
+                poison,
+                poison_batch,
+                policy(None),
+                Settled {
+                    step: Step::Done,
+                    took: ms(0),
+                    calls: vec![3, 2],
+                    dead_letters: vec![(1, "refused".into())],
+                },
+            ),
+        ];
+        for (case, outcomes, events, policy, expected) in cases {
+            let settled = settle(outcomes, events, &policy, &CancellationToken::new()).await;
+            assert_eq!(settled, expected, "{case}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_during_a_back_off_interrupts_the_batch_without_dead_letters() {
-        let handler = Scripted::new(vec![unavailable(); 100]);
-        let sink = Recorded::default();
         let shutdown = CancellationToken::new();
         let trigger = shutdown.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(ms(250)).await;
             trigger.cancel();
         });
-        let step = handle_batch(&handler, batch(1), &policy(None), "g", &sink, &shutdown).await;
-        assert_eq!(step, Step::Interrupted);
-        assert_eq!(handler.batch_sizes().len(), 2, "tried at 0 and 100 ms");
-        assert!(sink.0.lock().unwrap().is_empty());
+        let settled = settle(vec![unavailable(); 100], batch(1), &policy(None), &shutdown).await;
+        let tried_at_0_and_100_ms = vec![1, 1];
+        assert_eq!(
+            settled,
+            Settled {
+                step: Step::Interrupted,
+                took: ms(250),
+                calls: tried_at_0_and_100_ms,
+                dead_letters: vec![]
+            }
+        );
     }
 }

@@ -84,6 +84,24 @@ pub struct LoopSettings {
     pub retry: RetryPolicy,
 }
 
+impl LoopSettings {
+    /// Settings for a worker whose only dependency is a store of its own: batches of up to
+    /// 500 events gathered for at most 20 ms, retried for as long as the store is down
+    /// (back-off from 100 ms doubling to 10 s; outages are `Unavailable`, so no budget).
+    pub fn new(group: &str) -> Self {
+        Self {
+            group: group.to_owned(),
+            batch_size: NonZeroUsize::new(500).expect("500 > 0"),
+            batch_wait: Duration::from_millis(20),
+            retry: RetryPolicy {
+                max_attempts: None,
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(10),
+            },
+        }
+    }
+}
+
 /// The loop's resources: the consumer, the dead-letter producer, the settings, the handler.
 pub struct ConsumerLoop<H> {
     consumer: StreamConsumer<LagReporter>,

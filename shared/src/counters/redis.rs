@@ -2,19 +2,16 @@
 //! counter set's own hash tag (one slot on a cluster), changed together by
 //! `counters_add_once.lua`.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{AsyncCommands, Script};
+use redis::AsyncCommands;
 
 use super::{Counters, Increment};
 use crate::error::StoreError;
 use crate::keys::CounterKeys;
 use crate::redis_client::Redis;
-
-static ADD_ONCE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../scripts/counters_add_once.lua")));
+use crate::scripts;
 
 #[derive(Clone)]
 pub struct RedisCounters {
@@ -24,11 +21,11 @@ pub struct RedisCounters {
 }
 
 impl RedisCounters {
-    /// The counter set behind `keys`, remembering applied event ids for `retention`.
-    pub fn new(redis: Redis, keys: CounterKeys, retention: Duration) -> Self {
+    /// The counter set `name`, remembering applied event ids for `retention`.
+    pub fn new(redis: Redis, name: &str, retention: Duration) -> Self {
         Self {
+            keys: redis.keys().counters(name),
             redis,
-            keys,
             retention,
         }
     }
@@ -43,7 +40,7 @@ impl Counters for RedisCounters {
         }
         self.redis
             .call(async |c| {
-                let mut invocation = ADD_ONCE.key(&self.keys.applied);
+                let mut invocation = scripts::COUNTERS_ADD_ONCE.key(&self.keys.applied);
                 invocation
                     .key(&self.keys.values)
                     .arg(self.retention.as_millis() as u64);

@@ -8,22 +8,16 @@ use redis::AsyncCommands;
 use super::SmsRecords;
 use crate::error::StoreError;
 use crate::ids::OrderId;
-use crate::keys::KeySpace;
 use crate::redis_client::Redis;
 
 #[derive(Clone)]
 pub struct RedisSmsRecords {
-    redis: Redis,
-    keys: KeySpace,
+    pub redis: Redis,
 }
 
 impl RedisSmsRecords {
-    pub fn new(redis: Redis, keys: KeySpace) -> Self {
-        Self { redis, keys }
-    }
-
     fn record(&self, order: &OrderId) -> String {
-        let prefix = self.keys.sale(&order.sale_id()).sms_sent_prefix;
+        let prefix = self.redis.keys().sale(&order.sale_id()).sms_sent_prefix;
         format!("{prefix}:{order}")
     }
 }

@@ -2,31 +2,19 @@
 //! counts it. The distinct-buyer set and the event-id set are bounded by the sale's stock.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use redis::Script;
 
 use super::{SaleStats, StatsStore, TimelinePoint};
 use crate::error::StoreError;
 use crate::event::ReservationEvent;
 use crate::ids::SaleId;
-use crate::keys::KeySpace;
 use crate::redis_client::Redis;
-
-static APPLY: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../scripts/stats_apply.lua")));
+use crate::scripts;
 
 #[derive(Clone)]
 pub struct RedisStatsStore {
-    redis: Redis,
-    keys: KeySpace,
-}
-
-impl RedisStatsStore {
-    pub fn new(redis: Redis, keys: KeySpace) -> Self {
-        Self { redis, keys }
-    }
+    pub redis: Redis,
 }
 
 #[async_trait]
@@ -37,13 +25,13 @@ impl StatsStore for RedisStatsStore {
         let mut pipe = redis::pipe();
         pipe.cmd("SCRIPT")
             .arg("LOAD")
-            .arg(include_str!("../scripts/stats_apply.lua"))
+            .arg(scripts::STATS_APPLY_SOURCE)
             .ignore();
         let invocations: Vec<_> = events
             .iter()
             .map(|event| {
-                let keys = self.keys.sale(&event.sale_id);
-                let mut invocation = APPLY.key(keys.stats_events);
+                let keys = self.redis.keys().sale(&event.sale_id);
+                let mut invocation = scripts::STATS_APPLY.key(keys.stats_events);
                 invocation
                     .key(keys.stats)
                     .key(keys.stats_buyers)
@@ -64,7 +52,7 @@ impl StatsStore for RedisStatsStore {
     }
 
     async fn read(&self, sale_id: &SaleId) -> Result<SaleStats, StoreError> {
-        let keys = self.keys.sale(sale_id);
+        let keys = self.redis.keys().sale(sale_id);
         let (totals, buyers, timeline): (BTreeMap<String, i64>, u64, BTreeMap<i64, u64>) = self
             .redis
             .call(async |c| {

@@ -7,54 +7,39 @@
 //! Replies become typed outcomes here; callers never see the script's strings.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use redis::{AsyncCommands, Script};
+use redis::AsyncCommands;
 
 use super::{OrderStatus, OutboxSizes, Reservation, StockLedger, Unpublished};
 use crate::error::StoreError;
 use crate::event::ReservationEvent;
 use crate::ids::{OrderId, SaleId, UserId};
-use crate::keys::KeySpace;
 use crate::redis_client::Redis;
 use crate::sale::Sale;
-
-static RESERVE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../scripts/reserve.lua")));
-static CREATE_SALE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../scripts/create_sale.lua")));
-static COMPLETE_ORDER: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../scripts/complete_order.lua")));
+use crate::scripts;
 
 /// Stock, buyers, outbox and order status of every sale, in Redis.
 #[derive(Clone)]
 pub struct RedisStockLedger {
-    redis: Redis,
-    keys: KeySpace,
-}
-
-impl RedisStockLedger {
-    pub fn new(redis: Redis, keys: KeySpace) -> Self {
-        Self { redis, keys }
-    }
+    pub redis: Redis,
 }
 
 #[async_trait]
 impl StockLedger for RedisStockLedger {
     async fn create_sale(&self, sale: &Sale) -> Result<bool, StoreError> {
-        let keys = self.keys.sale(&sale.id);
+        let keys = self.redis.keys().sale(&sale.id);
         let json = serde_json::to_string(sale).expect("a Sale always serialises");
         // Index first: if the script then fails, a stray id in the index is harmless, while a
         // sale missing from it would escape the reconciler.
-        let index = self.keys.sales_index();
+        let index = self.redis.keys().sales_index();
         self.redis
             .call(async |c| c.sadd::<_, _, ()>(&index, sale.id.as_str()).await)
             .await?;
         let created: bool = self
             .redis
             .call(async |c| {
-                CREATE_SALE
+                scripts::CREATE_SALE
                     .key(&keys.info)
                     .key(&keys.stock)
                     .arg(&json)
@@ -67,7 +52,7 @@ impl StockLedger for RedisStockLedger {
     }
 
     async fn sale(&self, sale_id: &SaleId) -> Result<Option<Sale>, StoreError> {
-        let key = self.keys.sale(sale_id).info;
+        let key = self.redis.keys().sale(sale_id).info;
         let json: Option<String> = self.redis.call(async |c| c.get(&key).await).await?;
         Ok(json.and_then(|json| match serde_json::from_str(&json) {
             Ok(sale) => Some(sale),
@@ -79,7 +64,7 @@ impl StockLedger for RedisStockLedger {
     }
 
     async fn remaining(&self, sale_id: &SaleId) -> Result<Option<u32>, StoreError> {
-        let key = self.keys.sale(sale_id).stock;
+        let key = self.redis.keys().sale(sale_id).stock;
         self.redis.call(async |c| c.get(&key).await).await
     }
 
@@ -89,11 +74,11 @@ impl StockLedger for RedisStockLedger {
         event: &ReservationEvent,
         payload: &str,
     ) -> Result<Reservation, StoreError> {
-        let keys = self.keys.sale(&event.sale_id);
+        let keys = self.redis.keys().sale(&event.sale_id);
         let (outcome, remaining, existing_order): (String, i64, String) = self
             .redis
             .call(async |c| {
-                RESERVE
+                scripts::RESERVE
                     .key(&keys.stock)
                     .key(&keys.buyers)
                     .key(&keys.outbox)
@@ -135,8 +120,11 @@ impl StockLedger for RedisStockLedger {
         }
         let mut pipe = redis::pipe();
         for order in orders {
-            pipe.zrem(self.keys.sale(&order.sale_id()).unpublished, order.as_str())
-                .ignore();
+            pipe.zrem(
+                self.redis.keys().sale(&order.sale_id()).unpublished,
+                order.as_str(),
+            )
+            .ignore();
         }
         self.redis
             .call(async |c| pipe.query_async::<()>(c).await)
@@ -149,10 +137,10 @@ impl StockLedger for RedisStockLedger {
         sale_id: &SaleId,
         orders: &[&OrderId],
     ) -> Result<u64, StoreError> {
-        let keys = self.keys.sale(sale_id);
+        let keys = self.redis.keys().sale(sale_id);
         self.redis
             .call(async |c| {
-                let mut invocation = COMPLETE_ORDER.key(&keys.outbox);
+                let mut invocation = scripts::COMPLETE_ORDER.key(&keys.outbox);
                 invocation.key(&keys.unpublished).key(&keys.status);
                 for order in orders {
                     invocation.arg(order.as_str());
@@ -164,7 +152,7 @@ impl StockLedger for RedisStockLedger {
 
     /// One MULTI for the batch.
     async fn fail_orders(&self, sale_id: &SaleId, orders: &[&OrderId]) -> Result<(), StoreError> {
-        let keys = self.keys.sale(sale_id);
+        let keys = self.redis.keys().sale(sale_id);
         let mut pipe = redis::pipe();
         pipe.atomic();
         for order in orders {
@@ -179,7 +167,7 @@ impl StockLedger for RedisStockLedger {
     }
 
     async fn sale_ids(&self) -> Result<Vec<SaleId>, StoreError> {
-        let key = self.keys.sales_index();
+        let key = self.redis.keys().sales_index();
         let ids: Vec<String> = self.redis.call(async |c| c.smembers(&key).await).await?;
         Ok(parse_all(ids, "sales index"))
     }
@@ -192,7 +180,7 @@ impl StockLedger for RedisStockLedger {
         before_ms: i64,
         limit: usize,
     ) -> Result<Vec<Unpublished>, StoreError> {
-        let keys = self.keys.sale(sale_id);
+        let keys = self.redis.keys().sale(sale_id);
         let orders: Vec<String> = self
             .redis
             .call(async |c| {
@@ -228,7 +216,7 @@ impl StockLedger for RedisStockLedger {
         let mut pipe = redis::pipe();
         for order in orders {
             pipe.cmd("ZADD")
-                .arg(self.keys.sale(&order.sale_id()).unpublished)
+                .arg(self.redis.keys().sale(&order.sale_id()).unpublished)
                 .arg("XX")
                 .arg(at_ms)
                 .arg(order.as_str())
@@ -240,7 +228,7 @@ impl StockLedger for RedisStockLedger {
     }
 
     async fn outbox_sizes(&self, sale_id: &SaleId) -> Result<OutboxSizes, StoreError> {
-        let keys = self.keys.sale(sale_id);
+        let keys = self.redis.keys().sale(sale_id);
         let (locked, unacknowledged) = self
             .redis
             .call(async |c| {
@@ -262,7 +250,7 @@ impl StockLedger for RedisStockLedger {
         order_id: &OrderId,
         user_id: &UserId,
     ) -> Result<Option<OrderStatus>, StoreError> {
-        let keys = self.keys.sale(&order_id.sale_id());
+        let keys = self.redis.keys().sale(&order_id.sale_id());
         let (owned_order, status): (Option<String>, Option<String>) = self
             .redis
             .call(async |c| {
@@ -284,7 +272,7 @@ impl StockLedger for RedisStockLedger {
     }
 
     async fn outbox(&self, sale_id: &SaleId) -> Result<HashMap<OrderId, String>, StoreError> {
-        let key = self.keys.sale(sale_id).outbox;
+        let key = self.redis.keys().sale(sale_id).outbox;
         let entries: HashMap<String, String> =
             self.redis.call(async |c| c.hgetall(&key).await).await?;
         Ok(entries

@@ -17,12 +17,6 @@ use sms_worker::{Config, ProviderKind};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn config(env: &TestEnv) -> Config {
-    let mut config: Config = shared::config::defaults();
-    config.consumer_group = format!("{}-sms", env.kafka.kafka_topic);
-    config
-}
-
 async fn start(env: &TestEnv, config: Config) -> RunningService {
     env.spawn_worker(&config).await
 }
@@ -43,7 +37,7 @@ fn temp_file(name: &str) -> std::path::PathBuf {
 async fn a_redelivered_event_sends_one_sms() {
     let env = TestEnv::new();
     let file = temp_file("sms");
-    let mut config = config(&env);
+    let mut config: Config = shared::config::defaults();
     config.sms_file = Some(file.clone());
     let worker = start(&env, config).await;
     let sale = env.create_sale(10).await;
@@ -104,8 +98,8 @@ async fn start_provider(failures: usize) -> (String, ScriptedProvider) {
     (url, provider)
 }
 
-fn http_config(env: &TestEnv, url: String) -> Config {
-    let mut config = config(env);
+fn http_config(url: String) -> Config {
+    let mut config: Config = shared::config::defaults();
     config.sms_provider = ProviderKind::Http;
     config.sms_http_url = url;
     config.sms_max_attempts = NonZeroU32::new(3).expect("3 > 0");
@@ -116,7 +110,7 @@ fn http_config(env: &TestEnv, url: String) -> Config {
 async fn a_failing_provider_is_retried_then_the_message_is_dead_lettered() {
     let env = TestEnv::new();
     let (url, provider) = start_provider(usize::MAX).await;
-    let worker = start(&env, http_config(&env, url)).await;
+    let worker = start(&env, http_config(url)).await;
     let sale = env.create_sale(10).await;
     let (event, payload) = env.reserve(&sale, "carol").await;
     env.publish_raw("k", payload.as_bytes()).await;
@@ -142,7 +136,7 @@ async fn a_failing_provider_is_retried_then_the_message_is_dead_lettered() {
 async fn a_provider_that_recovers_gets_the_message_once() {
     let env = TestEnv::new();
     let (url, provider) = start_provider(2).await;
-    let worker = start(&env, http_config(&env, url)).await;
+    let worker = start(&env, http_config(url)).await;
     let sale = env.create_sale(10).await;
     let (_, payload) = env.reserve(&sale, "dave").await;
     let (_, second_payload) = env.reserve(&sale, "erin").await;

@@ -10,9 +10,9 @@ const WAIT: Duration = Duration::from_secs(30);
 #[tokio::test]
 async fn a_redelivered_event_is_counted_once() {
     let env = TestEnv::new();
-    let mut config: Config = shared::config::defaults();
-    config.consumer_group = format!("{}-stats", env.kafka.kafka_topic);
-    let worker = env.spawn_worker(&config).await;
+    let worker = env
+        .spawn_worker(&shared::config::defaults::<Config>())
+        .await;
 
     let sale = env.create_sale(10).await;
     let (_, first) = env.reserve(&sale, "alice").await;
