@@ -47,6 +47,7 @@ pub struct OrderWorker {
 
 /// The order worker `config` describes, on the database, backends and bus its URLs name.
 pub fn build(config: &Config) -> anyhow::Result<OrderWorker> {
+    config.validate().map_err(RefusedToStart)?;
     let orders = store::open(&config.database_url, config.database_max_connections)?;
     let backends = Backends::open(&config.worker.redis)?;
     let bus = EventBus::connect(&config.worker.kafka)?;

@@ -129,6 +129,7 @@ impl Recorder {
                 .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
             chart
                 .configure_mesh()
+                .light_line_style(WHITE)
                 .x_desc("seconds into the run")
                 .y_desc(panel.unit_caption())
                 .label_style(("sans-serif", 10))
