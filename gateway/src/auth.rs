@@ -23,6 +23,8 @@ use crate::error::ApiError;
 struct Claims {
     sub: String,
     exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
 }
 
 /// Signs and checks user tokens.
@@ -31,18 +33,30 @@ pub struct TokenKeys {
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
+    audience: Option<String>,
 }
 
 impl TokenKeys {
-    pub fn new(secret: &str, ttl: Duration) -> Self {
+    /// Keys for tokens signed with `secret`, minted for `ttl`. With an `audience`, a token must
+    /// name it in `aud`; without one, `aud` is not looked at (a login service may set it for
+    /// its own reasons). A token used before its `nbf` is refused either way.
+    pub fn new(secret: &str, ttl: Duration, audience: Option<&str>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 5;
+        validation.validate_nbf = true;
+        if let Some(audience) = audience {
+            validation.set_audience(&[audience]);
+            validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        } else {
+            validation.validate_aud = false;
+            validation.set_required_spec_claims(&["exp", "sub"]);
+        }
         Self {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             validation,
             ttl,
+            audience: audience.map(str::to_owned),
         }
     }
 
@@ -52,6 +66,7 @@ impl TokenKeys {
         let claims = Claims {
             sub: user_id.to_string(),
             exp,
+            aud: self.audience.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|error| ApiError::Internal(format!("signing a token failed: {error}")))
@@ -63,6 +78,9 @@ impl TokenKeys {
             .map_err(|error| match error.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     ApiError::Unauthenticated("the token has expired")
+                }
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                    ApiError::Unauthenticated("the token is not valid yet")
                 }
                 _ => ApiError::Unauthenticated("the token is not valid"),
             })?;
@@ -151,15 +169,19 @@ mod tests {
 
     #[test]
     fn a_minted_token_verifies_to_its_user() {
-        let keys = TokenKeys::new(SECRET, Duration::from_mins(1));
+        let keys = TokenKeys::new(SECRET, Duration::from_mins(1), None);
         let token = keys.mint(&"alice".parse().unwrap()).unwrap();
         assert_eq!(keys.verify(&token).unwrap().as_str(), "alice");
     }
 
     #[test]
     fn a_token_signed_with_another_secret_is_refused() {
-        let other_keys = TokenKeys::new("another-secret-another-secret-xx", Duration::from_mins(1));
-        let keys = TokenKeys::new(SECRET, Duration::from_mins(1));
+        let other_keys = TokenKeys::new(
+            "another-secret-another-secret-xx",
+            Duration::from_mins(1),
+            None,
+        );
+        let keys = TokenKeys::new(SECRET, Duration::from_mins(1), None);
         let token = other_keys.mint(&"mallory".parse().unwrap()).unwrap();
         let err = keys.verify(&token).unwrap_err();
         assert!(matches!(
@@ -170,10 +192,11 @@ mod tests {
 
     #[test]
     fn an_expired_token_is_refused_as_expired() {
-        let keys = TokenKeys::new(SECRET, Duration::from_mins(1));
+        let keys = TokenKeys::new(SECRET, Duration::from_mins(1), None);
         let claims = Claims {
             sub: "bob".into(),
             exp: jsonwebtoken::get_current_timestamp() - 3600,
+            aud: None,
         };
         let token = jsonwebtoken::encode(&Header::default(), &claims, &keys.encoding).unwrap();
         let err = keys.verify(&token).unwrap_err();
@@ -183,18 +206,58 @@ mod tests {
         ));
     }
 
+    /// A token with `claims` (JSON) signed with the test secret.
+    fn signed(claims: &serde_json::Value) -> String {
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        jsonwebtoken::encode(&Header::default(), claims, &key).unwrap()
+    }
+
+    #[test]
+    fn an_audience_is_ignored_unless_one_is_configured_and_then_required() {
+        let exp = jsonwebtoken::get_current_timestamp() + 60;
+        let for_shop = signed(&serde_json::json!({"sub": "carol", "exp": exp, "aud": "shop"}));
+        let without = signed(&serde_json::json!({"sub": "carol", "exp": exp}));
+        let any_audience = TokenKeys::new(SECRET, Duration::from_mins(1), None);
+        assert_eq!(any_audience.verify(&for_shop).unwrap().as_str(), "carol");
+        let shop_only = TokenKeys::new(SECRET, Duration::from_mins(1), Some("shop"));
+        assert_eq!(shop_only.verify(&for_shop).unwrap().as_str(), "carol");
+        let for_other = signed(&serde_json::json!({"sub": "carol", "exp": exp, "aud": "other"}));
+        assert!(shop_only.verify(&for_other).is_err());
+        assert!(
+            shop_only.verify(&without).is_err(),
+            "the audience is required"
+        );
+        let minted = shop_only.mint(&"dave".parse().unwrap()).unwrap();
+        assert_eq!(shop_only.verify(&minted).unwrap().as_str(), "dave");
+    }
+
+    #[test]
+    fn a_token_used_before_its_not_before_time_is_refused() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let early =
+            signed(&serde_json::json!({"sub": "erin", "exp": now + 3600, "nbf": now + 600}));
+        let keys = TokenKeys::new(SECRET, Duration::from_mins(1), None);
+        assert!(matches!(
+            keys.verify(&early),
+            Err(ApiError::Unauthenticated("the token is not valid yet"))
+        ));
+        let ripe = signed(&serde_json::json!({"sub": "erin", "exp": now + 3600, "nbf": now - 1}));
+        assert!(keys.verify(&ripe).is_ok());
+    }
+
     #[test]
     fn garbage_is_not_a_token() {
-        let keys = TokenKeys::new(SECRET, Duration::from_mins(1));
+        let keys = TokenKeys::new(SECRET, Duration::from_mins(1), None);
         assert!(keys.verify("not.a.jwt").is_err());
     }
 
     #[test]
     fn a_token_whose_subject_is_no_user_id_is_refused() {
-        let keys = TokenKeys::new(SECRET, Duration::from_mins(1));
+        let keys = TokenKeys::new(SECRET, Duration::from_mins(1), None);
         let claims = Claims {
             sub: String::new(),
             exp: jsonwebtoken::get_current_timestamp() + 60,
+            aud: None,
         };
         let token = jsonwebtoken::encode(&Header::default(), &claims, &keys.encoding).unwrap();
         assert!(matches!(

@@ -27,6 +27,11 @@ pub struct Config {
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, default_value = "")]
     pub admin_token: Secret,
 
+    /// Audience (`aud`) the login service writes into users' tokens; when set, a token for any
+    /// other audience, or none, is refused. Unset: `aud` is not checked.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
     /// Lifetime of the user tokens minted by `POST /api/v1/admin/tokens`.
     #[arg(long, env = "TOKEN_TTL_SECS", default_value_t = 3600)]
     pub token_ttl_secs: u64,

@@ -12,7 +12,7 @@ use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use shared::ids::{OrderId, SaleId};
+use shared::ids::{OrderId, SaleId, UserId};
 
 use crate::error::ApiError;
 
@@ -46,31 +46,39 @@ fn rejection_to_error(rejection: &JsonRejection, BodyLimit(bytes): BodyLimit) ->
     }
 }
 
-/// An id in the request path, parsed. A string that cannot be such an id names nothing, so it
-/// is answered exactly like an id that exists nowhere (`PathId<SaleId>`: 404 `unknown_sale`;
-/// `PathId<OrderId>`: 404 `not_found`).
+/// An id in the request path, parsed. A segment that cannot be such an id (not even UTF-8,
+/// as `%FF`) gets the JSON answer its kind of id calls for ([`IdInPath::refusal`]).
 pub struct PathId<T>(pub T);
 
-/// What a path id that names nothing answers.
-pub trait NamesNothing {
-    fn names_nothing() -> ApiError;
+/// How the API answers a path segment that is not a valid id of this kind.
+pub trait IdInPath: FromStr {
+    fn refusal() -> ApiError;
 }
 
-impl NamesNothing for SaleId {
-    fn names_nothing() -> ApiError {
+/// It names no sale, exactly like a valid id of a sale that does not exist: 404 `unknown_sale`.
+impl IdInPath for SaleId {
+    fn refusal() -> ApiError {
         ApiError::UnknownSale
     }
 }
 
-impl NamesNothing for OrderId {
-    fn names_nothing() -> ApiError {
+/// It names no order: 404 `not_found`, as for anyone else's order.
+impl IdInPath for OrderId {
+    fn refusal() -> ApiError {
         ApiError::NotFound
+    }
+}
+
+/// A user id is the caller's input (an admin names the user): 400 saying what a valid one is.
+impl IdInPath for UserId {
+    fn refusal() -> ApiError {
+        ApiError::BadRequest(format!("the path must end in a user id: {}", UserId::RULE))
     }
 }
 
 impl<S, T> FromRequestParts<S> for PathId<T>
 where
-    T: FromStr + NamesNothing,
+    T: IdInPath,
     S: Send + Sync,
 {
     type Rejection = ApiError;
@@ -78,7 +86,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|_| T::names_nothing())?;
-        raw.parse().map(Self).map_err(|_| T::names_nothing())
+            .map_err(|_| T::refusal())?;
+        raw.parse().map(Self).map_err(|_| T::refusal())
     }
 }

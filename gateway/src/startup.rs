@@ -60,6 +60,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (config, state) = (gateway.config, gateway.state);
+    // A copy that starts empty would let every banned user buy until the first poll.
+    let first_sync = tokio::time::timeout(config.blacklist_sync(), state.blacklist.sync()).await;
+    if !matches!(first_sync, Ok(Ok(()))) {
+        tracing::warn!("the blacklist could not be loaded before serving; not ready until it is");
+    }
     let acknowledger = tokio::spawn(record_acknowledgements(
         gateway.acknowledgements,
         state.ledger.clone(),

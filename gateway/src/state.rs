@@ -18,6 +18,9 @@ use crate::extract::BodyLimit;
 use crate::risk::blacklist::BlacklistCopy;
 use crate::risk::limits::RateLimits;
 
+/// Syncs of the blacklist copy that may fail in a row before the gateway is not ready.
+const BLACKLIST_SYNCS_MISSED_AT_MOST: u32 = 3;
+
 /// Cheap to clone: one `Arc` around the shared parts.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -35,6 +38,8 @@ pub struct Inner {
     pub body_limit: BodyLimit,
     /// How long `/readyz` waits for each dependency.
     pub probe_timeout: Duration,
+    /// The oldest the blacklist copy may be for `/readyz` to report ready.
+    pub blacklist_max_age: Duration,
 }
 
 impl Deref for AppState {
@@ -54,6 +59,7 @@ impl AppState {
             tokens: Arc::new(TokenKeys::new(
                 config.jwt_secret.expose(),
                 Duration::from_secs(config.token_ttl_secs),
+                config.jwt_audience.as_deref(),
             )),
             admin_token: AdminToken::new(config.admin_token.clone()),
             limits: RateLimits::new(
@@ -69,6 +75,7 @@ impl AppState {
             prometheus: shared::telemetry::prometheus(),
             body_limit: BodyLimit(config.body_limit_bytes),
             probe_timeout: Duration::from_secs(1),
+            blacklist_max_age: config.blacklist_sync() * BLACKLIST_SYNCS_MISSED_AT_MOST,
         }))
     }
 }

@@ -6,14 +6,14 @@
 //! all-in-one runner hands in the very stores its services use.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::num::{NonZeroU32, NonZeroU64};
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::StreamExt;
-use order_worker::store::OrderStore;
+use order_worker::store::{DatabaseSettings, OrderStore};
 use shared::backends::{Backends, MEMORY_SCHEME};
 use shared::config::RedisArgs;
 use shared::consumer::LAG_MESSAGES;
@@ -77,10 +77,7 @@ impl Probes {
             return Ok(None);
         }
         let orders = match &args.database_url {
-            Some(url) => Some(order_worker::store::open(
-                url,
-                NonZeroU32::new(2).expect("2 > 0"),
-            )?),
+            Some(url) => Some(order_worker::store::open(url, DatabaseSettings::default())?),
             None => None,
         };
         let ledger = match &args.redis_url {

@@ -8,6 +8,7 @@ use shared::consumer::{LoopSettings, RetryPolicy};
 use shared::worker::WorkerArgs;
 
 use crate::reconciler::ReconcilerSettings;
+use crate::store::DatabaseSettings;
 
 /// Consumer group `order-worker`: reservations become PostgreSQL orders; also runs the
 /// outbox reconciler (one instance at a time, by lease).
@@ -22,6 +23,11 @@ pub struct Config {
     /// Connections in the database pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = NonZeroU32::new(8).expect("8 > 0"))]
     pub database_max_connections: NonZeroU32,
+
+    /// The longest one database call may take; PostgreSQL cancels a statement past it (a lock
+    /// wait included), and a call never answered counts as the database being unavailable.
+    #[arg(long, env = "DATABASE_TIMEOUT_MS", default_value_t = NonZeroU64::new(5000).expect("5000 > 0"))]
+    pub database_timeout_ms: NonZeroU64,
 
     /// Most events inserted in one statement.
     #[arg(long, env = "ORDER_BATCH_SIZE", default_value_t = NonZeroUsize::new(500).expect("500 > 0"))]
@@ -70,6 +76,14 @@ impl Config {
             return Err("RECONCILE_LEASE_MS must be longer than RECONCILE_INTERVAL_MS, or the lease lapses between sweeps".into());
         }
         self.worker.validate()
+    }
+
+    /// How the order store talks to its database.
+    pub fn database_settings(&self) -> DatabaseSettings {
+        DatabaseSettings {
+            max_connections: self.database_max_connections,
+            timeout: Duration::from_millis(self.database_timeout_ms.get()),
+        }
     }
 
     /// The loop of group `CONSUMER_GROUP` (default `order-worker`).

@@ -37,7 +37,7 @@ impl OrderHandler {
     ) -> Result<(HashSet<OrderId>, Vec<uuid::Uuid>), HandlerError> {
         match self.store.insert(batch).await {
             Ok(present) => return Ok((present, Vec::new())),
-            Err(OrderStoreError::Unavailable(error)) => {
+            Err(error @ (OrderStoreError::Unavailable(_) | OrderStoreError::TimedOut(_))) => {
                 return Err(HandlerError::Unavailable(error.to_string()));
             }
             Err(OrderStoreError::Rejected(error)) => {
@@ -53,7 +53,7 @@ impl OrderHandler {
                     tracing::error!(%error, event_id = %delivery.event.event_id, "order rejected by the database");
                     rejected.push(delivery.event.event_id);
                 }
-                Err(OrderStoreError::Unavailable(error)) => {
+                Err(error @ (OrderStoreError::Unavailable(_) | OrderStoreError::TimedOut(_))) => {
                     return Err(HandlerError::Unavailable(error.to_string()));
                 }
             }

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use shared::backends::Backends;
 use shared::config::RefusedToStart;
+use shared::consumer::batch::{Step, sleep_unless_shutdown};
 use shared::ids::OrderId;
 use shared::kafka::EventBus;
 use shared::publisher::{Publisher, record_acknowledgements};
@@ -48,7 +49,7 @@ pub struct OrderWorker {
 /// The order worker `config` describes, on the database, backends and bus its URLs name.
 pub fn build(config: &Config) -> anyhow::Result<OrderWorker> {
     config.validate().map_err(RefusedToStart)?;
-    let orders = store::open(&config.database_url, config.database_max_connections)?;
+    let orders = store::open(&config.database_url, config.database_settings())?;
     let backends = Backends::open(&config.worker.redis)?;
     let bus = EventBus::connect(&config.worker.kafka)?;
     build_on(config, &backends, &bus, orders)
@@ -81,43 +82,48 @@ pub fn build_on(
     })
 }
 
-/// Migrates the order table, then consumes and reconciles until `shutdown`; returns after
-/// the final commit.
+/// Starts the reconciler, migrates the order table, then consumes until `shutdown`; returns
+/// after the final commit.
+///
+/// The reconciler comes first: it needs Redis and Kafka only, and while PostgreSQL is down it
+/// still re-publishes the locks whose events never reached the broker, so the SMS and
+/// statistics workers are not held up by the order table.
 pub async fn serve(
     order_worker: OrderWorker,
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    migrate_with_retry(order_worker.orders.as_ref(), &shutdown).await?;
     let acknowledger = tokio::spawn(record_acknowledgements(
         order_worker.acknowledgements,
         order_worker.ledger,
     ));
     let reconciling = tokio::spawn(order_worker.reconciler.run(shutdown.clone()));
-    let consumed = shared::worker::serve(order_worker.worker, http, shutdown.clone()).await;
+    let consumed = match migrate_with_retry(order_worker.orders.as_ref(), &shutdown).await {
+        Step::Done => shared::worker::serve(order_worker.worker, http, shutdown.clone()).await,
+        Step::Interrupted => Ok(()), // stopped before the database ever answered
+    };
     shutdown.cancel();
     reconciling.await?; // drops the last producer handle, which ends the acknowledger
     acknowledger.await?;
     consumed
 }
 
-/// Applies migrations, waiting for the database if it is not up yet.
-async fn migrate_with_retry(
-    store: &dyn OrderStore,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
+/// Applies migrations, waiting for the database if it is not up yet, until `shutdown`.
+async fn migrate_with_retry(store: &dyn OrderStore, shutdown: &CancellationToken) -> Step {
     let mut delay = Duration::from_millis(200);
     loop {
-        match store.migrate().await {
-            Ok(()) => return Ok(()),
-            Err(error) => {
-                tracing::warn!(%error, ?delay, "migrations failed (is the database up?); retrying");
-                tokio::select! {
-                    () = shutdown.cancelled() => anyhow::bail!("shut down before the database was reachable"),
-                    () = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
+        let migrated = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Step::Interrupted,
+            migrated = store.migrate() => migrated,
+        };
+        let Err(error) = migrated else {
+            return Step::Done;
+        };
+        tracing::warn!(%error, ?delay, "migrations failed (is the database up?); retrying");
+        if sleep_unless_shutdown(delay, shutdown).await == Step::Interrupted {
+            return Step::Interrupted;
         }
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

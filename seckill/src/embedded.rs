@@ -14,7 +14,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use order_worker::store::OrderStore;
+use order_worker::store::{DatabaseSettings, OrderStore};
 use shared::backends::Backends;
 use shared::config::{KafkaArgs, Secret, defaults};
 use shared::kafka::EventBus;
@@ -43,7 +43,11 @@ impl Embedded {
             ))
         };
         let database_url = format!("sqlite:{}", data_dir.join("orders.db").display());
-        let orders = order_worker::store::open(&database_url, NonZeroU32::new(8).expect("8 > 0"))?;
+        let database = DatabaseSettings {
+            max_connections: NonZeroU32::new(8).expect("8 > 0"),
+            ..DatabaseSettings::default()
+        };
+        let orders = order_worker::store::open(&database_url, database)?;
         Ok(Self {
             backends: Backends::in_memory(),
             bus: EventBus::embedded(&defaults::<KafkaArgs>())?,

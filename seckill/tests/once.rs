@@ -32,7 +32,7 @@ async fn the_embedded_demo_sells_exactly_the_stock_and_proves_it() {
     // Read the SQLite file again, independently of the load test's own checks.
     let orders = order_worker::store::open(
         &format!("sqlite:{}", data_dir.path().join("orders.db").display()),
-        NonZeroU32::MIN,
+        order_worker::store::DatabaseSettings::default(),
     )
     .unwrap()
     .sale_orders(&summary.sale_id.parse().unwrap())

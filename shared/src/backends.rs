@@ -7,7 +7,11 @@
 //! | `REDIS_URL` | backend |
 //! | --- | --- |
 //! | `redis://…`, `rediss://…`, `unix://…` | Redis: the Lua scripts, shared by every process |
-//! | `memory:` | this process's memory: shared by every service handed the same [`Backends`], gone when it exits |
+//! | (none: [`Backends::in_memory`]) | this process's memory: shared by every service handed the same [`Backends`], gone when it exits |
+//!
+//! A service started on its own refuses `REDIS_URL=memory:` ([`OpenError::InProcessOnly`]):
+//! its stock would be its own, and two gateways would each sell all of it. Only code that
+//! starts every service in one process (the all-in-one runner, tests) builds in-memory stores.
 //!
 //! A service asks its `Backends` for the stores it needs ([`Backends::ledger`],
 //! [`Backends::blacklist`], …) and nothing else; a worker with a store of its own builds it
@@ -27,8 +31,19 @@ use crate::sms_records::{MemorySmsRecords, RedisSmsRecords, SmsRecords};
 use crate::stats::{MemoryStatsStore, RedisStatsStore, StatsStore};
 use crate::stock::{MemoryStockLedger, RedisStockLedger, StockLedger};
 
-/// The scheme of in-process backends in `REDIS_URL`.
+/// The scheme a `REDIS_URL` for in-process stores would have; refused by [`Backends::open`].
 pub const MEMORY_SCHEME: &str = "memory:";
+
+/// Why [`Backends::open`] refused a `REDIS_URL`.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "REDIS_URL=memory: would keep the stock inside this one process, shared with no other (two gateways would each sell the whole stock); in-process stores are for the all-in-one runner (cargo run -p seckill), which builds them itself. Give a redis:// URL"
+    )]
+    InProcessOnly,
+    #[error("REDIS_URL is not a usable Redis URL: {0}")]
+    Url(#[from] redis::RedisError),
+}
 
 /// One deployment's key-value state. Cheap to clone; clones share the state.
 #[derive(Clone)]
@@ -51,11 +66,11 @@ enum CounterSets {
 }
 
 impl Backends {
-    /// The backends `args.redis_url` names. Redis connects lazily (a service starts, and reports
-    /// not ready, while Redis is down); fails only on a malformed URL.
-    pub fn open(args: &RedisArgs) -> Result<Self, redis::RedisError> {
+    /// The Redis backends `args.redis_url` names. Redis connects lazily (a service starts, and
+    /// reports not ready, while Redis is down); fails only on a URL that is not Redis's.
+    pub fn open(args: &RedisArgs) -> Result<Self, OpenError> {
         if args.redis_url.starts_with(MEMORY_SCHEME) {
-            return Ok(Self::in_memory());
+            return Err(OpenError::InProcessOnly);
         }
         let redis = Redis::connect_lazily(args)?;
         Ok(Self(Arc::new(Stores {
@@ -153,7 +168,7 @@ mod tests {
     fn clones_of_in_memory_backends_share_their_stores_and_new_ones_do_not() {
         let backends = Backends::in_memory();
         let clone = backends.clone();
-        let other = Backends::open(&args("memory:")).unwrap();
+        let other = Backends::in_memory();
         assert!(Arc::ptr_eq(&backends.ledger(), &clone.ledger()));
         assert!(!Arc::ptr_eq(&backends.ledger(), &other.ledger()));
         let retention = Duration::from_mins(1);
@@ -170,6 +185,19 @@ mod tests {
 
     #[test]
     fn a_malformed_redis_url_is_refused() {
-        assert!(Backends::open(&args("not a url")).is_err());
+        assert!(matches!(
+            Backends::open(&args("not a url")),
+            Err(OpenError::Url(_))
+        ));
+    }
+
+    #[test]
+    fn in_process_stores_are_refused_to_a_service_started_alone_with_the_reason() {
+        let error = Backends::open(&args("memory:")).err().unwrap();
+        assert!(matches!(error, OpenError::InProcessOnly));
+        assert!(
+            error.to_string().contains("each sell the whole stock"),
+            "{error}"
+        );
     }
 }

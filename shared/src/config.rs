@@ -18,8 +18,7 @@ use clap::{Args, Command, ValueEnum};
 /// Where Redis is and how long to wait for it.
 #[derive(Args, Clone, Debug)]
 pub struct RedisArgs {
-    /// Redis URL, e.g. redis://127.0.0.1:6379/0; or memory: for stores inside this process
-    /// (shared by every service of the process, gone when it exits).
+    /// Redis URL, e.g. redis://127.0.0.1:6379/0.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
 
@@ -51,8 +50,7 @@ impl RedisArgs {
 /// Where Kafka is and which topics carry the reservations.
 #[derive(Args, Clone, Debug)]
 pub struct KafkaArgs {
-    /// Comma-separated bootstrap brokers, host:port; or mock: for an embedded Kafka-protocol
-    /// cluster inside this process (librdkafka's mock cluster).
+    /// Comma-separated bootstrap brokers, host:port.
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub kafka_brokers: String,
 

@@ -75,52 +75,36 @@ impl TestEnv {
     pub fn new() -> Self {
         let var =
             |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
-        Self::with(
+        let (redis, kafka) = namespace(
             var("REDIS_URL", "redis://127.0.0.1:6379"),
             var("KAFKA_BROKERS", "127.0.0.1:9092"),
-            var("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/seckill"),
-            None,
-        )
+        );
+        Self {
+            backends: Backends::open(&redis).expect("REDIS_URL names Redis"),
+            bus: EventBus::connect(&kafka).expect("KAFKA_BROKERS names brokers"),
+            redis,
+            kafka,
+            database_url: var("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/seckill"),
+            sqlite_file: None,
+        }
     }
 
     /// A namespace on the embedded backends: in-process stores, a mock Kafka cluster and a
     /// SQLite file of its own.
     pub fn embedded() -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let file = std::env::temp_dir().join(format!("seckill-test-{id}.db"));
-        Self::with(
+        let (redis, kafka) = namespace(
             crate::backends::MEMORY_SCHEME.to_owned(),
             MOCK_SCHEME.to_owned(),
-            format!("sqlite:{}", file.display()),
-            Some(file),
-        )
-    }
-
-    fn with(
-        redis_url: String,
-        kafka_brokers: String,
-        database_url: String,
-        sqlite_file: Option<PathBuf>,
-    ) -> Self {
+        );
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let redis = RedisArgs {
-            redis_url,
-            redis_key_prefix: format!("test-{id}"),
-            redis_timeout_ms: std::num::NonZeroU64::new(2000).expect("2000 > 0"),
-        };
-        let kafka = KafkaArgs {
-            kafka_brokers,
-            kafka_topic: format!("test-{id}"),
-            kafka_dlq_topic: format!("test-{id}.dlq"),
-            kafka_topic_partitions: std::num::NonZeroU16::new(TEST_PARTITIONS).expect("2 > 0"),
-        };
+        let file = std::env::temp_dir().join(format!("seckill-test-{id}.db"));
         Self {
-            backends: Backends::open(&redis).expect("REDIS_URL parses"),
-            bus: EventBus::connect(&kafka).expect("KAFKA_BROKERS names a bus"),
+            backends: Backends::in_memory(),
+            bus: EventBus::embedded(&kafka).expect("an embedded Kafka cluster starts"),
             redis,
             kafka,
-            database_url,
-            sqlite_file,
+            database_url: format!("sqlite:{}", file.display()),
+            sqlite_file: Some(file),
         }
     }
 
@@ -261,6 +245,23 @@ impl Drop for TestEnv {
             None => delete_keys(&self.redis.redis_url, &self.redis.redis_key_prefix),
         }
     }
+}
+
+/// The settings of a fresh namespace: its own key prefix and topics.
+fn namespace(redis_url: String, kafka_brokers: String) -> (RedisArgs, KafkaArgs) {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let redis = RedisArgs {
+        redis_url,
+        redis_key_prefix: format!("test-{id}"),
+        redis_timeout_ms: std::num::NonZeroU64::new(2000).expect("2000 > 0"),
+    };
+    let kafka = KafkaArgs {
+        kafka_brokers,
+        kafka_topic: format!("test-{id}"),
+        kafka_dlq_topic: format!("test-{id}.dlq"),
+        kafka_topic_partitions: std::num::NonZeroU16::new(TEST_PARTITIONS).expect("2 > 0"),
+    };
+    (redis, kafka)
 }
 
 /// Up to `expected` messages of `topic`, read from the start of every partition without a

@@ -21,7 +21,7 @@ use shared::backends::Backends;
 use shared::consumer::{LoopSettings, RetryPolicy};
 use shared::worker::{WorkerArgs, WorkerConfig};
 
-use crate::handler::SmsHandler;
+use crate::handler::{RecordLifetimes, SmsHandler};
 use crate::provider::{HttpProvider, JsonLinesProvider, Provider};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -59,6 +59,11 @@ pub struct Config {
     /// Attempts per message before it goes to the dead-letter topic.
     #[arg(long, env = "SMS_MAX_ATTEMPTS", default_value_t = NonZeroU32::new(5).expect("5 > 0"))]
     pub sms_max_attempts: NonZeroU32,
+
+    /// How long a sender's claim on an order's SMS lasts; must be longer than one provider
+    /// call, so a live sender never loses it, and is how long a dead sender's order waits.
+    #[arg(long, env = "SMS_CLAIM_TTL_MS", default_value_t = NonZeroU64::new(30_000).expect("30 s > 0"))]
+    pub sms_claim_ttl_ms: NonZeroU64,
 
     /// Lifetime of the per-order "sent" records that make redelivery harmless.
     #[arg(long, env = "SMS_RECORD_TTL_SECS", default_value_t = NonZeroU64::new(7 * 24 * 3600).expect("a week > 0"))]
@@ -98,17 +103,24 @@ impl WorkerConfig for Config {
                 Duration::from_millis(self.sms_http_timeout_ms.get()),
             )?),
         };
+        let lifetimes = RecordLifetimes {
+            claim: Duration::from_millis(self.sms_claim_ttl_ms.get()),
+            sent: Duration::from_secs(self.sms_record_ttl_secs.get()),
+        };
         Ok(SmsHandler::new(
             provider,
             self.sms_rate_per_sec,
             backends.sms_records(),
-            Duration::from_secs(self.sms_record_ttl_secs.get()),
+            lifetimes,
         ))
     }
 
     fn validate(&self) -> Result<(), String> {
         if self.sms_provider == ProviderKind::Http && self.sms_http_url.trim().is_empty() {
             return Err("SMS_HTTP_URL is not set; the http provider needs it".into());
+        }
+        if self.sms_claim_ttl_ms <= self.sms_http_timeout_ms {
+            return Err("SMS_CLAIM_TTL_MS must be longer than SMS_HTTP_TIMEOUT_MS, or a slow send would lose its claim to another instance".into());
         }
         Ok(())
     }

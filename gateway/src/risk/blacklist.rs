@@ -5,10 +5,14 @@
 //! just before the script at no network cost. Admin changes move a version counter in the same
 //! atomic step; every gateway polls that counter and reloads the set only when it moved, so
 //! the copy is at most one sync interval stale and the poll costs one GET.
+//!
+//! The gateway syncs once before it serves, and reports itself not ready while the copy is
+//! older than a few intervals (Redis unreachable): a stale copy lets a banned user buy.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use shared::blacklist::{Blacklist, BlacklistUpdate};
 use shared::error::StoreError;
@@ -19,6 +23,8 @@ pub struct BlacklistCopy {
     users: RwLock<HashSet<UserId>>,
     /// The store's version the copy was loaded at; -1 before the first load.
     version: AtomicI64,
+    /// When the copy was last confirmed current; `None` before the first sync.
+    confirmed_at: Mutex<Option<Instant>>,
 }
 
 impl BlacklistCopy {
@@ -27,7 +33,16 @@ impl BlacklistCopy {
             store,
             users: RwLock::default(),
             version: AtomicI64::new(-1),
+            confirmed_at: Mutex::default(),
         }
+    }
+
+    /// Whether the copy was confirmed current within `max_age`.
+    pub fn is_fresh(&self, max_age: Duration) -> bool {
+        self.confirmed_at
+            .lock()
+            .expect("blacklist lock poisoned")
+            .is_some_and(|at| at.elapsed() <= max_age)
     }
 
     pub fn contains(&self, user_id: &UserId) -> bool {
@@ -59,6 +74,7 @@ impl BlacklistCopy {
             *self.users.write().expect("blacklist lock poisoned") = users;
             self.version.store(version, Ordering::Release);
         }
+        *self.confirmed_at.lock().expect("blacklist lock poisoned") = Some(Instant::now());
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! Admin calls: create sales, mint user tokens, maintain the blacklist.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use shared::ids::UserId;
@@ -9,7 +9,7 @@ use shared::sale::Sale;
 
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, PathId};
 use crate::state::AppState;
 
 /// `POST /api/v1/admin/sales`: creates a sale and pre-warms its stock in Redis.
@@ -63,11 +63,8 @@ pub async fn ban(
 pub async fn unban(
     _: Admin,
     State(state): State<AppState>,
-    Path(user_id): Path<String>,
+    PathId(user_id): PathId<UserId>,
 ) -> Result<StatusCode, ApiError> {
-    let user_id: UserId = user_id
-        .parse()
-        .map_err(|error: shared::ids::InvalidId| ApiError::BadRequest(error.to_string()))?;
     state.blacklist.set_banned(&user_id, false).await?;
     tracing::info!(%user_id, "user removed from the blacklist");
     Ok(StatusCode::NO_CONTENT)

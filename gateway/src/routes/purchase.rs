@@ -2,11 +2,12 @@
 //!
 //! Cheapest refusals first, so abuse costs the least: the token, the user's rate limit, the
 //! blacklist copy, the cached sale and its window, the local sold-out flag; only then the one
-//! Redis round trip that decides. The event is enqueued for Kafka after the lock and the
-//! answer goes out at once: a failed publish is logged and counted, never retried here, because
+//! Redis round trip that decides (and, should its answer be lost, one question that finds out
+//! what it decided). The event is enqueued for Kafka after the lock and the answer goes out at
+//! once: a failed publish is logged and counted, never retried here, because
 //! the outbox entry the script wrote is what the reconciler re-publishes.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -16,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
 use metrics::{counter, histogram};
 use serde::{Deserialize, Serialize};
+use shared::error::StoreError;
 use shared::event::ReservationEvent;
 use shared::ids::{OrderId, SaleId};
 use shared::kafka::{TRACEPARENT_HEADER, traceparent_for};
@@ -30,6 +32,15 @@ use crate::state::AppState;
 pub const PURCHASES_TOTAL: &str = "seckill_purchases_total";
 /// Time to answer a purchase attempt.
 pub const PURCHASE_DURATION_SECONDS: &str = "seckill_purchase_duration_seconds";
+/// Stock locks whose answer was lost, by what the ledger then said (`locked`, `nothing`).
+pub const LOST_ANSWERS_TOTAL: &str = "seckill_lost_lock_answers_total";
+
+/// How long a purchase whose lock answer was lost keeps asking the ledger what happened.
+const LOST_ANSWER_PATIENCE: Duration = Duration::from_secs(1);
+
+/// A 503 after which the buyer holds nothing: the ledger said so.
+const NOTHING_LOCKED: &str =
+    "the stock service did not answer in time and nothing was locked; try again";
 
 /// The outcomes a dashboard rates. A stock sells out in well under one scrape interval, so a
 /// series born at the first acceptance would already hold its final count when first scraped,
@@ -70,10 +81,9 @@ pub async fn purchase(
     let incoming_trace = headers
         .get(TRACEPARENT_HEADER)
         .and_then(|value| value.to_str().ok());
-    let BodyLimit(body_limit_bytes) = state.body_limit;
     let result = match body {
         Ok(body) => decide(&state, sale_id, user, &body, incoming_trace).await,
-        Err(_) => Err(ApiError::PayloadTooLarge(body_limit_bytes)),
+        Err(rejection) => Err(body_refusal(&rejection, state.body_limit)),
     };
     let outcome = match &result {
         Ok(_) => "accepted",
@@ -122,7 +132,11 @@ async fn decide(
         entry.sale.price_cents,
     );
     let payload = event.to_json();
-    match state.ledger.reserve(&event, &payload).await? {
+    let decided = match state.ledger.reserve(&event, &payload).await {
+        Ok(decided) => decided,
+        Err(error) => lost_answer(state, &event, error).await?,
+    };
+    match decided {
         Reservation::Reserved { remaining } => {
             if remaining == 0 {
                 entry.mark_sold_out();
@@ -149,6 +163,59 @@ async fn decide(
         order_id: event.order_id,
         status: "processing",
     })
+}
+
+/// The stock lock gave no answer in time, or failed on the way back: it may have run all the
+/// same, and then a unit is locked for this very order. The buyer's entry tells (asked on the
+/// same connection, so after the lock if it ran at all): the order is theirs, and the purchase
+/// is answered 202 and published like any other; or nothing was locked, and 503 says so. Only
+/// when Redis does not answer that either, for [`LOST_ANSWER_PATIENCE`], does the 503 say it
+/// cannot tell.
+async fn lost_answer(
+    state: &AppState,
+    event: &ReservationEvent,
+    error: StoreError,
+) -> Result<Reservation, ApiError> {
+    tracing::warn!(%error, order_id = %event.order_id, "the stock lock's answer was lost; asking the ledger");
+    let give_up_at = Instant::now() + LOST_ANSWER_PATIENCE;
+    let holding = loop {
+        match state
+            .ledger
+            .order_status(&event.order_id, &event.user_id)
+            .await
+        {
+            Ok(holding) => break holding,
+            Err(_) if Instant::now() < give_up_at => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(_) => return Err(ApiError::from(error)),
+        }
+    };
+    if holding.is_none() {
+        counter!(LOST_ANSWERS_TOTAL, "found" => "nothing").increment(1);
+        return Err(ApiError::Unavailable(NOTHING_LOCKED));
+    }
+    counter!(LOST_ANSWERS_TOTAL, "found" => "locked").increment(1);
+    let remaining = state
+        .ledger
+        .remaining(&event.sale_id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(1);
+    Ok(Reservation::Reserved { remaining })
+}
+
+/// Why the body could not be read: too large (413), or broken on the way in (400).
+fn body_refusal(rejection: &BytesRejection, BodyLimit(limit_bytes): BodyLimit) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(limit_bytes)
+    } else {
+        ApiError::BadRequest(format!(
+            "the request body could not be read: {}",
+            rejection.body_text()
+        ))
+    }
 }
 
 /// An empty body is fine; otherwise it must be `{"quantity": 1}` or `{}`.

@@ -104,7 +104,7 @@ pub async fn spawn_app_without_topics(config: Config) -> TestApp {
         address,
         http: reqwest::Client::new(),
         keys: KeySpace::new(&config.redis.redis_key_prefix),
-        tokens: TokenKeys::new(JWT_SECRET, Duration::from_mins(10)),
+        tokens: TokenKeys::new(JWT_SECRET, Duration::from_mins(10), None),
         config,
         redis,
         shutdown,

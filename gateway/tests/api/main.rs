@@ -2,6 +2,7 @@
 //! (start them with `scripts/services up`; `scripts/test` does). Each test gets its own key
 //! prefix and topic, so tests run in parallel without seeing each other.
 
+mod edges;
 mod faults;
 mod helpers;
 mod purchase;

@@ -122,6 +122,26 @@ async fn a_blacklisted_user_is_refused_until_the_ban_is_lifted() {
 }
 
 #[tokio::test]
+async fn a_user_banned_before_the_gateway_started_is_refused_from_its_first_request() {
+    let config = test_config();
+    let banned = "eve".parse().unwrap();
+    shared::backends::Backends::open(&config.redis)
+        .unwrap()
+        .blacklist()
+        .set_banned(&banned, true)
+        .await
+        .unwrap();
+    let app = spawn_app_with(config).await;
+    let sale = app.create_open_sale(10).await;
+    assert_error(
+        app.purchase(&sale, &app.token("eve")).await,
+        403,
+        "blacklisted",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_sale_outside_its_window_is_not_open() {
     let mut app = spawn_app().await;
     let now = Utc::now();

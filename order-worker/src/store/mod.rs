@@ -2,13 +2,20 @@
 //! run, chosen by the scheme of `DATABASE_URL`. Both have the same schema and constraints
 //! (`migrations/postgres`, `migrations/sqlite`), and one conformance suite
 //! (`tests/conformance`) holds both to the same assertions.
+//!
+//! Every call has a deadline ([`DatabaseSettings::timeout`]): PostgreSQL cancels a statement
+//! that outlives it (`statement_timeout`, which also ends a lock wait), and [`bounded`] gives
+//! up on a call the database never answers (a half-open connection), so a worker's partition
+//! never hangs and SIGTERM is never blocked.
 
+mod bounded;
 mod postgres;
 mod sqlite;
 
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use shared::consumer::Delivery;
@@ -27,6 +34,9 @@ pub enum OrderStoreError {
     /// The database is unreachable, slow or restarting; retrying can.
     #[error("database unavailable: {0}")]
     Unavailable(sqlx::Error),
+    /// The database gave no answer within the deadline; retrying can.
+    #[error("the database did not answer within {0:?}")]
+    TimedOut(Duration),
 }
 
 impl From<sqlx::Error> for OrderStoreError {
@@ -91,6 +101,25 @@ pub trait OrderStore: Send + Sync {
 const SQLITE_SCHEME: &str = "sqlite:";
 const POSTGRES_SCHEMES: [&str; 2] = ["postgres://", "postgresql://"];
 
+/// How the store talks to its database.
+#[derive(Clone, Copy, Debug)]
+pub struct DatabaseSettings {
+    /// Connections in the pool.
+    pub max_connections: NonZeroU32,
+    /// The longest any one call may take.
+    pub timeout: Duration,
+}
+
+impl Default for DatabaseSettings {
+    /// A small pool (2 connections) and a 5 s deadline: what tools and tests need.
+    fn default() -> Self {
+        Self {
+            max_connections: NonZeroU32::new(2).expect("2 > 0"),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Whether `database_url` names a backend this store has.
 pub fn is_supported(database_url: &str) -> bool {
     database_url.starts_with(SQLITE_SCHEME)
@@ -100,22 +129,18 @@ pub fn is_supported(database_url: &str) -> bool {
 }
 
 /// The store `database_url` names: `postgres://…` or `sqlite:<path>` (the file is created if
-/// missing). Connects lazily (a worker starts while its database is down, and retries); fails
-/// only on a malformed URL or an unknown scheme.
+/// missing), every call bounded by `settings.timeout`. Connects lazily (a worker starts while
+/// its database is down, and retries); fails only on a malformed URL or an unknown scheme.
 pub fn open(
     database_url: &str,
-    max_connections: NonZeroU32,
+    settings: DatabaseSettings,
 ) -> Result<Arc<dyn OrderStore>, sqlx::Error> {
     if database_url.starts_with(SQLITE_SCHEME) {
-        Ok(Arc::new(SqliteOrderStore::connect_lazily(
-            database_url,
-            max_connections,
-        )?))
+        let store = SqliteOrderStore::connect_lazily(database_url, settings)?;
+        Ok(Arc::new(bounded::Bounded::new(store, settings.timeout)))
     } else if is_supported(database_url) {
-        Ok(Arc::new(PostgresOrderStore::connect_lazily(
-            database_url,
-            max_connections,
-        )?))
+        let store = PostgresOrderStore::connect_lazily(database_url, settings)?;
+        Ok(Arc::new(bounded::Bounded::new(store, settings.timeout)))
     } else {
         Err(sqlx::Error::Configuration(
             format!(

@@ -1,15 +1,14 @@
 //! Orders in PostgreSQL: one `INSERT … SELECT FROM UNNEST` per batch, whatever its size.
 
 use std::collections::HashSet;
-use std::num::NonZeroU32;
-use std::time::Duration;
+use std::str::FromStr;
 
 use async_trait::async_trait;
 use shared::consumer::Delivery;
 use shared::ids::{OrderId, SaleId};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{OrderStore, OrderStoreError, SaleOrders, SaleOrdersRow};
+use super::{DatabaseSettings, OrderStore, OrderStoreError, SaleOrders, SaleOrdersRow};
 
 #[derive(Clone)]
 pub struct PostgresOrderStore {
@@ -17,15 +16,20 @@ pub struct PostgresOrderStore {
 }
 
 impl PostgresOrderStore {
-    /// Connects lazily (the worker starts while PostgreSQL is down, and retries).
+    /// Connects lazily (the worker starts while PostgreSQL is down, and retries). Every
+    /// statement runs under `statement_timeout`, so the server itself ends one that outlives
+    /// the deadline (a lock wait included) and releases what it held.
     pub fn connect_lazily(
         database_url: &str,
-        max_connections: NonZeroU32,
+        settings: DatabaseSettings,
     ) -> Result<Self, sqlx::Error> {
+        let timeout_ms = settings.timeout.as_millis().to_string();
+        let options = PgConnectOptions::from_str(database_url)?
+            .options([("statement_timeout", timeout_ms.as_str())]);
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections.get())
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy(database_url)?;
+            .max_connections(settings.max_connections.get())
+            .acquire_timeout(settings.timeout)
+            .connect_lazy_with(options);
         Ok(Self { pool })
     }
 }

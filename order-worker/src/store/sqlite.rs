@@ -3,9 +3,7 @@
 //! bound parameters; WAL mode lets the load test read while the worker writes.
 
 use std::collections::HashSet;
-use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use shared::consumer::Delivery;
@@ -13,7 +11,7 @@ use shared::ids::{OrderId, SaleId};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{OrderStore, OrderStoreError, SaleOrders, SaleOrdersRow};
+use super::{DatabaseSettings, OrderStore, OrderStoreError, SaleOrders, SaleOrdersRow};
 
 /// Rows per INSERT: 7 parameters each, far below SQLite's 32,766.
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -27,15 +25,15 @@ impl SqliteOrderStore {
     /// Opens `sqlite:<path>` lazily, creating the file on first use.
     pub fn connect_lazily(
         database_url: &str,
-        max_connections: NonZeroU32,
+        settings: DatabaseSettings,
     ) -> Result<Self, sqlx::Error> {
         let options = SqliteConnectOptions::from_str(database_url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(settings.timeout);
         let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections.get())
-            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(settings.max_connections.get())
+            .acquire_timeout(settings.timeout)
             .connect_lazy_with(options);
         Ok(Self { pool })
     }

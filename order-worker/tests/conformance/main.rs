@@ -6,10 +6,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use order_worker::store::{OrderStore, OrderStoreError, SaleOrders};
+use order_worker::store::{DatabaseSettings, OrderStore, OrderStoreError, SaleOrders};
 use shared::consumer::Delivery;
 use shared::event::ReservationEvent;
 use shared::ids::{OrderId, SaleId};
@@ -25,7 +24,7 @@ shared::conformance!(
 );
 
 async fn migrated_store(env: &TestEnv) -> Arc<dyn OrderStore> {
-    let store = order_worker::store::open(&env.database_url, NonZeroU32::new(2).unwrap())
+    let store = order_worker::store::open(&env.database_url, DatabaseSettings::default())
         .expect("DATABASE_URL parses");
     store
         .migrate()
@@ -146,7 +145,8 @@ async fn an_unreachable_database_is_unavailable(env: TestEnv) {
             .port();
         format!("postgres://postgres@127.0.0.1:{closed_port}/x")
     };
-    let store = order_worker::store::open(&unreachable, NonZeroU32::MIN).expect("the URL parses");
+    let store = order_worker::store::open(&unreachable, DatabaseSettings::default())
+        .expect("the URL parses");
     let result = store.insert(&[order(&sale_id(), "erin", 100)]).await;
     assert!(
         matches!(result, Err(OrderStoreError::Unavailable(_))),

@@ -1,10 +1,11 @@
 //! The order worker against real PostgreSQL, Redis and Kafka-protocol broker.
 
-use std::num::{NonZeroU32, NonZeroU64};
+use std::num::NonZeroU64;
 use std::time::Duration;
 
 use order_worker::Config;
 use order_worker::handler::OrderHandler;
+use order_worker::store::DatabaseSettings;
 use shared::consumer::{DLQ_REASON_HEADER, Delivery, Handler, HandlerError};
 use shared::event::ReservationEvent;
 use shared::stock::{OrderStatus, OutboxSizes};
@@ -13,9 +14,9 @@ use sqlx::PgPool;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Two connections are plenty for a test, and keep parallel tests under PostgreSQL's limit.
-fn two() -> NonZeroU32 {
-    NonZeroU32::new(2).expect("2 > 0")
+/// Two connections (plenty for a test, and parallel tests stay under PostgreSQL's limit).
+fn small() -> DatabaseSettings {
+    DatabaseSettings::default()
 }
 
 fn config(env: &TestEnv) -> Config {
@@ -32,7 +33,7 @@ fn config(env: &TestEnv) -> Config {
 async fn start(env: &TestEnv, config: Config) -> RunningService {
     env.create_topics().await;
     let orders =
-        order_worker::store::open(&config.database_url, two()).expect("DATABASE_URL parses");
+        order_worker::store::open(&config.database_url, small()).expect("DATABASE_URL parses");
     let worker = order_worker::build_on(&config, &env.backends(), &env.bus(), orders)
         .expect("the test configuration builds");
     spawn_service(|http, shutdown| order_worker::serve(worker, http, shutdown)).await
@@ -40,7 +41,7 @@ async fn start(env: &TestEnv, config: Config) -> RunningService {
 
 /// A migrated PostgreSQL, and a pool to look at it directly.
 async fn pool(env: &TestEnv) -> PgPool {
-    let store = order_worker::store::open(&env.database_url, two()).expect("DATABASE_URL parses");
+    let store = order_worker::store::open(&env.database_url, small()).expect("DATABASE_URL parses");
     store
         .migrate()
         .await
@@ -159,7 +160,7 @@ async fn with_postgres_unreachable_a_batch_is_retried_not_dropped() {
         .port();
     let store = order_worker::store::open(
         &format!("postgres://postgres@127.0.0.1:{closed_port}/x"),
-        NonZeroU32::MIN,
+        small(),
     )
     .unwrap();
     let handler = OrderHandler::new(store, env.ledger());
@@ -198,7 +199,7 @@ async fn a_second_order_for_the_same_buyer_is_refused_permanently_and_marked_fai
         &original.user_id,
         sale.price_cents,
     );
-    let store = order_worker::store::open(&env.database_url, two()).unwrap();
+    let store = order_worker::store::open(&env.database_url, small()).unwrap();
     let handler = OrderHandler::new(store, env.ledger());
     let deliver = |event: &ReservationEvent| Delivery {
         event: event.clone(),
@@ -229,4 +230,76 @@ async fn a_second_order_for_the_same_buyer_is_refused_permanently_and_marked_fai
     .await
     .unwrap();
     assert_eq!(status.as_deref(), Some("failed"));
+}
+
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[tokio::test]
+async fn the_reconciler_republishes_while_the_database_is_down() {
+    let env = TestEnv::new();
+    let mut config = config(&env);
+    config.database_url = format!("postgres://postgres@127.0.0.1:{}/x", closed_port());
+    let worker = start(&env, config).await;
+    let sale = env.create_sale(10).await;
+    let (event, _) = env.reserve(&sale, "ivy").await;
+
+    // No order row can be written, but the event reaches the topic for the other groups.
+    let partitions = env.kafka.kafka_topic_partitions.get().into();
+    let published = env
+        .read_topic(&env.kafka.kafka_topic, partitions, 1, WAIT)
+        .await;
+    assert_eq!(published.len(), 1, "re-published with PostgreSQL down");
+    let republished =
+        ReservationEvent::from_json(rdkafka::Message::payload(&published[0]).unwrap());
+    assert_eq!(republished.unwrap().order_id, event.order_id);
+    worker
+        .stop()
+        .await
+        .expect("a worker stopped before its database answered exits cleanly");
+}
+
+#[tokio::test]
+async fn a_statement_stuck_behind_a_lock_gives_up_as_unavailable() {
+    let env = TestEnv::new();
+    let pool = pool(&env).await;
+    let sale = env.create_sale(10).await;
+    let (event, _) = env.reserve(&sale, "jay").await;
+    // Another session inserts the same order and holds its transaction open: our insert of
+    // that order waits on the row's lock.
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO orders (order_id, event_id, sale_id, user_id, price_cents, quantity, reserved_at)
+         VALUES ($1, $2, $3, $4, 1, 1, now())",
+    )
+    .bind(event.order_id.as_str())
+    .bind(event.event_id)
+    .bind(event.sale_id.as_str())
+    .bind(event.user_id.as_str())
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+
+    let settings = DatabaseSettings {
+        timeout: Duration::from_secs(1),
+        ..small()
+    };
+    let store = order_worker::store::open(&env.database_url, settings).unwrap();
+    let handler = OrderHandler::new(store, env.ledger());
+    let delivery = Delivery {
+        event: event.clone(),
+        traceparent: None,
+    };
+    let result = tokio::time::timeout(Duration::from_secs(20), handler.handle(&[delivery]))
+        .await
+        .expect("the handler gives up instead of hanging");
+    assert!(
+        matches!(result, Err(HandlerError::Unavailable(_))),
+        "{result:?}"
+    );
+    blocker.rollback().await.unwrap();
 }

@@ -2,9 +2,10 @@
 //! reservations and the dead letters, and the client settings every producer and consumer of
 //! this deployment starts from.
 //!
-//! `KAFKA_BROKERS=mock:` selects an embedded cluster instead of real brokers: it is started by
-//! [`EventBus::connect`] and lives as long as the bus or any clone of it, so services handed
-//! clones of one bus (the all-in-one runner) share one cluster.
+//! [`EventBus::embedded`] runs an embedded cluster instead of real brokers; it lives as long as
+//! the bus or any clone of it, so services handed clones of one bus (the all-in-one runner,
+//! tests) share one cluster. A service started on its own refuses `KAFKA_BROKERS=mock:`: its
+//! events would reach no worker of another process.
 
 use std::num::NonZeroU16;
 use std::sync::Arc;
@@ -19,8 +20,20 @@ use rdkafka::types::RDKafkaErrorCode;
 use super::embedded::EmbeddedCluster;
 use crate::config::KafkaArgs;
 
-/// The scheme of the embedded bus in `KAFKA_BROKERS`.
+/// The scheme a `KAFKA_BROKERS` for an embedded cluster would have; refused by
+/// [`EventBus::connect`].
 pub const MOCK_SCHEME: &str = "mock:";
+
+/// Why [`EventBus::connect`] gave no bus.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "KAFKA_BROKERS=mock: would keep the events inside this one process, where no worker of another process receives them; the embedded bus is for the all-in-one runner (cargo run -p seckill), which starts it itself. Give the brokers as host:port"
+    )]
+    InProcessOnly,
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+}
 
 /// Brokers and topics. Cheap to clone.
 #[derive(Clone)]
@@ -34,11 +47,10 @@ pub struct EventBus {
 }
 
 impl EventBus {
-    /// The bus `args` names: real brokers (nothing is contacted yet; clients connect lazily),
-    /// or for `mock:` a fresh embedded cluster.
-    pub fn connect(args: &KafkaArgs) -> Result<Self, KafkaError> {
+    /// The bus of the brokers `args` names. Nothing is contacted yet: clients connect lazily.
+    pub fn connect(args: &KafkaArgs) -> Result<Self, ConnectError> {
         if args.kafka_brokers.starts_with(MOCK_SCHEME) {
-            return Self::embedded(args);
+            return Err(ConnectError::InProcessOnly);
         }
         Ok(Self::with(args, args.kafka_brokers.clone(), None))
     }

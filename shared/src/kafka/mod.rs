@@ -1,5 +1,5 @@
 //! Kafka plumbing every service shares: the [`EventBus`] (brokers, topics, client settings),
-//! the embedded cluster behind `KAFKA_BROKERS=mock:`, and trace headers.
+//! the embedded cluster of the all-in-one runner, and trace headers.
 //!
 //! The producer is idempotent (`enable.idempotence=true` implies `acks=all` and ordered,
 //! de-duplicated retries per partition), so a broker hiccup never duplicates or reorders a
@@ -13,7 +13,7 @@ pub mod trace;
 use rdkafka::Message;
 use rdkafka::message::Headers;
 
-pub use self::bus::{EventBus, MOCK_SCHEME};
+pub use self::bus::{ConnectError, EventBus, MOCK_SCHEME};
 pub use self::trace::{TRACEPARENT_HEADER, new_traceparent, trace_id_of, traceparent_for};
 
 /// The value of header `name` of a message, as text.

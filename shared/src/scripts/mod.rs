@@ -30,3 +30,11 @@ pub static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("
 /// Counters added to, once per event id.
 pub static COUNTERS_ADD_ONCE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("counters_add_once.lua")));
+
+/// An order's SMS claimed for one sender.
+pub static SMS_CLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("sms_claim.lua")));
+
+/// A sender's claim on an order's SMS given up.
+pub static SMS_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("sms_release.lua")));

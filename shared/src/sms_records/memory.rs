@@ -1,5 +1,5 @@
-//! SMS records in this process's memory, with the Redis backend's semantics (an expired record
-//! is absent).
+//! SMS records in this process's memory, with the Redis backend's semantics (an expired claim
+//! or record is absent).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::SmsRecords;
+use super::{Claim, SmsRecords};
 use crate::error::StoreError;
 use crate::ids::OrderId;
 
@@ -18,33 +18,68 @@ pub struct MemorySmsRecords {
 
 #[derive(Default)]
 struct Records {
-    /// order id → expiry
-    expiries: HashMap<OrderId, Instant>,
+    /// order id → (sent, or the claiming holder) and expiry
+    by_order: HashMap<OrderId, (Record, Instant)>,
     /// Expired records are dropped when the map reaches this size (then twice the live
     /// records), so pruning costs amortised O(1) per record.
     prune_at: usize,
 }
 
+#[derive(Clone, PartialEq, Eq)]
+enum Record {
+    Sent,
+    ClaimedBy(String),
+}
+
+impl Records {
+    fn live(&self, order: &OrderId, now: Instant) -> Option<&Record> {
+        self.by_order
+            .get(order)
+            .filter(|(_, expiry)| *expiry > now)
+            .map(|(record, _)| record)
+    }
+
+    fn set(&mut self, order: &OrderId, record: Record, now: Instant, ttl: Duration) {
+        if self.by_order.len() >= self.prune_at {
+            self.by_order.retain(|_, (_, expiry)| *expiry > now);
+            self.prune_at = (self.by_order.len() * 2).max(1024);
+        }
+        let expiry = now + ttl.max(Duration::from_millis(1));
+        self.by_order.insert(order.clone(), (record, expiry));
+    }
+}
+
 #[async_trait]
 impl SmsRecords for MemorySmsRecords {
-    async fn sent(&self, order: &OrderId) -> Result<bool, StoreError> {
-        let records = self.records.lock().expect("SMS records lock poisoned");
-        Ok(records
-            .expiries
-            .get(order)
-            .is_some_and(|expiry| *expiry > Instant::now()))
+    async fn claim(
+        &self,
+        order: &OrderId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
+        let now = Instant::now();
+        let mut records = self.records.lock().expect("SMS records lock poisoned");
+        match records.live(order, now) {
+            Some(Record::Sent) => return Ok(Claim::Sent),
+            Some(Record::ClaimedBy(other)) if other != holder => return Ok(Claim::Theirs),
+            _ => {}
+        }
+        records.set(order, Record::ClaimedBy(holder.to_owned()), now, ttl);
+        Ok(Claim::Mine)
     }
 
     async fn record_sent(&self, order: &OrderId, ttl: Duration) -> Result<(), StoreError> {
-        let now = Instant::now();
         let mut records = self.records.lock().expect("SMS records lock poisoned");
-        if records.expiries.len() >= records.prune_at {
-            records.expiries.retain(|_, expiry| *expiry > now);
-            records.prune_at = (records.expiries.len() * 2).max(1024);
+        records.set(order, Record::Sent, Instant::now(), ttl);
+        Ok(())
+    }
+
+    async fn release(&self, order: &OrderId, holder: &str) -> Result<(), StoreError> {
+        let mut records = self.records.lock().expect("SMS records lock poisoned");
+        let claimed = Record::ClaimedBy(holder.to_owned());
+        if records.live(order, Instant::now()) == Some(&claimed) {
+            records.by_order.remove(order);
         }
-        records
-            .expiries
-            .insert(order.clone(), now + ttl.max(Duration::from_millis(1)));
         Ok(())
     }
 }

@@ -1,16 +1,17 @@
-//! SMS records in Redis: one key per order, with an expiry, beside its sale's other keys.
+//! SMS records in Redis: one key per order, beside its sale's other keys, holding `sent` or
+//! the claim of its sender, each with an expiry.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
-use super::SmsRecords;
+use super::{Claim, SmsRecords};
 use crate::error::StoreError;
 use crate::ids::OrderId;
 use crate::redis_client::Redis;
+use crate::scripts;
 
-#[derive(Clone)]
 pub struct RedisSmsRecords {
     pub redis: Redis,
 }
@@ -24,16 +25,55 @@ impl RedisSmsRecords {
 
 #[async_trait]
 impl SmsRecords for RedisSmsRecords {
-    async fn sent(&self, order: &OrderId) -> Result<bool, StoreError> {
+    /// One round trip: `sms_claim.lua`.
+    async fn claim(
+        &self,
+        order: &OrderId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
         let record = self.record(order);
-        self.redis.call(async |c| c.exists(&record).await).await
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        let found: String = self
+            .redis
+            .call(async |c| {
+                scripts::SMS_CLAIM
+                    .key(&record)
+                    .arg(holder)
+                    .arg(ttl_ms)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        match found.as_str() {
+            "mine" => Ok(Claim::Mine),
+            "sent" => Ok(Claim::Sent),
+            "theirs" => Ok(Claim::Theirs),
+            other => Err(StoreError::Failed(
+                format!("unexpected reply from sms_claim.lua: {other}").into(),
+            )),
+        }
     }
 
     async fn record_sent(&self, order: &OrderId, ttl: Duration) -> Result<(), StoreError> {
         let record = self.record(order);
         let ttl_ms = ttl.as_millis().max(1) as u64;
         self.redis
-            .call(async |c| c.pset_ex::<_, _, ()>(&record, 1, ttl_ms).await)
+            .call(async |c| c.pset_ex::<_, _, ()>(&record, "sent", ttl_ms).await)
+            .await
+    }
+
+    /// One round trip: `sms_release.lua`.
+    async fn release(&self, order: &OrderId, holder: &str) -> Result<(), StoreError> {
+        let record = self.record(order);
+        self.redis
+            .call(async |c| {
+                scripts::SMS_RELEASE
+                    .key(&record)
+                    .arg(holder)
+                    .invoke_async::<()>(c)
+                    .await
+            })
             .await
     }
 }

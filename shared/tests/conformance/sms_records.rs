@@ -1,29 +1,81 @@
-//! `SmsRecords`: a record is seen, to the millisecond, until it expires.
+//! `SmsRecords`: one sender at a time per order, a claim that expires or is given up, and a
+//! "sent" record seen by everyone, to the millisecond, until it expires.
 
 use std::time::Duration;
 
 use shared::ids::OrderId;
+use shared::sms_records::Claim;
 use shared::testing::TestEnv;
 
-shared::conformance!(an_sms_record_is_seen_until_it_expires);
+shared::conformance!(
+    one_sender_holds_an_orders_claim_until_it_gives_it_up_or_it_expires,
+    a_sent_record_is_seen_by_every_sender_until_it_expires,
+);
 
-async fn an_sms_record_is_seen_until_it_expires(env: TestEnv) {
-    let store = env.backends().sms_records();
+async fn one_sender_holds_an_orders_claim_until_it_gives_it_up_or_it_expires(env: TestEnv) {
+    let records = env.backends().sms_records();
+    let order = OrderId::generate(&"sms-sale".parse().unwrap());
+    let ttl = Duration::from_millis(400);
+    assert_eq!(records.claim(&order, "a", ttl).await.unwrap(), Claim::Mine);
+    assert_eq!(
+        records.claim(&order, "b", ttl).await.unwrap(),
+        Claim::Theirs
+    );
+    assert_eq!(
+        records.claim(&order, "a", ttl).await.unwrap(),
+        Claim::Mine,
+        "a holder renews its own claim"
+    );
+    records.release(&order, "b").await.unwrap();
+    assert_eq!(
+        records.claim(&order, "b", ttl).await.unwrap(),
+        Claim::Theirs,
+        "only the holder gives a claim up"
+    );
+    records.release(&order, "a").await.unwrap();
+    assert_eq!(records.claim(&order, "b", ttl).await.unwrap(), Claim::Mine);
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    assert_eq!(
+        records.claim(&order, "c", ttl).await.unwrap(),
+        Claim::Mine,
+        "a sender that died loses its claim when it expires"
+    );
+}
+
+async fn a_sent_record_is_seen_by_every_sender_until_it_expires(env: TestEnv) {
+    let records = env.backends().sms_records();
     let sale = "sms-sale".parse().unwrap();
-    let order = OrderId::generate(&sale);
-    let other = OrderId::generate(&sale);
-    assert!(!store.sent(&order).await.unwrap());
-    store
+    let (order, other) = (OrderId::generate(&sale), OrderId::generate(&sale));
+    let claim_ttl = Duration::from_mins(1);
+    assert_eq!(
+        records.claim(&order, "a", claim_ttl).await.unwrap(),
+        Claim::Mine
+    );
+    records
         .record_sent(&order, Duration::from_millis(1500))
         .await
         .unwrap();
-    assert!(store.sent(&order).await.unwrap());
-    assert!(!store.sent(&other).await.unwrap());
+    records.release(&order, "a").await.unwrap();
+    for holder in ["a", "b"] {
+        assert_eq!(
+            records.claim(&order, holder, claim_ttl).await.unwrap(),
+            Claim::Sent
+        );
+    }
+    assert_eq!(
+        records.claim(&other, "b", claim_ttl).await.unwrap(),
+        Claim::Mine
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert!(
-        store.sent(&order).await.unwrap(),
+    assert_eq!(
+        records.claim(&order, "b", claim_ttl).await.unwrap(),
+        Claim::Sent,
         "kept to the millisecond, not rounded down"
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(!store.sent(&order).await.unwrap(), "expired");
+    assert_eq!(
+        records.claim(&order, "b", claim_ttl).await.unwrap(),
+        Claim::Mine,
+        "expired"
+    );
 }

@@ -4,15 +4,18 @@
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use shared::consumer::{DLQ_REASON_HEADER, Delivery, Handler};
+use shared::consumer::{DLQ_REASON_HEADER, Delivery, Handler, HandlerError};
+use shared::error::StoreError;
+use shared::ids::OrderId;
+use shared::sms_records::{Claim, SmsRecords};
 use shared::testing::{RunningService, TestEnv, eventually, header};
-use sms_worker::handler::SmsHandler;
-use sms_worker::provider::JsonLinesProvider;
+use sms_worker::handler::{RecordLifetimes, SmsHandler};
+use sms_worker::provider::{JsonLinesProvider, Sms, SmsError, SmsProvider};
 use sms_worker::{Config, ProviderKind};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -165,7 +168,7 @@ async fn sending_holds_the_configured_rate() {
         JsonLinesProvider::new(Some(file.clone())),
         rate,
         env.backends().sms_records(),
-        Duration::from_mins(1),
+        lifetimes(),
     );
     let sale = env.create_sale(20).await;
     let mut deliveries = Vec::new();
@@ -185,5 +188,128 @@ async fn sending_holds_the_configured_rate() {
         "10 messages at 5/s took only {elapsed:?}"
     );
     assert_eq!(sms_lines(&file).len(), 10);
+    let _ = std::fs::remove_file(file);
+}
+
+fn lifetimes() -> RecordLifetimes {
+    RecordLifetimes {
+        claim: Duration::from_secs(30),
+        sent: Duration::from_mins(1),
+    }
+}
+
+fn delivery(event: &shared::event::ReservationEvent) -> Delivery {
+    Delivery {
+        event: event.clone(),
+        traceparent: None,
+    }
+}
+
+/// The real records, but the first "sent" write fails: a Redis blip right after the provider
+/// accepted the message.
+struct BlipOnFirstRecord {
+    records: Arc<dyn SmsRecords>,
+    blipped: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl SmsRecords for BlipOnFirstRecord {
+    async fn claim(
+        &self,
+        order: &OrderId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
+        self.records.claim(order, holder, ttl).await
+    }
+
+    async fn record_sent(&self, order: &OrderId, ttl: Duration) -> Result<(), StoreError> {
+        if !self.blipped.swap(true, Ordering::SeqCst) {
+            return Err(StoreError::Timeout(Duration::from_millis(200)));
+        }
+        self.records.record_sent(order, ttl).await
+    }
+
+    async fn release(&self, order: &OrderId, holder: &str) -> Result<(), StoreError> {
+        self.records.release(order, holder).await
+    }
+}
+
+#[tokio::test]
+async fn a_redis_blip_after_the_send_retries_the_record_not_the_sms() {
+    let env = TestEnv::new();
+    let file = temp_file("sms-blip");
+    let records = Arc::new(BlipOnFirstRecord {
+        records: env.backends().sms_records(),
+        blipped: AtomicBool::new(false),
+    });
+    let rate = NonZeroU32::new(100).unwrap();
+    let handler = SmsHandler::new(
+        JsonLinesProvider::new(Some(file.clone())),
+        rate,
+        records,
+        lifetimes(),
+    );
+    let sale = env.create_sale(10).await;
+    let (event, _) = env.reserve(&sale, "gina").await;
+
+    let first = handler.handle(&[delivery(&event)]).await;
+    assert!(
+        matches!(first, Err(HandlerError::Unavailable(_))),
+        "{first:?}"
+    );
+    handler
+        .handle(&[delivery(&event)])
+        .await
+        .expect("the retry records the send");
+    handler
+        .handle(&[delivery(&event)])
+        .await
+        .expect("a redelivery skips");
+    assert_eq!(sms_lines(&file).len(), 1, "exactly one SMS");
+    let _ = std::fs::remove_file(file);
+}
+
+/// The file provider, slow: long enough for a second instance to try the same order.
+struct SlowProvider(JsonLinesProvider);
+
+impl SmsProvider for SlowProvider {
+    async fn send(&self, sms: &Sms) -> Result<(), SmsError> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.0.send(sms).await
+    }
+}
+
+#[tokio::test]
+async fn two_instances_handed_one_order_at_once_send_one_sms() {
+    let env = TestEnv::new();
+    let file = temp_file("sms-overlap");
+    let rate = NonZeroU32::new(100).unwrap();
+    let instance = || {
+        let provider = SlowProvider(JsonLinesProvider::new(Some(file.clone())));
+        SmsHandler::new(provider, rate, env.backends().sms_records(), lifetimes())
+    };
+    let (first, second) = (instance(), instance());
+    let sale = env.create_sale(10).await;
+    let (event, _) = env.reserve(&sale, "hal").await;
+    let batch = [delivery(&event)];
+
+    // Two owners of the partition during a rebalance overlap.
+    let (a, b) = tokio::join!(first.handle(&batch), second.handle(&batch));
+    assert!(
+        a.is_ok() != b.is_ok(),
+        "one sends, the other waits: {a:?} {b:?}"
+    );
+    assert!(
+        matches!(
+            a.as_ref().err().or(b.as_ref().err()),
+            Some(HandlerError::Unavailable(_))
+        ),
+        "the waiting one is told to retry, without spending its budget"
+    );
+    // The waiting one's retry finds the message sent.
+    first.handle(&batch).await.unwrap();
+    second.handle(&batch).await.unwrap();
+    assert_eq!(sms_lines(&file).len(), 1, "exactly one SMS");
     let _ = std::fs::remove_file(file);
 }
