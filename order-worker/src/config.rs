@@ -50,6 +50,21 @@ pub struct Config {
     #[arg(long, env = "RECONCILE_MIN_AGE_MS", default_value_t = 10_000)]
     pub reconcile_min_age_ms: u64,
 
+    /// Age after which an acknowledged outbox entry still without an order row counts as lost
+    /// (a broker that crashed after acknowledging, a topic recreated) and is re-published:
+    /// far longer than any normal backlog.
+    #[arg(long, env = "RECONCILE_LOST_AFTER_MS", default_value_t = 600_000)]
+    pub reconcile_lost_after_ms: u64,
+
+    /// Deadline of each of the reconciler's Redis calls (it reads more than a purchase does).
+    #[arg(long, env = "RECONCILE_TIMEOUT_MS", default_value_t = NonZeroU64::new(2000).expect("2000 > 0"))]
+    pub reconcile_timeout_ms: NonZeroU64,
+
+    /// How long a settled sale's keys are kept before they expire: longer than the topic keeps
+    /// events, so a late redelivery still finds its order's keys.
+    #[arg(long, env = "SALE_RETENTION_SECS", default_value_t = NonZeroU64::new(8 * 24 * 3600).expect("8 days > 0"))]
+    pub sale_retention_secs: NonZeroU64,
+
     /// Lifetime of the reconciler lease.
     #[arg(long, env = "RECONCILE_LEASE_MS", default_value_t = 10_000)]
     pub reconcile_lease_ms: u64,
@@ -76,6 +91,11 @@ impl Config {
             return Err("RECONCILE_LEASE_MS must be longer than RECONCILE_INTERVAL_MS, or the lease lapses between sweeps".into());
         }
         self.worker.validate()
+    }
+
+    /// Deadline of each of the reconciler's Redis calls.
+    pub fn reconcile_timeout(&self) -> Duration {
+        Duration::from_millis(self.reconcile_timeout_ms.get())
     }
 
     /// How the order store talks to its database.
@@ -105,6 +125,8 @@ impl Config {
         ReconcilerSettings {
             interval: Duration::from_millis(self.reconcile_interval_ms.get()),
             min_age: Duration::from_millis(self.reconcile_min_age_ms),
+            lost_after: Duration::from_millis(self.reconcile_lost_after_ms),
+            retention: Duration::from_secs(self.sale_retention_secs.get()),
             lease_ttl: Duration::from_millis(self.reconcile_lease_ms),
         }
     }

@@ -67,7 +67,7 @@ pub fn build_on(
     let ledger = backends.ledger();
     let (publisher, acknowledgements) = Publisher::new(bus)?;
     let reconciler = Reconciler::new(
-        Arc::clone(&ledger),
+        backends.with_deadline(config.reconcile_timeout()).ledger(),
         backends.leases(),
         publisher,
         config.reconciler_settings(),

@@ -72,8 +72,21 @@ impl Backends {
         if args.redis_url.starts_with(MEMORY_SCHEME) {
             return Err(OpenError::InProcessOnly);
         }
-        let redis = Redis::connect_lazily(args)?;
-        Ok(Self(Arc::new(Stores {
+        Ok(Self::on_redis(Redis::connect_lazily(args)?))
+    }
+
+    /// The same stores, every Redis call with `deadline` instead (in-memory stores have
+    /// none, and are shared as they are).
+    #[must_use]
+    pub fn with_deadline(&self, deadline: Duration) -> Self {
+        match &self.0.counters {
+            CounterSets::Redis(redis) => Self::on_redis(redis.with_deadline(deadline)),
+            CounterSets::Memory(_) => self.clone(),
+        }
+    }
+
+    fn on_redis(redis: Redis) -> Self {
+        Self(Arc::new(Stores {
             ledger: Arc::new(RedisStockLedger {
                 redis: redis.clone(),
             }),
@@ -90,7 +103,7 @@ impl Backends {
                 redis: redis.clone(),
             }),
             counters: CounterSets::Redis(redis),
-        })))
+        }))
     }
 
     /// Fresh, empty stores in this process's memory.

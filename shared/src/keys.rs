@@ -37,8 +37,13 @@ pub struct SaleKeys {
     /// Hash: order id → event JSON, from the stock lock until the order row is stored.
     pub outbox: String,
     /// Sorted set: order ids whose publish the broker has not acknowledged, scored by the
-    /// reservation time in milliseconds; the reconciler re-publishes the old ones.
+    /// reservation (or last re-publish) time in milliseconds, on Redis's clock; the reconciler
+    /// re-publishes the old ones.
     pub unpublished: String,
+    /// Sorted set: order ids whose publish the broker acknowledged but that have no order row
+    /// yet, scored by the acknowledgement (or last re-publish) time; an entry far older than
+    /// any backlog was lost after the acknowledgement, and is re-published too.
+    pub acknowledged: String,
     /// Hash: order id → `processing` | `created` | `failed`.
     pub status: String,
     /// Hash: `sold`, `revenue_cents` as the stats worker counted them.
@@ -51,6 +56,25 @@ pub struct SaleKeys {
     pub stats_timeline: String,
     /// Prefix of the per-order SMS idempotency records (`<prefix>:<order id>`, with expiry).
     pub sms_sent_prefix: String,
+}
+
+impl SaleKeys {
+    /// Every key of the sale (the per-order SMS records aside: they expire on their own).
+    pub fn all(&self) -> [&str; 11] {
+        [
+            &self.info,
+            &self.stock,
+            &self.buyers,
+            &self.outbox,
+            &self.unpublished,
+            &self.acknowledged,
+            &self.status,
+            &self.stats,
+            &self.stats_events,
+            &self.stats_buyers,
+            &self.stats_timeline,
+        ]
+    }
 }
 
 impl KeySpace {
@@ -73,6 +97,7 @@ impl KeySpace {
             buyers: format!("{base}:buyers"),
             outbox: format!("{base}:outbox"),
             unpublished: format!("{base}:unpublished"),
+            acknowledged: format!("{base}:acknowledged"),
             status: format!("{base}:status"),
             stats: format!("{base}:stats"),
             stats_events: format!("{base}:stats:events"),
@@ -82,7 +107,7 @@ impl KeySpace {
         }
     }
 
-    /// Set of every sale id, for the jobs that sweep all sales (the reconciler).
+    /// Set of the sales not settled yet, for the jobs that sweep them (the reconciler).
     pub fn sales_index(&self) -> String {
         format!("{}:sales", self.prefix)
     }
@@ -137,19 +162,11 @@ mod tests {
     #[test]
     fn every_key_of_a_sale_shares_one_hash_tag() {
         let keys = KeySpace::new("test-1").sale(&"s42".parse().unwrap());
-        for key in [
-            &keys.info,
-            &keys.stock,
-            &keys.buyers,
-            &keys.outbox,
-            &keys.unpublished,
-            &keys.status,
-            &keys.stats,
-            &keys.stats_events,
-            &keys.stats_buyers,
-            &keys.stats_timeline,
-            &keys.sms_sent_prefix,
-        ] {
+        for key in keys
+            .all()
+            .into_iter()
+            .chain([keys.sms_sent_prefix.as_str()])
+        {
             assert!(key.starts_with("test-1:"), "{key}");
             assert_eq!(hash_tag(key), "sale:s42", "{key}");
         }

@@ -44,6 +44,16 @@ impl Redis {
         })
     }
 
+    /// The same connection, with another deadline for every call (a background job that reads
+    /// more than a purchase does wants a longer one).
+    #[must_use]
+    pub fn with_deadline(&self, deadline: Duration) -> Self {
+        Self {
+            deadline,
+            ..self.clone()
+        }
+    }
+
     /// The keys of this deployment (`REDIS_KEY_PREFIX`).
     pub fn keys(&self) -> &KeySpace {
         &self.keys

@@ -8,6 +8,7 @@ use order_worker::handler::OrderHandler;
 use order_worker::store::DatabaseSettings;
 use shared::consumer::{DLQ_REASON_HEADER, Delivery, Handler, HandlerError};
 use shared::event::ReservationEvent;
+use shared::ids::OrderId;
 use shared::stock::{OrderStatus, OutboxSizes};
 use shared::testing::{RunningService, TestEnv, eventually, header, spawn_service};
 use sqlx::PgPool;
@@ -302,4 +303,94 @@ async fn a_statement_stuck_behind_a_lock_gives_up_as_unavailable() {
         "{result:?}"
     );
     blocker.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_lock_stamped_by_a_gateway_clock_an_hour_ahead_is_republished_on_redis_time() {
+    let env = TestEnv::new();
+    let worker = start(&env, config(&env)).await;
+    let sale = env.create_sale(10).await;
+    let buyer = "kim".parse().unwrap();
+    let mut event = ReservationEvent::new(OrderId::generate(&sale.id), &buyer, sale.price_cents);
+    event.reserved_at += chrono::Duration::hours(1); // the gateway's clock runs ahead
+    let payload = event.to_json();
+    env.ledger().reserve(&event, &payload).await.unwrap();
+
+    wait_until_created(&env, &event).await;
+    worker.stop().await.expect("graceful shutdown returns Ok");
+}
+
+#[tokio::test]
+async fn an_event_the_broker_acknowledged_and_then_lost_is_republished() {
+    let env = TestEnv::new();
+    let mut config = config(&env);
+    config.reconcile_lost_after_ms = 1000;
+    let worker = start(&env, config).await;
+    let sale = env.create_sale(10).await;
+    let (event, _) = env.reserve(&sale, "lou").await;
+    // The broker acknowledged the event, then lost it: no consumer will ever see it.
+    env.ledger()
+        .mark_published(std::slice::from_ref(&event.order_id))
+        .await
+        .unwrap();
+
+    wait_until_created(&env, &event).await;
+    worker.stop().await.expect("graceful shutdown returns Ok");
+}
+
+#[tokio::test]
+async fn one_broken_sale_does_not_stop_the_sweep_of_the_others() {
+    let env = TestEnv::new();
+    let mut redis = redis::Client::open(env.redis.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // Sales whose outbox sets are not even sorted sets: every sweep of them fails.
+    for _ in 0..8 {
+        let broken = env.create_sale(1).await;
+        let key = env.keys().sale(&broken.id).unpublished;
+        redis::AsyncCommands::set::<_, _, ()>(&mut redis, key, "not a sorted set")
+            .await
+            .unwrap();
+    }
+    let sale = env.create_sale(10).await;
+    let (event, _) = env.reserve(&sale, "mia").await;
+    let worker = start(&env, config(&env)).await;
+
+    wait_until_created(&env, &event).await;
+    worker.stop().await.expect("graceful shutdown returns Ok");
+}
+
+#[tokio::test]
+async fn a_settled_sale_leaves_the_sweep_and_its_keys_expire() {
+    let env = TestEnv::new();
+    let worker = start(&env, config(&env)).await;
+    let sale = env.create_sale(1).await;
+    let (event, payload) = env.reserve(&sale, "ned").await;
+    env.publish_raw("k", payload.as_bytes()).await;
+    wait_until_created(&env, &event).await;
+
+    let ledger = env.ledger();
+    eventually("the sold-out sale to settle", WAIT, async || {
+        let active = ledger.active_sale_ids().await.ok()?;
+        (!active.contains(&sale.id)).then_some(())
+    })
+    .await;
+    let mut redis = redis::Client::open(env.redis.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys = env.keys().sale(&sale.id);
+    for key in [&keys.info, &keys.stock, &keys.buyers, &keys.status] {
+        let ttl_ms: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let retention_ms = 8 * 24 * 3600 * 1000;
+        assert!(ttl_ms > 0 && ttl_ms <= retention_ms, "{key}: {ttl_ms} ms");
+    }
+    worker.stop().await.expect("graceful shutdown returns Ok");
 }

@@ -1,7 +1,7 @@
 -- Records that an order row is durably stored: its status becomes created and it leaves the
--- outbox (and the unpublished set, in case the broker's acknowledgement never came).
+-- outbox (and the unpublished or acknowledged set it waited in).
 --
--- KEYS[1] outbox, KEYS[2] unpublished, KEYS[3] status (all of one sale)
+-- KEYS[1] outbox, KEYS[2] unpublished, KEYS[3] status, KEYS[4] acknowledged (all of one sale)
 -- ARGV    order ids
 --
 -- Returns the number of outbox entries removed. Running it twice changes nothing more.
@@ -10,6 +10,7 @@ local removed = 0
 for _, order_id in ipairs(ARGV) do
   removed = removed + redis.call('HDEL', KEYS[1], order_id)
   redis.call('ZREM', KEYS[2], order_id)
+  redis.call('ZREM', KEYS[4], order_id)
   redis.call('HSET', KEYS[3], order_id, 'created')
 end
 return removed

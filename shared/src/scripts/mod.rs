@@ -18,6 +18,16 @@ pub static CREATE_SALE: LazyLock<Script> =
 pub static COMPLETE_ORDER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("complete_order.lua")));
 
+/// The source of `acknowledge.lua`, for a pipeline that loads it before running it.
+pub const ACKNOWLEDGE_SOURCE: &str = include_str!("acknowledge.lua");
+
+/// Broker acknowledgements recorded: unpublished → acknowledged.
+pub static ACKNOWLEDGE: LazyLock<Script> = LazyLock::new(|| Script::new(ACKNOWLEDGE_SOURCE));
+
+/// A sale whose work is done left to expire.
+pub static SETTLE_SALE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("settle_sale.lua")));
+
 /// The source of `stats_apply.lua`, for a pipeline that loads it before running it.
 pub const STATS_APPLY_SOURCE: &str = include_str!("stats_apply.lua");
 

@@ -3,12 +3,15 @@
 -- KEYS[1] stock        string: units left; absent means the sale does not exist
 -- KEYS[2] buyers       hash:   user id -> order id (one purchase per buyer)
 -- KEYS[3] outbox       hash:   order id -> event JSON, until the order row is stored
--- KEYS[4] unpublished  zset:   order id scored by reservation time (ms), until the broker acks
+-- KEYS[4] unpublished  zset:   order id scored by reservation time (ms, Redis's clock), until
+--                              the broker acknowledges the event
 -- KEYS[5] status       hash:   order id -> processing | created | failed
 -- ARGV[1] user id
 -- ARGV[2] order id
 -- ARGV[3] event JSON (published as is, and re-published as is by the reconciler)
--- ARGV[4] reservation time, unix milliseconds
+--
+-- Times are Redis's own (TIME): the reconciler measures ages on the same clock, whatever the
+-- clocks of the gateways and workers say.
 --
 -- Returns {outcome, remaining, order id}: outcome is reserved, already_purchased, sold_out or
 -- unknown_sale; the order id is the buyer's existing order for already_purchased, else ''.
@@ -31,6 +34,8 @@ end
 local remaining = redis.call('DECR', KEYS[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
+local time = redis.call('TIME')
+local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZADD', KEYS[4], now_ms, ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[2], 'processing')
 return {'reserved', remaining, ''}

@@ -6,10 +6,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use super::{OrderStatus, OutboxSizes, Reservation, StockLedger, Unpublished};
+use super::{OrderStatus, OutboxEntry, OutboxSizes, Publication, Reservation, StockLedger};
 use crate::error::StoreError;
 use crate::event::ReservationEvent;
 use crate::ids::{OrderId, SaleId, UserId};
@@ -30,7 +31,27 @@ struct SaleBook {
     outbox: HashMap<OrderId, String>,
     /// order id → reservation (or deferral) time, unix ms
     unpublished: HashMap<OrderId, i64>,
+    /// order id → acknowledgement (or deferral) time, unix ms
+    acknowledged: HashMap<OrderId, i64>,
     status: HashMap<OrderId, OrderStatus>,
+    /// Settled: no longer among the active sales.
+    settled: bool,
+}
+
+impl SaleBook {
+    fn stamps(&mut self, publication: Publication) -> &mut HashMap<OrderId, i64> {
+        match publication {
+            Publication::Unacknowledged => &mut self.unpublished,
+            Publication::Acknowledged => &mut self.acknowledged,
+        }
+    }
+}
+
+/// This process's clock, the memory ledger's only one.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
 }
 
 impl MemoryStockLedger {
@@ -52,7 +73,9 @@ impl StockLedger for MemoryStockLedger {
             buyers: HashMap::new(),
             outbox: HashMap::new(),
             unpublished: HashMap::new(),
+            acknowledged: HashMap::new(),
             status: HashMap::new(),
+            settled: false,
         };
         sales.insert(sale.id.clone(), book);
         Ok(true)
@@ -87,8 +110,7 @@ impl StockLedger for MemoryStockLedger {
         let order_id = event.order_id.clone();
         book.buyers.insert(event.user_id.clone(), order_id.clone());
         book.outbox.insert(order_id.clone(), payload.to_owned());
-        book.unpublished
-            .insert(order_id.clone(), event.reserved_at.timestamp_millis());
+        book.unpublished.insert(order_id.clone(), now_ms());
         book.status.insert(order_id, OrderStatus::Processing);
         Ok(Reservation::Reserved {
             remaining: book.stock,
@@ -98,8 +120,10 @@ impl StockLedger for MemoryStockLedger {
     async fn mark_published(&self, orders: &[OrderId]) -> Result<(), StoreError> {
         let mut sales = self.sales();
         for order in orders {
-            if let Some(book) = sales.get_mut(&order.sale_id()) {
-                book.unpublished.remove(order);
+            if let Some(book) = sales.get_mut(&order.sale_id())
+                && book.unpublished.remove(order).is_some()
+            {
+                book.acknowledged.insert(order.clone(), now_ms());
             }
         }
         Ok(())
@@ -118,6 +142,7 @@ impl StockLedger for MemoryStockLedger {
         for order in orders {
             removed += u64::from(book.outbox.remove(*order).is_some());
             book.unpublished.remove(*order);
+            book.acknowledged.remove(*order);
             book.status.insert((*order).clone(), OrderStatus::Created);
         }
         Ok(removed)
@@ -129,54 +154,83 @@ impl StockLedger for MemoryStockLedger {
             for order in orders {
                 book.status.insert((*order).clone(), OrderStatus::Failed);
                 book.unpublished.remove(*order);
+                book.acknowledged.remove(*order);
             }
         }
         Ok(())
     }
 
-    async fn sale_ids(&self) -> Result<Vec<SaleId>, StoreError> {
-        Ok(self.sales().keys().cloned().collect())
+    async fn now_ms(&self) -> Result<i64, StoreError> {
+        Ok(now_ms())
     }
 
-    async fn stale_unpublished(
+    async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError> {
+        Ok(self
+            .sales()
+            .iter()
+            .filter(|(_, book)| !book.settled)
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
+    async fn stale_entries(
         &self,
         sale_id: &SaleId,
+        publication: Publication,
         before_ms: i64,
         limit: usize,
-    ) -> Result<Vec<Unpublished>, StoreError> {
-        let sales = self.sales();
-        let Some(book) = sales.get(sale_id) else {
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut sales = self.sales();
+        let Some(book) = sales.get_mut(sale_id) else {
             return Ok(Vec::new());
         };
         // Sorted like a Redis sorted set: by score, then by member.
-        let mut stale: Vec<(i64, &OrderId)> = book
-            .unpublished
+        let mut stale: Vec<(i64, OrderId)> = book
+            .stamps(publication)
             .iter()
             .filter(|&(_, &at)| at <= before_ms)
-            .map(|(order, &at)| (at, order))
+            .map(|(order, &at)| (at, order.clone()))
             .collect();
         stale.sort_unstable();
         Ok(stale
             .into_iter()
             .take(limit)
-            .map(|(_, order_id)| Unpublished {
-                order_id: order_id.clone(),
-                payload: book.outbox.get(order_id).cloned(),
+            .map(|(_, order_id)| OutboxEntry {
+                payload: book.outbox.get(&order_id).cloned(),
+                order_id,
             })
             .collect())
     }
 
-    async fn defer_unpublished(&self, orders: &[OrderId], at_ms: i64) -> Result<(), StoreError> {
+    async fn defer(&self, orders: &[OrderId], at_ms: i64) -> Result<(), StoreError> {
         let mut sales = self.sales();
         for order in orders {
-            let marked = sales
-                .get_mut(&order.sale_id())
-                .and_then(|book| book.unpublished.get_mut(order));
-            if let Some(at) = marked {
-                *at = at_ms;
+            if let Some(book) = sales.get_mut(&order.sale_id()) {
+                for publication in [Publication::Unacknowledged, Publication::Acknowledged] {
+                    if let Some(at) = book.stamps(publication).get_mut(order) {
+                        *at = at_ms;
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// Retention is Redis's business (key expiry); here a settled sale only leaves the
+    /// active sales.
+    async fn settle_sale(
+        &self,
+        sale_id: &SaleId,
+        ended: bool,
+        _retention: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut sales = self.sales();
+        let Some(book) = sales.get_mut(sale_id) else {
+            return Ok(false);
+        };
+        let settled = book.outbox.is_empty() && (ended || book.stock == 0);
+        book.settled |= settled;
+        Ok(settled)
     }
 
     async fn outbox_sizes(&self, sale_id: &SaleId) -> Result<OutboxSizes, StoreError> {

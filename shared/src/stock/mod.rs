@@ -10,6 +10,7 @@ mod memory;
 mod redis;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -46,13 +47,22 @@ pub enum OrderStatus {
     Failed,
 }
 
-/// An outbox entry whose publish the broker has not acknowledged.
+/// An outbox entry the reconciler may have to publish again.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unpublished {
+pub struct OutboxEntry {
     pub order_id: OrderId,
     /// The event as the stock lock stored it; `None` when the order was created meanwhile
     /// and its outbox entry is gone.
     pub payload: Option<String>,
+}
+
+/// Where an outbox entry's publish stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Publication {
+    /// The broker has not acknowledged it (yet, or ever).
+    Unacknowledged,
+    /// The broker acknowledged it, and no order row exists yet.
+    Acknowledged,
 }
 
 /// How many units of one sale are locked without an order row yet.
@@ -89,8 +99,8 @@ pub trait StockLedger: Send + Sync {
         payload: &str,
     ) -> Result<Reservation, StoreError>;
 
-    /// Records the broker's acknowledgement of these orders' events, so the reconciler leaves
-    /// them alone.
+    /// Records the broker's acknowledgement of these orders' events: from now on the
+    /// reconciler waits for them as long as any backlog takes, not merely as long as a publish.
     async fn mark_published(&self, orders: &[OrderId]) -> Result<(), StoreError>;
 
     /// Marks orders of one sale as created and removes them from the outbox; returns how
@@ -106,22 +116,38 @@ pub trait StockLedger: Send + Sync {
     /// accounted for until an operator resolves it.
     async fn fail_orders(&self, sale_id: &SaleId, orders: &[&OrderId]) -> Result<(), StoreError>;
 
-    /// Every sale id ever created.
-    async fn sale_ids(&self) -> Result<Vec<SaleId>, StoreError>;
+    /// The ledger's clock, in unix milliseconds: the one clock every age and deadline is
+    /// measured on (the stock lock stamps entries with it too).
+    async fn now_ms(&self) -> Result<i64, StoreError>;
 
-    /// Up to `limit` orders of one sale whose publish was not acknowledged and that were
-    /// reserved (or last deferred) at or before `before_ms` (unix ms), oldest first.
-    async fn stale_unpublished(
+    /// The sales not settled yet ([`StockLedger::settle_sale`]).
+    async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError>;
+
+    /// Up to `limit` outbox entries of one sale in the `publication` state, stamped (reserved,
+    /// acknowledged, or last deferred) at or before `before_ms` on the ledger's clock, oldest
+    /// first.
+    async fn stale_entries(
         &self,
         sale_id: &SaleId,
+        publication: Publication,
         before_ms: i64,
         limit: usize,
-    ) -> Result<Vec<Unpublished>, StoreError>;
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
 
-    /// Moves still-unacknowledged orders' timestamps to `at_ms`, so the reconciler does not
-    /// publish them again before the next `min_age` has passed. Never re-marks an order
-    /// acknowledged meanwhile.
-    async fn defer_unpublished(&self, orders: &[OrderId], at_ms: i64) -> Result<(), StoreError>;
+    /// Moves these orders' stamps to `at_ms`, in whichever state they are, so the reconciler
+    /// does not publish them again before their next age has passed. Never changes an order's
+    /// state (an acknowledged order stays acknowledged) nor brings back a completed one.
+    async fn defer(&self, orders: &[OrderId], at_ms: i64) -> Result<(), StoreError>;
+
+    /// Settles the sale if nothing waits in its outbox and no purchase can add to it (it is
+    /// sold out, or `ended`): it leaves the active sales, and in Redis its keys expire after
+    /// `retention`. `false` when work remains (nothing is changed).
+    async fn settle_sale(
+        &self,
+        sale_id: &SaleId,
+        ended: bool,
+        retention: Duration,
+    ) -> Result<bool, StoreError>;
 
     /// Sizes of one sale's outbox and of its unacknowledged part.
     async fn outbox_sizes(&self, sale_id: &SaleId) -> Result<OutboxSizes, StoreError>;

@@ -7,11 +7,12 @@
 //! Replies become typed outcomes here; callers never see the script's strings.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
-use super::{OrderStatus, OutboxSizes, Reservation, StockLedger, Unpublished};
+use super::{OrderStatus, OutboxEntry, OutboxSizes, Publication, Reservation, StockLedger};
 use crate::error::StoreError;
 use crate::event::ReservationEvent;
 use crate::ids::{OrderId, SaleId, UserId};
@@ -87,7 +88,6 @@ impl StockLedger for RedisStockLedger {
                     .arg(event.user_id.as_str())
                     .arg(event.order_id.as_str())
                     .arg(payload)
-                    .arg(event.reserved_at.timestamp_millis())
                     .invoke_async(c)
                     .await
             })
@@ -113,18 +113,34 @@ impl StockLedger for RedisStockLedger {
         })
     }
 
-    /// One pipelined round trip for the whole batch.
+    /// One pipelined round trip for the whole batch: `acknowledge.lua` once per sale.
     async fn mark_published(&self, orders: &[OrderId]) -> Result<(), StoreError> {
         if orders.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut by_sale: HashMap<SaleId, Vec<&OrderId>> = HashMap::new();
         for order in orders {
-            pipe.zrem(
-                self.redis.keys().sale(&order.sale_id()).unpublished,
-                order.as_str(),
-            )
+            by_sale.entry(order.sale_id()).or_default().push(order);
+        }
+        let invocations: Vec<_> = by_sale
+            .iter()
+            .map(|(sale_id, orders)| {
+                let keys = self.redis.keys().sale(sale_id);
+                let mut invocation = scripts::ACKNOWLEDGE.key(keys.unpublished);
+                invocation.key(keys.acknowledged);
+                for order in orders {
+                    invocation.arg(order.as_str());
+                }
+                invocation
+            })
+            .collect();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(scripts::ACKNOWLEDGE_SOURCE)
             .ignore();
+        for invocation in &invocations {
+            pipe.invoke_script(invocation).ignore();
         }
         self.redis
             .call(async |c| pipe.query_async::<()>(c).await)
@@ -141,7 +157,10 @@ impl StockLedger for RedisStockLedger {
         self.redis
             .call(async |c| {
                 let mut invocation = scripts::COMPLETE_ORDER.key(&keys.outbox);
-                invocation.key(&keys.unpublished).key(&keys.status);
+                invocation
+                    .key(&keys.unpublished)
+                    .key(&keys.status)
+                    .key(&keys.acknowledged);
                 for order in orders {
                     invocation.arg(order.as_str());
                 }
@@ -159,6 +178,8 @@ impl StockLedger for RedisStockLedger {
             pipe.hset(&keys.status, order.as_str(), "failed")
                 .ignore()
                 .zrem(&keys.unpublished, order.as_str())
+                .ignore()
+                .zrem(&keys.acknowledged, order.as_str())
                 .ignore();
         }
         self.redis
@@ -166,7 +187,15 @@ impl StockLedger for RedisStockLedger {
             .await
     }
 
-    async fn sale_ids(&self) -> Result<Vec<SaleId>, StoreError> {
+    async fn now_ms(&self) -> Result<i64, StoreError> {
+        let (seconds, micros): (i64, i64) = self
+            .redis
+            .call(async |c| redis::cmd("TIME").query_async(c).await)
+            .await?;
+        Ok(seconds * 1000 + micros / 1000)
+    }
+
+    async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError> {
         let key = self.redis.keys().sales_index();
         let ids: Vec<String> = self.redis.call(async |c| c.smembers(&key).await).await?;
         Ok(parse_all(ids, "sales index"))
@@ -174,17 +203,22 @@ impl StockLedger for RedisStockLedger {
 
     /// Two round trips (ZRANGEBYSCORE, then HMGET); an entry completed in between comes back
     /// without its payload, which the reconciler skips.
-    async fn stale_unpublished(
+    async fn stale_entries(
         &self,
         sale_id: &SaleId,
+        publication: Publication,
         before_ms: i64,
         limit: usize,
-    ) -> Result<Vec<Unpublished>, StoreError> {
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         let keys = self.redis.keys().sale(sale_id);
+        let set = match publication {
+            Publication::Unacknowledged => &keys.unpublished,
+            Publication::Acknowledged => &keys.acknowledged,
+        };
         let orders: Vec<String> = self
             .redis
             .call(async |c| {
-                c.zrangebyscore_limit(&keys.unpublished, "-inf", before_ms, 0, limit as isize)
+                c.zrangebyscore_limit(set, "-inf", before_ms, 0, limit as isize)
                     .await
             })
             .await?;
@@ -201,30 +235,70 @@ impl StockLedger for RedisStockLedger {
                     .await
             })
             .await?;
-        Ok(parse_all(orders, "unpublished set")
+        Ok(orders
             .into_iter()
             .zip(payloads)
-            .map(|(order_id, payload)| Unpublished { order_id, payload })
+            .filter_map(|(order_id, payload)| {
+                let order_id = parse_all(vec![order_id], "outbox sets").pop()?;
+                Some(OutboxEntry { order_id, payload })
+            })
             .collect())
     }
 
-    /// `ZADD XX` never re-adds an order acknowledged meanwhile. One pipelined round trip.
-    async fn defer_unpublished(&self, orders: &[OrderId], at_ms: i64) -> Result<(), StoreError> {
+    /// `ZADD XX` on both sets: whichever holds an order is updated, neither gains one. One
+    /// pipelined round trip.
+    async fn defer(&self, orders: &[OrderId], at_ms: i64) -> Result<(), StoreError> {
         if orders.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
         for order in orders {
-            pipe.cmd("ZADD")
-                .arg(self.redis.keys().sale(&order.sale_id()).unpublished)
-                .arg("XX")
-                .arg(at_ms)
-                .arg(order.as_str())
-                .ignore();
+            let keys = self.redis.keys().sale(&order.sale_id());
+            for set in [keys.unpublished, keys.acknowledged] {
+                pipe.cmd("ZADD")
+                    .arg(set)
+                    .arg("XX")
+                    .arg(at_ms)
+                    .arg(order.as_str())
+                    .ignore();
+            }
         }
         self.redis
             .call(async |c| pipe.query_async::<()>(c).await)
             .await
+    }
+
+    /// `settle_sale.lua` on the sale's keys, then the index (another slot) in a second step:
+    /// should that step fail, the next sweep settles the sale again, harmlessly.
+    async fn settle_sale(
+        &self,
+        sale_id: &SaleId,
+        ended: bool,
+        retention: Duration,
+    ) -> Result<bool, StoreError> {
+        let keys = self.redis.keys().sale(sale_id);
+        let settled: bool = self
+            .redis
+            .call(async |c| {
+                let mut invocation = scripts::SETTLE_SALE.key(&keys.outbox);
+                invocation.key(&keys.stock);
+                for key in keys.all() {
+                    invocation.key(key);
+                }
+                invocation
+                    .arg(u8::from(ended))
+                    .arg(retention.as_millis() as u64)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        if settled {
+            let index = self.redis.keys().sales_index();
+            self.redis
+                .call(async |c| c.srem::<_, _, ()>(&index, sale_id.as_str()).await)
+                .await?;
+        }
+        Ok(settled)
     }
 
     async fn outbox_sizes(&self, sale_id: &SaleId) -> Result<OutboxSizes, StoreError> {

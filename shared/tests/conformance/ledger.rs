@@ -3,10 +3,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::Utc;
 use shared::event::ReservationEvent;
 use shared::ids::{OrderId, SaleId, UserId};
-use shared::stock::{OrderStatus, OutboxSizes, Reservation, StockLedger, Unpublished};
+use shared::stock::{OrderStatus, OutboxEntry, OutboxSizes, Publication, Reservation, StockLedger};
 use shared::testing::TestEnv;
 
 shared::conformance!(
@@ -16,7 +15,9 @@ shared::conformance!(
     completing_orders_is_idempotent_and_empties_the_outbox,
     a_failed_order_keeps_its_unit_accounted_for,
     the_reconciler_sees_stale_unacknowledged_entries_oldest_first,
+    an_acknowledged_entry_without_an_order_row_ages_until_it_counts_as_lost,
     deferring_never_re_marks_an_acknowledged_order,
+    a_sale_settles_once_its_outbox_is_empty_and_no_purchase_can_add_to_it,
 );
 
 async fn attempt(
@@ -95,7 +96,7 @@ async fn a_taken_sale_id_is_refused_and_the_first_sale_kept(env: TestEnv) {
     assert!(!ledger.create_sale(&impostor).await.unwrap());
     assert_eq!(ledger.sale(&sale.id).await.unwrap(), Some(sale.clone()));
     assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(5));
-    assert!(ledger.sale_ids().await.unwrap().contains(&sale.id));
+    assert!(ledger.active_sale_ids().await.unwrap().contains(&sale.id));
     assert_eq!(ledger.sale(&"absent".parse().unwrap()).await.unwrap(), None);
 }
 
@@ -226,51 +227,92 @@ async fn the_reconciler_sees_stale_unacknowledged_entries_oldest_first(env: Test
         .complete_orders(&sale.id, &[&events[2].order_id])
         .await
         .unwrap();
-    let now_ms = Utc::now().timestamp_millis();
+    let now_ms = ledger.now_ms().await.unwrap();
+    let unacknowledged = async |before_ms, limit| {
+        ledger
+            .stale_entries(&sale.id, Publication::Unacknowledged, before_ms, limit)
+            .await
+            .unwrap()
+    };
 
-    let due = ledger
-        .stale_unpublished(&sale.id, now_ms, 10)
-        .await
-        .unwrap();
-    let expected: Vec<Unpublished> = [&events[0], &events[3]]
+    let expected: Vec<OutboxEntry> = [&events[0], &events[3]]
         .iter()
-        .map(|event| Unpublished {
+        .map(|event| OutboxEntry {
             order_id: event.order_id.clone(),
             payload: Some(event.to_json()),
         })
         .collect();
     assert_eq!(
-        due, expected,
-        "acknowledged and completed entries are not stale"
+        unacknowledged(now_ms, 10).await,
+        expected,
+        "acknowledged and completed entries are not unacknowledged"
     );
     assert_eq!(
-        ledger.stale_unpublished(&sale.id, now_ms, 1).await.unwrap(),
+        unacknowledged(now_ms, 1).await,
         expected[..1],
         "the limit keeps the oldest"
     );
-    let before_any = events[0].reserved_at.timestamp_millis() - 1;
     assert!(
-        ledger
-            .stale_unpublished(&sale.id, before_any, 10)
-            .await
-            .unwrap()
-            .is_empty(),
+        unacknowledged(now_ms - 60_000, 10).await.is_empty(),
         "entries younger than the cutoff wait"
     );
 
-    let later = now_ms + 60_000;
     ledger
-        .defer_unpublished(std::slice::from_ref(&events[0].order_id), later)
-        .await
-        .unwrap();
-    let due = ledger
-        .stale_unpublished(&sale.id, now_ms, 10)
+        .defer(std::slice::from_ref(&events[0].order_id), now_ms + 60_000)
         .await
         .unwrap();
     assert_eq!(
-        due,
+        unacknowledged(now_ms, 10).await,
         expected[1..],
         "a deferred entry waits until its new time"
+    );
+}
+
+async fn an_acknowledged_entry_without_an_order_row_ages_until_it_counts_as_lost(env: TestEnv) {
+    let ledger = env.ledger();
+    let sale = env.create_sale(3).await;
+    let (lost, _) = env.reserve(&sale, "lena").await;
+    let (ordered, _) = env.reserve(&sale, "max").await;
+    ledger
+        .mark_published(&[lost.order_id.clone(), ordered.order_id.clone()])
+        .await
+        .unwrap();
+    ledger
+        .complete_orders(&sale.id, &[&ordered.order_id])
+        .await
+        .unwrap();
+    let now_ms = ledger.now_ms().await.unwrap();
+    let acknowledged = async |before_ms| {
+        ledger
+            .stale_entries(&sale.id, Publication::Acknowledged, before_ms, 10)
+            .await
+            .unwrap()
+    };
+    let lost_entry = OutboxEntry {
+        order_id: lost.order_id.clone(),
+        payload: Some(lost.to_json()),
+    };
+    assert_eq!(
+        acknowledged(now_ms).await,
+        std::slice::from_ref(&lost_entry)
+    );
+    assert!(
+        acknowledged(now_ms - 60_000).await.is_empty(),
+        "not old enough yet"
+    );
+    ledger
+        .defer(std::slice::from_ref(&lost.order_id), now_ms + 60_000)
+        .await
+        .unwrap();
+    assert!(
+        acknowledged(now_ms).await.is_empty(),
+        "re-published: it waits another whole age"
+    );
+    assert_eq!(acknowledged(now_ms + 60_000).await, [lost_entry]);
+    assert_eq!(
+        ledger.outbox_sizes(&sale.id).await.unwrap(),
+        sizes(1, 0),
+        "still locked, no longer unacknowledged"
     );
 }
 
@@ -283,15 +325,62 @@ async fn deferring_never_re_marks_an_acknowledged_order(env: TestEnv) {
         .await
         .unwrap();
     ledger
-        .defer_unpublished(std::slice::from_ref(&event.order_id), 0)
+        .defer(std::slice::from_ref(&event.order_id), 0)
         .await
         .unwrap();
     assert!(
         ledger
-            .stale_unpublished(&sale.id, i64::MAX, 10)
+            .stale_entries(&sale.id, Publication::Unacknowledged, i64::MAX, 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), sizes(1, 0));
+}
+
+async fn a_sale_settles_once_its_outbox_is_empty_and_no_purchase_can_add_to_it(env: TestEnv) {
+    let ledger = env.ledger();
+    let retention = std::time::Duration::from_mins(1);
+    let sale = env.create_sale(1).await;
+    assert!(
+        !ledger
+            .settle_sale(&sale.id, false, retention)
+            .await
+            .unwrap(),
+        "open, with stock: purchases may come"
+    );
+    let (event, _) = env.reserve(&sale, "nina").await;
+    assert!(
+        !ledger
+            .settle_sale(&sale.id, false, retention)
+            .await
+            .unwrap(),
+        "sold out, but its outbox is not empty"
+    );
+    ledger
+        .complete_orders(&sale.id, &[&event.order_id])
+        .await
+        .unwrap();
+    assert!(ledger.active_sale_ids().await.unwrap().contains(&sale.id));
+    assert!(
+        ledger
+            .settle_sale(&sale.id, false, retention)
+            .await
+            .unwrap()
+    );
+    assert!(!ledger.active_sale_ids().await.unwrap().contains(&sale.id));
+    assert_eq!(
+        ledger.sale(&sale.id).await.unwrap().map(|s| s.id),
+        Some(sale.id.clone()),
+        "kept for the retention"
+    );
+
+    let unsold = env.create_sale(5).await;
+    assert!(
+        ledger
+            .settle_sale(&unsold.id, true, retention)
+            .await
+            .unwrap(),
+        "an ended sale settles with stock left"
+    );
 }
