@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
 use clap::Args;
 use futures::StreamExt;
 use serde::Serialize;
@@ -102,10 +103,12 @@ impl AbuseSummary {
 }
 
 pub async fn abuse(args: Abuse) -> anyhow::Result<AbuseSummary> {
-    let gateway = Arc::new(Gateway::new(
-        &args.target.gateway,
-        &args.target.admin_token,
-    )?);
+    let url = args
+        .target
+        .gateways
+        .first()
+        .context("no gateway to try the tricks on")?;
+    let gateway = Arc::new(Gateway::new(url, &args.target.admin_token)?);
     let sale = crate::open_sale(None, (args.bots * 10) as u32, 1999);
     gateway.create_sale(&sale).await?;
     let bots: Vec<String> = (0..args.bots)

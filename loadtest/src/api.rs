@@ -131,6 +131,21 @@ impl Gateway {
             .await?)
     }
 
+    /// The order the token's user holds in the sale, if any (`None`: they hold none).
+    pub async fn my_order(&self, sale_id: &str, token: &str) -> anyhow::Result<Option<String>> {
+        let response = self
+            .http
+            .get(self.url(&format!("/api/v1/sales/{sale_id}/orders/mine")))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body: Value = response.error_for_status()?.json().await?;
+        Ok(body["order_id"].as_str().map(str::to_owned))
+    }
+
     /// The status of an order, asked as its owner.
     pub async fn order_status(&self, order_id: &str, token: &str) -> anyhow::Result<String> {
         let body: Value = self

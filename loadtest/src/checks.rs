@@ -46,7 +46,8 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 120)]
     pub settle_timeout_secs: u64,
 
-    /// A worker's `/metrics` URL to read consumer lag from while settling (repeatable).
+    /// A worker's `/metrics` URL to read consumer lag from while settling (repeatable); a host
+    /// name with several addresses (a compose service with replicas) is read at each.
     #[arg(long = "metrics-url")]
     pub metrics_urls: Vec<String>,
 
@@ -64,7 +65,7 @@ pub struct Probes {
     pub ledger: Option<Arc<dyn StockLedger>>,
     /// The SMS worker's JSON-lines file; enables the one-SMS-per-order check.
     pub sms_file: Option<PathBuf>,
-    /// `/metrics` URLs to read consumer lag from while settling.
+    /// `/metrics` URLs to read consumer lag from while settling (each address of a host name).
     pub metrics_urls: Vec<String>,
     /// Longest wait for the workers to drain the queue.
     pub settle_timeout: Duration,
@@ -195,7 +196,11 @@ fn open_ledger(url: &str, key_prefix: &str) -> anyhow::Result<Arc<dyn StockLedge
 /// `; lag group=N …` summed over partitions, from the workers' Prometheus metrics.
 async fn consumer_lag(gateway: &Gateway, metrics_urls: &[String]) -> String {
     let mut lag: BTreeMap<String, f64> = BTreeMap::new();
+    let mut replicas = Vec::new();
     for url in metrics_urls {
+        replicas.extend(every_replica(url).await);
+    }
+    for url in &replicas {
         let Ok(text) = gateway.text(url).await else {
             continue;
         };
@@ -218,6 +223,30 @@ async fn consumer_lag(gateway: &Gateway, metrics_urls: &[String]) -> String {
         .map(|(group, n)| format!("{group}={n}"))
         .collect();
     format!("; lag {}", groups.join(" "))
+}
+
+/// `url` once per address its host name has: a compose service with replicas answers its
+/// name with every replica's address, and each reports the lag of the partitions it owns.
+async fn every_replica(url: &str) -> Vec<String> {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return vec![url.to_owned()];
+    };
+    let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+        return vec![url.to_owned()];
+    };
+    let Ok(addresses) = tokio::net::lookup_host((host, port)).await else {
+        return vec![url.to_owned()];
+    };
+    let mut replicas: Vec<String> = addresses
+        .map(|address| {
+            let mut replica = parsed.clone();
+            let _ = replica.set_ip_host(address.ip());
+            replica.to_string()
+        })
+        .collect();
+    replicas.sort();
+    replicas.dedup();
+    replicas
 }
 
 fn show(value: Option<u64>) -> String {
@@ -367,4 +396,26 @@ pub fn violations(expected: &Expected<'_>, observed: &Observed) -> Vec<String> {
         );
     }
     violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_metrics_url_is_read_at_every_address_of_its_host() {
+        let replicas = every_replica("http://localhost:9100/metrics").await;
+        assert!(!replicas.is_empty());
+        for replica in &replicas {
+            assert!(replica.ends_with(":9100/metrics"), "{replica}");
+            assert!(
+                !replica.contains("localhost"),
+                "resolved to an address: {replica}"
+            );
+        }
+        assert_eq!(
+            every_replica("http://127.0.0.1:9100/metrics").await,
+            ["http://127.0.0.1:9100/metrics"]
+        );
+    }
 }

@@ -32,6 +32,9 @@ pub struct Outcome {
     /// (user index, order id) of every order a user was told about: by a 202, or by a 409
     /// `already_purchased` naming the order (a lock whose first answer was a 503).
     pub holdings: Vec<(usize, String)>,
+    /// Users who hold nothing they were told about, but had an attempt end without a
+    /// definitive answer (no HTTP answer, or a 5xx): their lock may have happened all the same.
+    pub unsure: Vec<usize>,
     /// Latency in microseconds.
     pub latency_us: Histogram<u64>,
     pub elapsed: Duration,
@@ -95,6 +98,7 @@ where
 fn summarise(samples: Vec<Sample>, elapsed: Duration) -> Outcome {
     let mut answers = BTreeMap::new();
     let mut holdings = std::collections::BTreeSet::new();
+    let mut unsure = std::collections::BTreeSet::new();
     let mut latency_us = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     for sample in samples {
         let label = sample
@@ -102,6 +106,9 @@ fn summarise(samples: Vec<Sample>, elapsed: Duration) -> Outcome {
             .as_ref()
             .map_or_else(|| "error".to_owned(), Answer::label);
         *answers.entry(label).or_insert(0) += 1;
+        if sample.answer.as_ref().is_none_or(|a| a.status >= 500) {
+            unsure.insert(sample.user);
+        }
         if let Some(Answer {
             status: 202 | 409,
             order_id: Some(order_id),
@@ -112,9 +119,13 @@ fn summarise(samples: Vec<Sample>, elapsed: Duration) -> Outcome {
         }
         latency_us.saturating_record(sample.latency.as_micros() as u64);
     }
+    for (user, _) in &holdings {
+        unsure.remove(user);
+    }
     Outcome {
         answers,
         holdings: holdings.into_iter().collect(),
+        unsure: unsure.into_iter().collect(),
         latency_us,
         elapsed,
     }

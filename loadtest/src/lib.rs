@@ -21,7 +21,9 @@ pub mod report;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use shared::ids::SaleId;
@@ -56,13 +58,16 @@ pub enum Scenario {
 /// Where the gateway is, and how to act as its admin.
 #[derive(Args, Clone, Debug)]
 pub struct Target {
-    /// Base URL of the gateway.
+    /// Base URL of the gateway; repeat it (or separate with commas) for several gateways of
+    /// one deployment: purchases go round-robin over them, the first also creates the sale and
+    /// answers the checks.
     #[arg(
-        long,
+        long = "gateway",
         env = "LOADTEST_GATEWAY_URL",
+        value_delimiter = ',',
         default_value = "http://127.0.0.1:8080"
     )]
-    pub gateway: String,
+    pub gateways: Vec<String>,
 
     /// Admin token of the gateway (creates the sale, mints user tokens).
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
@@ -269,6 +274,34 @@ pub fn open_sale(id: Option<SaleId>, stock: u32, price_cents: i64) -> Sale {
     }
 }
 
+/// Asks each of the `unsure` buyers' which order they hold in the sale, the way a client that
+/// lost its answer finds out; retried while the gateways do not answer (one may be restarting).
+async fn follow_up(
+    gateways: &[Gateway],
+    sale_id: &str,
+    tokens: &[String],
+    unsure: &[usize],
+) -> anyhow::Result<Vec<(usize, String)>> {
+    let mut found = Vec::new();
+    for (i, &user) in unsure.iter().enumerate() {
+        let mut tries = 0;
+        let holding = loop {
+            let gateway = &gateways[(i + tries) % gateways.len()];
+            match gateway.my_order(sale_id, &tokens[user]).await {
+                Ok(holding) => break holding,
+                Err(error) if tries < 60 => {
+                    tries += 1;
+                    tracing::debug!(%error, user, "asking again in a second");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(error) => return Err(error.context("no gateway told a buyer what it holds")),
+            }
+        };
+        found.extend(holding.map(|order_id| (user, order_id)));
+    }
+    Ok(found)
+}
+
 /// A crowd of users buying from one sale.
 pub struct Crowd {
     /// The name the report gives the run.
@@ -281,15 +314,28 @@ pub struct Crowd {
 }
 
 impl Crowd {
-    /// The crowd against the gateway `target` names, checked through the probes `checks` names.
+    /// The crowd against the gateways `target` names, checked through the probes `checks`
+    /// names.
     async fn run_against(self, target: &Target, checks: &CheckArgs) -> anyhow::Result<Summary> {
-        let gateway = Gateway::new(&target.gateway, &target.admin_token)?;
-        self.run(&gateway, Probes::open(checks)?.as_ref()).await
+        let gateways = target
+            .gateways
+            .iter()
+            .map(|url| Gateway::new(url, &target.admin_token))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.run(&gateways, Probes::open(checks)?.as_ref()).await
     }
 
-    /// Creates the sale, sends the crowd at `gateway`, then (with probes) waits for the
+    /// Creates the sale through the first of `gateways`, sends the crowd at all of them
+    /// round-robin, asks again where an answer was lost, then (with probes) waits for the
     /// pipeline to settle and checks the invariants.
-    pub async fn run(self, gateway: &Gateway, probes: Option<&Probes>) -> anyhow::Result<Summary> {
+    pub async fn run(
+        self,
+        gateways: &[Gateway],
+        probes: Option<&Probes>,
+    ) -> anyhow::Result<Summary> {
+        let gateway = gateways
+            .first()
+            .context("no gateway to send the crowd at")?;
         let Self {
             scenario,
             users,
@@ -306,24 +352,35 @@ impl Crowd {
             sale.id, sale.stock, users
         );
         let tokens = Arc::new(gateway.mint_tokens(&user_ids).await?);
-        let gateway = Arc::new(gateway.clone());
+        let all_gateways: Arc<[Gateway]> = gateways.into();
+        let next_gateway = Arc::new(AtomicUsize::new(0));
 
         // Round-robin over users: every user's first try comes before anyone's second.
         let plan: Vec<usize> = (0..attempts_per_user).flat_map(|_| 0..users).collect();
         eprintln!("the crowd arrives: {} attempts, {pacing:?}", plan.len());
         let sale_id: Arc<str> = sale.id.as_str().into();
         let purchase = {
-            let (gateway, tokens) = (Arc::clone(&gateway), Arc::clone(&tokens));
+            let (gateways, tokens) = (Arc::clone(&all_gateways), Arc::clone(&tokens));
             move |user: usize| {
-                let (gateway, tokens, sale_id) = (
-                    Arc::clone(&gateway),
+                let turn = next_gateway.fetch_add(1, Ordering::Relaxed) % gateways.len();
+                let (gateways, tokens, sale_id) = (
+                    Arc::clone(&gateways),
                     Arc::clone(&tokens),
                     Arc::clone(&sale_id),
                 );
-                async move { gateway.purchase(&sale_id, &tokens[user]).await.ok() }
+                async move { gateways[turn].purchase(&sale_id, &tokens[user]).await.ok() }
             }
         };
-        let outcome = drive::drive(plan, pacing, purchase).await;
+        let mut outcome = drive::drive(plan, pacing, purchase).await;
+        if !outcome.unsure.is_empty() {
+            eprintln!(
+                "{} buyers had an answer lost; asking which orders they hold",
+                outcome.unsure.len()
+            );
+            let found =
+                follow_up(&all_gateways, sale.id.as_str(), &tokens, &outcome.unsure).await?;
+            outcome.holdings.extend(found);
+        }
 
         let expected = Expected {
             sale_id: &sale.id,
@@ -335,7 +392,7 @@ impl Crowd {
         let observed = match probes {
             Some(probes) => {
                 eprintln!("waiting for the pipeline to settle");
-                Some(checks::settle(&gateway, probes, &expected).await?)
+                Some(checks::settle(gateway, probes, &expected).await?)
             }
             None => None,
         };

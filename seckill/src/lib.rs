@@ -118,7 +118,7 @@ async fn flash_crowd(
         metrics_urls: vec![format!("{}/metrics", services.gateway_url)],
         settle_timeout: Duration::from_mins(2),
     };
-    Ok(Report::Crowd(crowd.run(&gateway, Some(&probes)).await?))
+    Ok(Report::Crowd(crowd.run(&[gateway], Some(&probes)).await?))
 }
 
 fn print_welcome(cli: &Cli, embedded: &Embedded, services: &Services, report: &Report) {

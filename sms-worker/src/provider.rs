@@ -119,3 +119,31 @@ impl SmsProvider for Provider {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_https_provider_is_reached_over_tls() {
+        // A closed port: the attempt fails at the connection, which means the client speaks
+        // TLS at all (without it, it would refuse the scheme before connecting).
+        let provider =
+            HttpProvider::new("https://127.0.0.1:1/sms".into(), Duration::from_secs(2)).unwrap();
+        let sms = Sms {
+            idempotency_key: "s.0".into(),
+            to: "u".into(),
+            text: "t".into(),
+        };
+        match provider.send(&sms).await {
+            Err(SmsError::Transient(reason)) => {
+                assert!(!reason.contains("scheme"), "{reason}");
+                assert!(
+                    reason.contains("connect") || reason.contains("sending"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected a connection failure, got {other:?}"),
+        }
+    }
+}

@@ -40,6 +40,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/api/v1/sales/{sale_id}/orders", post(purchase::purchase))
         .route("/api/v1/sales/{sale_id}/stats", get(sales::get_stats))
         .route("/api/v1/orders/{order_id}", get(orders::get_order))
+        .route(
+            "/api/v1/sales/{sale_id}/orders/mine",
+            get(orders::get_my_order),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_clients))
         .layer(
             ServiceBuilder::new()

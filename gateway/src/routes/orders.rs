@@ -1,4 +1,6 @@
-//! `GET /api/v1/orders/{id}`: where an order stands, for its owner only.
+//! `GET /api/v1/orders/{id}`: where an order stands, for its owner only; and
+//! `GET /api/v1/sales/{id}/orders/mine`: the order the caller holds in a sale, for a buyer whose
+//! answer was lost (a dropped connection, a 503 that could not tell) to find out.
 
 use axum::Json;
 use axum::extract::State;
@@ -36,4 +38,18 @@ pub async fn get_order(
         user_id,
         status,
     }))
+}
+
+/// The caller's order in the sale, or 404 when they hold none.
+pub async fn get_my_order(
+    User(user_id): User,
+    State(state): State<AppState>,
+    PathId(sale_id): PathId<SaleId>,
+) -> Result<Json<OrderView>, ApiError> {
+    let order_id = state
+        .ledger
+        .buyers_order(&sale_id, &user_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    get_order(User(user_id), State(state), PathId(order_id)).await
 }

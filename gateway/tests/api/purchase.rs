@@ -247,3 +247,21 @@ async fn a_callers_trace_is_carried_into_the_event() {
     );
     assert_ne!(traceparent, incoming, "the gateway's own span");
 }
+
+#[tokio::test]
+async fn a_buyer_whose_answer_was_lost_finds_their_order_in_the_sale() {
+    let app = spawn_app().await;
+    let sale = app.create_open_sale(10).await;
+    let response = app.purchase(&sale, &app.token("olga")).await;
+    let order_id = response.json::<Value>().await.unwrap()["order_id"].clone();
+    let mine = |user: &str| {
+        app.http
+            .get(app.url(&format!("/api/v1/sales/{sale}/orders/mine")))
+            .bearer_auth(app.token(user))
+            .send()
+    };
+    let found: Value = mine("olga").await.unwrap().json().await.unwrap();
+    assert_eq!(found["order_id"], order_id);
+    assert_eq!(found["user_id"], "olga");
+    crate::helpers::assert_error(mine("pete").await.unwrap(), 404, "not_found").await;
+}

@@ -251,6 +251,17 @@ impl StockLedger for MemoryStockLedger {
             .unwrap_or_default())
     }
 
+    async fn buyers_order(
+        &self,
+        sale_id: &SaleId,
+        user_id: &UserId,
+    ) -> Result<Option<OrderId>, StoreError> {
+        Ok(self
+            .sales()
+            .get(sale_id)
+            .and_then(|book| book.buyers.get(user_id).cloned()))
+    }
+
     async fn order_status(
         &self,
         order_id: &OrderId,

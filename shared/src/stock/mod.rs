@@ -155,6 +155,14 @@ pub trait StockLedger: Send + Sync {
     /// The outbox of one sale: order id → event JSON.
     async fn outbox(&self, sale_id: &SaleId) -> Result<HashMap<OrderId, String>, StoreError>;
 
+    /// The order `user_id` holds in the sale, if any: how a buyer whose answer was lost finds
+    /// out whether the purchase went through.
+    async fn buyers_order(
+        &self,
+        sale_id: &SaleId,
+        user_id: &UserId,
+    ) -> Result<Option<OrderId>, StoreError>;
+
     /// The order's status, if `user_id` owns it. Anyone else learns nothing, not even that it
     /// exists.
     async fn order_status(

@@ -319,6 +319,19 @@ impl StockLedger for RedisStockLedger {
         })
     }
 
+    async fn buyers_order(
+        &self,
+        sale_id: &SaleId,
+        user_id: &UserId,
+    ) -> Result<Option<OrderId>, StoreError> {
+        let buyers = self.redis.keys().sale(sale_id).buyers;
+        let order: Option<String> = self
+            .redis
+            .call(async |c| c.hget(&buyers, user_id.as_str()).await)
+            .await?;
+        Ok(parse_all(order.into_iter().collect(), "buyers").pop())
+    }
+
     async fn order_status(
         &self,
         order_id: &OrderId,

@@ -85,6 +85,21 @@ async fn reserve_decides_in_the_scripts_order(env: TestEnv) {
         None,
         "nobody else learns the order exists"
     );
+    assert_eq!(
+        ledger
+            .buyers_order(&sale.id, &"alice".parse().unwrap())
+            .await
+            .unwrap(),
+        Some(first.order_id.clone()),
+        "a buyer finds the order they hold"
+    );
+    assert_eq!(
+        ledger
+            .buyers_order(&sale.id, &"bob".parse().unwrap())
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 async fn a_taken_sale_id_is_refused_and_the_first_sale_kept(env: TestEnv) {
