@@ -11,6 +11,7 @@ use serde::Serialize;
 use shared::error::StoreError;
 use shared::ids::OrderId;
 use shared::sale::SaleState;
+use utoipa::ToSchema;
 
 use crate::risk::limits::RateLimited;
 
@@ -68,13 +69,18 @@ pub const SLOW_STOCK: &str = "the stock service did not answer in time; try agai
 /// again says how a retry finds out.
 pub const FAILED_STOCK: &str = "the stock service is unreachable; try again (if the purchase went through, the retry answers already_purchased with its order id)";
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
+/// The body of every answer that is not a success.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for programs: one of the codes of `docs/architecture.md`
+    /// (`invalid_request`, `unauthenticated`, `sold_out`, …).
+    #[schema(example = "sold_out")]
+    error: &'static str,
+    /// What went wrong and what to do, for people.
     message: String,
     /// The buyer's existing order, on `already_purchased`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    order_id: Option<&'a str>,
+    order_id: Option<OrderId>,
 }
 
 impl ApiError {
@@ -142,7 +148,7 @@ impl IntoResponse for ApiError {
             error: self.code(),
             message: self.to_string(),
             order_id: match &self {
-                Self::AlreadyPurchased { order_id } => Some(order_id.as_str()),
+                Self::AlreadyPurchased { order_id } => Some(order_id.clone()),
                 _ => None,
             },
         };

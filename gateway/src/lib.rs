@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod risk;
 pub mod routes;
 pub mod startup;

@@ -87,9 +87,7 @@ impl Backends {
 
     fn on_redis(redis: Redis) -> Self {
         Self(Arc::new(Stores {
-            ledger: Arc::new(RedisStockLedger {
-                redis: redis.clone(),
-            }),
+            ledger: Arc::new(RedisStockLedger::new(redis.clone())),
             stats: Arc::new(RedisStatsStore {
                 redis: redis.clone(),
             }),

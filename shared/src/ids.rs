@@ -27,9 +27,10 @@ pub struct InvalidId {
     value: String,
 }
 
-/// Declares a `String` newtype that can only hold values `valid` accepts.
+/// Declares a `String` newtype that can only hold values `valid` accepts; `pattern` is the
+/// same rule as a regular expression for the OpenAPI document.
 macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident, $rule:expr, $valid:expr) => {
+    ($(#[$doc:meta])* $name:ident, $rule:expr, pattern: $pattern:expr, $valid:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -88,6 +89,22 @@ macro_rules! string_id {
                 &self.0
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some(Self::RULE))
+                    .pattern(Some($pattern))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+        }
     };
 }
 
@@ -95,6 +112,7 @@ string_id!(
     /// The id of a sale: 1 to 64 ASCII letters, digits, `-` or `_`.
     SaleId,
     "a sale id is 1 to 64 letters, digits, '-' or '_'",
+    pattern: "^[A-Za-z0-9_-]{1,64}$",
     |id| {
         !id.is_empty()
             && id.len() <= MAX_SALE_ID_LEN
@@ -108,6 +126,7 @@ string_id!(
     /// The id of a user, as the login service issues it: 1 to 128 bytes, no control characters.
     UserId,
     "a user id is 1 to 128 bytes without control characters",
+    pattern: "^[^\\u0000-\\u001F\\u007F-\\u009F]+$",
     |id| !id.is_empty() && id.len() <= MAX_USER_ID_LEN && !id.chars().any(char::is_control)
 );
 
@@ -115,6 +134,7 @@ string_id!(
     /// The id of one order, unique across sales: `<sale_id>.<32 hex digits>`.
     OrderId,
     "an order id is <sale_id>.<32 hex digits>",
+    pattern: r"^[A-Za-z0-9_-]{1,64}\.[0-9a-fA-F]{32}$",
     |id| {
         id.rsplit_once('.').is_some_and(|(sale_id, suffix)| {
             sale_id.parse::<SaleId>().is_ok()

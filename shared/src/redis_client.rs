@@ -77,6 +77,19 @@ impl Redis {
             })
     }
 
+    /// The deadline of every call made through this handle.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// Redis's clock (`TIME`), in unix milliseconds.
+    pub async fn time_ms(&self) -> Result<i64, StoreError> {
+        let (seconds, micros): (i64, i64) = self
+            .call(async |c| redis::cmd("TIME").query_async(c).await)
+            .await?;
+        Ok(seconds * 1000 + micros / 1000)
+    }
+
     /// PING, within the deadline.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.call(async |c| redis::cmd("PING").query_async::<()>(c).await)

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::ids::SaleId;
 
@@ -17,19 +18,22 @@ pub const MAX_PRICE_CENTS: i64 = 10_000_000_000;
 const MAX_NAME_LEN: usize = 200;
 
 /// A flash sale, as created by the admin API and stored in Redis.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sale {
     pub id: SaleId,
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    #[schema(minimum = 0, maximum = 10_000_000_000_i64)]
     pub price_cents: i64,
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub stock: u32,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
 }
 
 /// Where a sale stands for a buyer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SaleState {
     Upcoming,

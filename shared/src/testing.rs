@@ -319,15 +319,37 @@ fn probe_consumer(bootstrap_servers: &str) -> BaseConsumer {
 
 /// Messages on `topic` (the sum of its partitions' high watermarks).
 pub fn topic_message_count(brokers: &str, topic: &str, partitions: i32) -> i64 {
-    let consumer = probe_consumer(brokers);
-    (0..partitions)
-        .map(|partition| {
-            consumer
-                .fetch_watermarks(topic, partition, Duration::from_secs(10))
-                .expect("watermarks")
-                .1
-        })
-        .sum()
+    TopicCounter::new(brokers, topic, partitions).count()
+}
+
+/// Counts a topic's messages again and again on one connection (a test that counts before
+/// and after every request would otherwise connect a new client each time).
+pub struct TopicCounter {
+    consumer: BaseConsumer,
+    topic: String,
+    partitions: i32,
+}
+
+impl TopicCounter {
+    pub fn new(brokers: &str, topic: &str, partitions: i32) -> Self {
+        Self {
+            consumer: probe_consumer(brokers),
+            topic: topic.to_owned(),
+            partitions,
+        }
+    }
+
+    /// The sum of the partitions' high watermarks.
+    pub fn count(&self) -> i64 {
+        (0..self.partitions)
+            .map(|partition| {
+                self.consumer
+                    .fetch_watermarks(&self.topic, partition, Duration::from_secs(10))
+                    .expect("watermarks")
+                    .1
+            })
+            .sum()
+    }
 }
 
 /// Deletes every key under `prefix` (from a plain thread, so it also works inside `Drop`).

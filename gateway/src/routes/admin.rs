@@ -6,13 +6,31 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use shared::ids::UserId;
 use shared::sale::Sale;
+use utoipa::ToSchema;
 
 use crate::auth::Admin;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, PathId};
 use crate::state::AppState;
 
 /// `POST /api/v1/admin/sales`: creates a sale and pre-warms its stock in Redis.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/sales",
+    tag = "admin",
+    request_body = Sale,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "The sale, created with its stock", body = Sale),
+        (status = 400, description = "`invalid_request`: the sale is not valid (the message says which field)", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: no valid admin token", body = ErrorBody),
+        (status = 409, description = "`sale_exists`: a sale with this id already exists", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over the limit", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the stock ledger did not answer; try again", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(skip_all, fields(sale_id = %sale.id))]
 pub async fn create_sale(
     _: Admin,
@@ -27,18 +45,35 @@ pub async fn create_sale(
     Ok((StatusCode::CREATED, Json(sale)))
 }
 
-#[derive(Deserialize)]
+/// A user an admin call is about.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserRef {
     user_id: UserId,
 }
 
-#[derive(Serialize)]
+/// A signed user token.
+#[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
     token: String,
 }
 
 /// `POST /api/v1/admin/tokens`: a user token, standing in for a login service.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/tokens",
+    tag = "admin",
+    request_body = UserRef,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "A token for the user", body = TokenResponse),
+        (status = 400, description = "`invalid_request`: not a valid user reference", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: no valid admin token", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over the limit", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+    )
+)]
 pub async fn mint_token(
     _: Admin,
     State(state): State<AppState>,
@@ -49,6 +84,22 @@ pub async fn mint_token(
 }
 
 /// `POST /api/v1/admin/blacklist`: bans a user from every sale.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/blacklist",
+    tag = "admin",
+    request_body = UserRef,
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "The user is banned"),
+        (status = 400, description = "`invalid_request`: not a valid user reference", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: no valid admin token", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over the limit", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the store did not answer; try again", body = ErrorBody),
+    )
+)]
 pub async fn ban(
     _: Admin,
     State(state): State<AppState>,
@@ -60,6 +111,20 @@ pub async fn ban(
 }
 
 /// `DELETE /api/v1/admin/blacklist/{user_id}`: lifts a ban.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/blacklist/{user_id}",
+    tag = "admin",
+    params(("user_id" = UserId, Path, description = "The user")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "The user may buy again"),
+        (status = 400, description = "`invalid_request`: not a valid user id", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: no valid admin token", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the store did not answer; try again", body = ErrorBody),
+    )
+)]
 pub async fn unban(
     _: Admin,
     State(state): State<AppState>,

@@ -1,6 +1,9 @@
 //! The HTTP API (`docs/architecture.md`, "The HTTP API"), one module per resource, and the
 //! layers in front of it.
 //!
+//! Each API route is registered with its OpenAPI description (`crate::openapi`), served at
+//! `/api/v1/openapi.json`.
+//!
 //! Overload protection wraps the API: one concurrency limit shared by every API route; a
 //! request beyond it is shed at once with 503 (a queue would only add latency to a request
 //! that is already late), and every request has a deadline. Health and metrics sit outside those layers so they answer even
@@ -18,32 +21,36 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use axum::{BoxError, Router};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::openapi::{ApiDoc, Document};
 use crate::state::AppState;
 
 /// The whole application, ready to serve (with `ConnectInfo<SocketAddr>`).
 pub fn router(state: AppState, config: &Config) -> Router {
     purchase::register_metrics();
-    let api = Router::new()
-        .route("/api/v1/admin/sales", post(admin::create_sale))
-        .route("/api/v1/admin/tokens", post(admin::mint_token))
-        .route("/api/v1/admin/blacklist", post(admin::ban))
-        .route("/api/v1/admin/blacklist/{user_id}", delete(admin::unban))
-        .route("/api/v1/sales/{sale_id}", get(sales::get_sale))
-        .route("/api/v1/sales/{sale_id}/orders", post(purchase::purchase))
-        .route("/api/v1/sales/{sale_id}/stats", get(sales::get_stats))
-        .route("/api/v1/orders/{order_id}", get(orders::get_order))
-        .route(
-            "/api/v1/sales/{sale_id}/orders/mine",
-            get(orders::get_my_order),
-        )
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(admin::create_sale))
+        .routes(routes!(admin::mint_token))
+        .routes(routes!(admin::ban))
+        .routes(routes!(admin::unban))
+        .routes(routes!(sales::get_sale))
+        .routes(routes!(purchase::purchase))
+        .routes(routes!(sales::get_stats))
+        .routes(routes!(orders::get_order))
+        .routes(routes!(orders::get_my_order))
+        .split_for_parts();
+    let document = Document::render(&openapi);
+    let api = api
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_clients))
         .layer(
             ServiceBuilder::new()
@@ -60,6 +67,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/api/v1/openapi.json", get(move || async move { document }))
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

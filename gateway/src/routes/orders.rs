@@ -7,13 +7,15 @@ use axum::extract::State;
 use serde::Serialize;
 use shared::ids::{OrderId, SaleId, UserId};
 use shared::stock::OrderStatus;
+use utoipa::ToSchema;
 
 use crate::auth::User;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::PathId;
 use crate::state::AppState;
 
-#[derive(Serialize)]
+/// An order and where it stands.
+#[derive(Serialize, ToSchema)]
 pub struct OrderView {
     order_id: OrderId,
     sale_id: SaleId,
@@ -22,6 +24,20 @@ pub struct OrderView {
 }
 
 /// Anyone but the owner gets 404, exactly as for an order that does not exist.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{order_id}",
+    tag = "orders",
+    params(("order_id" = OrderId, Path, description = "The order, as the purchase answered it")),
+    security(("user_token" = [])),
+    responses(
+        (status = 200, description = "The caller's order", body = OrderView),
+        (status = 401, description = "`unauthenticated`: no valid user token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such order of this user", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the stock ledger did not answer; try again", body = ErrorBody),
+    )
+)]
 pub async fn get_order(
     User(user_id): User,
     State(state): State<AppState>,
@@ -41,6 +57,20 @@ pub async fn get_order(
 }
 
 /// The caller's order in the sale, or 404 when they hold none.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sales/{sale_id}/orders/mine",
+    tag = "orders",
+    params(("sale_id" = SaleId, Path, description = "The sale")),
+    security(("user_token" = [])),
+    responses(
+        (status = 200, description = "The order the caller holds in this sale", body = OrderView),
+        (status = 401, description = "`unauthenticated`: no valid user token", body = ErrorBody),
+        (status = 404, description = "`not_found`: the caller holds no order in this sale", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the stock ledger did not answer; try again", body = ErrorBody),
+    )
+)]
 pub async fn get_my_order(
     User(user_id): User,
     State(state): State<AppState>,

@@ -22,9 +22,10 @@ use shared::event::ReservationEvent;
 use shared::ids::{OrderId, SaleId};
 use shared::kafka::{TRACEPARENT_HEADER, traceparent_for};
 use shared::stock::Reservation;
+use utoipa::ToSchema;
 
 use crate::auth::User;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{BodyLimit, PathId};
 use crate::state::AppState;
 
@@ -55,20 +56,47 @@ pub fn register_metrics() {
 }
 
 /// The optional body. One unit per buyer, so the only accepted quantity is 1.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PurchaseRequest {
+pub struct PurchaseRequest {
+    #[schema(minimum = 1, maximum = 1)]
     quantity: Option<u32>,
 }
 
-#[derive(Serialize)]
+/// A unit is locked for the buyer; the order is created behind the queue.
+#[derive(Serialize, ToSchema)]
 pub struct Accepted {
     order_id: OrderId,
+    /// Always `processing`: poll `GET /api/v1/orders/{order_id}` for what follows.
+    #[schema(example = "processing")]
     status: &'static str,
 }
 
 // A debug-level span: on the hot path an info span would cost an allocation per request even
 // when nothing is logged; failures log their own order id and trace id.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sales/{sale_id}/orders",
+    tag = "purchase",
+    params(("sale_id" = SaleId, Path, description = "The sale to buy in")),
+    request_body(
+        content = Option<PurchaseRequest>,
+        description = "Optional: no body, `{}` or `{\"quantity\": 1}` (one unit per buyer)"
+    ),
+    security(("user_token" = [])),
+    responses(
+        (status = 202, description = "A unit is locked for the buyer; the order follows through the queue", body = Accepted),
+        (status = 400, description = "`invalid_request`: the body is not a purchase request", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: no valid user token", body = ErrorBody),
+        (status = 403, description = "`blacklisted`, or `sale_not_open`: before its start or after its end", body = ErrorBody),
+        (status = 404, description = "`unknown_sale`: no sale has this id", body = ErrorBody),
+        (status = 409, description = "`already_purchased`: the buyer holds an order in this sale (`order_id`)", body = ErrorBody),
+        (status = 410, description = "`sold_out`: no unit left", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over the limit", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: a limit was reached; see Retry-After", body = ErrorBody),
+        (status = 503, description = "`unavailable`: overloaded, or the stock ledger did not answer; the message says whether anything was locked", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(level = "debug", skip_all, fields(sale_id, user_id, trace_id))]
 pub async fn purchase(
     State(state): State<AppState>,
@@ -170,7 +198,8 @@ async fn decide(
 /// same connection, so after the lock if it ran at all): the order is theirs, and the purchase
 /// is answered 202 and published like any other; or nothing was locked, and 503 says so. Only
 /// when Redis does not answer that either, for [`LOST_ANSWER_PATIENCE`], does the 503 say it
-/// cannot tell.
+/// cannot tell. A lock still queued somewhere by then (behind a paused Redis) will not lock
+/// anything when it runs: it carries its own deadline, long past (`shared::stock`'s clock).
 async fn lost_answer(
     state: &AppState,
     event: &ReservationEvent,

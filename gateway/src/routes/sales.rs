@@ -8,23 +8,38 @@ use serde::Serialize;
 use shared::ids::SaleId;
 use shared::sale::SaleState;
 use shared::stats::SaleStats;
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::PathId;
 use crate::state::AppState;
 
-#[derive(Serialize)]
+/// A sale as buyers see it: the sale itself, its remaining stock and its state now.
+#[derive(Serialize, ToSchema)]
 pub struct SaleView {
     id: SaleId,
     name: String,
     price_cents: i64,
     stock: u32,
+    /// Units not locked yet.
     remaining: u32,
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
     state: SaleState,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/sales/{sale_id}",
+    tag = "sales",
+    params(("sale_id" = SaleId, Path, description = "The sale")),
+    responses(
+        (status = 200, description = "The sale, its remaining stock and its state", body = SaleView),
+        (status = 404, description = "`unknown_sale`: no sale has this id", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the stock ledger did not answer; try again", body = ErrorBody),
+    )
+)]
 pub async fn get_sale(
     State(state): State<AppState>,
     PathId(sale_id): PathId<SaleId>,
@@ -49,6 +64,18 @@ pub async fn get_sale(
 }
 
 /// The stats worker's view, which trails the purchases by the queue's lag.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sales/{sale_id}/stats",
+    tag = "sales",
+    params(("sale_id" = SaleId, Path, description = "The sale")),
+    responses(
+        (status = 200, description = "The sale's statistics as counted so far", body = SaleStats),
+        (status = 404, description = "`unknown_sale`: no sale has this id", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the store did not answer; try again", body = ErrorBody),
+    )
+)]
 pub async fn get_stats(
     State(state): State<AppState>,
     PathId(sale_id): PathId<SaleId>,

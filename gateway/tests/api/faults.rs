@@ -255,6 +255,55 @@ async fn a_lock_whose_answer_was_lost_is_answered_202_with_its_order_and_publish
 }
 
 #[tokio::test]
+async fn a_lock_queued_behind_a_paused_redis_past_its_deadline_locks_nothing() {
+    let redis = PrivateRedis::start();
+    let mut config = test_config();
+    config.redis.redis_url = redis.url();
+    let app = spawn_app_with(config).await;
+    let sale = app.create_open_sale(10).await;
+    assert_eq!(app.purchase(&sale, &app.token("early")).await.status(), 202);
+
+    // Redis stops serving every client for longer than a request may take; the stock lock
+    // and every question after it queue up, and run once the pause ends.
+    let mut operator = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let pause = app.config.request_timeout() + Duration::from_millis(500);
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(pause.as_millis() as u64)
+        .arg("ALL")
+        .query_async(&mut operator)
+        .await
+        .unwrap();
+    let token = app.token("paused");
+    let response = app.purchase(&sale, &token).await;
+    assert_error(response, 503, "unavailable").await;
+
+    tokio::time::sleep(pause).await; // the queued lock has run now
+    let view = app.sale_view(&sale).await;
+    assert_eq!(
+        view["remaining"], 9,
+        "the buyer told 503 holds no unit: {view}"
+    );
+    let mine = app
+        .http
+        .get(app.url(&format!("/api/v1/sales/{sale}/orders/mine")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(mine, 404, "not_found").await;
+    assert_eq!(
+        app.purchase(&sale, &token).await.status(),
+        202,
+        "and may buy again"
+    );
+}
+
+#[tokio::test]
 async fn a_blacklist_copy_that_stopped_syncing_makes_the_gateway_not_ready() {
     let mut redis = PrivateRedis::start();
     let mut config = test_config();

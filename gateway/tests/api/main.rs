@@ -4,6 +4,7 @@
 
 mod edges;
 mod faults;
+mod generated;
 mod helpers;
 mod purchase;
 mod refusals;

@@ -9,14 +9,22 @@
 -- ARGV[1] user id
 -- ARGV[2] order id
 -- ARGV[3] event JSON (published as is, and re-published as is by the reconciler)
+-- ARGV[4] run-by time (ms, Redis's clock): the caller stops waiting then, so a lock that only
+--         gets to run later (queued behind a paused or busy Redis) must lock nothing
 --
 -- Times are Redis's own (TIME): the reconciler measures ages on the same clock, whatever the
 -- clocks of the gateways and workers say.
 --
--- Returns {outcome, remaining, order id}: outcome is reserved, already_purchased, sold_out or
--- unknown_sale; the order id is the buyer's existing order for already_purchased, else ''.
--- The duplicate check comes before the stock check, and nothing is written unless the
--- outcome is reserved.
+-- Returns {outcome, remaining, order id}: outcome is reserved, already_purchased, sold_out,
+-- unknown_sale or late; the order id is the buyer's existing order for already_purchased,
+-- else ''. The duplicate check comes before the stock check, and nothing is written unless
+-- the outcome is reserved.
+
+local time = redis.call('TIME')
+local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+if now_ms > tonumber(ARGV[4]) then
+  return {'late', 0, ''}
+end
 
 local stock = redis.call('GET', KEYS[1])
 if not stock then
@@ -34,8 +42,6 @@ end
 local remaining = redis.call('DECR', KEYS[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-local time = redis.call('TIME')
-local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 redis.call('ZADD', KEYS[4], now_ms, ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[2], 'processing')
 return {'reserved', remaining, ''}

@@ -10,6 +10,7 @@ mod redis;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 pub use self::memory::MemoryStatsStore;
 pub use self::redis::RedisStatsStore;
@@ -18,7 +19,7 @@ use crate::event::ReservationEvent;
 use crate::ids::SaleId;
 
 /// What the statistics say about one sale.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct SaleStats {
     pub sold: u64,
     pub revenue_cents: i64,
@@ -27,7 +28,7 @@ pub struct SaleStats {
     pub timeline: Vec<TimelinePoint>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct TimelinePoint {
     /// Unix time, seconds.
     pub second: i64,

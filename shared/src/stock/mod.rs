@@ -6,6 +6,7 @@
 //! [`RedisStockLedger`] (Lua scripts, one round trip per decision, shared by every process) and
 //! [`MemoryStockLedger`] (one mutex in one process, for the all-in-one demo and fast tests).
 
+mod clock;
 mod memory;
 mod redis;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub use self::memory::MemoryStockLedger;
 pub use self::redis::RedisStockLedger;
@@ -36,7 +38,7 @@ pub enum Reservation {
 }
 
 /// Where an order stands, as the buyer sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Accepted; the order row is not written yet.

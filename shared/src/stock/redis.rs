@@ -7,11 +7,13 @@
 //! Replies become typed outcomes here; callers never see the script's strings.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
+use super::clock::RedisClock;
 use super::{OrderStatus, OutboxEntry, OutboxSizes, Publication, Reservation, StockLedger};
 use crate::error::StoreError;
 use crate::event::ReservationEvent;
@@ -23,7 +25,17 @@ use crate::scripts;
 /// Stock, buyers, outbox and order status of every sale, in Redis.
 #[derive(Clone)]
 pub struct RedisStockLedger {
-    pub redis: Redis,
+    redis: Redis,
+    clock: Arc<RedisClock>,
+}
+
+impl RedisStockLedger {
+    pub fn new(redis: Redis) -> Self {
+        Self {
+            redis,
+            clock: Arc::new(RedisClock::default()),
+        }
+    }
 }
 
 #[async_trait]
@@ -69,13 +81,16 @@ impl StockLedger for RedisStockLedger {
         self.redis.call(async |c| c.get(&key).await).await
     }
 
-    /// One round trip: `reserve.lua`.
+    /// One round trip: `reserve.lua`, which refuses to run after this call's deadline (see
+    /// [`RedisClock`]); such a late lock answers as a timeout, with nothing written.
     async fn reserve(
         &self,
         event: &ReservationEvent,
         payload: &str,
     ) -> Result<Reservation, StoreError> {
         let keys = self.redis.keys().sale(&event.sale_id);
+        let deadline = self.redis.deadline();
+        let run_by_ms = self.clock.now_ms(&self.redis).await? + deadline.as_millis() as i64;
         let (outcome, remaining, existing_order): (String, i64, String) = self
             .redis
             .call(async |c| {
@@ -88,11 +103,13 @@ impl StockLedger for RedisStockLedger {
                     .arg(event.user_id.as_str())
                     .arg(event.order_id.as_str())
                     .arg(payload)
+                    .arg(run_by_ms)
                     .invoke_async(c)
                     .await
             })
             .await?;
         Ok(match outcome.as_str() {
+            "late" => return Err(StoreError::Timeout(deadline)),
             "reserved" => Reservation::Reserved {
                 remaining: u32::try_from(remaining).unwrap_or(0),
             },
@@ -188,11 +205,7 @@ impl StockLedger for RedisStockLedger {
     }
 
     async fn now_ms(&self) -> Result<i64, StoreError> {
-        let (seconds, micros): (i64, i64) = self
-            .redis
-            .call(async |c| redis::cmd("TIME").query_async(c).await)
-            .await?;
-        Ok(seconds * 1000 + micros / 1000)
+        self.redis.time_ms().await
     }
 
     async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError> {
