@@ -10,6 +10,10 @@ use shared::config::{KafkaArgs, RedisArgs, Secret, TelemetryArgs};
 /// Shortest accepted HS256 secret: the key should be as long as the hash.
 const MIN_SECRET_BYTES: usize = 32;
 
+/// How long a purchase whose stock-lock answer was lost keeps asking the ledger what happened
+/// (`routes/purchase.rs`).
+pub const LOST_ANSWER_PATIENCE: Duration = Duration::from_secs(1);
+
 /// The seckill gateway: risk control and the atomic stock lock, answered at once; the rest of
 /// the purchase goes to Kafka.
 #[derive(Parser, Clone, Debug)]
@@ -85,7 +89,25 @@ impl Config {
         self.jwt_secret.require("JWT_SECRET", MIN_SECRET_BYTES)?;
         self.admin_token.require("ADMIN_TOKEN", MIN_SECRET_BYTES)?;
         self.kafka.validate()?;
-        self.redis.validate()
+        self.redis.validate()?;
+        self.check_request_outlasts_the_lock()
+    }
+
+    /// A purchase makes up to three Redis calls before its stock lock's run-by time passes
+    /// (the sale, a clock reading, the lock), then may ask for its lost answer for
+    /// [`LOST_ANSWER_PATIENCE`] and one call more. A request timeout shorter than that could
+    /// answer 503 while the lock still takes a unit: a sale nobody is told about.
+    fn check_request_outlasts_the_lock(&self) -> Result<(), String> {
+        let needed = self.redis.timeout() * 4 + LOST_ANSWER_PATIENCE;
+        if self.request_timeout() > needed {
+            return Ok(());
+        }
+        Err(format!(
+            "REQUEST_TIMEOUT_MS ({} ms) must exceed four Redis deadlines (REDIS_TIMEOUT_MS {} ms) plus {} ms: a request cut off sooner could answer 503 for a unit its stock lock still takes",
+            self.request_timeout_ms,
+            self.redis.redis_timeout_ms,
+            LOST_ANSWER_PATIENCE.as_millis()
+        ))
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -122,6 +144,16 @@ mod tests {
         let missing_admin = with_secrets(SECRET, "").validate().unwrap_err();
         assert!(missing_admin.contains("ADMIN_TOKEN"), "{missing_admin}");
         assert!(with_secrets(SECRET, SECRET).validate().is_ok());
+    }
+
+    #[test]
+    fn a_request_timeout_the_stock_lock_could_outlast_is_refused_by_name() {
+        let mut config = with_secrets(SECRET, SECRET);
+        config.redis.redis_timeout_ms = NonZeroU64::new(500).unwrap();
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("REQUEST_TIMEOUT_MS"), "{error}");
+        config.request_timeout_ms = NonZeroU64::new(3_001).unwrap();
+        assert!(config.validate().is_ok());
     }
 
     #[test]

@@ -27,10 +27,11 @@ pub struct InvalidId {
     value: String,
 }
 
-/// Declares a `String` newtype that can only hold values `valid` accepts; `pattern` is the
-/// same rule as a regular expression for the OpenAPI document.
+/// Declares a `String` newtype that can only hold values `valid` accepts; `pattern` and
+/// `max_chars` say the same in the OpenAPI document (which counts characters, where a user
+/// id's limit is in bytes: its description says so).
 macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident, $rule:expr, pattern: $pattern:expr, $valid:expr) => {
+    ($(#[$doc:meta])* $name:ident, $rule:expr, max_chars: $max_chars:expr, pattern: $pattern:expr, $valid:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -95,6 +96,7 @@ macro_rules! string_id {
                 utoipa::openapi::ObjectBuilder::new()
                     .schema_type(utoipa::openapi::schema::Type::String)
                     .description(Some(Self::RULE))
+                    .max_length(Some($max_chars))
                     .pattern(Some($pattern))
                     .into()
             }
@@ -112,6 +114,7 @@ string_id!(
     /// The id of a sale: 1 to 64 ASCII letters, digits, `-` or `_`.
     SaleId,
     "a sale id is 1 to 64 letters, digits, '-' or '_'",
+    max_chars: MAX_SALE_ID_LEN,
     pattern: "^[A-Za-z0-9_-]{1,64}$",
     |id| {
         !id.is_empty()
@@ -126,6 +129,7 @@ string_id!(
     /// The id of a user, as the login service issues it: 1 to 128 bytes, no control characters.
     UserId,
     "a user id is 1 to 128 bytes without control characters",
+    max_chars: MAX_USER_ID_LEN,
     pattern: "^[^\\u0000-\\u001F\\u007F-\\u009F]+$",
     |id| !id.is_empty() && id.len() <= MAX_USER_ID_LEN && !id.chars().any(char::is_control)
 );
@@ -134,6 +138,7 @@ string_id!(
     /// The id of one order, unique across sales: `<sale_id>.<32 hex digits>`.
     OrderId,
     "an order id is <sale_id>.<32 hex digits>",
+    max_chars: MAX_SALE_ID_LEN + 33,
     pattern: r"^[A-Za-z0-9_-]{1,64}\.[0-9a-fA-F]{32}$",
     |id| {
         id.rsplit_once('.').is_some_and(|(sale_id, suffix)| {

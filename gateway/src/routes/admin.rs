@@ -27,7 +27,7 @@ use crate::state::AppState;
         (status = 409, description = "`sale_exists`: a sale with this id already exists", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over the limit", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests (in all, or from this address); see Retry-After", body = ErrorBody),
         (status = 503, description = "`unavailable`: the stock ledger did not answer; try again", body = ErrorBody),
     )
 )]
@@ -71,7 +71,8 @@ pub struct TokenResponse {
         (status = 401, description = "`unauthenticated`: no valid admin token", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over the limit", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests (in all, or from this address); see Retry-After", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the gateway is at capacity; try again", body = ErrorBody),
     )
 )]
 pub async fn mint_token(
@@ -96,7 +97,7 @@ pub async fn mint_token(
         (status = 401, description = "`unauthenticated`: no valid admin token", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over the limit", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests (in all, or from this address); see Retry-After", body = ErrorBody),
         (status = 503, description = "`unavailable`: the store did not answer; try again", body = ErrorBody),
     )
 )]
@@ -121,7 +122,7 @@ pub async fn ban(
         (status = 204, description = "The user may buy again"),
         (status = 400, description = "`invalid_request`: not a valid user id", body = ErrorBody),
         (status = 401, description = "`unauthenticated`: no valid admin token", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests (in all, or from this address); see Retry-After", body = ErrorBody),
         (status = 503, description = "`unavailable`: the store did not answer; try again", body = ErrorBody),
     )
 )]

@@ -34,7 +34,7 @@ pub struct OrderView {
         (status = 200, description = "The caller's order", body = OrderView),
         (status = 401, description = "`unauthenticated`: no valid user token", body = ErrorBody),
         (status = 404, description = "`not_found`: no such order of this user", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests (in all, or from this address); see Retry-After", body = ErrorBody),
         (status = 503, description = "`unavailable`: the stock ledger did not answer; try again", body = ErrorBody),
     )
 )]
@@ -67,7 +67,7 @@ pub async fn get_order(
         (status = 200, description = "The order the caller holds in this sale", body = OrderView),
         (status = 401, description = "`unauthenticated`: no valid user token", body = ErrorBody),
         (status = 404, description = "`not_found`: the caller holds no order in this sale", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests (in all, or from this address); see Retry-After", body = ErrorBody),
         (status = 503, description = "`unavailable`: the stock ledger did not answer; try again", body = ErrorBody),
     )
 )]

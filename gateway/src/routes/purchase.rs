@@ -25,6 +25,7 @@ use shared::stock::Reservation;
 use utoipa::ToSchema;
 
 use crate::auth::User;
+use crate::config::LOST_ANSWER_PATIENCE;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{BodyLimit, PathId};
 use crate::state::AppState;
@@ -35,9 +36,6 @@ pub const PURCHASES_TOTAL: &str = "seckill_purchases_total";
 pub const PURCHASE_DURATION_SECONDS: &str = "seckill_purchase_duration_seconds";
 /// Stock locks whose answer was lost, by what the ledger then said (`locked`, `nothing`).
 pub const LOST_ANSWERS_TOTAL: &str = "seckill_lost_lock_answers_total";
-
-/// How long a purchase whose lock answer was lost keeps asking the ledger what happened.
-const LOST_ANSWER_PATIENCE: Duration = Duration::from_secs(1);
 
 /// A 503 after which the buyer holds nothing: the ledger said so.
 const NOTHING_LOCKED: &str =

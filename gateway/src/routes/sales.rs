@@ -36,7 +36,7 @@ pub struct SaleView {
     responses(
         (status = 200, description = "The sale, its remaining stock and its state", body = SaleView),
         (status = 404, description = "`unknown_sale`: no sale has this id", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests (in all, or from this address); see Retry-After", body = ErrorBody),
         (status = 503, description = "`unavailable`: the stock ledger did not answer; try again", body = ErrorBody),
     )
 )]
@@ -72,7 +72,7 @@ pub async fn get_sale(
     responses(
         (status = 200, description = "The sale's statistics as counted so far", body = SaleStats),
         (status = 404, description = "`unknown_sale`: no sale has this id", body = ErrorBody),
-        (status = 429, description = "`rate_limited`: too many requests from this address", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests (in all, or from this address); see Retry-After", body = ErrorBody),
         (status = 503, description = "`unavailable`: the store did not answer; try again", body = ErrorBody),
     )
 )]

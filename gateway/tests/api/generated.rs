@@ -312,11 +312,22 @@ async fn check(app: &mut TestApp, world: &World, case: &Case) -> Result<u16, Tes
     );
     if status < 400 {
         if status == 202 {
-            // The accepted event is on its way to the topic; let it land before the next case.
+            // The accepted event is on its way to the topic, and its acknowledgement on its way
+            // to Redis; both land before the next case takes its "before" snapshot.
             let deadline = Instant::now() + Duration::from_secs(10);
-            while world.topic.count() == topic_before && Instant::now() < deadline {
+            while world.topic.count() == topic_before {
+                prop_assert!(
+                    Instant::now() < deadline,
+                    "the accepted event never reached the topic"
+                );
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            let sale = &world.sale_id;
+            prop_assert_eq!(
+                app.wait_for_acknowledgements(sale).await,
+                0,
+                "unacknowledged"
+            );
         }
         return Ok(status);
     }

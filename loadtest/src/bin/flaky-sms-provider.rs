@@ -4,7 +4,10 @@
 //! text}`) and appends each accepted message, with the millisecond it arrived, as a JSON line
 //! to `--file`, so the run can count exactly one message per order and measure the rate. After
 //! `--fail-after` accepted messages it fails for `--fail-for-secs`: every call stalls
-//! `--stall-ms`, then answers 500. Stops on SIGINT or SIGTERM.
+//! `--stall-ms`, then answers 500. A message to a recipient containing `--refuse-to` is never
+//! accepted: each call for it answers 500 at once and prints `refused <recipient>` on standard
+//! output, so the run can count the attempts before the message is dead-lettered. Stops on
+//! SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +41,9 @@ struct Args {
     /// How long each call stalls before it fails.
     #[arg(long, default_value_t = 500)]
     stall_ms: u64,
+    /// Recipients containing this are refused, always.
+    #[arg(long)]
+    refuse_to: Option<String>,
 }
 
 struct Provider {
@@ -62,6 +68,13 @@ impl Provider {
 }
 
 async fn send(State(provider): State<Arc<Provider>>, Json(mut sms): Json<Value>) -> StatusCode {
+    let recipient = sms["to"].as_str().unwrap_or_default();
+    if let Some(refused) = &provider.args.refuse_to
+        && recipient.contains(refused.as_str())
+    {
+        println!("refused {recipient}");
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
     if provider.failing().await {
         tokio::time::sleep(Duration::from_millis(provider.args.stall_ms)).await;
         return StatusCode::INTERNAL_SERVER_ERROR;

@@ -120,7 +120,13 @@ impl EventBus {
         config
     }
 
-    /// Creates the reservation topic and its dead-letter topic unless they exist.
+    /// Creates the reservation topic and its dead-letter topic unless they exist, and returns
+    /// once the broker lists them with their partitions.
+    ///
+    /// The wait matters to a consumer started beside the process that creates the topics: a
+    /// broker may answer "already exists" while the creation is still under way, and a consumer
+    /// that subscribes then finds no such topic and looks again only at its next metadata
+    /// refresh, minutes later (found by `scripts/chaos`: an SMS worker idle for a whole run).
     pub async fn ensure_topics(&self) -> Result<(), KafkaError> {
         let topics = [
             (self.topic.as_str(), self.partitions()),
@@ -150,6 +156,37 @@ impl EventBus {
                 }
             }
         }
+        for (topic, partitions) in topics {
+            wait_until_listed(&admin, topic, partitions).await?;
+        }
         Ok(())
+    }
+}
+
+/// Polls the broker's metadata until `topic` shows its `partitions` (10 s at most; a blocking
+/// call, made once at start).
+async fn wait_until_listed(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), KafkaError> {
+    let give_up_at = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(5))?;
+        let listed = metadata
+            .topics()
+            .iter()
+            .any(|t| t.error().is_none() && t.partitions().len() >= partitions as usize);
+        if listed {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > give_up_at {
+            return Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::UnknownTopicOrPartition,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -90,7 +90,12 @@ impl StockLedger for RedisStockLedger {
     ) -> Result<Reservation, StoreError> {
         let keys = self.redis.keys().sale(&event.sale_id);
         let deadline = self.redis.deadline();
-        let run_by_ms = self.clock.now_ms(&self.redis).await? + deadline.as_millis() as i64;
+        let deadline_ms = i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX);
+        let run_by_ms = self
+            .clock
+            .now_ms(&self.redis)
+            .await?
+            .saturating_add(deadline_ms);
         let (outcome, remaining, existing_order): (String, i64, String) = self
             .redis
             .call(async |c| {
@@ -109,7 +114,10 @@ impl StockLedger for RedisStockLedger {
             })
             .await?;
         Ok(match outcome.as_str() {
-            "late" => return Err(StoreError::Timeout(deadline)),
+            "late" => {
+                self.clock.forget();
+                return Err(StoreError::Timeout(deadline));
+            }
             "reserved" => Reservation::Reserved {
                 remaining: u32::try_from(remaining).unwrap_or(0),
             },
