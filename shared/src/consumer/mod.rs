@@ -125,6 +125,9 @@ impl<H: Handler> ConsumerLoop<H> {
             .set("auto.offset.reset", "earliest")
             // A killed instance's partitions move to the others after 10 s, not librdkafka's 45.
             .set("session.timeout.ms", "10000")
+            // A subscription that found no topic (subscribed before anyone created it) looks
+            // again within 5 s, not librdkafka's 5 minutes (found by `scripts/chaos`).
+            .set("topic.metadata.refresh.interval.ms", "5000")
             .set("statistics.interval.ms", "5000")
             .create_with_context(LagReporter::new(&settings.group))?;
         consumer.subscribe(&[bus.topic()])?;

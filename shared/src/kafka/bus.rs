@@ -121,7 +121,8 @@ impl EventBus {
     }
 
     /// Creates the reservation topic and its dead-letter topic unless they exist, and returns
-    /// once the broker lists them with their partitions.
+    /// once the broker lists them with partitions. (A topic a producer's metadata request
+    /// created first keeps the broker's default partition count; that is accepted.)
     ///
     /// The wait matters to a consumer started beside the process that creates the topics: a
     /// broker may answer "already exists" while the creation is still under way, and a consumer
@@ -156,19 +157,18 @@ impl EventBus {
                 }
             }
         }
-        for (topic, partitions) in topics {
-            wait_until_listed(&admin, topic, partitions).await?;
+        for (topic, _) in topics {
+            wait_until_listed(&admin, topic).await?;
         }
         Ok(())
     }
 }
 
-/// Polls the broker's metadata until `topic` shows its `partitions` (10 s at most; a blocking
-/// call, made once at start).
+/// Polls the broker's metadata until it lists `topic` with partitions (10 s at most; a
+/// blocking call, made once at start).
 async fn wait_until_listed(
     admin: &AdminClient<DefaultClientContext>,
     topic: &str,
-    partitions: i32,
 ) -> Result<(), KafkaError> {
     let give_up_at = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -178,7 +178,7 @@ async fn wait_until_listed(
         let listed = metadata
             .topics()
             .iter()
-            .any(|t| t.error().is_none() && t.partitions().len() >= partitions as usize);
+            .any(|t| t.error().is_none() && !t.partitions().is_empty());
         if listed {
             return Ok(());
         }
