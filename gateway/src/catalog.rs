@@ -1,32 +1,67 @@
 //! The gateway's cache of sales, and each sale's local sold-out flag.
 //!
 //! Sales never change after creation, so a gateway loads each one from Redis once and keeps
-//! it. Once the stock script reports a sale sold out, the flag is set and every later
-//! purchase answers 410 without a Redis round trip: in a stampede that is nearly all of them.
+//! it. Once the stock script reports a sale sold out, the flag is set and later purchases
+//! answer 410 without a Redis round trip: in a stampede that is nearly all of them. Stock can
+//! come back (an order expired unpaid, or failed), so every [`SOLD_OUT_RECHECK`] one purchase
+//! goes to the stock lock again: a returned unit is on sale at every gateway within a second,
+//! for one Redis call per sale and gateway per recheck.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
+use std::time::{Duration, Instant};
 
 use shared::error::StoreError;
 use shared::ids::SaleId;
 use shared::sale::Sale;
 use shared::stock::StockLedger;
 
+/// How long the sold-out flag answers alone before one purchase asks the stock lock again.
+pub const SOLD_OUT_RECHECK: Duration = Duration::from_millis(500);
+
+/// The zero of the flag's clock: milliseconds since this instant (monotonic).
+static STARTED: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn elapsed_ms() -> u64 {
+    STARTED.elapsed().as_millis() as u64
+}
+
 /// A cached sale.
 pub struct CatalogEntry {
     pub sale: Sale,
-    sold_out: AtomicBool,
+    /// When the stock lock last said "sold out" ([`elapsed_ms`], at least 1); 0: not sold out.
+    sold_out_since_ms: AtomicU64,
 }
 
 impl CatalogEntry {
+    /// Whether to answer 410 without asking the stock lock. Once the flag is older than
+    /// [`SOLD_OUT_RECHECK`], exactly one caller gets `false` and asks (the flag is renewed for
+    /// everyone else); if it finds returned stock, [`Self::mark_available`] clears the flag.
     pub fn is_sold_out(&self) -> bool {
-        self.sold_out.load(Ordering::Relaxed)
+        let since = self.sold_out_since_ms.load(Ordering::Relaxed);
+        if since == 0 {
+            return false;
+        }
+        let now = elapsed_ms().max(1);
+        if now.saturating_sub(since) < SOLD_OUT_RECHECK.as_millis() as u64 {
+            return true;
+        }
+        self.sold_out_since_ms
+            .compare_exchange(since, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
     }
 
-    /// Stock never comes back, so the flag is never cleared.
     pub fn mark_sold_out(&self) {
-        self.sold_out.store(true, Ordering::Relaxed);
+        self.sold_out_since_ms
+            .store(elapsed_ms().max(1), Ordering::Relaxed);
+    }
+
+    /// The stock lock sold a unit and some are left: purchases go to it again.
+    pub fn mark_available(&self) {
+        if self.sold_out_since_ms.load(Ordering::Relaxed) != 0 {
+            self.sold_out_since_ms.store(0, Ordering::Relaxed);
+        }
     }
 }
 
@@ -76,8 +111,42 @@ impl SaleCatalog {
         Arc::clone(entries.entry(sale.id.clone()).or_insert_with(|| {
             Arc::new(CatalogEntry {
                 sale,
-                sold_out: AtomicBool::new(false),
+                sold_out_since_ms: AtomicU64::new(0),
             })
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> CatalogEntry {
+        let now = chrono::Utc::now();
+        CatalogEntry {
+            sale: Sale {
+                id: "s1".parse().unwrap(),
+                name: "Phone".into(),
+                price_cents: 100,
+                stock: 1,
+                starts_at: now,
+                ends_at: now + chrono::Duration::hours(1),
+                payment_window_secs: 900,
+            },
+            sold_out_since_ms: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn a_sold_out_flag_lets_exactly_one_purchase_ask_again_after_the_recheck_delay() {
+        let entry = entry();
+        assert!(!entry.is_sold_out());
+        entry.mark_sold_out();
+        assert!(entry.is_sold_out(), "fresh: answered locally");
+        std::thread::sleep(SOLD_OUT_RECHECK + std::time::Duration::from_millis(20));
+        let asking = (0..8).filter(|_| !entry.is_sold_out()).count();
+        assert_eq!(asking, 1, "one purchase asks the stock lock");
+        entry.mark_available(); // and it found a returned unit
+        assert!(!entry.is_sold_out());
     }
 }

@@ -35,6 +35,12 @@ pub enum ApiError {
     AlreadyPurchased { order_id: OrderId },
     #[error("a sale with this id already exists")]
     SaleExists,
+    #[error("the order was not paid in time; its unit went back on sale")]
+    OrderExpired,
+    #[error(
+        "the order could not be created, so there is nothing to pay; its unit went back on sale"
+    )]
+    OrderFailed,
     #[error("the sale is sold out")]
     SoldOut,
     #[error("the request body is larger than {0} bytes")]
@@ -91,7 +97,10 @@ impl ApiError {
             Self::Blacklisted | Self::SaleNotOpen(_) => StatusCode::FORBIDDEN,
             Self::UnknownSale | Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::AlreadyPurchased { .. } | Self::SaleExists => StatusCode::CONFLICT,
+            Self::AlreadyPurchased { .. }
+            | Self::SaleExists
+            | Self::OrderExpired
+            | Self::OrderFailed => StatusCode::CONFLICT,
             Self::SoldOut => StatusCode::GONE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -113,6 +122,8 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::AlreadyPurchased { .. } => "already_purchased",
             Self::SaleExists => "sale_exists",
+            Self::OrderExpired => "order_expired",
+            Self::OrderFailed => "order_failed",
             Self::SoldOut => "sold_out",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",

@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod payment;
 pub mod risk;
 pub mod routes;
 pub mod startup;

@@ -15,6 +15,7 @@ use crate::auth::{AdminToken, TokenKeys};
 use crate::catalog::SaleCatalog;
 use crate::config::Config;
 use crate::extract::BodyLimit;
+use crate::payment::{PaymentProvider, SimulatedProvider};
 use crate::risk::blacklist::BlacklistCopy;
 use crate::risk::limits::RateLimits;
 
@@ -34,6 +35,7 @@ pub struct Inner {
     pub ledger: Arc<dyn StockLedger>,
     pub stats: Arc<dyn StatsStore>,
     pub publisher: Publisher,
+    pub payments: Arc<dyn PaymentProvider>,
     pub prometheus: PrometheusHandle,
     pub body_limit: BodyLimit,
     /// How long `/readyz` waits for each dependency.
@@ -72,6 +74,7 @@ impl AppState {
             ledger,
             stats: backends.stats(),
             publisher,
+            payments: Arc::new(SimulatedProvider),
             prometheus: shared::telemetry::prometheus(),
             body_limit: BodyLimit(config.body_limit_bytes),
             probe_timeout: Duration::from_secs(1),

@@ -271,6 +271,7 @@ pub fn open_sale(id: Option<SaleId>, stock: u32, price_cents: i64) -> Sale {
         stock,
         starts_at: now - chrono::Duration::seconds(1),
         ends_at: now + chrono::Duration::hours(1),
+        payment_window_secs: shared::sale::DEFAULT_PAYMENT_WINDOW_SECS,
     }
 }
 

@@ -8,6 +8,11 @@
 //! broker that crashed, a topic recreated): an acknowledged entry with no order row after
 //! `lost_after` — far longer than any normal backlog — is published again too.
 //!
+//! The same sweep expires the orders left unpaid past their pay-by time, returning each unit to
+//! stock (`docs/architecture.md`, "The order lifecycle"). The deadlines live in the ledger beside
+//! the stock, so a crash of any process or a restart of Redis (with its append-only file) loses
+//! none: an order is expired at most one sweep interval after its window closed.
+//!
 //! Every sweep, the instance holding the lease visits the active sales, each on its own: an
 //! error on one sale is logged and counted, and the others are swept all the same. Entries are
 //! read in chunks, every call under the reconciler's own deadline, and every age is measured
@@ -30,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Events the reconciler published again, by why (`unacknowledged`, `lost`).
 pub const REPUBLISHED_TOTAL: &str = "seckill_reconciler_republished_total";
+/// Orders expired unpaid, their units back on sale.
+pub const EXPIRED_TOTAL: &str = "seckill_orders_expired_total";
 /// Sales whose sweep failed (the others were swept all the same).
 pub const SALE_FAILURES_TOTAL: &str = "seckill_reconciler_sale_failures_total";
 /// Outbox entries (units locked without an order row yet), by state: `unpublished` (waiting
@@ -38,7 +45,8 @@ pub const OUTBOX_ENTRIES: &str = "seckill_outbox_entries";
 
 /// Entries read per call.
 const CHUNK: usize = 500;
-/// Most entries re-published per sale per sweep; the rest wait for the next sweep.
+/// Most entries re-published (or orders expired) per sale per sweep; the rest wait for the
+/// next sweep.
 const SWEEP_LIMIT: usize = 10_000;
 /// The lease that makes one instance of the order workers the reconciler.
 const LEASE: &str = "reconciler";
@@ -74,6 +82,7 @@ pub struct Reconciler {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sweep {
     pub republished: usize,
+    pub expired: usize,
     pub failed_sales: usize,
     pub settled_sales: usize,
     /// Units locked without an order row, over the active sales.
@@ -175,6 +184,7 @@ impl Reconciler {
             counter!(REPUBLISHED_TOTAL, "why" => why).increment(republished as u64);
             sweep.republished += republished;
         }
+        sweep.expired += self.expire_due(sale_id).await?;
         let OutboxSizes {
             locked,
             unacknowledged,
@@ -185,6 +195,20 @@ impl Reconciler {
             sweep.settled_sales += 1;
         }
         Ok(())
+    }
+
+    /// Expires the sale's orders past their pay-by time, in chunks; returns how many.
+    async fn expire_due(&self, sale_id: &SaleId) -> Result<usize, StoreError> {
+        let mut expired = 0;
+        loop {
+            let chunk = self.ledger.expire_due(sale_id, CHUNK).await?.len();
+            expired += chunk;
+            if chunk < CHUNK || expired >= SWEEP_LIMIT {
+                break;
+            }
+        }
+        counter!(EXPIRED_TOTAL).increment(expired as u64);
+        Ok(expired)
     }
 
     /// Defers a chunk's entries, then queues them on the producer again; returns how many
@@ -250,6 +274,12 @@ fn report(sweep: &Sweep) {
     gauge!(OUTBOX_ENTRIES, "state" => "unpublished").set(sweep.unacknowledged as f64);
     gauge!(OUTBOX_ENTRIES, "state" => "backlog")
         .set(sweep.locked.saturating_sub(sweep.unacknowledged) as f64);
+    if sweep.expired > 0 {
+        tracing::info!(
+            expired = sweep.expired,
+            "orders left unpaid past their window expired; their units are back on sale"
+        );
+    }
     if sweep.republished > 0 {
         tracing::info!(
             republished = sweep.republished,

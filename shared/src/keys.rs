@@ -44,8 +44,11 @@ pub struct SaleKeys {
     /// yet, scored by the acknowledgement (or last re-publish) time; an entry far older than
     /// any backlog was lost after the acknowledgement, and is re-published too.
     pub acknowledged: String,
-    /// Hash: order id → `processing` | `created` | `failed`.
+    /// Hash: order id → `processing` | `created` | `paid` | `expired` | `failed`.
     pub status: String,
+    /// Sorted set: order ids awaiting payment, scored by their pay-by time in milliseconds on
+    /// Redis's clock; the expiry sweep takes the due ones.
+    pub deadlines: String,
     /// Hash: `sold`, `revenue_cents` as the stats worker counted them.
     pub stats: String,
     /// Set: event ids the stats worker has counted (its exactly-once record).
@@ -60,7 +63,7 @@ pub struct SaleKeys {
 
 impl SaleKeys {
     /// Every key of the sale (the per-order SMS records aside: they expire on their own).
-    pub fn all(&self) -> [&str; 11] {
+    pub fn all(&self) -> [&str; 12] {
         [
             &self.info,
             &self.stock,
@@ -69,6 +72,7 @@ impl SaleKeys {
             &self.unpublished,
             &self.acknowledged,
             &self.status,
+            &self.deadlines,
             &self.stats,
             &self.stats_events,
             &self.stats_buyers,
@@ -99,6 +103,7 @@ impl KeySpace {
             unpublished: format!("{base}:unpublished"),
             acknowledged: format!("{base}:acknowledged"),
             status: format!("{base}:status"),
+            deadlines: format!("{base}:deadlines"),
             stats: format!("{base}:stats"),
             stats_events: format!("{base}:stats:events"),
             stats_buyers: format!("{base}:stats:buyers"),

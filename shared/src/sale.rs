@@ -16,6 +16,10 @@ pub const MAX_STOCK: u32 = 1_000_000;
 /// the 64-bit counters of PostgreSQL and Redis.
 pub const MAX_PRICE_CENTS: i64 = 10_000_000_000;
 const MAX_NAME_LEN: usize = 200;
+/// The payment window a sale gets when its creator names none: 15 minutes.
+pub const DEFAULT_PAYMENT_WINDOW_SECS: u32 = 900;
+/// Longest payment window: a day. A unit held unpaid longer is a unit nobody can buy.
+pub const MAX_PAYMENT_WINDOW_SECS: u32 = 86_400;
 
 /// A flash sale, as created by the admin API and stored in Redis.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -30,6 +34,15 @@ pub struct Sale {
     pub stock: u32,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
+    /// How long a buyer has to pay, from the stock lock; an order unpaid by then expires and
+    /// its unit goes back on sale.
+    #[serde(default = "default_payment_window_secs")]
+    #[schema(minimum = 1, maximum = 86_400, default = 900)]
+    pub payment_window_secs: u32,
+}
+
+fn default_payment_window_secs() -> u32 {
+    DEFAULT_PAYMENT_WINDOW_SECS
 }
 
 /// Where a sale stands for a buyer.
@@ -57,6 +70,11 @@ impl Sale {
         if self.stock == 0 || self.stock > MAX_STOCK {
             return Err(format!("stock must be between 1 and {MAX_STOCK}"));
         }
+        if !(1..=MAX_PAYMENT_WINDOW_SECS).contains(&self.payment_window_secs) {
+            return Err(format!(
+                "payment_window_secs must be between 1 and {MAX_PAYMENT_WINDOW_SECS}"
+            ));
+        }
         if self.ends_at <= self.starts_at {
             return Err("ends_at must be after starts_at".into());
         }
@@ -74,6 +92,11 @@ impl Sale {
         } else {
             SaleState::Open
         }
+    }
+
+    /// How long a buyer has to pay.
+    pub fn payment_window(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.payment_window_secs))
     }
 
     /// Whether purchases are accepted at `now` (stock aside).
@@ -97,6 +120,7 @@ mod tests {
             stock: 10,
             starts_at: now - Duration::minutes(1),
             ends_at: now + Duration::minutes(1),
+            payment_window_secs: DEFAULT_PAYMENT_WINDOW_SECS,
         }
     }
 

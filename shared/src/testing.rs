@@ -136,6 +136,13 @@ impl TestEnv {
 
     /// Creates an open sale with `stock` units; returns it.
     pub async fn create_sale(&self, stock: u32) -> Sale {
+        self.create_sale_paid_within(stock, crate::sale::DEFAULT_PAYMENT_WINDOW_SECS)
+            .await
+    }
+
+    /// Creates an open sale with `stock` units whose buyers have `payment_window_secs` to pay;
+    /// returns it.
+    pub async fn create_sale_paid_within(&self, stock: u32, payment_window_secs: u32) -> Sale {
         let now = Utc::now();
         let id = format!("sale-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let sale = Sale {
@@ -145,6 +152,7 @@ impl TestEnv {
             stock,
             starts_at: now - chrono::Duration::minutes(1),
             ends_at: now + chrono::Duration::hours(1),
+            payment_window_secs,
         };
         assert!(
             self.ledger()
@@ -163,7 +171,7 @@ impl TestEnv {
         let payload = event.to_json();
         let outcome = self
             .ledger()
-            .reserve(&event, &payload)
+            .reserve(&event, &payload, sale.payment_window())
             .await
             .expect("reserve");
         assert!(

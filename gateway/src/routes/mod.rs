@@ -48,6 +48,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .routes(routes!(sales::get_stats))
         .routes(routes!(orders::get_order))
         .routes(routes!(orders::get_my_order))
+        .routes(routes!(orders::pay_order))
         .split_for_parts();
     let document = Document::render(&openapi);
     let api = api

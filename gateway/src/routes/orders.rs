@@ -1,12 +1,15 @@
-//! `GET /api/v1/orders/{id}`: where an order stands, for its owner only; and
+//! `GET /api/v1/orders/{id}`: where an order stands, for its owner only;
 //! `GET /api/v1/sales/{id}/orders/mine`: the order the caller holds in a sale, for a buyer whose
-//! answer was lost (a dropped connection, a 503 that could not tell) to find out.
+//! answer was lost (a dropped connection, a 503 that could not tell) to find out; and
+//! `POST /api/v1/orders/{id}/payment`: the owner pays, in time or not at all
+//! (`docs/architecture.md`, "The order lifecycle").
 
 use axum::Json;
 use axum::extract::State;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::ids::{OrderId, SaleId, UserId};
-use shared::stock::OrderStatus;
+use shared::stock::{OrderStatus, Payment};
 use utoipa::ToSchema;
 
 use crate::auth::User;
@@ -21,6 +24,37 @@ pub struct OrderView {
     sale_id: SaleId,
     user_id: UserId,
     status: OrderStatus,
+    /// While the order awaits payment: when its window closes (on the stock ledger's clock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pay_by: Option<DateTime<Utc>>,
+}
+
+impl OrderView {
+    /// The view of `user_id`'s order, or `None` when it is not theirs.
+    async fn of(
+        state: &AppState,
+        order_id: OrderId,
+        user_id: UserId,
+    ) -> Result<Option<Self>, ApiError> {
+        let Some(status) = state.ledger.order_status(&order_id, &user_id).await? else {
+            return Ok(None);
+        };
+        let pay_by = match status {
+            OrderStatus::Processing | OrderStatus::Created => state
+                .ledger
+                .pay_by(&order_id)
+                .await?
+                .and_then(DateTime::from_timestamp_millis),
+            OrderStatus::Paid | OrderStatus::Expired | OrderStatus::Failed => None,
+        };
+        Ok(Some(Self {
+            sale_id: order_id.sale_id(),
+            order_id,
+            user_id,
+            status,
+            pay_by,
+        }))
+    }
 }
 
 /// Anyone but the owner gets 404, exactly as for an order that does not exist.
@@ -43,17 +77,10 @@ pub async fn get_order(
     State(state): State<AppState>,
     PathId(order_id): PathId<OrderId>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let status = state
-        .ledger
-        .order_status(&order_id, &user_id)
+    OrderView::of(&state, order_id, user_id)
         .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(OrderView {
-        sale_id: order_id.sale_id(),
-        order_id,
-        user_id,
-        status,
-    }))
+        .map(Json)
+        .ok_or(ApiError::NotFound)
 }
 
 /// The caller's order in the sale, or 404 when they hold none.
@@ -83,3 +110,67 @@ pub async fn get_my_order(
         .ok_or(ApiError::NotFound)?;
     get_order(User(user_id), State(state), PathId(order_id)).await
 }
+
+/// Charges, then marks the order paid in the one atomic step it shares with expiry; a charge
+/// that lost that race is refunded. A repeat answers the same 200 without a second charge.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/{order_id}/payment",
+    tag = "orders",
+    params(("order_id" = OrderId, Path, description = "The order, as the purchase answered it")),
+    security(("user_token" = [])),
+    responses(
+        (status = 200, description = "The order is paid (now, or by an earlier request)", body = OrderView),
+        (status = 401, description = "`unauthenticated`: no valid user token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such order of this user", body = ErrorBody),
+        (status = 409, description = "`order_expired`: not paid in time; or `order_failed`: the order could not be created", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many requests (in all, or from this address); see Retry-After", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the ledger or the payment provider did not answer; nothing was charged, try again", body = ErrorBody),
+    )
+)]
+pub async fn pay_order(
+    User(user_id): User,
+    State(state): State<AppState>,
+    PathId(order_id): PathId<OrderId>,
+) -> Result<Json<OrderView>, ApiError> {
+    match state.ledger.order_status(&order_id, &user_id).await? {
+        None => return Err(ApiError::NotFound),
+        Some(OrderStatus::Expired) => return Err(ApiError::OrderExpired),
+        Some(OrderStatus::Failed) => return Err(ApiError::OrderFailed),
+        Some(OrderStatus::Paid | OrderStatus::Processing | OrderStatus::Created) => {}
+    }
+    let amount_cents = state
+        .catalog
+        .get(&order_id.sale_id())
+        .await?
+        .ok_or(ApiError::NotFound)?
+        .sale
+        .price_cents;
+    state
+        .payments
+        .charge(&order_id, amount_cents)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, %order_id, "charge failed");
+            ApiError::Unavailable(PROVIDER_FAILED)
+        })?;
+    let refusal = match state.ledger.pay(&order_id, &user_id).await? {
+        Payment::Paid | Payment::AlreadyPaid => None,
+        Payment::Expired => Some(ApiError::OrderExpired),
+        Payment::Failed => Some(ApiError::OrderFailed),
+        Payment::NotFound => Some(ApiError::NotFound),
+    };
+    if let Some(refusal) = refusal {
+        if let Err(error) = state.payments.refund(&order_id, amount_cents).await {
+            tracing::error!(%error, %order_id, "refund of a payment that came too late failed");
+        }
+        return Err(refusal);
+    }
+    OrderView::of(&state, order_id, user_id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
+}
+
+/// What a 503 says when the provider failed.
+const PROVIDER_FAILED: &str = "the payment provider did not answer; nothing was charged, try again";

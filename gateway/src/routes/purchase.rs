@@ -158,7 +158,11 @@ async fn decide(
         entry.sale.price_cents,
     );
     let payload = event.to_json();
-    let decided = match state.ledger.reserve(&event, &payload).await {
+    let decided = match state
+        .ledger
+        .reserve(&event, &payload, entry.sale.payment_window())
+        .await
+    {
         Ok(decided) => decided,
         Err(error) => lost_answer(state, &event, error).await?,
     };
@@ -166,6 +170,8 @@ async fn decide(
         Reservation::Reserved { remaining } => {
             if remaining == 0 {
                 entry.mark_sold_out();
+            } else {
+                entry.mark_available();
             }
         }
         Reservation::SoldOut => {

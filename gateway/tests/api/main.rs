@@ -6,5 +6,6 @@ mod edges;
 mod faults;
 mod generated;
 mod helpers;
+mod lifecycle;
 mod purchase;
 mod refusals;

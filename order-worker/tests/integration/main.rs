@@ -314,7 +314,10 @@ async fn a_lock_stamped_by_a_gateway_clock_an_hour_ahead_is_republished_on_redis
     let mut event = ReservationEvent::new(OrderId::generate(&sale.id), &buyer, sale.price_cents);
     event.reserved_at += chrono::Duration::hours(1); // the gateway's clock runs ahead
     let payload = event.to_json();
-    env.ledger().reserve(&event, &payload).await.unwrap();
+    env.ledger()
+        .reserve(&event, &payload, sale.payment_window())
+        .await
+        .unwrap();
 
     wait_until_created(&env, &event).await;
     worker.stop().await.expect("graceful shutdown returns Ok");
@@ -363,6 +366,41 @@ async fn one_broken_sale_does_not_stop_the_sweep_of_the_others() {
 }
 
 #[tokio::test]
+async fn an_order_left_unpaid_is_expired_by_the_sweep_and_its_unit_returns() {
+    let env = TestEnv::new();
+    let worker = start(&env, config(&env)).await;
+    let sale = env.create_sale_paid_within(1, 1).await;
+    let (event, payload) = env.reserve(&sale, "una").await;
+    env.publish_raw("k", payload.as_bytes()).await;
+
+    // The row is stored whether the sweep came first or not; the status only moves forward.
+    let ledger = env.ledger();
+    eventually("the order row to be stored", WAIT, async || {
+        let sizes = ledger.outbox_sizes(&sale.id).await.ok()?;
+        (sizes == OutboxSizes::default()).then_some(())
+    })
+    .await;
+    eventually("the unpaid order to expire", WAIT, async || {
+        let status = ledger
+            .order_status(&event.order_id, &event.user_id)
+            .await
+            .ok()??;
+        (status == OrderStatus::Expired).then_some(())
+    })
+    .await;
+    assert_eq!(
+        ledger.remaining(&sale.id).await.unwrap(),
+        Some(1),
+        "the unit is back on sale"
+    );
+    assert!(
+        ledger.active_sale_ids().await.unwrap().contains(&sale.id),
+        "with stock again, the open sale is not settled"
+    );
+    worker.stop().await.expect("graceful shutdown returns Ok");
+}
+
+#[tokio::test]
 async fn a_settled_sale_leaves_the_sweep_and_its_keys_expire() {
     let env = TestEnv::new();
     let worker = start(&env, config(&env)).await;
@@ -372,6 +410,8 @@ async fn a_settled_sale_leaves_the_sweep_and_its_keys_expire() {
     wait_until_created(&env, &event).await;
 
     let ledger = env.ledger();
+    // Paid: nothing can put its unit back on sale any more.
+    ledger.pay(&event.order_id, &event.user_id).await.unwrap();
     eventually("the sold-out sale to settle", WAIT, async || {
         let active = ledger.active_sale_ids().await.ok()?;
         (!active.contains(&sale.id)).then_some(())

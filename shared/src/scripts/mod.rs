@@ -24,6 +24,17 @@ pub const ACKNOWLEDGE_SOURCE: &str = include_str!("acknowledge.lua");
 /// Broker acknowledgements recorded: unpublished → acknowledged.
 pub static ACKNOWLEDGE: LazyLock<Script> = LazyLock::new(|| Script::new(ACKNOWLEDGE_SOURCE));
 
+/// Orders that could not be stored: failed, their units returned.
+pub static FAIL_ORDERS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("fail_orders.lua")));
+
+/// An order paid, or found too late to pay (and expired on the spot).
+pub static PAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("pay.lua")));
+
+/// A sale's orders past their pay-by time expired, their units returned.
+pub static EXPIRE_DUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("expire_due.lua")));
+
 /// A sale whose work is done left to expire.
 pub static SETTLE_SALE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("settle_sale.lua")));

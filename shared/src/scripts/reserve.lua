@@ -5,12 +5,15 @@
 -- KEYS[3] outbox       hash:   order id -> event JSON, until the order row is stored
 -- KEYS[4] unpublished  zset:   order id scored by reservation time (ms, Redis's clock), until
 --                              the broker acknowledges the event
--- KEYS[5] status       hash:   order id -> processing | created | failed
+-- KEYS[5] status       hash:   order id -> processing | created | paid | expired | failed
+-- KEYS[6] deadlines    zset:   order id scored by its pay-by time (ms, Redis's clock), until
+--                              the order is paid, expires or fails
 -- ARGV[1] user id
 -- ARGV[2] order id
 -- ARGV[3] event JSON (published as is, and re-published as is by the reconciler)
 -- ARGV[4] run-by time (ms, Redis's clock): the caller stops waiting then, so a lock that only
 --         gets to run later (queued behind a paused or busy Redis) must lock nothing
+-- ARGV[5] the sale's payment window (ms): the order must be paid by now + window
 --
 -- Times are Redis's own (TIME): the reconciler measures ages on the same clock, whatever the
 -- clocks of the gateways and workers say.
@@ -44,4 +47,5 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[4], now_ms, ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[2], 'processing')
+redis.call('ZADD', KEYS[6], now_ms + tonumber(ARGV[5]), ARGV[2])
 return {'reserved', remaining, ''}

@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use super::{OrderStatus, OutboxEntry, OutboxSizes, Publication, Reservation, StockLedger};
+use super::{
+    OrderStatus, OutboxEntry, OutboxSizes, Payment, Publication, Reservation, StockLedger,
+};
 use crate::error::StoreError;
 use crate::event::ReservationEvent;
 use crate::ids::{OrderId, SaleId, UserId};
@@ -34,11 +36,36 @@ struct SaleBook {
     /// order id → acknowledgement (or deferral) time, unix ms
     acknowledged: HashMap<OrderId, i64>,
     status: HashMap<OrderId, OrderStatus>,
+    /// order id → pay-by time, unix ms, while the order awaits payment
+    deadlines: HashMap<OrderId, i64>,
     /// Settled: no longer among the active sales.
     settled: bool,
 }
 
 impl SaleBook {
+    /// The order's status; `processing` until something else is recorded.
+    fn status_of(&self, order: &OrderId) -> OrderStatus {
+        self.status
+            .get(order)
+            .copied()
+            .unwrap_or(OrderStatus::Processing)
+    }
+
+    /// Ends an order that awaits payment with `outcome`, returning its unit; does nothing to
+    /// an order already final. Returns whether it did end it.
+    fn end_unpaid(&mut self, order: &OrderId, outcome: OrderStatus) -> bool {
+        self.deadlines.remove(order);
+        if !matches!(
+            self.status_of(order),
+            OrderStatus::Processing | OrderStatus::Created
+        ) {
+            return false;
+        }
+        self.status.insert(order.clone(), outcome);
+        self.stock += 1;
+        true
+    }
+
     fn stamps(&mut self, publication: Publication) -> &mut HashMap<OrderId, i64> {
         match publication {
             Publication::Unacknowledged => &mut self.unpublished,
@@ -75,6 +102,7 @@ impl StockLedger for MemoryStockLedger {
             unpublished: HashMap::new(),
             acknowledged: HashMap::new(),
             status: HashMap::new(),
+            deadlines: HashMap::new(),
             settled: false,
         };
         sales.insert(sale.id.clone(), book);
@@ -93,6 +121,7 @@ impl StockLedger for MemoryStockLedger {
         &self,
         event: &ReservationEvent,
         payload: &str,
+        payment_window: Duration,
     ) -> Result<Reservation, StoreError> {
         let mut sales = self.sales();
         let Some(book) = sales.get_mut(&event.sale_id) else {
@@ -111,7 +140,10 @@ impl StockLedger for MemoryStockLedger {
         book.buyers.insert(event.user_id.clone(), order_id.clone());
         book.outbox.insert(order_id.clone(), payload.to_owned());
         book.unpublished.insert(order_id.clone(), now_ms());
-        book.status.insert(order_id, OrderStatus::Processing);
+        book.status
+            .insert(order_id.clone(), OrderStatus::Processing);
+        book.deadlines
+            .insert(order_id, now_ms() + payment_window.as_millis() as i64);
         Ok(Reservation::Reserved {
             remaining: book.stock,
         })
@@ -143,7 +175,9 @@ impl StockLedger for MemoryStockLedger {
             removed += u64::from(book.outbox.remove(*order).is_some());
             book.unpublished.remove(*order);
             book.acknowledged.remove(*order);
-            book.status.insert((*order).clone(), OrderStatus::Created);
+            if book.status_of(order) == OrderStatus::Processing {
+                book.status.insert((*order).clone(), OrderStatus::Created);
+            }
         }
         Ok(removed)
     }
@@ -152,12 +186,70 @@ impl StockLedger for MemoryStockLedger {
         let mut sales = self.sales();
         if let Some(book) = sales.get_mut(sale_id) {
             for order in orders {
-                book.status.insert((*order).clone(), OrderStatus::Failed);
+                book.end_unpaid(order, OrderStatus::Failed);
+                book.outbox.remove(*order);
                 book.unpublished.remove(*order);
                 book.acknowledged.remove(*order);
             }
         }
         Ok(())
+    }
+
+    async fn pay(&self, order_id: &OrderId, user_id: &UserId) -> Result<Payment, StoreError> {
+        let mut sales = self.sales();
+        let Some(book) = sales.get_mut(&order_id.sale_id()) else {
+            return Ok(Payment::NotFound);
+        };
+        if book.buyers.get(user_id) != Some(order_id) {
+            return Ok(Payment::NotFound);
+        }
+        match book.status_of(order_id) {
+            OrderStatus::Paid => return Ok(Payment::AlreadyPaid),
+            OrderStatus::Expired => return Ok(Payment::Expired),
+            OrderStatus::Failed => return Ok(Payment::Failed),
+            OrderStatus::Processing | OrderStatus::Created => {}
+        }
+        if book
+            .deadlines
+            .get(order_id)
+            .is_some_and(|&pay_by| now_ms() > pay_by)
+        {
+            return Ok(Payment::Expired);
+        }
+        book.deadlines.remove(order_id);
+        book.status.insert(order_id.clone(), OrderStatus::Paid);
+        Ok(Payment::Paid)
+    }
+
+    async fn expire_due(&self, sale_id: &SaleId, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        let mut sales = self.sales();
+        let Some(book) = sales.get_mut(sale_id) else {
+            return Ok(Vec::new());
+        };
+        let now = now_ms();
+        // Oldest deadline first, as the sorted set gives them.
+        let mut due: Vec<(i64, OrderId)> = book
+            .deadlines
+            .iter()
+            .filter(|&(_, &pay_by)| pay_by <= now)
+            .map(|(order, &pay_by)| (pay_by, order.clone()))
+            .collect();
+        due.sort_unstable();
+        Ok(due
+            .into_iter()
+            .take(limit)
+            .filter_map(|(_, order)| {
+                book.end_unpaid(&order, OrderStatus::Expired)
+                    .then_some(order)
+            })
+            .collect())
+    }
+
+    async fn pay_by(&self, order_id: &OrderId) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .sales()
+            .get(&order_id.sale_id())
+            .and_then(|book| book.deadlines.get(order_id).copied()))
     }
 
     async fn now_ms(&self) -> Result<i64, StoreError> {
@@ -228,7 +320,8 @@ impl StockLedger for MemoryStockLedger {
         let Some(book) = sales.get_mut(sale_id) else {
             return Ok(false);
         };
-        let settled = book.outbox.is_empty() && (ended || book.stock == 0);
+        let settled =
+            book.outbox.is_empty() && book.deadlines.is_empty() && (ended || book.stock == 0);
         book.settled |= settled;
         Ok(settled)
     }

@@ -43,10 +43,30 @@ pub enum Reservation {
 pub enum OrderStatus {
     /// Accepted; the order row is not written yet.
     Processing,
-    /// The order row is in the order store.
+    /// The order row is in the order store; payment is awaited.
     Created,
-    /// The order could not be created (its event went to the dead-letter topic).
+    /// Paid in time: final.
+    Paid,
+    /// Not paid in time; its unit went back on sale: final.
+    Expired,
+    /// The order could not be created (its event went to the dead-letter topic); its unit went
+    /// back on sale: final.
     Failed,
+}
+
+/// What a payment attempt found. Payment and expiry race on one atomic step; exactly one wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payment {
+    /// Paid now.
+    Paid,
+    /// Paid before: a repeat is answered as the first payment was.
+    AlreadyPaid,
+    /// Its pay-by time had passed (the payment may have been what expired it).
+    Expired,
+    /// The order could not be created; there is nothing to pay.
+    Failed,
+    /// Not this user's order, or no such order.
+    NotFound,
 }
 
 /// An outbox entry the reconciler may have to publish again.
@@ -94,28 +114,43 @@ pub trait StockLedger: Send + Sync {
     /// The stock lock, in one atomic step: an unknown sale, a buyer who already holds a unit
     /// and an empty stock are refused in that order with nothing written; otherwise one unit
     /// is taken and the buyer, the outbox entry (`payload`, the very bytes that will be
-    /// published), the unacknowledged mark and the status `processing` are recorded.
+    /// published), the unacknowledged mark, the status `processing` and the pay-by time (now
+    /// plus `payment_window`, on the ledger's clock) are recorded.
     async fn reserve(
         &self,
         event: &ReservationEvent,
         payload: &str,
+        payment_window: Duration,
     ) -> Result<Reservation, StoreError>;
+
+    /// Pays `user_id`'s order, in one atomic step that races the expiry: a payment after the
+    /// pay-by time is refused and changes nothing (the expiry sweep ends the order).
+    async fn pay(&self, order_id: &OrderId, user_id: &UserId) -> Result<Payment, StoreError>;
+
+    /// Expires up to `limit` of the sale's orders whose pay-by time has passed on the ledger's
+    /// clock, returning each one's unit to stock; returns them. An order is expired (and its
+    /// unit returned) once, however often this runs.
+    async fn expire_due(&self, sale_id: &SaleId, limit: usize) -> Result<Vec<OrderId>, StoreError>;
+
+    /// When the order must be paid by (unix ms on the ledger's clock), while it awaits payment.
+    async fn pay_by(&self, order_id: &OrderId) -> Result<Option<i64>, StoreError>;
 
     /// Records the broker's acknowledgement of these orders' events: from now on the
     /// reconciler waits for them as long as any backlog takes, not merely as long as a publish.
     async fn mark_published(&self, orders: &[OrderId]) -> Result<(), StoreError>;
 
-    /// Marks orders of one sale as created and removes them from the outbox; returns how
-    /// many outbox entries were removed. Idempotent.
+    /// Removes orders of one sale from the outbox and marks the processing ones created (a
+    /// paid or expired one keeps its status); returns how many outbox entries were removed.
+    /// Idempotent.
     async fn complete_orders(
         &self,
         sale_id: &SaleId,
         orders: &[&OrderId],
     ) -> Result<u64, StoreError>;
 
-    /// Marks orders of one sale as failed (their events went to the dead-letter topic) and
-    /// takes them out of the reconciler's reach. Their outbox entries stay, so each unit stays
-    /// accounted for until an operator resolves it.
+    /// Marks orders of one sale as failed (their events went to the dead-letter topic, where an
+    /// operator finds them) and compensates: each one's unit returns to stock, once, and it
+    /// leaves the outbox and the reconciler's reach. A paid or expired order keeps its status.
     async fn fail_orders(&self, sale_id: &SaleId, orders: &[&OrderId]) -> Result<(), StoreError>;
 
     /// The ledger's clock, in unix milliseconds: the one clock every age and deadline is
@@ -141,8 +176,8 @@ pub trait StockLedger: Send + Sync {
     /// state (an acknowledged order stays acknowledged) nor brings back a completed one.
     async fn defer(&self, orders: &[OrderId], at_ms: i64) -> Result<(), StoreError>;
 
-    /// Settles the sale if nothing waits in its outbox and no purchase can add to it (it is
-    /// sold out, or `ended`): it leaves the active sales, and in Redis its keys expire after
+    /// Settles the sale if nothing waits in its outbox, no order awaits payment, and no
+    /// purchase can add to it (it is sold out, or `ended`): it leaves the active sales, and in Redis its keys expire after
     /// `retention`. `false` when work remains (nothing is changed).
     async fn settle_sale(
         &self,

@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 
 use super::clock::RedisClock;
-use super::{OrderStatus, OutboxEntry, OutboxSizes, Publication, Reservation, StockLedger};
+use super::{
+    OrderStatus, OutboxEntry, OutboxSizes, Payment, Publication, Reservation, StockLedger,
+};
 use crate::error::StoreError;
 use crate::event::ReservationEvent;
 use crate::ids::{OrderId, SaleId, UserId};
@@ -87,6 +89,7 @@ impl StockLedger for RedisStockLedger {
         &self,
         event: &ReservationEvent,
         payload: &str,
+        payment_window: Duration,
     ) -> Result<Reservation, StoreError> {
         let keys = self.redis.keys().sale(&event.sale_id);
         let deadline = self.redis.deadline();
@@ -105,10 +108,12 @@ impl StockLedger for RedisStockLedger {
                     .key(&keys.outbox)
                     .key(&keys.unpublished)
                     .key(&keys.status)
+                    .key(&keys.deadlines)
                     .arg(event.user_id.as_str())
                     .arg(event.order_id.as_str())
                     .arg(payload)
                     .arg(run_by_ms)
+                    .arg(payment_window.as_millis() as u64)
                     .invoke_async(c)
                     .await
             })
@@ -194,22 +199,81 @@ impl StockLedger for RedisStockLedger {
             .await
     }
 
-    /// One MULTI for the batch.
+    /// One round trip: `fail_orders.lua`.
     async fn fail_orders(&self, sale_id: &SaleId, orders: &[&OrderId]) -> Result<(), StoreError> {
         let keys = self.redis.keys().sale(sale_id);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for order in orders {
-            pipe.hset(&keys.status, order.as_str(), "failed")
-                .ignore()
-                .zrem(&keys.unpublished, order.as_str())
-                .ignore()
-                .zrem(&keys.acknowledged, order.as_str())
-                .ignore();
-        }
         self.redis
-            .call(async |c| pipe.query_async::<()>(c).await)
+            .call(async |c| {
+                let mut invocation = scripts::FAIL_ORDERS.key(&keys.outbox);
+                invocation
+                    .key(&keys.unpublished)
+                    .key(&keys.acknowledged)
+                    .key(&keys.status)
+                    .key(&keys.deadlines)
+                    .key(&keys.stock);
+                for order in orders {
+                    invocation.arg(order.as_str());
+                }
+                invocation.invoke_async::<()>(c).await
+            })
             .await
+    }
+
+    /// One round trip: `pay.lua`.
+    async fn pay(&self, order_id: &OrderId, user_id: &UserId) -> Result<Payment, StoreError> {
+        let keys = self.redis.keys().sale(&order_id.sale_id());
+        let outcome: String = self
+            .redis
+            .call(async |c| {
+                scripts::PAY
+                    .key(&keys.buyers)
+                    .key(&keys.status)
+                    .key(&keys.deadlines)
+                    .arg(user_id.as_str())
+                    .arg(order_id.as_str())
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(match outcome.as_str() {
+            "paid" => Payment::Paid,
+            "already_paid" => Payment::AlreadyPaid,
+            "expired" => Payment::Expired,
+            "failed" => Payment::Failed,
+            "not_found" => Payment::NotFound,
+            other => {
+                return Err(StoreError::Failed(
+                    format!("unexpected reply from pay.lua: {other}").into(),
+                ));
+            }
+        })
+    }
+
+    /// One round trip: `expire_due.lua`.
+    async fn expire_due(&self, sale_id: &SaleId, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        let keys = self.redis.keys().sale(sale_id);
+        let expired: Vec<String> = self
+            .redis
+            .call(async |c| {
+                scripts::EXPIRE_DUE
+                    .key(&keys.deadlines)
+                    .key(&keys.status)
+                    .key(&keys.stock)
+                    .arg(limit)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(parse_all(expired, "deadlines"))
+    }
+
+    async fn pay_by(&self, order_id: &OrderId) -> Result<Option<i64>, StoreError> {
+        let key = self.redis.keys().sale(&order_id.sale_id()).deadlines;
+        let score: Option<f64> = self
+            .redis
+            .call(async |c| c.zscore(&key, order_id.as_str()).await)
+            .await?;
+        Ok(score.map(|ms| ms as i64))
     }
 
     async fn now_ms(&self) -> Result<i64, StoreError> {
@@ -302,7 +366,7 @@ impl StockLedger for RedisStockLedger {
             .redis
             .call(async |c| {
                 let mut invocation = scripts::SETTLE_SALE.key(&keys.outbox);
-                invocation.key(&keys.stock);
+                invocation.key(&keys.stock).key(&keys.deadlines);
                 for key in keys.all() {
                     invocation.key(key);
                 }
@@ -374,6 +438,8 @@ impl StockLedger for RedisStockLedger {
         }
         Ok(Some(match status.as_deref() {
             Some("created") => OrderStatus::Created,
+            Some("paid") => OrderStatus::Paid,
+            Some("expired") => OrderStatus::Expired,
             Some("failed") => OrderStatus::Failed,
             _ => OrderStatus::Processing,
         }))

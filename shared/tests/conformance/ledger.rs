@@ -1,11 +1,16 @@
-//! `StockLedger`: the stock lock's decisions, the stampede counts, the outbox lifecycle.
+//! `StockLedger`: the stock lock's decisions, the stampede counts, the outbox lifecycle, and
+//! the order's life after the lock: paid, or expired with its unit sold again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use shared::event::ReservationEvent;
 use shared::ids::{OrderId, SaleId, UserId};
-use shared::stock::{OrderStatus, OutboxEntry, OutboxSizes, Publication, Reservation, StockLedger};
+use shared::sale::DEFAULT_PAYMENT_WINDOW_SECS;
+use shared::stock::{
+    OrderStatus, OutboxEntry, OutboxSizes, Payment, Publication, Reservation, StockLedger,
+};
 use shared::testing::TestEnv;
 
 shared::conformance!(
@@ -13,7 +18,11 @@ shared::conformance!(
     a_taken_sale_id_is_refused_and_the_first_sale_kept,
     a_stampede_sells_exactly_the_stock,
     completing_orders_is_idempotent_and_empties_the_outbox,
-    a_failed_order_keeps_its_unit_accounted_for,
+    a_failed_order_returns_its_unit_once,
+    a_payment_in_time_is_final_and_repeat_safe,
+    an_order_unpaid_past_its_window_expires_and_its_unit_is_sold_again,
+    a_late_payment_changes_nothing_and_the_sweep_expires_the_order,
+    payment_and_expiry_race_with_exactly_one_winner_per_order,
     the_reconciler_sees_stale_unacknowledged_entries_oldest_first,
     an_acknowledged_entry_without_an_order_row_ages_until_it_counts_as_lost,
     deferring_never_re_marks_an_acknowledged_order,
@@ -27,8 +36,9 @@ async fn attempt(
 ) -> (ReservationEvent, Reservation) {
     let user: UserId = user.parse().unwrap();
     let event = ReservationEvent::new(OrderId::generate(sale_id), &user, 1250);
+    let window = Duration::from_secs(u64::from(DEFAULT_PAYMENT_WINDOW_SECS));
     let outcome = ledger
-        .reserve(&event, &event.to_json())
+        .reserve(&event, &event.to_json(), window)
         .await
         .expect("the ledger answers");
     (event, outcome)
@@ -200,28 +210,211 @@ async fn completing_orders_is_idempotent_and_empties_the_outbox(env: TestEnv) {
     );
 }
 
-async fn a_failed_order_keeps_its_unit_accounted_for(env: TestEnv) {
+async fn a_failed_order_returns_its_unit_once(env: TestEnv) {
     let ledger = env.ledger();
     let sale = env.create_sale(2).await;
     let (event, _) = env.reserve(&sale, "carol").await;
-    ledger
-        .fail_orders(&sale.id, &[&event.order_id])
-        .await
-        .unwrap();
+    for _ in 0..2 {
+        ledger
+            .fail_orders(&sale.id, &[&event.order_id])
+            .await
+            .unwrap();
+    }
     assert_eq!(
         ledger
-            .order_status(&event.order_id, &"carol".parse().unwrap())
+            .order_status(&event.order_id, &event.user_id)
             .await
             .unwrap(),
         Some(OrderStatus::Failed)
     );
-    // Out of the reconciler's reach, still in the outbox: stock = remaining + outbox.
-    assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), sizes(1, 0));
-    assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(1));
+    // Compensated once, however often it is reported: stock = remaining + live orders.
+    assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(2));
+    assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), sizes(0, 0));
+    assert_eq!(
+        ledger.pay(&event.order_id, &event.user_id).await.unwrap(),
+        Payment::Failed
+    );
     let (_, again) = attempt(ledger.as_ref(), &sale.id, "carol").await;
     assert!(
         matches!(again, Reservation::AlreadyPurchased { .. }),
         "a failed order does not free the buyer to buy again: {again:?}"
+    );
+}
+
+async fn a_payment_in_time_is_final_and_repeat_safe(env: TestEnv) {
+    let ledger = env.ledger();
+    let sale = env.create_sale(2).await;
+    let (event, _) = env.reserve(&sale, "paula").await;
+    let pay_by = ledger.pay_by(&event.order_id).await.unwrap();
+    let now = ledger.now_ms().await.unwrap();
+    let window = i64::from(DEFAULT_PAYMENT_WINDOW_SECS) * 1000;
+    assert!(
+        pay_by.is_some_and(|at| (now + window - 5_000..=now + window).contains(&at)),
+        "pay by {pay_by:?}, now {now}"
+    );
+    let stranger: UserId = "mallory".parse().unwrap();
+    assert_eq!(
+        ledger.pay(&event.order_id, &stranger).await.unwrap(),
+        Payment::NotFound
+    );
+    assert_eq!(
+        ledger.pay(&event.order_id, &event.user_id).await.unwrap(),
+        Payment::Paid
+    );
+    assert_eq!(
+        ledger.pay(&event.order_id, &event.user_id).await.unwrap(),
+        Payment::AlreadyPaid
+    );
+    assert_eq!(ledger.pay_by(&event.order_id).await.unwrap(), None);
+    // The order row stored after the payment does not move it back.
+    ledger
+        .complete_orders(&sale.id, &[&event.order_id])
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger
+            .order_status(&event.order_id, &event.user_id)
+            .await
+            .unwrap(),
+        Some(OrderStatus::Paid)
+    );
+    assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(1));
+}
+
+async fn an_order_unpaid_past_its_window_expires_and_its_unit_is_sold_again(env: TestEnv) {
+    let ledger = env.ledger();
+    let sale = env.create_sale_paid_within(1, 1).await;
+    let (event, _) = env.reserve(&sale, "ida").await;
+    let (_, refused) = attempt(ledger.as_ref(), &sale.id, "jon").await;
+    assert_eq!(refused, Reservation::SoldOut);
+    assert!(
+        ledger.expire_due(&sale.id, 10).await.unwrap().is_empty(),
+        "nothing is due inside the window"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(
+        ledger.expire_due(&sale.id, 10).await.unwrap(),
+        std::slice::from_ref(&event.order_id)
+    );
+    assert!(
+        ledger.expire_due(&sale.id, 10).await.unwrap().is_empty(),
+        "expired once"
+    );
+    assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(1));
+    assert_eq!(
+        ledger
+            .order_status(&event.order_id, &event.user_id)
+            .await
+            .unwrap(),
+        Some(OrderStatus::Expired)
+    );
+    assert_eq!(
+        ledger.pay(&event.order_id, &event.user_id).await.unwrap(),
+        Payment::Expired
+    );
+
+    let (_, resold) = attempt(ledger.as_ref(), &sale.id, "jon").await;
+    assert_eq!(resold, Reservation::Reserved { remaining: 0 });
+    let (_, again) = attempt(ledger.as_ref(), &sale.id, "ida").await;
+    assert_eq!(
+        again,
+        Reservation::AlreadyPurchased {
+            order_id: event.order_id.clone()
+        },
+        "a buyer whose order expired cannot buy again in that sale"
+    );
+}
+
+async fn a_late_payment_changes_nothing_and_the_sweep_expires_the_order(env: TestEnv) {
+    let ledger = env.ledger();
+    let sale = env.create_sale_paid_within(1, 1).await;
+    let (event, _) = env.reserve(&sale, "lou").await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(
+        ledger.pay(&event.order_id, &event.user_id).await.unwrap(),
+        Payment::Expired
+    );
+    assert_eq!(
+        ledger.remaining(&sale.id).await.unwrap(),
+        Some(0),
+        "a refusal writes nothing"
+    );
+    assert_eq!(
+        ledger.expire_due(&sale.id, 10).await.unwrap(),
+        std::slice::from_ref(&event.order_id)
+    );
+    assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(1));
+}
+
+/// Payers and sweepers hit orders whose windows close while they run: every order ends paid
+/// or expired, never both, and exactly the expired ones are back in stock.
+async fn payment_and_expiry_race_with_exactly_one_winner_per_order(env: TestEnv) {
+    const ORDERS: u32 = 24;
+    let ledger = env.ledger();
+    let sale = env.create_sale_paid_within(ORDERS, 1).await;
+    let mut events = Vec::new();
+    for i in 0..ORDERS {
+        events.push(env.reserve(&sale, &format!("racer-{i}")).await.0);
+    }
+    // Start the contest just before the windows close, so both sides win some.
+    tokio::time::sleep(Duration::from_millis(950)).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, event) in events.iter().enumerate() {
+        for attempt in 0..4 {
+            let (ledger, event) = (Arc::clone(&ledger), event.clone());
+            tasks.spawn(async move {
+                tokio::time::sleep(Duration::from_millis((i as u64 * 7 + attempt * 13) % 120))
+                    .await;
+                let payment = ledger.pay(&event.order_id, &event.user_id).await.unwrap();
+                (Some((event.order_id, payment)), Vec::new())
+            });
+        }
+    }
+    for sweeper in 0..4_u64 {
+        let (ledger, sale_id) = (Arc::clone(&ledger), sale.id.clone());
+        tasks.spawn(async move {
+            let mut expired = Vec::new();
+            for round in 0..12 {
+                tokio::time::sleep(Duration::from_millis(10 + (sweeper + round) % 5)).await;
+                expired.extend(ledger.expire_due(&sale_id, 5).await.unwrap());
+            }
+            (None, expired)
+        });
+    }
+    let mut paid: HashMap<OrderId, usize> = HashMap::new();
+    let mut expired_by_sweep: HashMap<OrderId, usize> = HashMap::new();
+    for (payment, expired) in tasks.join_all().await {
+        if let Some((order, Payment::Paid)) = payment {
+            *paid.entry(order).or_default() += 1;
+        }
+        for order in expired {
+            *expired_by_sweep.entry(order).or_default() += 1;
+        }
+    }
+    ledger.expire_due(&sale.id, 100).await.unwrap(); // anything left unpaid
+    let mut expired = 0;
+    for event in &events {
+        let status = ledger
+            .order_status(&event.order_id, &event.user_id)
+            .await
+            .unwrap();
+        let wins = paid.get(&event.order_id).copied().unwrap_or(0);
+        let sweeps = expired_by_sweep.get(&event.order_id).copied().unwrap_or(0);
+        match status {
+            Some(OrderStatus::Paid) => assert_eq!((wins, sweeps), (1, 0), "{}", event.order_id),
+            Some(OrderStatus::Expired) => {
+                assert_eq!(wins, 0, "{}", event.order_id);
+                assert!(sweeps <= 1, "{}", event.order_id);
+                expired += 1;
+            }
+            other => panic!("{} ended {other:?}", event.order_id),
+        }
+    }
+    assert_eq!(
+        ledger.remaining(&sale.id).await.unwrap(),
+        Some(expired),
+        "exactly the expired orders' units are back"
     );
 }
 
@@ -376,6 +569,14 @@ async fn a_sale_settles_once_its_outbox_is_empty_and_no_purchase_can_add_to_it(e
         .complete_orders(&sale.id, &[&event.order_id])
         .await
         .unwrap();
+    assert!(
+        !ledger
+            .settle_sale(&sale.id, false, retention)
+            .await
+            .unwrap(),
+        "its order awaits payment: an expiry would put the unit back on sale"
+    );
+    ledger.pay(&event.order_id, &event.user_id).await.unwrap();
     assert!(ledger.active_sale_ids().await.unwrap().contains(&sale.id));
     assert!(
         ledger

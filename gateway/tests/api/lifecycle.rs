@@ -1,0 +1,126 @@
+//! After the stock lock: the owner pays in time (once, however often asked), or the window
+//! closes, payment is refused, and the unit goes back on sale at every gateway.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use shared::backends::Backends;
+
+use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
+
+async fn pay(app: &TestApp, order_id: &str, token: &str) -> reqwest::Response {
+    app.http
+        .post(app.url(&format!("/api/v1/orders/{order_id}/payment")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("payment request")
+}
+
+async fn order(app: &TestApp, order_id: &str, token: &str) -> Value {
+    app.http
+        .get(app.url(&format!("/api/v1/orders/{order_id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("order request")
+        .json()
+        .await
+        .expect("an order")
+}
+
+/// Creates an open sale of `stock` units whose buyers have `window_secs` to pay.
+async fn create_sale_paid_within(app: &TestApp, stock: u32, window_secs: u32) -> String {
+    let id = format!("pay-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let now = Utc::now();
+    let response = app
+        .admin_post("/api/v1/admin/sales")
+        .json(&json!({
+            "id": id, "name": "Phone", "price_cents": 4999, "stock": stock,
+            "starts_at": now - chrono::Duration::minutes(1),
+            "ends_at": now + chrono::Duration::hours(1),
+            "payment_window_secs": window_secs,
+        }))
+        .send()
+        .await
+        .expect("create sale");
+    assert_eq!(response.status(), 201);
+    id
+}
+
+async fn buy(app: &TestApp, sale: &str, token: &str) -> String {
+    let response = app.purchase(sale, token).await;
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.expect("a JSON answer");
+    body["order_id"].as_str().expect("an order id").to_owned()
+}
+
+#[tokio::test]
+async fn a_buyer_pays_in_time_once_and_a_repeat_answers_the_same() {
+    let app = spawn_app().await;
+    let sale = app.create_open_sale(5).await;
+    let token = app.token("payer");
+    let order_id = buy(&app, &sale, &token).await;
+
+    let pending = order(&app, &order_id, &token).await;
+    let pay_by: DateTime<Utc> = pending["pay_by"].as_str().unwrap().parse().unwrap();
+    let left = pay_by - Utc::now();
+    assert!(
+        left > chrono::Duration::minutes(14) && left <= chrono::Duration::minutes(15),
+        "the default window is 15 minutes: {pending}"
+    );
+
+    assert_error(
+        pay(&app, &order_id, &app.token("someone-else")).await,
+        404,
+        "not_found",
+    )
+    .await;
+    for attempt in ["first", "repeat"] {
+        let response = pay(&app, &order_id, &token).await;
+        assert_eq!(response.status(), 200, "{attempt}");
+        let paid: Value = response.json().await.unwrap();
+        assert_eq!(paid["status"], "paid", "{attempt}: {paid}");
+        assert!(
+            paid.get("pay_by").is_none(),
+            "nothing left to pay by: {paid}"
+        );
+    }
+    assert_eq!(order(&app, &order_id, &token).await["status"], "paid");
+    assert_eq!(app.sale_view(&sale).await["remaining"], 4);
+}
+
+#[tokio::test]
+async fn an_unpaid_order_is_refused_payment_after_its_window_and_its_unit_sells_again_everywhere() {
+    let first = spawn_app().await;
+    let second = spawn_app_with(first.config.clone()).await;
+    let sale = create_sale_paid_within(&first, 1, 1).await;
+    let late = first.token("late");
+    let order_id = buy(&first, &sale, &late).await;
+    // Both gateways learn the sale is sold out and keep answering it locally.
+    for gateway in [&first, &second] {
+        assert_error(
+            gateway.purchase(&sale, &gateway.token("early-bird")).await,
+            410,
+            "sold_out",
+        )
+        .await;
+    }
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_error(pay(&first, &order_id, &late).await, 409, "order_expired").await;
+    // The expiry sweep (the order worker's reconciler, not running here) returns the unit.
+    let ledger = Backends::open(&first.config.redis).unwrap().ledger();
+    let sale_id = sale.parse().unwrap();
+    assert_eq!(ledger.expire_due(&sale_id, 10).await.unwrap().len(), 1);
+    assert_eq!(order(&first, &order_id, &late).await["status"], "expired");
+    assert_eq!(first.sale_view(&sale).await["state"], "open");
+
+    // Within a second every gateway's sold-out flag lets a purchase through again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let resold = second.purchase(&sale, &second.token("second-chance")).await;
+    assert_eq!(resold.status(), 202, "the returned unit is sold again");
+    assert_error(first.purchase(&sale, &late).await, 409, "already_purchased").await;
+    assert_eq!(first.sale_view(&sale).await["remaining"], 0);
+}

@@ -1,0 +1,22 @@
+-- Records that orders could not be stored (their events went to the dead-letter topic) and
+-- compensates: each one's unit returns to stock, once, and it leaves the outbox, the
+-- reconciler's sets and the deadlines. The event stays in the dead-letter topic for an operator.
+--
+-- KEYS[1] outbox, KEYS[2] unpublished, KEYS[3] acknowledged, KEYS[4] status, KEYS[5] deadlines,
+-- KEYS[6] stock (all of one sale)
+-- ARGV    order ids
+--
+-- A paid, expired or already failed order keeps its status and returns nothing.
+
+for _, order_id in ipairs(ARGV) do
+  local status = redis.call('HGET', KEYS[4], order_id) or 'processing'
+  if status == 'processing' or status == 'created' then
+    redis.call('HSET', KEYS[4], order_id, 'failed')
+    redis.call('INCR', KEYS[6])
+  end
+  redis.call('HDEL', KEYS[1], order_id)
+  redis.call('ZREM', KEYS[2], order_id)
+  redis.call('ZREM', KEYS[3], order_id)
+  redis.call('ZREM', KEYS[5], order_id)
+end
+return 0

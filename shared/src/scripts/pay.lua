@@ -1,0 +1,32 @@
+-- Pays an order, or finds that it can no longer be paid: payment and expiry race on this one
+-- step, so exactly one of them wins.
+--
+-- KEYS[1] buyers     hash: user id -> order id (the owner check)
+-- KEYS[2] status     hash: order id -> processing | created | paid | expired | failed
+-- KEYS[3] deadlines  zset: order id scored by its pay-by time (ms, Redis's clock), while unpaid
+-- ARGV[1] user id
+-- ARGV[2] order id
+--
+-- Returns paid, already_paid, expired, failed or not_found (not this user's order). A payment
+-- after the pay-by time answers expired and changes nothing, like every refusal: the expiry
+-- sweep ends the order and returns its unit. A late payment never wins over a passed deadline.
+
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
+  return 'not_found'
+end
+local status = redis.call('HGET', KEYS[2], ARGV[2]) or 'processing'
+if status == 'paid' then
+  return 'already_paid'
+end
+if status == 'expired' or status == 'failed' then
+  return status
+end
+local pay_by = redis.call('ZSCORE', KEYS[3], ARGV[2])
+local time = redis.call('TIME')
+local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+if pay_by and now_ms > tonumber(pay_by) then
+  return 'expired'
+end
+redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], 'paid')
+return 'paid'
