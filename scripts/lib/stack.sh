@@ -32,10 +32,11 @@ stack_init() { # name of the run, e.g. e2e
   trap stack_stop_all EXIT
 }
 
-stack_start() { # name, then environment assignments and the command; logs to $work/<name>.log
+stack_start() { # name, then environment assignments and the command; appends to $work/<name>.log
   local name=$1
   shift
-  env "$@" >"$work/$name.log" 2>&1 &
+  # Appended: a process started again after a kill keeps its predecessor's log above its own.
+  env "$@" >>"$work/$name.log" 2>&1 &
   pids[$name]=$!
 }
 
