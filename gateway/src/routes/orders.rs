@@ -112,7 +112,9 @@ pub async fn get_my_order(
 }
 
 /// Charges, then marks the order paid in the one atomic step it shares with expiry; a charge
-/// that lost that race is refunded. A repeat answers the same 200 without a second charge.
+/// that lost that race is refunded. A repeat of a payment that went through answers the same
+/// 200 without asking the provider; one that failed half-way (charged, the ledger unreachable)
+/// is completed by the retry, which the provider charges once (the order id is its key).
 #[utoipa::path(
     post,
     path = "/api/v1/orders/{order_id}/payment",
@@ -125,7 +127,7 @@ pub async fn get_my_order(
         (status = 404, description = "`not_found`: no such order of this user", body = ErrorBody),
         (status = 409, description = "`order_expired`: not paid in time; or `order_failed`: the order could not be created", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many requests (in all, or from this address); see Retry-After", body = ErrorBody),
-        (status = 503, description = "`unavailable`: the ledger or the payment provider did not answer; nothing was charged, try again", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the ledger or the payment provider did not answer; try again (a retry is charged once)", body = ErrorBody),
     )
 )]
 pub async fn pay_order(
@@ -137,7 +139,10 @@ pub async fn pay_order(
         None => return Err(ApiError::NotFound),
         Some(OrderStatus::Expired) => return Err(ApiError::OrderExpired),
         Some(OrderStatus::Failed) => return Err(ApiError::OrderFailed),
-        Some(OrderStatus::Paid | OrderStatus::Processing | OrderStatus::Created) => {}
+        Some(OrderStatus::Paid) => {
+            return get_order(User(user_id), State(state), PathId(order_id)).await;
+        }
+        Some(OrderStatus::Processing | OrderStatus::Created) => {}
     }
     let amount_cents = state
         .catalog
