@@ -144,6 +144,13 @@ pub async fn pay_order(
         }
         Some(OrderStatus::Processing | OrderStatus::Created) => {}
     }
+    // A window already closed (the sweep has not come by yet) is refused before any charge;
+    // the ledger's atomic step below still has the last word.
+    if let Some(pay_by) = state.ledger.pay_by(&order_id).await?
+        && state.ledger.now_ms().await? > pay_by
+    {
+        return Err(ApiError::OrderExpired);
+    }
     let amount_cents = state
         .catalog
         .get(&order_id.sale_id())

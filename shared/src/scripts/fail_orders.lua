@@ -6,15 +6,16 @@
 -- KEYS[6] stock (all of one sale)
 -- ARGV    order ids
 --
--- A paid, expired or already failed order keeps its status and returns nothing.
+-- Only an order this sale locked and has not stored is compensated: it is still in the
+-- outbox, and still processing. Anything else (an order id the sale never locked, an order
+-- paid or expired meanwhile, a repeated report) keeps its status and returns nothing.
 
 for _, order_id in ipairs(ARGV) do
-  local status = redis.call('HGET', KEYS[4], order_id) or 'processing'
-  if status == 'processing' or status == 'created' then
+  local locked = redis.call('HDEL', KEYS[1], order_id) == 1
+  if locked and redis.call('HGET', KEYS[4], order_id) == 'processing' then
     redis.call('HSET', KEYS[4], order_id, 'failed')
     redis.call('INCR', KEYS[6])
   end
-  redis.call('HDEL', KEYS[1], order_id)
   redis.call('ZREM', KEYS[2], order_id)
   redis.call('ZREM', KEYS[3], order_id)
   redis.call('ZREM', KEYS[5], order_id)

@@ -186,8 +186,11 @@ impl StockLedger for MemoryStockLedger {
         let mut sales = self.sales();
         if let Some(book) = sales.get_mut(sale_id) {
             for order in orders {
-                book.end_unpaid(order, OrderStatus::Failed);
-                book.outbox.remove(*order);
+                let locked = book.outbox.remove(*order).is_some();
+                if locked && book.status.get(*order) == Some(&OrderStatus::Processing) {
+                    book.end_unpaid(order, OrderStatus::Failed);
+                }
+                book.deadlines.remove(*order);
                 book.unpublished.remove(*order);
                 book.acknowledged.remove(*order);
             }

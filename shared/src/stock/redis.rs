@@ -276,8 +276,9 @@ impl StockLedger for RedisStockLedger {
         Ok(score.map(|ms| ms as i64))
     }
 
+    /// Redis's clock as [`RedisClock`] estimates it: no round trip most of the time.
     async fn now_ms(&self) -> Result<i64, StoreError> {
-        self.redis.time_ms().await
+        self.clock.now_ms(&self.redis).await
     }
 
     async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError> {
