@@ -30,6 +30,17 @@ pub struct OrderView {
 }
 
 impl OrderView {
+    /// A paid order: nothing left to pay by.
+    fn paid(order_id: OrderId, user_id: UserId) -> Self {
+        Self {
+            sale_id: order_id.sale_id(),
+            order_id,
+            user_id,
+            status: OrderStatus::Paid,
+            pay_by: None,
+        }
+    }
+
     /// The view of `user_id`'s order, or `None` when it is not theirs.
     async fn of(
         state: &AppState,
@@ -139,9 +150,7 @@ pub async fn pay_order(
         None => return Err(ApiError::NotFound),
         Some(OrderStatus::Expired) => return Err(ApiError::OrderExpired),
         Some(OrderStatus::Failed) => return Err(ApiError::OrderFailed),
-        Some(OrderStatus::Paid) => {
-            return get_order(User(user_id), State(state), PathId(order_id)).await;
-        }
+        Some(OrderStatus::Paid) => return Ok(Json(OrderView::paid(order_id, user_id))),
         Some(OrderStatus::Processing | OrderStatus::Created) => {}
     }
     // A window already closed (the sweep has not come by yet) is refused before any charge;
@@ -167,21 +176,17 @@ pub async fn pay_order(
             ApiError::Unavailable(PROVIDER_FAILED)
         })?;
     let refusal = match state.ledger.pay(&order_id, &user_id).await? {
-        Payment::Paid | Payment::AlreadyPaid => None,
-        Payment::Expired => Some(ApiError::OrderExpired),
-        Payment::Failed => Some(ApiError::OrderFailed),
-        Payment::NotFound => Some(ApiError::NotFound),
-    };
-    if let Some(refusal) = refusal {
-        if let Err(error) = state.payments.refund(&order_id, amount_cents).await {
-            tracing::error!(%error, %order_id, "refund of a payment that came too late failed");
+        Payment::Paid | Payment::AlreadyPaid => {
+            return Ok(Json(OrderView::paid(order_id, user_id)));
         }
-        return Err(refusal);
+        Payment::Expired => ApiError::OrderExpired,
+        Payment::Failed => ApiError::OrderFailed,
+        Payment::NotFound => ApiError::NotFound,
+    };
+    if let Err(error) = state.payments.refund(&order_id, amount_cents).await {
+        tracing::error!(%error, %order_id, "refund of a payment that came too late failed");
     }
-    OrderView::of(&state, order_id, user_id)
-        .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound)
+    Err(refusal)
 }
 
 /// What a 503 says when the provider failed.

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use shared::config::Secret;
 use shared::event::ReservationEvent;
 use shared::keys::{KeySpace, SaleKeys};
+use shared::sale::DEFAULT_PAYMENT_WINDOW_SECS;
 use shared::testing::{TestEnv, delete_keys, header, read_topic, topic_message_count};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -131,13 +132,19 @@ impl TestApp {
 
     /// Creates a sale open from a minute ago to an hour from now; returns its id.
     pub async fn create_open_sale(&self, stock: u32) -> String {
+        self.create_open_sale_paid_within(stock, DEFAULT_PAYMENT_WINDOW_SECS)
+            .await
+    }
+
+    /// Creates an open sale whose buyers have `window_secs` to pay; returns its id.
+    pub async fn create_open_sale_paid_within(&self, stock: u32, window_secs: u32) -> String {
         let now = Utc::now();
-        self.create_sale(
-            stock,
+        let window = (
             now - ChronoDuration::minutes(1),
             now + ChronoDuration::hours(1),
-        )
-        .await
+        );
+        self.create_sale_paid_within(stock, window, window_secs)
+            .await
     }
 
     pub async fn create_sale(
@@ -146,12 +153,22 @@ impl TestApp {
         starts_at: chrono::DateTime<Utc>,
         ends_at: chrono::DateTime<Utc>,
     ) -> String {
+        self.create_sale_paid_within(stock, (starts_at, ends_at), DEFAULT_PAYMENT_WINDOW_SECS)
+            .await
+    }
+
+    async fn create_sale_paid_within(
+        &self,
+        stock: u32,
+        (starts_at, ends_at): (chrono::DateTime<Utc>, chrono::DateTime<Utc>),
+        window_secs: u32,
+    ) -> String {
         let id = format!("sale-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let response = self
             .admin_post("/api/v1/admin/sales")
             .json(&json!({
                 "id": id, "name": "Test phone", "price_cents": 4999, "stock": stock,
-                "starts_at": starts_at, "ends_at": ends_at,
+                "starts_at": starts_at, "ends_at": ends_at, "payment_window_secs": window_secs,
             }))
             .send()
             .await

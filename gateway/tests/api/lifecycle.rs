@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::backends::Backends;
 
 use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
@@ -28,25 +28,6 @@ async fn order(app: &TestApp, order_id: &str, token: &str) -> Value {
         .json()
         .await
         .expect("an order")
-}
-
-/// Creates an open sale of `stock` units whose buyers have `window_secs` to pay.
-async fn create_sale_paid_within(app: &TestApp, stock: u32, window_secs: u32) -> String {
-    let id = format!("pay-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let now = Utc::now();
-    let response = app
-        .admin_post("/api/v1/admin/sales")
-        .json(&json!({
-            "id": id, "name": "Phone", "price_cents": 4999, "stock": stock,
-            "starts_at": now - chrono::Duration::minutes(1),
-            "ends_at": now + chrono::Duration::hours(1),
-            "payment_window_secs": window_secs,
-        }))
-        .send()
-        .await
-        .expect("create sale");
-    assert_eq!(response.status(), 201);
-    id
 }
 
 async fn buy(app: &TestApp, sale: &str, token: &str) -> String {
@@ -95,7 +76,7 @@ async fn a_buyer_pays_in_time_once_and_a_repeat_answers_the_same() {
 async fn an_unpaid_order_is_refused_payment_after_its_window_and_its_unit_sells_again_everywhere() {
     let first = spawn_app().await;
     let second = spawn_app_with(first.config.clone()).await;
-    let sale = create_sale_paid_within(&first, 1, 1).await;
+    let sale = first.create_open_sale_paid_within(1, 1).await;
     let late = first.token("late");
     let order_id = buy(&first, &sale, &late).await;
     // Both gateways learn the sale is sold out and keep answering it locally.

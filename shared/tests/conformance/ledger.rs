@@ -44,6 +44,14 @@ async fn attempt(
     (event, outcome)
 }
 
+/// The status the ledger gives the buyer of `event`.
+async fn status_of(ledger: &dyn StockLedger, event: &ReservationEvent) -> Option<OrderStatus> {
+    ledger
+        .order_status(&event.order_id, &event.user_id)
+        .await
+        .expect("the ledger answers")
+}
+
 fn sizes(locked: u64, unacknowledged: u64) -> OutboxSizes {
     OutboxSizes {
         locked,
@@ -192,10 +200,7 @@ async fn completing_orders_is_idempotent_and_empties_the_outbox(env: TestEnv) {
     assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), sizes(0, 0));
     for event in [&a, &b] {
         assert_eq!(
-            ledger
-                .order_status(&event.order_id, &event.user_id)
-                .await
-                .unwrap(),
+            status_of(ledger.as_ref(), event).await,
             Some(OrderStatus::Created)
         );
     }
@@ -222,10 +227,7 @@ async fn a_failed_order_returns_its_unit_once(env: TestEnv) {
             .unwrap();
     }
     assert_eq!(
-        ledger
-            .order_status(&event.order_id, &event.user_id)
-            .await
-            .unwrap(),
+        status_of(ledger.as_ref(), &event).await,
         Some(OrderStatus::Failed)
     );
     // Compensated once, however often it is reported, and an order id the sale never locked
@@ -274,10 +276,7 @@ async fn a_payment_in_time_is_final_and_repeat_safe(env: TestEnv) {
         .await
         .unwrap();
     assert_eq!(
-        ledger
-            .order_status(&event.order_id, &event.user_id)
-            .await
-            .unwrap(),
+        status_of(ledger.as_ref(), &event).await,
         Some(OrderStatus::Paid)
     );
     assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(1));
@@ -301,10 +300,7 @@ async fn an_order_unpaid_past_its_window_expires_and_its_unit_is_sold_again(env:
     );
     assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(1));
     assert_eq!(
-        ledger
-            .order_status(&event.order_id, &event.user_id)
-            .await
-            .unwrap(),
+        status_of(ledger.as_ref(), &event).await,
         Some(OrderStatus::Expired)
     );
     assert_eq!(
@@ -317,10 +313,7 @@ async fn an_order_unpaid_past_its_window_expires_and_its_unit_is_sold_again(env:
         .await
         .unwrap();
     assert_eq!(
-        ledger
-            .order_status(&event.order_id, &event.user_id)
-            .await
-            .unwrap(),
+        status_of(ledger.as_ref(), &event).await,
         Some(OrderStatus::Expired)
     );
 
@@ -405,10 +398,7 @@ async fn payment_and_expiry_race_with_exactly_one_winner_per_order(env: TestEnv)
     ledger.expire_due(&sale.id, 100).await.unwrap(); // anything left unpaid
     let mut expired = 0;
     for event in &events {
-        let status = ledger
-            .order_status(&event.order_id, &event.user_id)
-            .await
-            .unwrap();
+        let status = status_of(ledger.as_ref(), event).await;
         let wins = paid.get(&event.order_id).copied().unwrap_or(0);
         let sweeps = expired_by_sweep.get(&event.order_id).copied().unwrap_or(0);
         match status {
