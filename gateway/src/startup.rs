@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use shared::backends::Backends;
 use shared::config::RefusedToStart;
+use shared::event::Stream;
 use shared::ids::OrderId;
 use shared::kafka::EventBus;
 use shared::publisher::{Publisher, record_acknowledgements};
@@ -43,7 +44,7 @@ pub fn build(config: &Config) -> anyhow::Result<Gateway> {
 /// The gateway `config` describes, on backends and a bus built by the caller.
 pub fn build_on(config: &Config, backends: &Backends, bus: &EventBus) -> anyhow::Result<Gateway> {
     config.validate().map_err(RefusedToStart)?;
-    let (publisher, acknowledgements) = Publisher::new(bus)?;
+    let (publisher, acknowledgements) = Publisher::new(bus, Stream::Reservations)?;
     Ok(Gateway {
         config: config.clone(),
         state: AppState::new(config, backends, publisher),

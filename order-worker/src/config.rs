@@ -8,6 +8,7 @@ use shared::consumer::{LoopSettings, RetryPolicy};
 use shared::worker::WorkerArgs;
 
 use crate::reconciler::ReconcilerSettings;
+use crate::relay::RelaySettings;
 use crate::store::DatabaseSettings;
 
 /// Consumer group `order-worker`: reservations become PostgreSQL orders; also runs the
@@ -65,6 +66,11 @@ pub struct Config {
     #[arg(long, env = "SALE_RETENTION_SECS", default_value_t = NonZeroU64::new(8 * 24 * 3600).expect("8 days > 0"))]
     pub sale_retention_secs: NonZeroU64,
 
+    /// Time between passes of the transition relay: how late, at most, an order's transition
+    /// reaches the order-event topic.
+    #[arg(long, env = "RELAY_INTERVAL_MS", default_value_t = NonZeroU64::new(200).expect("200 > 0"))]
+    pub relay_interval_ms: NonZeroU64,
+
     /// Lifetime of the reconciler lease.
     #[arg(long, env = "RECONCILE_LEASE_MS", default_value_t = 10_000)]
     pub reconcile_lease_ms: u64,
@@ -106,7 +112,7 @@ impl Config {
         }
     }
 
-    /// The loop of group `CONSUMER_GROUP` (default `order-worker`).
+    /// The loop of the reservations: group `CONSUMER_GROUP` (default `order-worker`).
     pub fn loop_settings(&self) -> LoopSettings {
         LoopSettings {
             group: self.worker.group("order-worker"),
@@ -118,6 +124,27 @@ impl Config {
                 initial_backoff: Duration::from_millis(100),
                 max_backoff: Duration::from_millis(self.retry_max_backoff_ms),
             },
+        }
+    }
+
+    /// The loop of the transitions: group `<CONSUMER_GROUP>.transitions`. Its waits are short
+    /// (at most 1 s): the usual one is for a row that is on its way.
+    pub fn transition_loop_settings(&self) -> LoopSettings {
+        let reservations = self.loop_settings();
+        LoopSettings {
+            group: format!("{}.transitions", reservations.group),
+            retry: RetryPolicy {
+                max_backoff: reservations.retry.max_backoff.min(Duration::from_secs(1)),
+                ..reservations.retry
+            },
+            ..reservations
+        }
+    }
+
+    pub fn relay_settings(&self) -> RelaySettings {
+        RelaySettings {
+            interval: Duration::from_millis(self.relay_interval_ms.get()),
+            redeliver_after: Duration::from_millis(self.reconcile_min_age_ms),
         }
     }
 

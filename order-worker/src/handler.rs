@@ -63,6 +63,8 @@ impl OrderHandler {
 }
 
 impl Handler for OrderHandler {
+    type Event = shared::event::ReservationEvent;
+
     #[tracing::instrument(skip_all, fields(batch = batch.len()))]
     async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
         let (present, mut failed) = self.insert(batch).await?;

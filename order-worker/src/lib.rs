@@ -4,9 +4,11 @@
 //! | --- | --- |
 //! | [`config`] | flags and environment variables |
 //! | [`handler`] | a batch of reservations → order rows → status `created`, outbox cleared |
-//! | [`store`] | the order table (PostgreSQL, or SQLite embedded): migrations, the batched idempotent insert |
-//! | [`reconciler`] | re-publishes outbox entries the broker never acknowledged, one instance at a time |
-//! | this file | build, then serve: the consumer loop, the reconciler beside it |
+//! | [`transitions`] | a batch of transitions (paid, expired) → the rows' status, forward only |
+//! | [`store`] | the order table (PostgreSQL, or SQLite embedded): migrations, the batched idempotent writes |
+//! | [`reconciler`] | re-publishes outbox entries the broker never acknowledged and expires unpaid orders, one instance at a time |
+//! | [`relay`] | publishes the transition outbox to the order-event topic, on every instance |
+//! | this file | build, then serve: the two consumer loops, the reconciler and the relay beside them |
 //!
 //! The consumer loop itself (offsets, retries, dead letters) is `shared::consumer`. Unlike
 //! the other workers this one is more than a handler (it migrates its database and runs the
@@ -15,7 +17,9 @@
 pub mod config;
 pub mod handler;
 pub mod reconciler;
+pub mod relay;
 pub mod store;
+pub mod transitions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +27,11 @@ use std::time::Duration;
 use shared::backends::Backends;
 use shared::config::RefusedToStart;
 use shared::consumer::batch::{Step, sleep_unless_shutdown};
+use shared::event::Stream;
 use shared::ids::OrderId;
 use shared::kafka::EventBus;
 use shared::publisher::{Publisher, record_acknowledgements};
+use shared::stock::{StockLedger, TransitionId};
 use shared::worker::Worker;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -34,16 +40,21 @@ use tokio_util::sync::CancellationToken;
 pub use crate::config::Config;
 use crate::handler::OrderHandler;
 use crate::reconciler::Reconciler;
+use crate::relay::Relay;
 use crate::store::OrderStore;
+use crate::transitions::TransitionHandler;
 
 /// A built order worker, ready to [`serve`].
 pub struct OrderWorker {
-    worker: Worker<OrderHandler>,
+    worker: Worker,
     orders: Arc<dyn OrderStore>,
     reconciler: Reconciler,
+    relay: Relay,
     /// The broker's acknowledgements of the reconciler's re-publishes, for the ledger.
     acknowledgements: mpsc::UnboundedReceiver<OrderId>,
-    ledger: Arc<dyn shared::stock::StockLedger>,
+    /// The broker's acknowledgements of the relay's publishes, for the ledger.
+    transition_acknowledgements: mpsc::UnboundedReceiver<TransitionId>,
+    ledger: Arc<dyn StockLedger>,
 }
 
 /// The order worker `config` describes, on the database, backends and bus its URLs name.
@@ -65,25 +76,37 @@ pub fn build_on(
 ) -> anyhow::Result<OrderWorker> {
     config.validate().map_err(RefusedToStart)?;
     let ledger = backends.ledger();
-    let (publisher, acknowledgements) = Publisher::new(bus)?;
+    let (publisher, acknowledgements) = Publisher::new(bus, Stream::Reservations)?;
+    let (transition_publisher, transition_acknowledgements) =
+        Publisher::new(bus, Stream::OrderEvents)?;
+    let relay = Relay::new(
+        Arc::clone(&ledger),
+        transition_publisher,
+        config.relay_settings(),
+    );
     let reconciler = Reconciler::new(
         backends.with_deadline(config.reconcile_timeout()).ledger(),
         backends.leases(),
         publisher,
         config.reconciler_settings(),
     );
-    let handler = OrderHandler::new(Arc::clone(&orders), Arc::clone(&ledger));
+    let reservations = OrderHandler::new(Arc::clone(&orders), Arc::clone(&ledger));
+    let transitions = TransitionHandler::new(Arc::clone(&orders), Arc::clone(&ledger));
+    let worker = Worker::new(bus, config.loop_settings(), reservations)?
+        .and_consume(config.transition_loop_settings(), transitions)?;
     Ok(OrderWorker {
-        worker: Worker::new(bus, config.loop_settings(), handler)?,
+        worker,
         orders,
         reconciler,
+        relay,
         acknowledgements,
+        transition_acknowledgements,
         ledger,
     })
 }
 
-/// Starts the reconciler, migrates the order table, then consumes until `shutdown`; returns
-/// after the final commit.
+/// Starts the reconciler and the relay, migrates the order table, then consumes until
+/// `shutdown`; returns after the final commits.
 ///
 /// The reconciler comes first: it needs Redis and Kafka only, and while PostgreSQL is down it
 /// still re-publishes the locks whose events never reached the broker, so the SMS and
@@ -95,16 +118,24 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let acknowledger = tokio::spawn(record_acknowledgements(
         order_worker.acknowledgements,
+        Arc::clone(&order_worker.ledger),
+    ));
+    let transition_acknowledger = tokio::spawn(record_acknowledgements(
+        order_worker.transition_acknowledgements,
         order_worker.ledger,
     ));
     let reconciling = tokio::spawn(order_worker.reconciler.run(shutdown.clone()));
+    let relaying = tokio::spawn(order_worker.relay.run(shutdown.clone()));
     let consumed = match migrate_with_retry(order_worker.orders.as_ref(), &shutdown).await {
         Step::Done => shared::worker::serve(order_worker.worker, http, shutdown.clone()).await,
         Step::Interrupted => Ok(()), // stopped before the database ever answered
     };
     shutdown.cancel();
-    reconciling.await?; // drops the last producer handle, which ends the acknowledger
+    // Each ends by dropping its producer's last handle, which ends its acknowledger.
+    reconciling.await?;
+    relaying.await?;
     acknowledger.await?;
+    transition_acknowledger.await?;
     consumed
 }
 

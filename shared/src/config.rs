@@ -47,7 +47,7 @@ impl RedisArgs {
     }
 }
 
-/// Where Kafka is and which topics carry the reservations.
+/// Where Kafka is and which topics carry the reservations and the order lifecycle.
 #[derive(Args, Clone, Debug)]
 pub struct KafkaArgs {
     /// Comma-separated bootstrap brokers, host:port.
@@ -57,6 +57,14 @@ pub struct KafkaArgs {
     /// Topic of reservation events.
     #[arg(long, env = "KAFKA_TOPIC", default_value = "seckill.reservations")]
     pub kafka_topic: String,
+
+    /// Topic of order transitions (created, paid, expired, failed).
+    #[arg(
+        long,
+        env = "KAFKA_ORDER_EVENTS_TOPIC",
+        default_value = "seckill.order-events"
+    )]
+    pub kafka_order_events_topic: String,
 
     /// Topic that receives messages no consumer could process (poison messages).
     #[arg(
@@ -77,14 +85,23 @@ impl KafkaArgs {
         for (variable, value) in [
             ("KAFKA_BROKERS", &self.kafka_brokers),
             ("KAFKA_TOPIC", &self.kafka_topic),
+            ("KAFKA_ORDER_EVENTS_TOPIC", &self.kafka_order_events_topic),
             ("KAFKA_DLQ_TOPIC", &self.kafka_dlq_topic),
         ] {
             if value.trim().is_empty() {
                 return Err(format!("{variable} is empty; set it to a non-empty value"));
             }
         }
-        if self.kafka_topic == self.kafka_dlq_topic {
-            return Err("KAFKA_DLQ_TOPIC must differ from KAFKA_TOPIC".into());
+        let topics = [
+            &self.kafka_topic,
+            &self.kafka_order_events_topic,
+            &self.kafka_dlq_topic,
+        ];
+        if topics[0] == topics[1] || topics[0] == topics[2] || topics[1] == topics[2] {
+            return Err(
+                "KAFKA_TOPIC, KAFKA_ORDER_EVENTS_TOPIC and KAFKA_DLQ_TOPIC must be three different topics"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -230,6 +247,7 @@ mod tests {
         let args = KafkaArgs {
             kafka_brokers: "127.0.0.1:9092".into(),
             kafka_topic: " ".into(),
+            kafka_order_events_topic: "events".into(),
             kafka_dlq_topic: "dlq".into(),
             kafka_topic_partitions: NonZeroU16::MIN,
         };

@@ -49,6 +49,14 @@ pub struct SaleKeys {
     /// Sorted set: order ids awaiting payment, scored by their pay-by time in milliseconds on
     /// Redis's clock; the expiry sweep takes the due ones.
     pub deadlines: String,
+    /// Hash: order id → the buyer's user id, for the order's transition events.
+    pub owners: String,
+    /// Hash: the transition outbox, event id (`<order id>:<status>`) → event JSON, until the
+    /// broker acknowledges it.
+    pub transitions: String,
+    /// Sorted set: transition event ids scored by when each is due for (re)publishing (ms,
+    /// Redis's clock).
+    pub transitions_due: String,
     /// Hash: `sold`, `revenue_cents` as the stats worker counted them.
     pub stats: String,
     /// Set: event ids the stats worker has counted (its exactly-once record).
@@ -63,7 +71,7 @@ pub struct SaleKeys {
 
 impl SaleKeys {
     /// Every key of the sale (the per-order SMS records aside: they expire on their own).
-    pub fn all(&self) -> [&str; 12] {
+    pub fn all(&self) -> [&str; 15] {
         [
             &self.info,
             &self.stock,
@@ -73,6 +81,9 @@ impl SaleKeys {
             &self.acknowledged,
             &self.status,
             &self.deadlines,
+            &self.owners,
+            &self.transitions,
+            &self.transitions_due,
             &self.stats,
             &self.stats_events,
             &self.stats_buyers,
@@ -104,6 +115,9 @@ impl KeySpace {
             acknowledged: format!("{base}:acknowledged"),
             status: format!("{base}:status"),
             deadlines: format!("{base}:deadlines"),
+            owners: format!("{base}:owners"),
+            transitions: format!("{base}:transitions"),
+            transitions_due: format!("{base}:transitions:due"),
             stats: format!("{base}:stats"),
             stats_events: format!("{base}:stats:events"),
             stats_buyers: format!("{base}:stats:buyers"),

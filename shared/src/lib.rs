@@ -2,22 +2,23 @@
 //!
 //! | module | concern |
 //! | --- | --- |
-//! | [`event`] | the `seckill.reservations` message: schema, version, (de)serialisation |
+//! | [`event`] | the messages of the reservation and order-event topics: schemas, versions, decoding |
 //! | [`ids`] | sale, user and order ids, parsed once at the edge; an order id carries its sale |
+//! | [`order_status`] | where an order stands: processing, created, paid, expired, failed |
 //! | [`sale`] | a sale's attributes, validation and state |
 //! | [`error`] | [`error::StoreError`], the one error of every store trait |
-//! | [`stock`] | the stock ledger: the atomic purchase decision, outbox, order status |
+//! | [`stock`] | the stock ledger: the atomic purchase decision, payment and expiry, outboxes, order status |
 //! | [`stats`] | per-sale statistics, counted exactly once per event |
 //! | [`blacklist`] | the blacklist every gateway copies, with its version |
 //! | [`lease`] | leases, so one instance at a time runs a job (the reconciler) |
-//! | [`sms_records`] | which orders' SMS were sent, shared by every SMS worker |
+//! | [`sms_records`] | which SMS (per order and kind) were sent, shared by every SMS worker |
 //! | [`counters`] | counters that add once per event id: the primitive for a consumer's own effect |
 //! | [`backends`] | Redis or in-process memory behind every store trait, chosen by `REDIS_URL` |
 //! | [`keys`] | the Redis key layout; every key of a sale shares one hash tag |
 //! | [`scripts`] | the Lua scripts, one per atomic step of a Redis backend |
 //! | [`redis_client`] | one multiplexed, self-reconnecting Redis connection with a deadline on every call |
 //! | [`kafka`] | the event bus (brokers, topics, client settings; `mock:` embedded), trace headers |
-//! | [`publisher`] | the idempotent producer and the recording of the broker's acknowledgements |
+//! | [`publisher`] | the idempotent producer of an outbox and the recording of the broker's acknowledgements |
 //! | [`consumer`] | the one consumer loop: handler contract, retry policy, dead letters, offsets, lag |
 //! | [`worker`] | what every worker is around its handler: build, serve, `/healthz`, `/metrics` |
 //! | [`config`] | clap argument groups every binary flattens, and [`config::defaults`] |
@@ -40,6 +41,7 @@ pub mod ids;
 pub mod kafka;
 pub mod keys;
 pub mod lease;
+pub mod order_status;
 pub mod publisher;
 pub mod redis_client;
 pub mod sale;

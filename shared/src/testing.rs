@@ -21,8 +21,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::backends::Backends;
 use crate::config::{KafkaArgs, RedisArgs};
-use crate::event::ReservationEvent;
-use crate::ids::{OrderId, UserId};
+use crate::event::{ReservationEvent, Stream, TransitionEvent};
+use crate::ids::{OrderId, SaleId, UserId};
 pub use crate::kafka::header;
 use crate::kafka::{EventBus, MOCK_SCHEME};
 use crate::keys::KeySpace;
@@ -167,7 +167,12 @@ impl TestEnv {
     /// the event and the payload the outbox holds.
     pub async fn reserve(&self, sale: &Sale, user_id: &str) -> (ReservationEvent, String) {
         let user_id: UserId = user_id.parse().expect("a valid user id");
-        let event = ReservationEvent::new(OrderId::generate(&sale.id), &user_id, sale.price_cents);
+        let event = ReservationEvent::new(
+            OrderId::generate(&sale.id),
+            &user_id,
+            sale.price_cents,
+            sale.payment_window(),
+        );
         let payload = event.to_json();
         let outcome = self
             .ledger()
@@ -183,14 +188,37 @@ impl TestEnv {
 
     /// Publishes raw bytes to this test's topic, as any producer could.
     pub async fn publish_raw(&self, key: &str, payload: &[u8]) {
+        self.publish_raw_to(Stream::Reservations, key, payload)
+            .await;
+    }
+
+    /// Publishes `payload` as is to `stream`'s topic under message key `key`.
+    pub async fn publish_raw_to(&self, stream: Stream, key: &str, payload: &[u8]) {
         let producer: FutureProducer = self.bus.producer_config().create().expect("producer");
         producer
             .send(
-                FutureRecord::to(self.bus.topic()).key(key).payload(payload),
+                FutureRecord::to(self.bus.topic_of(stream))
+                    .key(key)
+                    .payload(payload),
                 Duration::from_secs(10),
             )
             .await
             .expect("the broker takes the message");
+    }
+
+    /// Takes the sale's transition events out of its outbox as the relay would (they are not
+    /// handed out again for a minute), with their JSON.
+    pub async fn claim_transitions(&self, sale_id: &SaleId) -> Vec<(TransitionEvent, String)> {
+        self.ledger()
+            .due_transitions(sale_id, 10_000, Duration::from_mins(1))
+            .await
+            .expect("the stock ledger is reachable")
+            .into_iter()
+            .map(|json| {
+                let event = TransitionEvent::from_json(json.as_bytes()).expect("a valid event");
+                (event, json)
+            })
+            .collect()
     }
 
     /// Up to `expected` messages of `topic`, read from the start of every partition, waiting
@@ -266,6 +294,7 @@ fn namespace(redis_url: String, kafka_brokers: String) -> (RedisArgs, KafkaArgs)
     let kafka = KafkaArgs {
         kafka_brokers,
         kafka_topic: format!("test-{id}"),
+        kafka_order_events_topic: format!("test-{id}.order-events"),
         kafka_dlq_topic: format!("test-{id}.dlq"),
         kafka_topic_partitions: std::num::NonZeroU16::new(TEST_PARTITIONS).expect("2 > 0"),
     };

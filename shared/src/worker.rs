@@ -6,13 +6,17 @@
 //! in) returns a [`Worker`], and [`serve`] runs it until shutdown. [`main`] is the whole
 //! binary: parse, telemetry, build, listen, serve until SIGTERM.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 
 use axum::Router;
 use axum::routing::get;
 use clap::{Args, Parser};
 use metrics_exporter_prometheus::PrometheusHandle;
+use rdkafka::error::KafkaError;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::backends::Backends;
@@ -84,26 +88,49 @@ pub trait WorkerConfig: Parser + Send + 'static {
     }
 }
 
-/// A built worker, ready to [`serve`].
-pub struct Worker<H> {
-    consumer: ConsumerLoop<H>,
+/// One consumer loop, started by [`serve`] once the topics exist.
+type LoopRun = Box<
+    dyn FnOnce(CancellationToken) -> Pin<Box<dyn Future<Output = Result<(), KafkaError>> + Send>>
+        + Send,
+>;
+
+/// A built worker, ready to [`serve`]: one consumer loop, or several (each its own group).
+pub struct Worker {
+    loops: Vec<LoopRun>,
     bus: EventBus,
     prometheus: PrometheusHandle,
 }
 
-impl<H: Handler> Worker<H> {
+impl Worker {
     /// A worker consuming `bus` with `handler`. Connects lazily.
-    pub fn new(bus: &EventBus, settings: LoopSettings, handler: H) -> anyhow::Result<Self> {
-        Ok(Self {
-            consumer: ConsumerLoop::new(bus, settings, handler)?,
+    pub fn new<H: Handler + 'static>(
+        bus: &EventBus,
+        settings: LoopSettings,
+        handler: H,
+    ) -> anyhow::Result<Self> {
+        let worker = Self {
+            loops: Vec::new(),
             bus: bus.clone(),
             prometheus: crate::telemetry::prometheus(),
-        })
+        };
+        worker.and_consume(settings, handler)
+    }
+
+    /// The worker with one more consumer loop, in the consumer group `settings.group`.
+    pub fn and_consume<H: Handler + 'static>(
+        mut self,
+        settings: LoopSettings,
+        handler: H,
+    ) -> anyhow::Result<Self> {
+        let consumer = ConsumerLoop::new(&self.bus, settings, handler)?;
+        self.loops
+            .push(Box::new(|shutdown| Box::pin(consumer.run(shutdown))));
+        Ok(self)
     }
 }
 
 /// The worker `config` describes, on the backends and the bus its URLs name.
-pub fn build<C: WorkerConfig>(config: &C) -> anyhow::Result<Worker<C::Handler>> {
+pub fn build<C: WorkerConfig>(config: &C) -> anyhow::Result<Worker> {
     let args = config.worker_args();
     let backends = Backends::open(&args.redis)?;
     let bus = EventBus::connect(&args.kafka)?;
@@ -116,7 +143,7 @@ pub fn build_on<C: WorkerConfig>(
     config: &C,
     backends: &Backends,
     bus: &EventBus,
-) -> anyhow::Result<Worker<C::Handler>> {
+) -> anyhow::Result<Worker> {
     config
         .worker_args()
         .validate()
@@ -127,9 +154,9 @@ pub fn build_on<C: WorkerConfig>(
 }
 
 /// Consumes until `shutdown` is cancelled, serving health and metrics on `http` meanwhile.
-/// Returns once the final offsets are committed.
-pub async fn serve<H: Handler>(
-    worker: Worker<H>,
+/// Returns once every loop committed its final offsets; a loop that fails stops the others.
+pub async fn serve(
+    worker: Worker,
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -146,7 +173,17 @@ pub async fn serve<H: Handler>(
             .with_graceful_shutdown(server_shutdown.cancelled_owned())
             .await
     });
-    let consumed = worker.consumer.run(shutdown.clone()).await;
+    let mut loops = JoinSet::new();
+    for run in worker.loops {
+        loops.spawn(run(shutdown.clone()));
+    }
+    let mut consumed = Ok(());
+    while let Some(ended) = loops.join_next().await {
+        if let Err(error) = ended? {
+            shutdown.cancel();
+            consumed = Err(error);
+        }
+    }
     shutdown.cancel();
     server.await??;
     Ok(consumed?)

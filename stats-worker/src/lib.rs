@@ -1,7 +1,8 @@
 //! The stats worker: consumer group `stats-worker`.
 //!
 //! Counts every accepted order once in its sale's statistics (sold, revenue, distinct buyers,
-//! units per second), which the gateway serves at `GET /api/v1/sales/{id}/stats`. The
+//! units per second) and every transition once (created, paid with its revenue, expired,
+//! failed), which the gateway serves at `GET /api/v1/sales/{id}/stats`. The
 //! exactly-once guarantee is the store's (`shared::stats`); this crate is the handler and the
 //! settings, and `shared::worker` runs them.
 
@@ -12,6 +13,7 @@ use clap::Parser;
 use metrics::counter;
 use shared::backends::Backends;
 use shared::consumer::{Delivery, Handler, HandlerError, LoopSettings};
+use shared::event::OrderEvent;
 use shared::stats::StatsStore;
 use shared::worker::{WorkerArgs, WorkerConfig};
 
@@ -63,10 +65,20 @@ impl StatsHandler {
 }
 
 impl Handler for StatsHandler {
+    type Event = OrderEvent;
+
     #[tracing::instrument(skip_all, fields(batch = batch.len()))]
-    async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
-        let events: Vec<_> = batch.iter().map(|d| &d.event).collect();
-        let counted = self.store.apply(&events).await?;
+    async fn handle(&self, batch: &[Delivery<OrderEvent>]) -> Result<(), HandlerError> {
+        let mut reservations = Vec::with_capacity(batch.len());
+        let mut transitions = Vec::new();
+        for delivery in batch {
+            match &delivery.event {
+                OrderEvent::Reserved(event) => reservations.push(event),
+                OrderEvent::Transition(event) => transitions.push(event),
+            }
+        }
+        let counted = self.store.apply(&reservations).await?
+            + self.store.apply_transitions(&transitions).await?;
         counter!(EVENTS_COUNTED_TOTAL).increment(counted);
         Ok(())
     }

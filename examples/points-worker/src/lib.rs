@@ -1,5 +1,6 @@
-//! An example fourth consumer: loyalty points, one per whole unit of currency of every order,
-//! counted exactly once per event. It is the README's "Add a consumer" walkthrough followed
+//! An example fourth consumer: loyalty points, one per whole unit of currency of every paid
+//! order, counted exactly once per payment. It consumes the order-event topic (the orders'
+//! transitions) and ignores every transition but `paid`. It is the README's "Add a consumer" walkthrough followed
 //! line by line and kept in the repository, so CI builds it, tests it against the real
 //! services, and runs it in the compose check: a configuration and a handler, nothing else.
 
@@ -11,6 +12,8 @@ use clap::Parser;
 use shared::backends::Backends;
 use shared::consumer::{Delivery, Handler, HandlerError, LoopSettings};
 use shared::counters::{Counters, Increment};
+use shared::event::{Consumed, TransitionEvent};
+use shared::stock::OrderStatus;
 use shared::worker::{WorkerArgs, WorkerConfig};
 
 /// The counter set of the points, one counter per buyer.
@@ -48,17 +51,20 @@ impl WorkerConfig for Config {
     }
 }
 
-/// Awards each buyer a point per whole unit of the price, once per event.
+/// Awards each buyer a point per whole unit of the price paid, once per payment.
 pub struct PointsHandler {
     pub points: Arc<dyn Counters>,
 }
 
 impl Handler for PointsHandler {
-    async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+    type Event = TransitionEvent;
+
+    async fn handle(&self, batch: &[Delivery<TransitionEvent>]) -> Result<(), HandlerError> {
         let awards: Vec<Increment<'_>> = batch
             .iter()
+            .filter(|Delivery { event, .. }| event.status == OrderStatus::Paid)
             .map(|Delivery { event, .. }| Increment {
-                event_id: event.event_id,
+                event_id: event.id(),
                 key: event.user_id.as_str(),
                 amount: event.price_cents / 100,
             })

@@ -156,6 +156,7 @@ async fn decide(
         OrderId::generate(&sale_id),
         &user_id,
         entry.sale.price_cents,
+        entry.sale.payment_window(),
     );
     let payload = event.to_json();
     let decided = match state

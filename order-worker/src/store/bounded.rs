@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use shared::consumer::Delivery;
+use shared::event::TransitionEvent;
 use shared::ids::{OrderId, SaleId};
 
 use super::{OrderStore, OrderStoreError, SaleOrders};
@@ -41,6 +42,13 @@ impl<S: OrderStore> OrderStore for Bounded<S> {
 
     async fn insert(&self, batch: &[Delivery]) -> Result<HashSet<OrderId>, OrderStoreError> {
         self.within(self.store.insert(batch)).await
+    }
+
+    async fn apply_transitions(
+        &self,
+        batch: &[TransitionEvent],
+    ) -> Result<HashSet<OrderId>, OrderStoreError> {
+        self.within(self.store.apply_transitions(batch)).await
     }
 
     async fn sale_orders(&self, sale_id: &SaleId) -> Result<SaleOrders, OrderStoreError> {

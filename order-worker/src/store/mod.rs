@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use shared::consumer::Delivery;
+use shared::event::TransitionEvent;
 use shared::ids::{OrderId, SaleId};
+use shared::stock::OrderStatus;
 
 pub use self::postgres::PostgresOrderStore;
 pub use self::sqlite::SqliteOrderStore;
@@ -67,20 +69,48 @@ pub struct SaleOrders {
     pub rows: u64,
     pub distinct_buyers: u64,
     pub revenue_cents: i64,
+    /// Rows whose status is `paid`, and their sum.
+    pub paid: u64,
+    pub paid_revenue_cents: i64,
+    /// Rows whose status is `expired`.
+    pub expired: u64,
 }
 
-/// `count(*), count(DISTINCT user_id), sum(…)` as both databases return it (the sum is NULL
-/// for a sale without orders).
-type SaleOrdersRow = (i64, i64, Option<i64>);
+/// The SELECT of [`SaleOrders`], the same in both databases (sums are NULL without rows).
+const SALE_ORDERS_COLUMNS: &str = "count(*), count(DISTINCT user_id), \
+     CAST(sum(price_cents * quantity) AS BIGINT), \
+     count(*) FILTER (WHERE status = 'paid'), \
+     CAST(sum(price_cents * quantity) FILTER (WHERE status = 'paid') AS BIGINT), \
+     count(*) FILTER (WHERE status = 'expired')";
+
+/// A row of [`SALE_ORDERS_COLUMNS`].
+type SaleOrdersRow = (i64, i64, Option<i64>, i64, Option<i64>, i64);
 
 impl From<SaleOrdersRow> for SaleOrders {
-    fn from((rows, distinct_buyers, revenue_cents): SaleOrdersRow) -> Self {
+    fn from(
+        (rows, distinct_buyers, revenue_cents, paid, paid_revenue_cents, expired): SaleOrdersRow,
+    ) -> Self {
         Self {
             rows: rows as u64,
             distinct_buyers: distinct_buyers as u64,
             revenue_cents: revenue_cents.unwrap_or(0),
+            paid: paid as u64,
+            paid_revenue_cents: paid_revenue_cents.unwrap_or(0),
+            expired: expired as u64,
         }
     }
+}
+
+/// The statuses a transition may move a stored row (`created`) to; `created` itself is where
+/// a row starts.
+const FINAL_STATUSES: [OrderStatus; 3] =
+    [OrderStatus::Paid, OrderStatus::Expired, OrderStatus::Failed];
+
+/// The transitions of a batch that can change a row: to a final status.
+fn final_transitions(batch: &[TransitionEvent]) -> impl Iterator<Item = &TransitionEvent> {
+    batch
+        .iter()
+        .filter(|event| FINAL_STATUSES.contains(&event.status))
 }
 
 #[async_trait]
@@ -93,6 +123,14 @@ pub trait OrderStore: Send + Sync {
     /// from an earlier delivery). A row the constraints refuse fails the whole batch with
     /// [`OrderStoreError::Rejected`].
     async fn insert(&self, batch: &[Delivery]) -> Result<HashSet<OrderId>, OrderStoreError>;
+
+    /// Applies transitions to the rows: a `created` row moves to the event's final status
+    /// (with `paid_at` or `expired_at`); any other row is left as it is, so applying twice, or
+    /// late, changes nothing. Returns which of the batch's orders have a row.
+    async fn apply_transitions(
+        &self,
+        batch: &[TransitionEvent],
+    ) -> Result<HashSet<OrderId>, OrderStoreError>;
 
     /// Counts of one sale's rows.
     async fn sale_orders(&self, sale_id: &SaleId) -> Result<SaleOrders, OrderStoreError>;

@@ -1,14 +1,19 @@
-//! Orders in PostgreSQL: one `INSERT … SELECT FROM UNNEST` per batch, whatever its size.
+//! Orders in PostgreSQL: one `INSERT … SELECT FROM UNNEST` per batch of reservations, one
+//! `UPDATE … FROM UNNEST` per batch of transitions, whatever their size.
 
 use std::collections::HashSet;
 use std::str::FromStr;
 
 use async_trait::async_trait;
 use shared::consumer::Delivery;
+use shared::event::TransitionEvent;
 use shared::ids::{OrderId, SaleId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{DatabaseSettings, OrderStore, OrderStoreError, SaleOrders, SaleOrdersRow};
+use super::{
+    DatabaseSettings, OrderStore, OrderStoreError, SALE_ORDERS_COLUMNS, SaleOrders, SaleOrdersRow,
+    final_transitions,
+};
 
 #[derive(Clone)]
 pub struct PostgresOrderStore {
@@ -82,11 +87,44 @@ impl OrderStore for PostgresOrderStore {
         Ok(present.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
-    async fn sale_orders(&self, sale_id: &SaleId) -> Result<SaleOrders, OrderStoreError> {
-        let row: SaleOrdersRow = sqlx::query_as(
-            "SELECT count(*), count(DISTINCT user_id), sum(price_cents * quantity)::bigint
-             FROM orders WHERE sale_id = $1",
+    /// One UPDATE from UNNEST for the batch, then one SELECT of the rows present.
+    async fn apply_transitions(
+        &self,
+        batch: &[TransitionEvent],
+    ) -> Result<HashSet<OrderId>, OrderStoreError> {
+        let mut order_ids = Vec::with_capacity(batch.len());
+        let mut statuses = Vec::with_capacity(batch.len());
+        let mut times = Vec::with_capacity(batch.len());
+        for event in final_transitions(batch) {
+            order_ids.push(event.order_id.to_string());
+            statuses.push(event.status.as_str());
+            times.push(event.at);
+        }
+        sqlx::query(
+            "UPDATE orders SET status = t.status,
+                 paid_at = CASE WHEN t.status = 'paid' THEN t.at ELSE orders.paid_at END,
+                 expired_at = CASE WHEN t.status = 'expired' THEN t.at ELSE orders.expired_at END
+             FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) AS t(order_id, status, at)
+             WHERE orders.order_id = t.order_id AND orders.status = 'created'",
         )
+        .bind(&order_ids)
+        .bind(&statuses)
+        .bind(&times)
+        .execute(&self.pool)
+        .await?;
+        let all_ids: Vec<String> = batch.iter().map(|e| e.order_id.to_string()).collect();
+        let present: Vec<String> =
+            sqlx::query_scalar("SELECT order_id FROM orders WHERE order_id = ANY($1)")
+                .bind(&all_ids)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(present.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    async fn sale_orders(&self, sale_id: &SaleId) -> Result<SaleOrders, OrderStoreError> {
+        let row: SaleOrdersRow = sqlx::query_as(&format!(
+            "SELECT {SALE_ORDERS_COLUMNS} FROM orders WHERE sale_id = $1"
+        ))
         .bind(sale_id.as_str())
         .fetch_one(&self.pool)
         .await?;

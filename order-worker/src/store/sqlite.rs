@@ -7,11 +7,15 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use shared::consumer::Delivery;
+use shared::event::TransitionEvent;
 use shared::ids::{OrderId, SaleId};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::{DatabaseSettings, OrderStore, OrderStoreError, SaleOrders, SaleOrdersRow};
+use super::{
+    DatabaseSettings, OrderStore, OrderStoreError, SALE_ORDERS_COLUMNS, SaleOrders, SaleOrdersRow,
+    final_transitions,
+};
 
 /// Rows per INSERT: 7 parameters each, far below SQLite's 32,766.
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -63,32 +67,65 @@ impl OrderStore for SqliteOrderStore {
             });
             insert.push(" ON CONFLICT DO NOTHING");
             insert.build().execute(&mut *transaction).await?;
+            let ids = chunk
+                .iter()
+                .map(|delivery| delivery.event.order_id.to_string());
+            present.extend(present_ids(&mut transaction, ids).await?);
+        }
+        transaction.commit().await?;
+        Ok(present)
+    }
 
-            let mut select =
-                QueryBuilder::<Sqlite>::new("SELECT order_id FROM orders WHERE order_id IN (");
-            let mut ids = select.separated(", ");
-            for Delivery { event, .. } in chunk {
-                ids.push_bind(event.order_id.to_string());
-            }
-            select.push(")");
-            let found: Vec<String> = select
-                .build_query_scalar()
-                .fetch_all(&mut *transaction)
-                .await?;
-            present.extend(found.iter().filter_map(|id| id.parse::<OrderId>().ok()));
+    /// One UPDATE per final transition, then one SELECT per chunk, in one transaction.
+    async fn apply_transitions(
+        &self,
+        batch: &[TransitionEvent],
+    ) -> Result<HashSet<OrderId>, OrderStoreError> {
+        let mut transaction = self.pool.begin().await?;
+        for event in final_transitions(batch) {
+            sqlx::query(
+                "UPDATE orders SET status = ?1,
+                     paid_at = CASE WHEN ?1 = 'paid' THEN ?2 ELSE paid_at END,
+                     expired_at = CASE WHEN ?1 = 'expired' THEN ?2 ELSE expired_at END
+                 WHERE order_id = ?3 AND status = 'created'",
+            )
+            .bind(event.status.as_str())
+            .bind(event.at)
+            .bind(event.order_id.as_str())
+            .execute(&mut *transaction)
+            .await?;
+        }
+        let mut present = HashSet::with_capacity(batch.len());
+        for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+            let ids = chunk.iter().map(|event| event.order_id.to_string());
+            present.extend(present_ids(&mut transaction, ids).await?);
         }
         transaction.commit().await?;
         Ok(present)
     }
 
     async fn sale_orders(&self, sale_id: &SaleId) -> Result<SaleOrders, OrderStoreError> {
-        let row: SaleOrdersRow = sqlx::query_as(
-            "SELECT count(*), count(DISTINCT user_id), sum(price_cents * quantity)
-             FROM orders WHERE sale_id = ?",
-        )
+        let row: SaleOrdersRow = sqlx::query_as(&format!(
+            "SELECT {SALE_ORDERS_COLUMNS} FROM orders WHERE sale_id = ?"
+        ))
         .bind(sale_id.as_str())
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
     }
+}
+
+/// Which of `ids` (at most [`ROWS_PER_STATEMENT`]) have a row.
+async fn present_ids(
+    connection: &mut SqliteConnection,
+    ids: impl Iterator<Item = String>,
+) -> Result<Vec<OrderId>, sqlx::Error> {
+    let mut select = QueryBuilder::<Sqlite>::new("SELECT order_id FROM orders WHERE order_id IN (");
+    let mut separated = select.separated(", ");
+    for id in ids {
+        separated.push_bind(id);
+    }
+    select.push(")");
+    let found: Vec<String> = select.build_query_scalar().fetch_all(connection).await?;
+    Ok(found.iter().filter_map(|id| id.parse().ok()).collect())
 }

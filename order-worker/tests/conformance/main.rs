@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use order_worker::store::{DatabaseSettings, OrderStore, OrderStoreError, SaleOrders};
 use shared::consumer::Delivery;
-use shared::event::ReservationEvent;
+use shared::event::{ReservationEvent, TransitionEvent};
 use shared::ids::{OrderId, SaleId};
+use shared::stock::OrderStatus;
 use shared::testing::TestEnv;
 
 shared::conformance!(
@@ -21,6 +22,7 @@ shared::conformance!(
     a_refused_row_fails_its_whole_batch,
     a_batch_larger_than_one_statement_is_inserted_whole,
     an_unreachable_database_is_unavailable,
+    transitions_move_a_row_forward_once_and_never_back,
 );
 
 async fn migrated_store(env: &TestEnv) -> Arc<dyn OrderStore> {
@@ -43,7 +45,12 @@ fn sale_id() -> SaleId {
 fn order(sale_id: &SaleId, user: &str, price_cents: i64) -> Delivery {
     let user = user.parse().unwrap();
     Delivery {
-        event: ReservationEvent::new(OrderId::generate(sale_id), &user, price_cents),
+        event: ReservationEvent::new(
+            OrderId::generate(sale_id),
+            &user,
+            price_cents,
+            std::time::Duration::from_mins(15),
+        ),
         traceparent: None,
     }
 }
@@ -71,7 +78,8 @@ async fn a_redelivered_batch_inserts_nothing_more(env: TestEnv) {
         SaleOrders {
             rows: 3,
             distinct_buyers: 3,
-            revenue_cents: 650
+            revenue_cents: 650,
+            ..SaleOrders::default()
         }
     );
     assert_eq!(
@@ -129,7 +137,8 @@ async fn a_batch_larger_than_one_statement_is_inserted_whole(env: TestEnv) {
         SaleOrders {
             rows: 2500,
             distinct_buyers: 2500,
-            revenue_cents: 25_000
+            revenue_cents: 25_000,
+            ..SaleOrders::default()
         }
     );
 }
@@ -152,4 +161,56 @@ async fn an_unreachable_database_is_unavailable(env: TestEnv) {
         matches!(result, Err(OrderStoreError::Unavailable(_))),
         "{result:?}"
     );
+}
+
+/// The transition of `delivery`'s order to `status`, at `at_ms`.
+fn transition(delivery: &Delivery, status: OrderStatus, at_ms: i64) -> TransitionEvent {
+    let event = &delivery.event;
+    TransitionEvent::new(
+        &event.order_id,
+        &event.user_id,
+        event.price_cents,
+        status,
+        at_ms,
+    )
+}
+
+async fn transitions_move_a_row_forward_once_and_never_back(env: TestEnv) {
+    let store = migrated_store(&env).await;
+    let sale = sale_id();
+    let (payer, idler, unstored) = (
+        order(&sale, "payer", 700),
+        order(&sale, "idler", 300),
+        order(&sale, "unstored", 100),
+    );
+    store.insert(&[payer.clone(), idler.clone()]).await.unwrap();
+
+    let paid = transition(&payer, OrderStatus::Paid, 1_795_000_000_000);
+    let batch = [
+        transition(&payer, OrderStatus::Created, 1_794_999_999_000),
+        paid.clone(),
+        transition(&idler, OrderStatus::Expired, 1_795_000_000_500),
+        transition(&unstored, OrderStatus::Paid, 1_795_000_000_600),
+    ];
+    let present = store.apply_transitions(&batch).await.unwrap();
+    assert_eq!(
+        present,
+        order_ids(&[payer.clone(), idler.clone()]),
+        "the unstored order has no row"
+    );
+    let expected = SaleOrders {
+        rows: 2,
+        distinct_buyers: 2,
+        revenue_cents: 1000,
+        paid: 1,
+        paid_revenue_cents: 700,
+        expired: 1,
+    };
+    assert_eq!(store.sale_orders(&sale).await.unwrap(), expected);
+
+    // Again, late, and a contradicting one: a final status never moves.
+    let contradiction = transition(&payer, OrderStatus::Expired, 1_795_000_001_000);
+    store.apply_transitions(&batch).await.unwrap();
+    store.apply_transitions(&[contradiction]).await.unwrap();
+    assert_eq!(store.sale_orders(&sale).await.unwrap(), expected);
 }

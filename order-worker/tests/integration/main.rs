@@ -118,7 +118,7 @@ async fn a_poison_message_is_dead_lettered_and_the_group_moves_on() {
         Some(&b"{this is not an event"[..])
     );
     let reason = header(&dead[0], DLQ_REASON_HEADER).expect("a reason header");
-    assert!(reason.contains("not a reservation event"), "{reason}");
+    assert!(reason.contains("not a valid event"), "{reason}");
     worker.stop().await.expect("graceful shutdown returns Ok");
 }
 
@@ -199,6 +199,7 @@ async fn a_second_order_for_the_same_buyer_is_refused_permanently_and_returns_no
         shared::ids::OrderId::generate(&sale.id),
         &original.user_id,
         sale.price_cents,
+        sale.payment_window(),
     );
     let store = order_worker::store::open(&env.database_url, small()).unwrap();
     let handler = OrderHandler::new(store, env.ledger());
@@ -312,7 +313,12 @@ async fn a_lock_stamped_by_a_gateway_clock_an_hour_ahead_is_republished_on_redis
     let worker = start(&env, config(&env)).await;
     let sale = env.create_sale(10).await;
     let buyer = "kim".parse().unwrap();
-    let mut event = ReservationEvent::new(OrderId::generate(&sale.id), &buyer, sale.price_cents);
+    let mut event = ReservationEvent::new(
+        OrderId::generate(&sale.id),
+        &buyer,
+        sale.price_cents,
+        sale.payment_window(),
+    );
     event.reserved_at += chrono::Duration::hours(1); // the gateway's clock runs ahead
     let payload = event.to_json();
     env.ledger()

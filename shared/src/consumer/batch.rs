@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::policy::{Attempts, Decision, RetryPolicy};
 use super::{CONSUMED_TOTAL, Delivery, Handler, RETRIES_TOTAL};
+use crate::event::Consumed;
 use crate::kafka::trace_id_of;
 
 /// Whether a step ran to its end or shutdown cut it short.
@@ -38,7 +39,7 @@ pub trait DeadLetterSink<M>: Sync {
 /// interrupted a wait.
 pub async fn handle_batch<H, M, D>(
     handler: &H,
-    pending: Vec<(Delivery, M)>,
+    pending: Vec<(Delivery<H::Event>, M)>,
     policy: &RetryPolicy,
     group: &str,
     dead_letters: &D,
@@ -49,11 +50,12 @@ where
     M: Send + Sync,
     D: DeadLetterSink<M>,
 {
-    let (mut deliveries, mut messages): (Vec<Delivery>, Vec<M>) = pending.into_iter().unzip();
+    let (mut deliveries, mut messages): (Vec<Delivery<H::Event>>, Vec<M>) =
+        pending.into_iter().unzip();
     let mut attempts = Attempts::default();
     while !deliveries.is_empty() {
         let outcome = handler.handle(&deliveries).await;
-        let event_ids: Vec<Uuid> = deliveries.iter().map(|d| d.event.event_id).collect();
+        let event_ids: Vec<Uuid> = deliveries.iter().map(|d| d.event.id()).collect();
         let (decision, counted) = policy.decide(&outcome, &event_ids, attempts);
         attempts = counted;
         match decision {
@@ -62,7 +64,7 @@ where
                     .increment(deliveries.len() as u64);
                 for delivery in &deliveries {
                     let trace_id = delivery.traceparent.as_deref().and_then(trace_id_of);
-                    tracing::debug!(group, trace_id, order_id = %delivery.event.order_id, "processed");
+                    tracing::debug!(group, trace_id, order_id = %delivery.event.order_id(), "processed");
                 }
                 return Step::Done;
             }
@@ -70,7 +72,7 @@ where
                 let (poison, rest): (Vec<_>, Vec<_>) = deliveries
                     .into_iter()
                     .zip(messages)
-                    .partition(|(delivery, _)| event_ids.contains(&delivery.event.event_id));
+                    .partition(|(delivery, _)| event_ids.contains(&delivery.event.id()));
                 for (_, message) in &poison {
                     if dead_letters.dead_letter(message, &reason, shutdown).await
                         == Step::Interrupted
@@ -141,6 +143,8 @@ mod tests {
     }
 
     impl Handler for Scripted {
+        type Event = ReservationEvent;
+
         async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
             self.calls.lock().unwrap().push(batch.len());
             self.outcomes.lock().unwrap().pop().unwrap_or(Ok(()))
@@ -163,7 +167,12 @@ mod tests {
             .map(|i| {
                 let sale = "s".parse().unwrap();
                 let user = format!("u{i}").parse().unwrap();
-                let event = ReservationEvent::new(OrderId::generate(&sale), &user, 100);
+                let event = ReservationEvent::new(
+                    OrderId::generate(&sale),
+                    &user,
+                    100,
+                    Duration::from_mins(15),
+                );
                 let delivery = Delivery {
                     event,
                     traceparent: None,

@@ -1,5 +1,6 @@
 //! The dead-letter topic: where a message goes, as it was, when no attempt can handle it,
-//! with headers naming why and which group gave up.
+//! with headers naming why, which group gave up, and the topic it came from (one dead-letter
+//! topic serves both event topics).
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch::{DeadLetterSink, Step, sleep_unless_shutdown};
 use super::policy::RetryPolicy;
-use super::{CONSUMED_TOTAL, DLQ_GROUP_HEADER, DLQ_REASON_HEADER};
+use super::{CONSUMED_TOTAL, DLQ_GROUP_HEADER, DLQ_REASON_HEADER, DLQ_TOPIC_HEADER};
 use crate::kafka::{EventBus, TRACEPARENT_HEADER, header, trace_id_of};
 
 /// How long one dead-letter publish may take before it is tried again.
@@ -57,6 +58,10 @@ impl<'a> DeadLetterSink<&BorrowedMessage<'a>> for DeadLetters {
             .insert(Header {
                 key: DLQ_GROUP_HEADER,
                 value: Some(group),
+            })
+            .insert(Header {
+                key: DLQ_TOPIC_HEADER,
+                value: Some(message.topic()),
             });
         if let Some(traceparent) = &traceparent {
             headers = headers.insert(Header {

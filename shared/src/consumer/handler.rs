@@ -4,12 +4,12 @@
 use std::future::Future;
 
 use crate::error::StoreError;
-use crate::event::ReservationEvent;
+use crate::event::{Consumed, ReservationEvent};
 
 /// A decoded event and the trace context it travelled with.
 #[derive(Clone, Debug)]
-pub struct Delivery {
-    pub event: ReservationEvent,
+pub struct Delivery<E = ReservationEvent> {
+    pub event: E,
     pub traceparent: Option<String>,
 }
 
@@ -40,8 +40,14 @@ impl From<StoreError> for HandlerError {
     }
 }
 
-/// A worker's business logic. Must be idempotent on `event_id`: after a crash or a rebalance
-/// the same event arrives again. Callable directly, so most tests need no broker.
+/// A worker's business logic. Must be idempotent on the event's id: after a crash or a
+/// rebalance the same event arrives again. Callable directly, so most tests need no broker.
 pub trait Handler: Send + Sync {
-    fn handle(&self, batch: &[Delivery]) -> impl Future<Output = Result<(), HandlerError>> + Send;
+    /// The events it takes; the loop subscribes to their topics ([`Consumed::STREAMS`]).
+    type Event: Consumed;
+
+    fn handle(
+        &self,
+        batch: &[Delivery<Self::Event>],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }

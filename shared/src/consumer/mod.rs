@@ -49,7 +49,7 @@ use self::dead_letters::DeadLetters;
 pub use self::handler::{Delivery, Handler, HandlerError};
 use self::lag::LagReporter;
 pub use self::policy::RetryPolicy;
-use crate::event::ReservationEvent;
+use crate::event::Consumed;
 use crate::kafka::{EventBus, TRACEPARENT_HEADER, header};
 
 /// Messages a group finished with, by outcome (`processed`, `dead_lettered`).
@@ -67,6 +67,8 @@ pub const CONSUMER_ERRORS_TOTAL: &str = "seckill_consumer_errors_total";
 pub const DLQ_REASON_HEADER: &str = "x-dlq-reason";
 /// Header naming the consumer group that gave up on a message.
 pub const DLQ_GROUP_HEADER: &str = "x-dlq-group";
+/// Header naming the topic a dead-lettered message came from.
+pub const DLQ_TOPIC_HEADER: &str = "x-dlq-topic";
 
 /// Pause after a non-fatal consumer error before receiving again.
 const CONSUMER_ERROR_PAUSE: Duration = Duration::from_millis(500);
@@ -105,13 +107,14 @@ impl LoopSettings {
 /// The loop's resources: the consumer, the dead-letter producer, the settings, the handler.
 pub struct ConsumerLoop<H> {
     consumer: StreamConsumer<LagReporter>,
+    bus: EventBus,
     dead_letters: DeadLetters,
     settings: LoopSettings,
     handler: H,
 }
 
 impl<H: Handler> ConsumerLoop<H> {
-    /// Subscribes `settings.group` to the bus's reservation topic. Connects lazily.
+    /// Subscribes `settings.group` to the topics of the handler's events. Connects lazily.
     pub fn new(bus: &EventBus, settings: LoopSettings, handler: H) -> Result<Self, KafkaError> {
         let consumer: StreamConsumer<LagReporter> = bus
             .client_config()
@@ -130,7 +133,11 @@ impl<H: Handler> ConsumerLoop<H> {
             .set("topic.metadata.refresh.interval.ms", "5000")
             .set("statistics.interval.ms", "5000")
             .create_with_context(LagReporter::new(&settings.group))?;
-        consumer.subscribe(&[bus.topic()])?;
+        let topics: Vec<&str> = H::Event::STREAMS
+            .iter()
+            .map(|stream| bus.topic_of(*stream))
+            .collect();
+        consumer.subscribe(&topics)?;
         // From zero, so the first burst shows in `rate()` (see the gateway's purchase counters).
         for outcome in ["processed", "dead_lettered"] {
             counter!(CONSUMED_TOTAL, "group" => settings.group.clone(), "outcome" => outcome)
@@ -138,6 +145,7 @@ impl<H: Handler> ConsumerLoop<H> {
         }
         Ok(Self {
             consumer,
+            bus: bus.clone(),
             dead_letters: DeadLetters::new(bus, &settings.group, settings.retry.clone())?,
             settings,
             handler,
@@ -224,7 +232,7 @@ impl<H: Handler> ConsumerLoop<H> {
     async fn settle(&self, batch: &[BorrowedMessage<'_>], shutdown: &CancellationToken) -> Step {
         let mut decoded = Vec::with_capacity(batch.len());
         for message in batch {
-            match decode(message) {
+            match decode(&self.bus, message) {
                 Ok(delivery) => decoded.push((delivery, message)),
                 Err(reason) => {
                     let step = self
@@ -270,9 +278,15 @@ impl<H: Handler> ConsumerLoop<H> {
     }
 }
 
-fn decode(message: &BorrowedMessage<'_>) -> Result<Delivery, String> {
+fn decode<E: Consumed>(
+    bus: &EventBus,
+    message: &BorrowedMessage<'_>,
+) -> Result<Delivery<E>, String> {
     let payload = message.payload().ok_or("the message has no payload")?;
-    let event = ReservationEvent::from_json(payload).map_err(|error| error.to_string())?;
+    let stream = bus
+        .stream_of(message.topic())
+        .ok_or_else(|| format!("topic {} carries no events of this bus", message.topic()))?;
+    let event = E::decode(stream, payload).map_err(|error| error.to_string())?;
     Ok(Delivery {
         event,
         traceparent: header(message, TRACEPARENT_HEADER),

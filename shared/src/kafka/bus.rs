@@ -19,6 +19,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::embedded::EmbeddedCluster;
 use crate::config::KafkaArgs;
+use crate::event::Stream;
 
 /// The scheme a `KAFKA_BROKERS` for an embedded cluster would have; refused by
 /// [`EventBus::connect`].
@@ -40,6 +41,7 @@ pub enum ConnectError {
 pub struct EventBus {
     bootstrap_servers: String,
     topic: String,
+    order_events_topic: String,
     dead_letter_topic: String,
     partitions: NonZeroU16,
     /// The embedded cluster this bus runs on, if any; kept alive by every clone.
@@ -70,6 +72,7 @@ impl EventBus {
         Self {
             bootstrap_servers,
             topic: args.kafka_topic.clone(),
+            order_events_topic: args.kafka_order_events_topic.clone(),
             dead_letter_topic: args.kafka_dlq_topic.clone(),
             partitions: args.kafka_topic_partitions,
             embedded,
@@ -81,12 +84,32 @@ impl EventBus {
         &self.topic
     }
 
+    /// The topic of order transitions.
+    pub fn order_events_topic(&self) -> &str {
+        &self.order_events_topic
+    }
+
+    /// The topic that carries `stream`.
+    pub fn topic_of(&self, stream: Stream) -> &str {
+        match stream {
+            Stream::Reservations => &self.topic,
+            Stream::OrderEvents => &self.order_events_topic,
+        }
+    }
+
+    /// What a message of `topic` carries, if it is one of the bus's event topics.
+    pub fn stream_of(&self, topic: &str) -> Option<Stream> {
+        [Stream::Reservations, Stream::OrderEvents]
+            .into_iter()
+            .find(|stream| self.topic_of(*stream) == topic)
+    }
+
     /// The topic of messages no consumer could process.
     pub fn dead_letter_topic(&self) -> &str {
         &self.dead_letter_topic
     }
 
-    /// Partitions of the reservation topic when a service creates it.
+    /// Partitions of the reservation and order-event topics when a service creates it.
     pub fn partitions(&self) -> i32 {
         i32::from(self.partitions.get())
     }
@@ -120,7 +143,7 @@ impl EventBus {
         config
     }
 
-    /// Creates the reservation topic and its dead-letter topic unless they exist, and returns
+    /// Creates the reservation, order-event and dead-letter topics unless they exist, and returns
     /// once the broker lists them with partitions. (A topic a producer's metadata request
     /// created first keeps the broker's default partition count; that is accepted.)
     ///
@@ -131,6 +154,7 @@ impl EventBus {
     pub async fn ensure_topics(&self) -> Result<(), KafkaError> {
         let topics = [
             (self.topic.as_str(), self.partitions()),
+            (self.order_events_topic.as_str(), self.partitions()),
             (self.dead_letter_topic.as_str(), 1),
         ];
         if let Some(cluster) = &self.embedded {

@@ -1,20 +1,25 @@
 -- Records that orders could not be stored (their events went to the dead-letter topic) and
 -- compensates: each one's unit returns to stock, once, and it leaves the outbox, the
--- reconciler's sets and the deadlines. The event stays in the dead-letter topic for an operator.
+-- reconciler's sets and the deadlines, with a 'failed' transition event. The event stays in
+-- the dead-letter topic for an operator.
 --
 -- KEYS[1] outbox, KEYS[2] unpublished, KEYS[3] acknowledged, KEYS[4] status, KEYS[5] deadlines,
--- KEYS[6] stock (all of one sale)
+-- KEYS[6] stock, KEYS[7] info, KEYS[8] owners, KEYS[9] transitions, KEYS[10] transitions_due
+-- (all of one sale)
 -- ARGV    order ids
 --
 -- Only an order this sale locked and has not stored is compensated: it is still in the
 -- outbox, and still processing. Anything else (an order id the sale never locked, an order
 -- paid or expired meanwhile, a repeated report) keeps its status and returns nothing.
 
+local record = transition_recorder(KEYS[7], KEYS[8], KEYS[9], KEYS[10])
+local now_ms = clock_ms()
 for _, order_id in ipairs(ARGV) do
   local locked = redis.call('HDEL', KEYS[1], order_id) == 1
   if locked and redis.call('HGET', KEYS[4], order_id) == 'processing' then
     redis.call('HSET', KEYS[4], order_id, 'failed')
     redis.call('INCR', KEYS[6])
+    record(order_id, 'failed', now_ms)
   end
   redis.call('ZREM', KEYS[2], order_id)
   redis.call('ZREM', KEYS[3], order_id)

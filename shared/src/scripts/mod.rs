@@ -14,9 +14,16 @@ pub static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!
 pub static CREATE_SALE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("create_sale.lua")));
 
+/// A script that changes orders' statuses, after the prelude that records each change's
+/// transition event (`transition.lua`).
+macro_rules! with_transitions {
+    ($file:literal) => {
+        LazyLock::new(|| Script::new(concat!(include_str!("transition.lua"), include_str!($file))))
+    };
+}
+
 /// Orders stored: status `created`, out of the outbox.
-pub static COMPLETE_ORDER: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("complete_order.lua")));
+pub static COMPLETE_ORDER: LazyLock<Script> = with_transitions!("complete_order.lua");
 
 /// The source of `acknowledge.lua`, for a pipeline that loads it before running it.
 pub const ACKNOWLEDGE_SOURCE: &str = include_str!("acknowledge.lua");
@@ -25,15 +32,17 @@ pub const ACKNOWLEDGE_SOURCE: &str = include_str!("acknowledge.lua");
 pub static ACKNOWLEDGE: LazyLock<Script> = LazyLock::new(|| Script::new(ACKNOWLEDGE_SOURCE));
 
 /// Orders that could not be stored: failed, their units returned.
-pub static FAIL_ORDERS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("fail_orders.lua")));
+pub static FAIL_ORDERS: LazyLock<Script> = with_transitions!("fail_orders.lua");
 
 /// An order paid, or found too late to pay (and expired on the spot).
-pub static PAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("pay.lua")));
+pub static PAY: LazyLock<Script> = with_transitions!("pay.lua");
 
 /// A sale's orders past their pay-by time expired, their units returned.
-pub static EXPIRE_DUE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("expire_due.lua")));
+pub static EXPIRE_DUE: LazyLock<Script> = with_transitions!("expire_due.lua");
+
+/// A sale's transition events due for publishing, handed to the relay.
+pub static CLAIM_TRANSITIONS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("claim_transitions.lua")));
 
 /// A sale whose work is done left to expire.
 pub static SETTLE_SALE: LazyLock<Script> =
@@ -44,6 +53,13 @@ pub const STATS_APPLY_SOURCE: &str = include_str!("stats_apply.lua");
 
 /// An event counted in its sale's statistics, once.
 pub static STATS_APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(STATS_APPLY_SOURCE));
+
+/// The source of `stats_transition.lua`, for a pipeline that loads it before running it.
+pub const STATS_TRANSITION_SOURCE: &str = include_str!("stats_transition.lua");
+
+/// A transition counted in its sale's statistics, once.
+pub static STATS_TRANSITION: LazyLock<Script> =
+    LazyLock::new(|| Script::new(STATS_TRANSITION_SOURCE));
 
 /// A lease acquired or renewed.
 pub static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));

@@ -4,6 +4,8 @@
 -- KEYS[1] buyers     hash: user id -> order id (the owner check)
 -- KEYS[2] status     hash: order id -> processing | created | paid | expired | failed
 -- KEYS[3] deadlines  zset: order id scored by its pay-by time (ms, Redis's clock), while unpaid
+-- KEYS[4] info, KEYS[5] owners, KEYS[6] transitions, KEYS[7] transitions_due (the outbox of
+--         transition events, see transition.lua)
 -- ARGV[1] user id
 -- ARGV[2] order id
 --
@@ -22,11 +24,11 @@ if status == 'expired' or status == 'failed' then
   return status
 end
 local pay_by = redis.call('ZSCORE', KEYS[3], ARGV[2])
-local time = redis.call('TIME')
-local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now_ms = clock_ms()
 if pay_by and now_ms > tonumber(pay_by) then
   return 'expired'
 end
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], 'paid')
+transition_recorder(KEYS[4], KEYS[5], KEYS[6], KEYS[7])(ARGV[2], 'paid', now_ms)
 return 'paid'

@@ -8,6 +8,7 @@
 -- KEYS[5] status       hash:   order id -> processing | created | paid | expired | failed
 -- KEYS[6] deadlines    zset:   order id scored by its pay-by time (ms, Redis's clock), until
 --                              the order is paid, expires or fails
+-- KEYS[7] owners       hash:   order id -> user id (for the order's transition events)
 -- ARGV[1] user id
 -- ARGV[2] order id
 -- ARGV[3] event JSON (published as is, and re-published as is by the reconciler)
@@ -48,4 +49,5 @@ redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[4], now_ms, ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[2], 'processing')
 redis.call('ZADD', KEYS[6], now_ms + tonumber(ARGV[5]), ARGV[2])
+redis.call('HSET', KEYS[7], ARGV[2], ARGV[1])
 return {'reserved', remaining, ''}

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Claim, SmsRecords};
+use super::{Claim, SmsId, SmsRecords};
 use crate::error::StoreError;
-use crate::ids::OrderId;
 
 #[derive(Default)]
 pub struct MemorySmsRecords {
@@ -18,8 +17,8 @@ pub struct MemorySmsRecords {
 
 #[derive(Default)]
 struct Records {
-    /// order id → (sent, or the claiming holder) and expiry
-    by_order: HashMap<OrderId, (Record, Instant)>,
+    /// message → (sent, or the claiming holder) and expiry
+    by_message: HashMap<SmsId, (Record, Instant)>,
     /// Expired records are dropped when the map reaches this size (then twice the live
     /// records), so pruning costs amortised O(1) per record.
     prune_at: usize,
@@ -32,20 +31,20 @@ enum Record {
 }
 
 impl Records {
-    fn live(&self, order: &OrderId, now: Instant) -> Option<&Record> {
-        self.by_order
-            .get(order)
+    fn live(&self, message: &SmsId, now: Instant) -> Option<&Record> {
+        self.by_message
+            .get(message)
             .filter(|(_, expiry)| *expiry > now)
             .map(|(record, _)| record)
     }
 
-    fn set(&mut self, order: &OrderId, record: Record, now: Instant, ttl: Duration) {
-        if self.by_order.len() >= self.prune_at {
-            self.by_order.retain(|_, (_, expiry)| *expiry > now);
-            self.prune_at = (self.by_order.len() * 2).max(1024);
+    fn set(&mut self, message: &SmsId, record: Record, now: Instant, ttl: Duration) {
+        if self.by_message.len() >= self.prune_at {
+            self.by_message.retain(|_, (_, expiry)| *expiry > now);
+            self.prune_at = (self.by_message.len() * 2).max(1024);
         }
         let expiry = now + ttl.max(Duration::from_millis(1));
-        self.by_order.insert(order.clone(), (record, expiry));
+        self.by_message.insert(message.clone(), (record, expiry));
     }
 }
 
@@ -53,32 +52,32 @@ impl Records {
 impl SmsRecords for MemorySmsRecords {
     async fn claim(
         &self,
-        order: &OrderId,
+        message: &SmsId,
         holder: &str,
         ttl: Duration,
     ) -> Result<Claim, StoreError> {
         let now = Instant::now();
         let mut records = self.records.lock().expect("SMS records lock poisoned");
-        match records.live(order, now) {
+        match records.live(message, now) {
             Some(Record::Sent) => return Ok(Claim::Sent),
             Some(Record::ClaimedBy(other)) if other != holder => return Ok(Claim::Theirs),
             _ => {}
         }
-        records.set(order, Record::ClaimedBy(holder.to_owned()), now, ttl);
+        records.set(message, Record::ClaimedBy(holder.to_owned()), now, ttl);
         Ok(Claim::Mine)
     }
 
-    async fn record_sent(&self, order: &OrderId, ttl: Duration) -> Result<(), StoreError> {
+    async fn record_sent(&self, message: &SmsId, ttl: Duration) -> Result<(), StoreError> {
         let mut records = self.records.lock().expect("SMS records lock poisoned");
-        records.set(order, Record::Sent, Instant::now(), ttl);
+        records.set(message, Record::Sent, Instant::now(), ttl);
         Ok(())
     }
 
-    async fn release(&self, order: &OrderId, holder: &str) -> Result<(), StoreError> {
+    async fn release(&self, message: &SmsId, holder: &str) -> Result<(), StoreError> {
         let mut records = self.records.lock().expect("SMS records lock poisoned");
         let claimed = Record::ClaimedBy(holder.to_owned());
-        if records.live(order, Instant::now()) == Some(&claimed) {
-            records.by_order.remove(order);
+        if records.live(message, Instant::now()) == Some(&claimed) {
+            records.by_message.remove(message);
         }
         Ok(())
     }

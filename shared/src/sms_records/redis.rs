@@ -1,4 +1,4 @@
-//! SMS records in Redis: one key per order, beside its sale's other keys, holding `sent` or
+//! SMS records in Redis: one key per message (order and kind), beside its sale's other keys, holding `sent` or
 //! the claim of its sender, each with an expiry.
 
 use std::time::Duration;
@@ -6,9 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
-use super::{Claim, SmsRecords};
+use super::{Claim, SmsId, SmsRecords};
 use crate::error::StoreError;
-use crate::ids::OrderId;
 use crate::redis_client::Redis;
 use crate::scripts;
 
@@ -17,9 +16,13 @@ pub struct RedisSmsRecords {
 }
 
 impl RedisSmsRecords {
-    fn record(&self, order: &OrderId) -> String {
-        let prefix = self.redis.keys().sale(&order.sale_id()).sms_sent_prefix;
-        format!("{prefix}:{order}")
+    fn record(&self, message: &SmsId) -> String {
+        let prefix = self
+            .redis
+            .keys()
+            .sale(&message.order_id.sale_id())
+            .sms_sent_prefix;
+        format!("{prefix}:{message}")
     }
 }
 
@@ -28,11 +31,11 @@ impl SmsRecords for RedisSmsRecords {
     /// One round trip: `sms_claim.lua`.
     async fn claim(
         &self,
-        order: &OrderId,
+        message: &SmsId,
         holder: &str,
         ttl: Duration,
     ) -> Result<Claim, StoreError> {
-        let record = self.record(order);
+        let record = self.record(message);
         let ttl_ms = ttl.as_millis().max(1) as u64;
         let found: String = self
             .redis
@@ -55,8 +58,8 @@ impl SmsRecords for RedisSmsRecords {
         }
     }
 
-    async fn record_sent(&self, order: &OrderId, ttl: Duration) -> Result<(), StoreError> {
-        let record = self.record(order);
+    async fn record_sent(&self, message: &SmsId, ttl: Duration) -> Result<(), StoreError> {
+        let record = self.record(message);
         let ttl_ms = ttl.as_millis().max(1) as u64;
         self.redis
             .call(async |c| c.pset_ex::<_, _, ()>(&record, "sent", ttl_ms).await)
@@ -64,8 +67,8 @@ impl SmsRecords for RedisSmsRecords {
     }
 
     /// One round trip: `sms_release.lua`.
-    async fn release(&self, order: &OrderId, holder: &str) -> Result<(), StoreError> {
-        let record = self.record(order);
+    async fn release(&self, message: &SmsId, holder: &str) -> Result<(), StoreError> {
+        let record = self.record(message);
         self.redis
             .call(async |c| {
                 scripts::SMS_RELEASE

@@ -1,4 +1,5 @@
-//! Statistics in this process's memory, with `stats_apply.lua`'s semantics.
+//! Statistics in this process's memory, with `stats_apply.lua`'s and `stats_transition.lua`'s
+//! semantics.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -7,8 +8,9 @@ use async_trait::async_trait;
 
 use super::{SaleStats, StatsStore, TimelinePoint};
 use crate::error::StoreError;
-use crate::event::ReservationEvent;
+use crate::event::{ReservationEvent, TransitionEvent};
 use crate::ids::{SaleId, UserId};
+use crate::order_status::OrderStatus;
 
 #[derive(Default)]
 pub struct MemoryStatsStore {
@@ -18,11 +20,21 @@ pub struct MemoryStatsStore {
 #[derive(Default)]
 struct Tally {
     counted_events: HashSet<uuid::Uuid>,
+    counted_transitions: HashSet<String>,
     sold: u64,
     revenue_cents: i64,
+    /// status → orders that reached it
+    statuses: HashMap<OrderStatus, u64>,
+    paid_revenue_cents: i64,
     buyers: HashSet<UserId>,
     /// unix second → units
     timeline: BTreeMap<i64, u64>,
+}
+
+impl Tally {
+    fn count(&self, status: OrderStatus) -> u64 {
+        self.statuses.get(&status).copied().unwrap_or(0)
+    }
 }
 
 #[async_trait]
@@ -48,6 +60,23 @@ impl StatsStore for MemoryStatsStore {
         Ok(counted)
     }
 
+    async fn apply_transitions(&self, events: &[&TransitionEvent]) -> Result<u64, StoreError> {
+        let mut sales = self.sales.lock().expect("stats lock poisoned");
+        let mut counted = 0;
+        for event in events {
+            let tally = sales.entry(event.sale_id.clone()).or_default();
+            if !tally.counted_transitions.insert(event.event_id.clone()) {
+                continue;
+            }
+            *tally.statuses.entry(event.status).or_default() += 1;
+            if event.status == OrderStatus::Paid {
+                tally.paid_revenue_cents += event.price_cents;
+            }
+            counted += 1;
+        }
+        Ok(counted)
+    }
+
     async fn read(&self, sale_id: &SaleId) -> Result<SaleStats, StoreError> {
         let sales = self.sales.lock().expect("stats lock poisoned");
         Ok(sales
@@ -56,6 +85,11 @@ impl StatsStore for MemoryStatsStore {
                 sold: tally.sold,
                 revenue_cents: tally.revenue_cents,
                 buyers: tally.buyers.len() as u64,
+                created: tally.count(OrderStatus::Created),
+                paid: tally.count(OrderStatus::Paid),
+                paid_revenue_cents: tally.paid_revenue_cents,
+                expired: tally.count(OrderStatus::Expired),
+                failed: tally.count(OrderStatus::Failed),
                 timeline: tally
                     .timeline
                     .iter()

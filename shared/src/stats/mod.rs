@@ -1,4 +1,5 @@
-//! Per-sale statistics: written exactly once per event by the stats worker, read by the
+//! Per-sale statistics: reservations and the orders' transitions, written exactly once per event
+//! by the stats worker, read by the
 //! gateway's `GET /api/v1/sales/{id}/stats`.
 //!
 //! Exactly-once is the store's job, not the caller's: it records the event id in the same
@@ -15,15 +16,24 @@ use utoipa::ToSchema;
 pub use self::memory::MemoryStatsStore;
 pub use self::redis::RedisStatsStore;
 use crate::error::StoreError;
-use crate::event::ReservationEvent;
+use crate::event::{ReservationEvent, TransitionEvent};
 use crate::ids::SaleId;
 
 /// What the statistics say about one sale.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct SaleStats {
+    /// Units reserved (every accepted purchase, resales included), and their value.
     pub sold: u64,
     pub revenue_cents: i64,
     pub buyers: u64,
+    /// Orders stored (`created`).
+    pub created: u64,
+    /// Orders paid, and the money taken.
+    pub paid: u64,
+    pub paid_revenue_cents: i64,
+    /// Orders expired unpaid, and orders that failed: their units went back on sale.
+    pub expired: u64,
+    pub failed: u64,
     /// Units sold per second, in time order.
     pub timeline: Vec<TimelinePoint>,
 }
@@ -40,6 +50,10 @@ pub trait StatsStore: Send + Sync {
     /// Counts each event once (sold, revenue, distinct buyers, the second it was reserved in);
     /// returns how many were new.
     async fn apply(&self, events: &[&ReservationEvent]) -> Result<u64, StoreError>;
+
+    /// Counts each transition once (by status; a payment's revenue too); returns how many
+    /// were new.
+    async fn apply_transitions(&self, events: &[&TransitionEvent]) -> Result<u64, StoreError>;
 
     /// The sale's statistics; all zero for a sale nothing was counted for.
     async fn read(&self, sale_id: &SaleId) -> Result<SaleStats, StoreError>;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{SaleStats, StatsStore, TimelinePoint};
 use crate::error::StoreError;
-use crate::event::ReservationEvent;
+use crate::event::{ReservationEvent, TransitionEvent};
 use crate::ids::SaleId;
 use crate::redis_client::Redis;
 use crate::scripts;
@@ -22,6 +22,9 @@ impl StatsStore for RedisStatsStore {
     /// One round trip for the batch (the script is loaded at the head of the same pipeline, so
     /// a restarted Redis is no problem).
     async fn apply(&self, events: &[&ReservationEvent]) -> Result<u64, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
         let mut pipe = redis::pipe();
         pipe.cmd("SCRIPT")
             .arg("LOAD")
@@ -51,6 +54,36 @@ impl StatsStore for RedisStatsStore {
         Ok(counted.iter().sum())
     }
 
+    /// One round trip for the batch, as [`RedisStatsStore::apply`].
+    async fn apply_transitions(&self, events: &[&TransitionEvent]) -> Result<u64, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(scripts::STATS_TRANSITION_SOURCE)
+            .ignore();
+        let invocations: Vec<_> = events
+            .iter()
+            .map(|event| {
+                let keys = self.redis.keys().sale(&event.sale_id);
+                let mut invocation = scripts::STATS_TRANSITION.key(keys.stats_events);
+                invocation
+                    .key(keys.stats)
+                    .arg(&event.event_id)
+                    .arg(event.status.as_str())
+                    .arg(event.price_cents);
+                invocation
+            })
+            .collect();
+        for invocation in &invocations {
+            pipe.invoke_script(invocation);
+        }
+        let counted: Vec<u64> = self.redis.call(async |c| pipe.query_async(c).await).await?;
+        Ok(counted.iter().sum())
+    }
+
     async fn read(&self, sale_id: &SaleId) -> Result<SaleStats, StoreError> {
         let keys = self.redis.keys().sale(sale_id);
         let (totals, buyers, timeline): (BTreeMap<String, i64>, u64, BTreeMap<i64, u64>) = self
@@ -64,10 +97,16 @@ impl StatsStore for RedisStatsStore {
                     .await
             })
             .await?;
+        let count = |field: &str| totals.get(field).copied().unwrap_or(0).max(0) as u64;
         Ok(SaleStats {
-            sold: totals.get("sold").copied().unwrap_or(0).max(0) as u64,
+            sold: count("sold"),
             revenue_cents: totals.get("revenue_cents").copied().unwrap_or(0),
             buyers,
+            created: count("created"),
+            paid: count("paid"),
+            paid_revenue_cents: totals.get("paid_revenue_cents").copied().unwrap_or(0),
+            expired: count("expired"),
+            failed: count("failed"),
             timeline: timeline
                 .into_iter()
                 .map(|(second, sold)| TimelinePoint { second, sold })

@@ -12,9 +12,10 @@ use async_trait::async_trait;
 
 use super::{
     OrderStatus, OutboxEntry, OutboxSizes, Payment, Publication, Reservation, StockLedger,
+    TransitionId,
 };
 use crate::error::StoreError;
-use crate::event::ReservationEvent;
+use crate::event::{ReservationEvent, TransitionEvent};
 use crate::ids::{OrderId, SaleId, UserId};
 use crate::sale::Sale;
 
@@ -38,6 +39,12 @@ struct SaleBook {
     status: HashMap<OrderId, OrderStatus>,
     /// order id → pay-by time, unix ms, while the order awaits payment
     deadlines: HashMap<OrderId, i64>,
+    /// order id → its buyer
+    owners: HashMap<OrderId, UserId>,
+    /// The transition outbox: event id → event JSON, until the broker acknowledges it
+    transitions: HashMap<String, String>,
+    /// event id → when it is due for (re)publishing, unix ms
+    transitions_due: HashMap<String, i64>,
     /// Settled: no longer among the active sales.
     settled: bool,
 }
@@ -51,6 +58,19 @@ impl SaleBook {
             .unwrap_or(OrderStatus::Processing)
     }
 
+    /// Moves the order to `status` and records the transition's event, as `transition.lua`
+    /// does.
+    fn transition(&mut self, order: &OrderId, status: OrderStatus, at_ms: i64) {
+        self.status.insert(order.clone(), status);
+        let Some(owner) = self.owners.get(order) else {
+            return; // never locked here: the Redis script would write a broken event
+        };
+        let event = TransitionEvent::new(order, owner, self.sale.price_cents, status, at_ms);
+        self.transitions_due.insert(event.event_id.clone(), at_ms);
+        self.transitions
+            .insert(event.event_id.clone(), event.to_json());
+    }
+
     /// Ends an order that awaits payment with `outcome`, returning its unit; does nothing to
     /// an order already final. Returns whether it did end it.
     fn end_unpaid(&mut self, order: &OrderId, outcome: OrderStatus) -> bool {
@@ -61,7 +81,7 @@ impl SaleBook {
         ) {
             return false;
         }
-        self.status.insert(order.clone(), outcome);
+        self.transition(order, outcome, now_ms());
         self.stock += 1;
         true
     }
@@ -103,6 +123,9 @@ impl StockLedger for MemoryStockLedger {
             acknowledged: HashMap::new(),
             status: HashMap::new(),
             deadlines: HashMap::new(),
+            owners: HashMap::new(),
+            transitions: HashMap::new(),
+            transitions_due: HashMap::new(),
             settled: false,
         };
         sales.insert(sale.id.clone(), book);
@@ -142,8 +165,11 @@ impl StockLedger for MemoryStockLedger {
         book.unpublished.insert(order_id.clone(), now_ms());
         book.status
             .insert(order_id.clone(), OrderStatus::Processing);
-        book.deadlines
-            .insert(order_id, now_ms() + payment_window.as_millis() as i64);
+        book.deadlines.insert(
+            order_id.clone(),
+            now_ms() + payment_window.as_millis() as i64,
+        );
+        book.owners.insert(order_id, event.user_id.clone());
         Ok(Reservation::Reserved {
             remaining: book.stock,
         })
@@ -175,8 +201,8 @@ impl StockLedger for MemoryStockLedger {
             removed += u64::from(book.outbox.remove(*order).is_some());
             book.unpublished.remove(*order);
             book.acknowledged.remove(*order);
-            if book.status_of(order) == OrderStatus::Processing {
-                book.status.insert((*order).clone(), OrderStatus::Created);
+            if book.status.get(*order) == Some(&OrderStatus::Processing) {
+                book.transition(order, OrderStatus::Created, now_ms());
             }
         }
         Ok(removed)
@@ -220,7 +246,7 @@ impl StockLedger for MemoryStockLedger {
             return Ok(Payment::Expired);
         }
         book.deadlines.remove(order_id);
-        book.status.insert(order_id.clone(), OrderStatus::Paid);
+        book.transition(order_id, OrderStatus::Paid, now_ms());
         Ok(Payment::Paid)
     }
 
@@ -246,6 +272,52 @@ impl StockLedger for MemoryStockLedger {
                     .then_some(order)
             })
             .collect())
+    }
+
+    async fn due_transitions(
+        &self,
+        sale_id: &SaleId,
+        limit: usize,
+        redeliver_after: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut sales = self.sales();
+        let Some(book) = sales.get_mut(sale_id) else {
+            return Ok(Vec::new());
+        };
+        let now = now_ms();
+        // By score, then by member, as the sorted set gives them.
+        let mut due: Vec<(i64, String)> = book
+            .transitions_due
+            .iter()
+            .filter(|&(_, &at)| at <= now)
+            .map(|(event_id, &at)| (at, event_id.clone()))
+            .collect();
+        due.sort_unstable();
+        let again = now + redeliver_after.as_millis() as i64;
+        Ok(due
+            .into_iter()
+            .take(limit)
+            .filter_map(|(_, event_id)| {
+                let event = book.transitions.get(&event_id).cloned();
+                match event {
+                    Some(_) => book.transitions_due.insert(event_id, again),
+                    None => book.transitions_due.remove(&event_id),
+                };
+                event
+            })
+            .collect())
+    }
+
+    async fn mark_transitions_published(&self, events: &[TransitionId]) -> Result<(), StoreError> {
+        let mut sales = self.sales();
+        for event in events {
+            if let Some(book) = sales.get_mut(&event.order_id.sale_id()) {
+                let event_id = event.event_id();
+                book.transitions.remove(&event_id);
+                book.transitions_due.remove(&event_id);
+            }
+        }
+        Ok(())
     }
 
     async fn pay_by(&self, order_id: &OrderId) -> Result<Option<i64>, StoreError> {
@@ -323,8 +395,10 @@ impl StockLedger for MemoryStockLedger {
         let Some(book) = sales.get_mut(sale_id) else {
             return Ok(false);
         };
-        let settled =
-            book.outbox.is_empty() && book.deadlines.is_empty() && (ended || book.stock == 0);
+        let settled = book.outbox.is_empty()
+            && book.deadlines.is_empty()
+            && book.transitions.is_empty()
+            && (ended || book.stock == 0);
         book.settled |= settled;
         Ok(settled)
     }

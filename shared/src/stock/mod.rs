@@ -14,14 +14,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 pub use self::memory::MemoryStockLedger;
 pub use self::redis::RedisStockLedger;
 use crate::error::StoreError;
-use crate::event::ReservationEvent;
+use crate::event::{ReservationEvent, TransitionEvent};
 use crate::ids::{OrderId, SaleId, UserId};
+pub use crate::order_status::OrderStatus;
 use crate::sale::Sale;
 
 /// What the stock lock decided for one purchase attempt.
@@ -37,23 +36,6 @@ pub enum Reservation {
     UnknownSale,
 }
 
-/// Where an order stands, as the buyer sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    /// Accepted; the order row is not written yet.
-    Processing,
-    /// The order row is in the order store; payment is awaited.
-    Created,
-    /// Paid in time: final.
-    Paid,
-    /// Not paid in time; its unit went back on sale: final.
-    Expired,
-    /// The order could not be created (its event went to the dead-letter topic); its unit went
-    /// back on sale: final.
-    Failed,
-}
-
 /// What a payment attempt found. Payment and expiry race on one atomic step; exactly one wins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Payment {
@@ -67,6 +49,20 @@ pub enum Payment {
     Failed,
     /// Not this user's order, or no such order.
     NotFound,
+}
+
+/// Names one transition event: the order and the status it moved to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TransitionId {
+    pub order_id: OrderId,
+    pub status: OrderStatus,
+}
+
+impl TransitionId {
+    /// The event id on the wire, `<order id>:<status>`.
+    pub fn event_id(&self) -> String {
+        TransitionEvent::event_id_of(&self.order_id, self.status)
+    }
 }
 
 /// An outbox entry the reconciler may have to publish again.
@@ -132,6 +128,19 @@ pub trait StockLedger: Send + Sync {
     /// unit returned) once, however often this runs.
     async fn expire_due(&self, sale_id: &SaleId, limit: usize) -> Result<Vec<OrderId>, StoreError>;
 
+    /// Up to `limit` of the sale's transition events (JSON) due for publishing: recorded and
+    /// not yet handed out, or handed out `redeliver_after` ago without an acknowledgement.
+    /// Each one handed out is due again only after `redeliver_after`.
+    async fn due_transitions(
+        &self,
+        sale_id: &SaleId,
+        limit: usize,
+        redeliver_after: Duration,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Removes transition events the broker acknowledged from their sales' outboxes.
+    async fn mark_transitions_published(&self, events: &[TransitionId]) -> Result<(), StoreError>;
+
     /// When the order must be paid by (unix ms on the ledger's clock), while it awaits payment.
     async fn pay_by(&self, order_id: &OrderId) -> Result<Option<i64>, StoreError>;
 
@@ -178,9 +187,9 @@ pub trait StockLedger: Send + Sync {
     /// state (an acknowledged order stays acknowledged) nor brings back a completed one.
     async fn defer(&self, orders: &[OrderId], at_ms: i64) -> Result<(), StoreError>;
 
-    /// Settles the sale if nothing waits in its outbox, no order awaits payment, and no
-    /// purchase can add to it (it is sold out, or `ended`): it leaves the active sales, and in Redis its keys expire after
-    /// `retention`. `false` when work remains (nothing is changed).
+    /// Settles the sale if nothing waits in its outbox, no order awaits payment, no transition
+    /// event waits for the broker, and no purchase can add to it (it is sold out, or `ended`):
+    /// it leaves the active sales, and in Redis its keys expire after `retention`. `false` when work remains (nothing is changed).
     async fn settle_sale(
         &self,
         sale_id: &SaleId,

@@ -16,6 +16,7 @@ use redis::AsyncCommands;
 use super::clock::RedisClock;
 use super::{
     OrderStatus, OutboxEntry, OutboxSizes, Payment, Publication, Reservation, StockLedger,
+    TransitionId,
 };
 use crate::error::StoreError;
 use crate::event::ReservationEvent;
@@ -109,6 +110,7 @@ impl StockLedger for RedisStockLedger {
                     .key(&keys.unpublished)
                     .key(&keys.status)
                     .key(&keys.deadlines)
+                    .key(&keys.owners)
                     .arg(event.user_id.as_str())
                     .arg(event.order_id.as_str())
                     .arg(payload)
@@ -190,7 +192,11 @@ impl StockLedger for RedisStockLedger {
                 invocation
                     .key(&keys.unpublished)
                     .key(&keys.status)
-                    .key(&keys.acknowledged);
+                    .key(&keys.acknowledged)
+                    .key(&keys.info)
+                    .key(&keys.owners)
+                    .key(&keys.transitions)
+                    .key(&keys.transitions_due);
                 for order in orders {
                     invocation.arg(order.as_str());
                 }
@@ -210,7 +216,11 @@ impl StockLedger for RedisStockLedger {
                     .key(&keys.acknowledged)
                     .key(&keys.status)
                     .key(&keys.deadlines)
-                    .key(&keys.stock);
+                    .key(&keys.stock)
+                    .key(&keys.info)
+                    .key(&keys.owners)
+                    .key(&keys.transitions)
+                    .key(&keys.transitions_due);
                 for order in orders {
                     invocation.arg(order.as_str());
                 }
@@ -229,6 +239,10 @@ impl StockLedger for RedisStockLedger {
                     .key(&keys.buyers)
                     .key(&keys.status)
                     .key(&keys.deadlines)
+                    .key(&keys.info)
+                    .key(&keys.owners)
+                    .key(&keys.transitions)
+                    .key(&keys.transitions_due)
                     .arg(user_id.as_str())
                     .arg(order_id.as_str())
                     .invoke_async(c)
@@ -259,12 +273,57 @@ impl StockLedger for RedisStockLedger {
                     .key(&keys.deadlines)
                     .key(&keys.status)
                     .key(&keys.stock)
+                    .key(&keys.info)
+                    .key(&keys.owners)
+                    .key(&keys.transitions)
+                    .key(&keys.transitions_due)
                     .arg(limit)
                     .invoke_async(c)
                     .await
             })
             .await?;
         Ok(parse_all(expired, "deadlines"))
+    }
+
+    /// One round trip: `claim_transitions.lua`.
+    async fn due_transitions(
+        &self,
+        sale_id: &SaleId,
+        limit: usize,
+        redeliver_after: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let keys = self.redis.keys().sale(sale_id);
+        self.redis
+            .call(async |c| {
+                scripts::CLAIM_TRANSITIONS
+                    .key(&keys.transitions)
+                    .key(&keys.transitions_due)
+                    .arg(limit)
+                    .arg(redeliver_after.as_millis() as u64)
+                    .invoke_async(c)
+                    .await
+            })
+            .await
+    }
+
+    /// One pipelined round trip: HDEL from the outbox, then ZREM from the due set (should the
+    /// second fail, the next claim finds the event gone and drops it).
+    async fn mark_transitions_published(&self, events: &[TransitionId]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for event in events {
+            let keys = self.redis.keys().sale(&event.order_id.sale_id());
+            let event_id = event.event_id();
+            pipe.hdel(&keys.transitions, &event_id)
+                .ignore()
+                .zrem(&keys.transitions_due, &event_id)
+                .ignore();
+        }
+        self.redis
+            .call(async |c| pipe.query_async::<()>(c).await)
+            .await
     }
 
     async fn pay_by(&self, order_id: &OrderId) -> Result<Option<i64>, StoreError> {
@@ -367,7 +426,10 @@ impl StockLedger for RedisStockLedger {
             .redis
             .call(async |c| {
                 let mut invocation = scripts::SETTLE_SALE.key(&keys.outbox);
-                invocation.key(&keys.stock).key(&keys.deadlines);
+                invocation
+                    .key(&keys.stock)
+                    .key(&keys.deadlines)
+                    .key(&keys.transitions);
                 for key in keys.all() {
                     invocation.key(key);
                 }
@@ -437,13 +499,7 @@ impl StockLedger for RedisStockLedger {
         if owned_order.as_deref() != Some(order_id.as_str()) {
             return Ok(None);
         }
-        Ok(Some(match status.as_deref() {
-            Some("created") => OrderStatus::Created,
-            Some("paid") => OrderStatus::Paid,
-            Some("expired") => OrderStatus::Expired,
-            Some("failed") => OrderStatus::Failed,
-            _ => OrderStatus::Processing,
-        }))
+        Ok(Some(OrderStatus::from_stored(status.as_deref())))
     }
 
     async fn outbox(&self, sale_id: &SaleId) -> Result<HashMap<OrderId, String>, StoreError> {

@@ -47,6 +47,8 @@ impl Recorder {
 }
 
 impl Handler for Recorder {
+    type Event = ReservationEvent;
+
     async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
         let ids = batch.iter().map(|d| d.event.event_id);
         self.attempted.lock().unwrap().extend(ids.clone());
@@ -105,6 +107,7 @@ async fn publish(env: &TestEnv, count: usize) -> HashSet<Uuid> {
             OrderId::generate(&"bus-sale".parse().unwrap()),
             &user.parse().unwrap(),
             100,
+            Duration::from_mins(15),
         );
         env.publish_raw(&user, event.to_json().as_bytes()).await;
         ids.insert(event.event_id);
@@ -206,6 +209,7 @@ async fn an_undecodable_message_is_dead_lettered_and_the_group_moves_on(env: Tes
         OrderId::generate(&"bus-sale".parse().unwrap()),
         &"k".parse().unwrap(),
         100,
+        Duration::from_mins(15),
     );
     env.publish_raw("k", event.to_json().as_bytes()).await;
     let recorder = Recorder::default();

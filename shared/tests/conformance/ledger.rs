@@ -5,11 +5,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::event::ReservationEvent;
+use shared::event::{ReservationEvent, TransitionEvent};
 use shared::ids::{OrderId, SaleId, UserId};
 use shared::sale::DEFAULT_PAYMENT_WINDOW_SECS;
 use shared::stock::{
     OrderStatus, OutboxEntry, OutboxSizes, Payment, Publication, Reservation, StockLedger,
+    TransitionId,
 };
 use shared::testing::TestEnv;
 
@@ -27,6 +28,7 @@ shared::conformance!(
     an_acknowledged_entry_without_an_order_row_ages_until_it_counts_as_lost,
     deferring_never_re_marks_an_acknowledged_order,
     a_sale_settles_once_its_outbox_is_empty_and_no_purchase_can_add_to_it,
+    every_transition_is_recorded_once_and_relayed_until_acknowledged,
 );
 
 async fn attempt(
@@ -35,8 +37,8 @@ async fn attempt(
     user: &str,
 ) -> (ReservationEvent, Reservation) {
     let user: UserId = user.parse().unwrap();
-    let event = ReservationEvent::new(OrderId::generate(sale_id), &user, 1250);
     let window = Duration::from_secs(u64::from(DEFAULT_PAYMENT_WINDOW_SECS));
+    let event = ReservationEvent::new(OrderId::generate(sale_id), &user, 1250, window);
     let outcome = ledger
         .reserve(&event, &event.to_json(), window)
         .await
@@ -50,6 +52,37 @@ async fn status_of(ledger: &dyn StockLedger, event: &ReservationEvent) -> Option
         .order_status(&event.order_id, &event.user_id)
         .await
         .expect("the ledger answers")
+}
+
+/// How long a claimed transition event waits for its acknowledgement in these tests.
+const REDELIVER_AFTER: Duration = Duration::from_mins(1);
+
+/// Claims every transition event of the sale that is due, as the relay does.
+async fn claim_transitions(ledger: &dyn StockLedger, sale_id: &SaleId) -> Vec<TransitionEvent> {
+    ledger
+        .due_transitions(sale_id, 1000, REDELIVER_AFTER)
+        .await
+        .unwrap()
+        .iter()
+        .map(|json| TransitionEvent::from_json(json.as_bytes()).expect("a valid event"))
+        .collect()
+}
+
+/// Claims and acknowledges every due transition event, as the relay and the broker do.
+async fn relay_everything(ledger: &dyn StockLedger, sale_id: &SaleId) -> Vec<TransitionEvent> {
+    let events = claim_transitions(ledger, sale_id).await;
+    let acknowledged: Vec<TransitionId> = events
+        .iter()
+        .map(|event| TransitionId {
+            order_id: event.order_id.clone(),
+            status: event.status,
+        })
+        .collect();
+    ledger
+        .mark_transitions_published(&acknowledged)
+        .await
+        .unwrap();
+    events
 }
 
 fn sizes(locked: u64, unacknowledged: u64) -> OutboxSizes {
@@ -581,6 +614,14 @@ async fn a_sale_settles_once_its_outbox_is_empty_and_no_purchase_can_add_to_it(e
         "its order awaits payment: an expiry would put the unit back on sale"
     );
     ledger.pay(&event.order_id, &event.user_id).await.unwrap();
+    assert!(
+        !ledger
+            .settle_sale(&sale.id, false, retention)
+            .await
+            .unwrap(),
+        "its transition events wait for the broker"
+    );
+    relay_everything(ledger.as_ref(), &sale.id).await;
     assert!(ledger.active_sale_ids().await.unwrap().contains(&sale.id));
     assert!(
         ledger
@@ -602,5 +643,108 @@ async fn a_sale_settles_once_its_outbox_is_empty_and_no_purchase_can_add_to_it(e
             .await
             .unwrap(),
         "an ended sale settles with stock left"
+    );
+}
+
+async fn every_transition_is_recorded_once_and_relayed_until_acknowledged(env: TestEnv) {
+    let ledger = env.ledger();
+    let sale = env.create_sale_paid_within(4, 1).await;
+    let (paid, _) = env.reserve(&sale, "pat").await;
+    let (expired, _) = env.reserve(&sale, "eve").await;
+    let (failed, _) = env.reserve(&sale, "fay").await;
+    assert!(
+        claim_transitions(ledger.as_ref(), &sale.id)
+            .await
+            .is_empty(),
+        "a lock is a reservation event, not a transition"
+    );
+    let orders = [&paid.order_id, &expired.order_id];
+    for _ in 0..2 {
+        ledger.complete_orders(&sale.id, &orders).await.unwrap();
+    }
+    assert_eq!(
+        ledger.pay(&paid.order_id, &paid.user_id).await.unwrap(),
+        Payment::Paid
+    );
+    ledger.pay(&paid.order_id, &paid.user_id).await.unwrap();
+    ledger
+        .fail_orders(&sale.id, &[&failed.order_id])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    ledger.expire_due(&sale.id, 10).await.unwrap();
+
+    let mut seen: Vec<(String, OrderStatus, i64)> = claim_transitions(ledger.as_ref(), &sale.id)
+        .await
+        .into_iter()
+        .map(|event| {
+            assert_eq!(event.sale_id, sale.id);
+            assert_eq!(event.price_cents, sale.price_cents);
+            let buyer = [&paid, &expired, &failed]
+                .into_iter()
+                .find(|reservation| reservation.order_id == event.order_id)
+                .expect("an order of this sale");
+            assert_eq!(event.user_id, buyer.user_id);
+            (
+                event.user_id.to_string(),
+                event.status,
+                event.at.timestamp_millis(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let statuses: Vec<(&str, OrderStatus)> = seen
+        .iter()
+        .map(|(user, status, _)| (user.as_str(), *status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("eve", OrderStatus::Created),
+            ("eve", OrderStatus::Expired),
+            ("fay", OrderStatus::Failed),
+            ("pat", OrderStatus::Created),
+            ("pat", OrderStatus::Paid),
+        ],
+        "one event per transition, however often a step ran"
+    );
+    let now = ledger.now_ms().await.unwrap();
+    assert!(
+        seen.iter()
+            .all(|(_, _, at)| (now - 10_000..=now).contains(at)),
+        "stamped on the ledger's clock: {seen:?}, now {now}"
+    );
+
+    assert!(
+        claim_transitions(ledger.as_ref(), &sale.id)
+            .await
+            .is_empty(),
+        "a claimed event waits for its acknowledgement before it is handed out again"
+    );
+    let none_due_yet = ledger
+        .due_transitions(&sale.id, 1000, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(none_due_yet.is_empty());
+    // A claim with no wait makes the events due again at once: unacknowledged, they return.
+    let sale2 = env.create_sale(1).await;
+    let (lone, _) = env.reserve(&sale2, "lone").await;
+    ledger
+        .complete_orders(&sale2.id, &[&lone.order_id])
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let handed = ledger
+            .due_transitions(&sale2.id, 1000, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(handed.len(), 1, "unacknowledged, so handed out again");
+    }
+    assert_eq!(relay_everything(ledger.as_ref(), &sale2.id).await.len(), 1);
+    assert!(
+        claim_transitions(ledger.as_ref(), &sale2.id)
+            .await
+            .is_empty(),
+        "acknowledged, so gone"
     );
 }

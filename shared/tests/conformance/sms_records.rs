@@ -1,10 +1,10 @@
-//! `SmsRecords`: one sender at a time per order, a claim that expires or is given up, and a
+//! `SmsRecords`: one sender at a time per message (order and kind), a claim that expires or is given up, and a
 //! "sent" record seen by everyone, to the millisecond, until it expires.
 
 use std::time::Duration;
 
 use shared::ids::OrderId;
-use shared::sms_records::Claim;
+use shared::sms_records::{Claim, SmsId, SmsKind};
 use shared::testing::TestEnv;
 
 shared::conformance!(
@@ -12,9 +12,17 @@ shared::conformance!(
     a_sent_record_is_seen_by_every_sender_until_it_expires,
 );
 
+/// The reservation message of `order_id`.
+fn reserved(order_id: OrderId) -> SmsId {
+    SmsId {
+        order_id,
+        kind: SmsKind::Reserved,
+    }
+}
+
 async fn one_sender_holds_an_orders_claim_until_it_gives_it_up_or_it_expires(env: TestEnv) {
     let records = env.backends().sms_records();
-    let order = OrderId::generate(&"sms-sale".parse().unwrap());
+    let order = reserved(OrderId::generate(&"sms-sale".parse().unwrap()));
     let ttl = Duration::from_millis(400);
     assert_eq!(records.claim(&order, "a", ttl).await.unwrap(), Claim::Mine);
     assert_eq!(
@@ -45,7 +53,14 @@ async fn one_sender_holds_an_orders_claim_until_it_gives_it_up_or_it_expires(env
 async fn a_sent_record_is_seen_by_every_sender_until_it_expires(env: TestEnv) {
     let records = env.backends().sms_records();
     let sale = "sms-sale".parse().unwrap();
-    let (order, other) = (OrderId::generate(&sale), OrderId::generate(&sale));
+    let order = OrderId::generate(&sale);
+    let (other, order) = (
+        SmsId {
+            order_id: order.clone(),
+            kind: SmsKind::Paid,
+        },
+        reserved(order),
+    );
     let claim_ttl = Duration::from_mins(1);
     assert_eq!(
         records.claim(&order, "a", claim_ttl).await.unwrap(),
@@ -64,7 +79,8 @@ async fn a_sent_record_is_seen_by_every_sender_until_it_expires(env: TestEnv) {
     }
     assert_eq!(
         records.claim(&other, "b", claim_ttl).await.unwrap(),
-        Claim::Mine
+        Claim::Mine,
+        "another kind of message of the same order is another message"
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(

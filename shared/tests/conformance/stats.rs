@@ -3,12 +3,15 @@
 
 use std::sync::Arc;
 
+use shared::event::TransitionEvent;
 use shared::stats::{SaleStats, TimelinePoint};
+use shared::stock::OrderStatus;
 use shared::testing::TestEnv;
 
 shared::conformance!(
     an_event_is_counted_once_however_often_it_arrives,
     concurrent_redeliveries_count_each_event_once,
+    each_transition_is_counted_once_by_status,
 );
 
 async fn an_event_is_counted_once_however_often_it_arrives(env: TestEnv) {
@@ -67,4 +70,41 @@ async fn concurrent_redeliveries_count_each_event_once(env: TestEnv) {
     let counted = stats.read(&sale.id).await.unwrap();
     assert_eq!((counted.sold, counted.buyers), (20, 20));
     assert_eq!(counted.revenue_cents, 20 * sale.price_cents);
+}
+
+async fn each_transition_is_counted_once_by_status(env: TestEnv) {
+    let stats = env.backends().stats();
+    let sale = env.create_sale(10).await;
+    let (paid, _) = env.reserve(&sale, "pam").await;
+    let (expired, _) = env.reserve(&sale, "ed").await;
+    let (failed, _) = env.reserve(&sale, "fiona").await;
+    let at = 1_795_000_000_000;
+    let transition = |event: &shared::event::ReservationEvent, status| {
+        TransitionEvent::new(&event.order_id, &event.user_id, 700, status, at)
+    };
+    let events = [
+        transition(&paid, OrderStatus::Created),
+        transition(&paid, OrderStatus::Paid),
+        transition(&expired, OrderStatus::Created),
+        transition(&expired, OrderStatus::Expired),
+        transition(&failed, OrderStatus::Failed),
+    ];
+    let batch: Vec<&TransitionEvent> = events.iter().chain(&events).collect();
+    assert_eq!(stats.apply_transitions(&batch).await.unwrap(), 5);
+    assert_eq!(stats.apply_transitions(&batch).await.unwrap(), 0);
+    let counted = stats.read(&sale.id).await.unwrap();
+    assert_eq!(
+        (
+            counted.created,
+            counted.paid,
+            counted.expired,
+            counted.failed
+        ),
+        (2, 1, 1, 1)
+    );
+    assert_eq!(counted.paid_revenue_cents, 700);
+    assert_eq!(
+        counted.sold, 0,
+        "reservations are counted from their own events"
+    );
 }

@@ -11,8 +11,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use shared::consumer::{DLQ_REASON_HEADER, Delivery, Handler, HandlerError};
 use shared::error::StoreError;
-use shared::ids::OrderId;
-use shared::sms_records::{Claim, SmsRecords};
+use shared::event::{OrderEvent, ReservationEvent};
+use shared::sms_records::{Claim, SmsId, SmsRecords};
 use shared::testing::{RunningService, TestEnv, eventually, header};
 use sms_worker::handler::{RecordLifetimes, SmsHandler};
 use sms_worker::provider::{JsonLinesProvider, Sms, SmsError, SmsProvider};
@@ -57,9 +57,15 @@ async fn a_redelivered_event_sends_one_sms() {
     worker.stop().await.expect("graceful shutdown returns Ok");
     let lines = sms_lines(&file);
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert_eq!(lines[0]["idempotency_key"], first.order_id.as_str());
+    assert_eq!(
+        lines[0]["idempotency_key"],
+        format!("{}:reserved", first.order_id)
+    );
     assert_eq!(lines[0]["to"], "alice");
-    assert_eq!(lines[1]["idempotency_key"], second.order_id.as_str());
+    assert_eq!(
+        lines[1]["idempotency_key"],
+        format!("{}:reserved", second.order_id)
+    );
     let _ = std::fs::remove_file(file);
 }
 
@@ -129,8 +135,9 @@ async fn a_failing_provider_is_retried_then_the_message_is_dead_lettered() {
     );
     let keys = provider.keys.lock().unwrap().clone();
     assert!(
-        keys.iter().all(|k| k == event.order_id.as_str()),
-        "idempotency key is the order id: {keys:?}"
+        keys.iter()
+            .all(|k| *k == format!("{}:reserved", event.order_id)),
+        "idempotency key is the order id and the kind: {keys:?}"
     );
     worker.stop().await.expect("graceful shutdown returns Ok");
 }
@@ -174,10 +181,7 @@ async fn sending_holds_the_configured_rate() {
     let mut deliveries = Vec::new();
     for i in 0..10 {
         let (event, _) = env.reserve(&sale, &format!("user-{i}")).await;
-        deliveries.push(Delivery {
-            event,
-            traceparent: None,
-        });
+        deliveries.push(delivery(&event));
     }
     let started = Instant::now();
     handler.handle(&deliveries).await.expect("all sent");
@@ -198,9 +202,9 @@ fn lifetimes() -> RecordLifetimes {
     }
 }
 
-fn delivery(event: &shared::event::ReservationEvent) -> Delivery {
+fn delivery(event: &ReservationEvent) -> Delivery<OrderEvent> {
     Delivery {
-        event: event.clone(),
+        event: OrderEvent::Reserved(event.clone()),
         traceparent: None,
     }
 }
@@ -216,22 +220,22 @@ struct BlipOnFirstRecord {
 impl SmsRecords for BlipOnFirstRecord {
     async fn claim(
         &self,
-        order: &OrderId,
+        message: &SmsId,
         holder: &str,
         ttl: Duration,
     ) -> Result<Claim, StoreError> {
-        self.records.claim(order, holder, ttl).await
+        self.records.claim(message, holder, ttl).await
     }
 
-    async fn record_sent(&self, order: &OrderId, ttl: Duration) -> Result<(), StoreError> {
+    async fn record_sent(&self, message: &SmsId, ttl: Duration) -> Result<(), StoreError> {
         if !self.blipped.swap(true, Ordering::SeqCst) {
             return Err(StoreError::Timeout(Duration::from_millis(200)));
         }
-        self.records.record_sent(order, ttl).await
+        self.records.record_sent(message, ttl).await
     }
 
-    async fn release(&self, order: &OrderId, holder: &str) -> Result<(), StoreError> {
-        self.records.release(order, holder).await
+    async fn release(&self, message: &SmsId, holder: &str) -> Result<(), StoreError> {
+        self.records.release(message, holder).await
     }
 }
 

@@ -1,19 +1,18 @@
-//! The event the gateway publishes for every accepted purchase.
+//! The event the gateway publishes for every accepted purchase, on the reservation topic.
 //!
-//! One schema, versioned, so a consumer can refuse (dead-letter) a message it does not
-//! understand instead of guessing. The same bytes are written to the Redis outbox by the stock
+//! The same bytes are written to the Redis outbox by the stock
 //! script, so a re-publish by the reconciler is byte-for-byte the original event and consumers
 //! deduplicate it on `event_id`.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::{DecodeError, EVENT_VERSION};
 use crate::ids::{OrderId, SaleId, UserId};
 use crate::sale::MAX_PRICE_CENTS;
-
-/// The schema version this build writes and understands.
-pub const EVENT_VERSION: u32 = 1;
 
 /// An accepted purchase: one unit of a sale's stock locked for one user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,25 +26,21 @@ pub struct ReservationEvent {
     pub price_cents: i64,
     pub quantity: u32,
     pub reserved_at: DateTime<Utc>,
-}
-
-/// Why a message could not become a [`ReservationEvent`]. Such a message is poison: retrying
-/// cannot help, so consumers send it to the dead-letter topic.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("the message is not a reservation event: {0}")]
-    Malformed(#[from] serde_json::Error),
-    #[error("event version {found} is not understood (this build reads version {EVENT_VERSION})")]
-    UnsupportedVersion { found: u32 },
-    #[error("order id {order_id} does not belong to sale {sale_id}")]
-    Inconsistent { order_id: OrderId, sale_id: SaleId },
-    #[error("{0}")]
-    OutOfRange(&'static str),
+    /// When the order must be paid by, for the buyer's message. The deadline that counts is
+    /// the stock lock's, on the ledger's clock; this one is the gateway's reading of it.
+    pub pay_by: DateTime<Utc>,
 }
 
 impl ReservationEvent {
-    /// A new event for one unit bought by `user_id`, reserved now.
-    pub fn new(order_id: OrderId, user_id: &UserId, price_cents: i64) -> Self {
+    /// A new event for one unit bought by `user_id`, reserved now, to be paid within
+    /// `payment_window`.
+    pub fn new(
+        order_id: OrderId,
+        user_id: &UserId,
+        price_cents: i64,
+        payment_window: Duration,
+    ) -> Self {
+        let reserved_at = Utc::now();
         Self {
             version: EVENT_VERSION,
             event_id: Uuid::now_v7(),
@@ -54,7 +49,8 @@ impl ReservationEvent {
             user_id: user_id.clone(),
             price_cents,
             quantity: 1,
-            reserved_at: Utc::now(),
+            reserved_at,
+            pay_by: reserved_at + payment_window,
         }
     }
 
@@ -101,6 +97,7 @@ mod tests {
             OrderId::generate(&sale),
             &user.parse().unwrap(),
             price_cents,
+            Duration::from_mins(15),
         )
     }
 
@@ -122,6 +119,7 @@ mod tests {
             [
                 "event_id",
                 "order_id",
+                "pay_by",
                 "price_cents",
                 "quantity",
                 "reserved_at",

@@ -1,0 +1,17 @@
+-- Counts one order transition in its sale's statistics, exactly once per event id.
+--
+-- KEYS[1] stats events  set:  event ids already counted
+-- KEYS[2] stats         hash: sold, revenue_cents, and per status: created, paid, expired,
+--                             failed; paid_revenue_cents
+-- ARGV[1] event id  ARGV[2] status  ARGV[3] the unit's price in cents
+--
+-- Returns 1 when counted, 0 when this event id was counted before (nothing changes).
+
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+if ARGV[2] == 'paid' then
+  redis.call('HINCRBY', KEYS[2], 'paid_revenue_cents', ARGV[3])
+end
+return 1

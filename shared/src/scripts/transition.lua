@@ -1,0 +1,38 @@
+-- Prepended to every script that changes an order's status (complete_order, pay,
+-- expire_due, fail_orders): it records the change's event in the sale's transition outbox in
+-- the same atomic step as the change itself, so no transition is ever made without its event.
+-- A relay publishes the outbox to the order-event topic and removes what the broker
+-- acknowledged (claim_transitions.lua).
+--
+-- The event is {version, event_id, order_id, sale_id, user_id, price_cents, status, at}, with
+-- event_id '<order id>:<status>' (one per order and status) and at in unix milliseconds on
+-- Redis's clock.
+
+local function clock_ms()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
+-- Returns record(order_id, status, at_ms), writing into the outbox whose keys are given:
+-- info (the sale's JSON), owners (order id -> user id), transitions (event id -> event JSON),
+-- transitions_due (event id scored by when it is due for publishing).
+local function transition_recorder(info_key, owners_key, transitions_key, due_key)
+  local sale = nil
+  return function(order_id, status, at_ms)
+    sale = sale or cjson.decode(redis.call('GET', info_key))
+    local event_id = order_id .. ':' .. status
+    local event = cjson.encode({
+      version = 1,
+      event_id = event_id,
+      order_id = order_id,
+      sale_id = sale.id,
+      user_id = redis.call('HGET', owners_key, order_id),
+      price_cents = sale.price_cents,
+      status = status,
+      at = at_ms,
+    })
+    redis.call('HSET', transitions_key, event_id, event)
+    redis.call('ZADD', due_key, at_ms, event_id)
+  end
+end
+
