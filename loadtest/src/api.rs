@@ -38,6 +38,10 @@ pub struct StatsView {
     pub sold: u64,
     pub revenue_cents: i64,
     pub buyers: u64,
+    pub paid: u64,
+    pub paid_revenue_cents: i64,
+    pub expired: u64,
+    pub failed: u64,
 }
 
 #[derive(Clone)]
@@ -161,6 +165,17 @@ impl Gateway {
             .as_str()
             .map(str::to_owned)
             .context("no status in the order")
+    }
+
+    /// Pays an order as its owner; the HTTP status of the answer (200 paid, 409 too late).
+    pub async fn pay(&self, order_id: &str, token: &str) -> Result<u16, reqwest::Error> {
+        let response = self
+            .http
+            .post(self.url(&format!("/api/v1/orders/{order_id}/payment")))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        Ok(response.status().as_u16())
     }
 
     /// The body of any URL as text (a worker's `/metrics`).

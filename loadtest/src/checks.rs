@@ -21,6 +21,7 @@ use shared::ids::SaleId;
 use shared::stock::StockLedger;
 
 use crate::api::Gateway;
+use crate::lifecycle::Fates;
 
 /// Where the checks may look besides the API.
 #[derive(Args, Clone, Debug)]
@@ -104,6 +105,33 @@ pub struct Expected<'a> {
     /// (user index, order id) of every order the crowd holds (see `drive::Outcome::holdings`).
     pub accepted: &'a [(usize, String)],
     pub tokens: &'a [String],
+    /// With a lifecycle: which orders were paid and which left to expire, and the resale
+    /// rounds. `None`: nobody paid, every order should stay `created`.
+    pub fates: Option<&'a Fates>,
+}
+
+impl Expected<'_> {
+    /// The status every accepted order must end in.
+    fn final_status(&self, order_id: &str) -> &'static str {
+        match self.fates {
+            None => "created",
+            Some(fates) if fates.paid.contains(order_id) => "paid",
+            Some(_) => "expired",
+        }
+    }
+
+    /// (paid, expired) orders the run expects.
+    fn paid_and_expired(&self) -> (u64, u64) {
+        self.fates.map_or((0, 0), |fates| {
+            (fates.paid.len() as u64, fates.unpaid.len() as u64)
+        })
+    }
+
+    /// SMS the run expects: one per order, and one more per paid or expired order.
+    fn sms(&self) -> u64 {
+        let (paid, expired) = self.paid_and_expired();
+        self.accepted.len() as u64 + paid + expired
+    }
 }
 
 /// What the system holds once it settled; `None` where the run had no access.
@@ -113,11 +141,20 @@ pub struct Observed {
     pub stats_sold: u64,
     pub stats_revenue_cents: i64,
     pub stats_buyers: u64,
+    pub stats_paid: u64,
+    pub stats_paid_revenue_cents: i64,
+    pub stats_expired: u64,
+    pub stats_failed: u64,
     pub orders: Option<u64>,
     pub order_revenue_cents: Option<i64>,
+    /// Order rows `paid` and `expired`, and the paid rows' sum.
+    pub orders_paid: Option<u64>,
+    pub orders_expired: Option<u64>,
+    pub order_paid_revenue_cents: Option<i64>,
     pub outbox: Option<u64>,
     pub sms: Option<u64>,
-    pub not_created: u64,
+    /// Accepted orders whose status, asked by their owners, is not the one they must end in.
+    pub wrong_status: u64,
     pub duplicates: u64,
     pub settle_secs: f64,
 }
@@ -132,6 +169,7 @@ pub async fn settle(
     let started = Instant::now();
     let sale_id = expected.sale_id.as_str();
     let target = expected.accepted.len() as u64;
+    let (paid, expired) = expected.paid_and_expired();
     // Order rows beyond one per buyer, as last read.
     let mut duplicate_order_rows = 0;
     let deadline = started + probes.settle_timeout;
@@ -141,10 +179,17 @@ pub async fn settle(
         observed.stats_sold = stats.sold;
         observed.stats_revenue_cents = stats.revenue_cents;
         observed.stats_buyers = stats.buyers;
+        observed.stats_paid = stats.paid;
+        observed.stats_paid_revenue_cents = stats.paid_revenue_cents;
+        observed.stats_expired = stats.expired;
+        observed.stats_failed = stats.failed;
         if let Some(orders) = &probes.orders {
             let rows = orders.sale_orders(expected.sale_id).await?;
             observed.orders = Some(rows.rows);
             observed.order_revenue_cents = Some(rows.revenue_cents);
+            observed.orders_paid = Some(rows.paid);
+            observed.orders_expired = Some(rows.expired);
+            observed.order_paid_revenue_cents = Some(rows.paid_revenue_cents);
             duplicate_order_rows = rows.rows - rows.distinct_buyers;
         }
         if let Some(ledger) = &probes.ledger {
@@ -154,25 +199,32 @@ pub async fn settle(
             observed.sms = Some(sms_lines_for_sale(path, sale_id)?.len() as u64);
         }
         let drained = observed.stats_sold >= target
+            && observed.stats_paid >= paid
+            && observed.stats_expired >= expired
             && observed.orders.is_none_or(|n| n >= target)
+            && observed.orders_paid.is_none_or(|n| n >= paid)
+            && observed.orders_expired.is_none_or(|n| n >= expired)
             && observed.outbox.is_none_or(|n| n == 0)
-            && observed.sms.is_none_or(|n| n >= target);
+            && observed.sms.is_none_or(|n| n >= expected.sms());
         if drained || Instant::now() > deadline {
             break;
         }
         eprintln!(
-            "  settling: stats {}/{target}, orders {}, outbox {}, sms {}{}",
+            "  settling: stats {}/{target} paid {}/{paid} expired {}/{expired}, orders {}, outbox {}, sms {}/{}{}",
             observed.stats_sold,
+            observed.stats_paid,
+            observed.stats_expired,
             show(observed.orders),
             show(observed.outbox),
             show(observed.sms),
+            expected.sms(),
             consumer_lag(gateway, &probes.metrics_urls).await,
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     observed.settle_secs = started.elapsed().as_secs_f64();
     observed.remaining = gateway.sale(sale_id).await?.remaining;
-    observed.not_created = count_not_created(gateway, expected).await;
+    observed.wrong_status = count_wrong_status(gateway, expected).await;
     observed.duplicates = count_duplicates(probes, expected, duplicate_order_rows)?;
     Ok(observed)
 }
@@ -253,7 +305,7 @@ fn show(value: Option<u64>) -> String {
     value.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
-/// The order ids of the SMS lines that belong to `sale_id`.
+/// The message ids (`<order id>:<kind>`) of the SMS lines that belong to `sale_id`.
 fn sms_lines_for_sale(path: &Path, sale_id: &str) -> anyhow::Result<Vec<String>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -265,21 +317,22 @@ fn sms_lines_for_sale(path: &Path, sale_id: &str) -> anyhow::Result<Vec<String>>
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter_map(|sms| sms["idempotency_key"].as_str().map(str::to_owned))
-        .filter(|order_id| order_id.starts_with(&prefix))
+        .filter(|message| message.starts_with(&prefix))
         .collect())
 }
 
-/// Accepted orders whose status, asked by their owners, is not `created`.
-async fn count_not_created(gateway: &Gateway, expected: &Expected<'_>) -> u64 {
+/// Accepted orders whose status, asked by their owners, is not the one they must end in.
+async fn count_wrong_status(gateway: &Gateway, expected: &Expected<'_>) -> u64 {
     futures::stream::iter(expected.accepted)
         .map(|(user, order_id)| async move {
-            gateway
+            let status = gateway
                 .order_status(order_id, &expected.tokens[*user])
                 .await
-                .ok()
+                .ok();
+            status.as_deref() != Some(expected.final_status(order_id))
         })
         .buffer_unordered(64)
-        .filter(|status| std::future::ready(status.as_deref() != Some("created")))
+        .filter(|wrong| std::future::ready(*wrong))
         .count()
         .await as u64
 }
@@ -299,41 +352,119 @@ fn count_duplicates(
     duplicates += duplicate_order_rows;
     if let Some(path) = &probes.sms_file {
         let mut seen: HashMap<String, u64> = HashMap::new();
-        for order_id in sms_lines_for_sale(path, expected.sale_id.as_str())? {
-            *seen.entry(order_id).or_insert(0) += 1;
+        for message in sms_lines_for_sale(path, expected.sale_id.as_str())? {
+            *seen.entry(message).or_insert(0) += 1;
         }
         duplicates += seen.values().map(|n| n - 1).sum::<u64>();
     }
     Ok(duplicates)
 }
 
-/// The invariants 1–5 of `docs/architecture.md` as sentences, one per violation.
+/// The invariants 1–7 of `docs/architecture.md` as sentences, one per violation.
 pub fn violations(expected: &Expected<'_>, observed: &Observed) -> Vec<String> {
-    let accepted = expected.accepted.len() as u64;
-    let mut violations = Vec::new();
-    let mut check = |holds: bool, sentence: String| {
+    let mut violations = Violations::default();
+    supply(expected, observed, &mut violations);
+    order_table(expected, observed, &mut violations);
+    pipeline(expected, observed, &mut violations);
+    violations.0
+}
+
+/// Violations found so far, as sentences.
+#[derive(Default)]
+struct Violations(Vec<String>);
+
+impl Violations {
+    fn check(&mut self, holds: bool, sentence: String) {
         if !holds {
-            violations.push(sentence);
+            self.0.push(sentence);
         }
-    };
+    }
+}
+
+/// Invariants 1, 2 and 7's resale: nothing oversold, nothing stranded while demand remains.
+fn supply(expected: &Expected<'_>, observed: &Observed, violations: &mut Violations) {
+    let accepted = expected.accepted.len() as u64;
+    let (paid, expired) = expected.paid_and_expired();
+    let mut check = |holds, sentence| violations.check(holds, sentence);
+    // A unit sells again only after an order gave it back.
     check(
-        accepted <= expected.stock,
+        accepted <= expected.stock + expired,
         format!(
-            "oversell: {accepted} accepted for a stock of {}",
+            "oversell: {accepted} accepted for a stock of {} and {expired} units returned",
             expected.stock
         ),
     );
+    check(
+        paid <= expected.stock,
+        format!("oversell: {paid} paid for a stock of {}", expected.stock),
+    );
+    match expected.fates {
+        None if expected.demand >= expected.stock => {
+            check(
+                observed.remaining == 0,
+                format!("stranded stock: {} units remain", observed.remaining),
+            );
+            check(
+                accepted == expected.stock,
+                format!("stranded stock: {accepted} accepted of {}", expected.stock),
+            );
+        }
+        None => {}
+        Some(fates) => {
+            // At least the stock: with a short window, units expire and sell again during
+            // the crowd itself.
+            let first_crowd = accepted - fates.resold();
+            check(
+                expected.demand < expected.stock || first_crowd >= expected.stock,
+                format!(
+                    "stranded stock: the crowd got {first_crowd} of {}",
+                    expected.stock
+                ),
+            );
+            for (number, round) in fates.rounds.iter().enumerate() {
+                check(
+                    round.buyers < round.offered || round.accepted == round.offered,
+                    format!(
+                        "returned units not sold again: resale round {} sold {} of {} units to {} latecomers",
+                        number + 1,
+                        round.accepted,
+                        round.offered,
+                        round.buyers
+                    ),
+                );
+            }
+            check(
+                (
+                    observed.stats_paid,
+                    observed.stats_expired,
+                    observed.stats_failed,
+                ) == (paid, expired, 0),
+                format!(
+                    "stats count {} paid, {} expired and {} failed for {paid} payments and {expired} orders left unpaid",
+                    observed.stats_paid, observed.stats_expired, observed.stats_failed
+                ),
+            );
+        }
+    }
+}
+
+/// Invariants 4 and 7 in the order table: one row per order, each in its final status.
+fn order_table(expected: &Expected<'_>, observed: &Observed, violations: &mut Violations) {
+    let accepted = expected.accepted.len() as u64;
+    let (paid, expired) = expected.paid_and_expired();
+    let mut check = |holds, sentence| violations.check(holds, sentence);
     if let Some(orders) = observed.orders {
-        check(
-            orders <= expected.stock,
-            format!(
-                "oversell: {orders} orders for a stock of {}",
-                expected.stock
-            ),
-        );
         check(
             orders == accepted,
             format!("orders lost or doubled: {orders} orders for {accepted} acceptances"),
+        );
+        check(
+            (observed.orders_paid, observed.orders_expired) == (Some(paid), Some(expired)),
+            format!(
+                "order table: {} paid and {} expired rows for {paid} payments and {expired} orders left unpaid",
+                show(observed.orders_paid),
+                show(observed.orders_expired)
+            ),
         );
         if let Some(revenue) = observed.order_revenue_cents {
             check(
@@ -344,20 +475,29 @@ pub fn violations(expected: &Expected<'_>, observed: &Observed) -> Vec<String> {
                 ),
             );
         }
+        if let Some(paid_revenue) = observed.order_paid_revenue_cents {
+            check(
+                paid_revenue == observed.stats_paid_revenue_cents,
+                format!(
+                    "stats paid revenue {} differs from the paid orders' {paid_revenue}",
+                    observed.stats_paid_revenue_cents
+                ),
+            );
+        }
     }
-    if expected.demand >= expected.stock {
-        check(
-            observed.remaining == 0,
-            format!("stranded stock: {} units remain", observed.remaining),
-        );
-        check(
-            accepted == expected.stock,
-            format!("stranded stock: {accepted} accepted of {}", expected.stock),
-        );
-    }
+}
+
+/// Invariants 3 to 5 and 7 everywhere else: statuses, statistics, SMS, conservation.
+fn pipeline(expected: &Expected<'_>, observed: &Observed, violations: &mut Violations) {
+    let accepted = expected.accepted.len() as u64;
+    let (paid, expired) = expected.paid_and_expired();
+    let mut check = |holds, sentence| violations.check(holds, sentence);
     check(
         observed.duplicates == 0,
-        format!("{} duplicates (buyers, orders or SMS)", observed.duplicates),
+        format!(
+            "{} duplicates (buyers, orders or SMS of one kind)",
+            observed.duplicates
+        ),
     );
     check(
         observed.stats_sold == accepted,
@@ -374,28 +514,32 @@ pub fn violations(expected: &Expected<'_>, observed: &Observed) -> Vec<String> {
         ),
     );
     check(
-        observed.not_created == 0,
+        observed.wrong_status == 0,
         format!(
-            "{} accepted orders never reached `created`",
-            observed.not_created
+            "{} accepted orders did not end as they must (created; or paid when paid for, else expired)",
+            observed.wrong_status
         ),
     );
     if let Some(sms) = observed.sms {
         check(
-            sms == accepted,
-            format!("{sms} SMS for {accepted} acceptances"),
+            sms == expected.sms(),
+            format!(
+                "{sms} SMS for {accepted} orders, {paid} paid and {expired} expired (expected {})",
+                expected.sms()
+            ),
         );
     }
     if let (Some(outbox), Some(orders)) = (observed.outbox, observed.orders) {
+        // Live orders hold a unit: processing ones (in the outbox) and stored ones not expired.
+        let live = outbox + orders - observed.orders_expired.unwrap_or(0);
         check(
-            expected.stock == observed.remaining + outbox + orders,
+            expected.stock == observed.remaining + live,
             format!(
-                "conservation: stock {} != remaining {} + outbox {outbox} + orders {orders}",
+                "conservation: stock {} != remaining {} + live orders {live}",
                 expected.stock, observed.remaining
             ),
         );
     }
-    violations
 }
 
 #[cfg(test)]

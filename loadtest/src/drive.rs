@@ -40,6 +40,19 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
+impl Outcome {
+    /// Adds a later round's answers, orders, latencies and time to this one's.
+    pub fn absorb(&mut self, later: Outcome) {
+        for (label, count) in later.answers {
+            *self.answers.entry(label).or_insert(0) += count;
+        }
+        self.holdings.extend(later.holdings);
+        self.unsure.extend(later.unsure);
+        let _ = self.latency_us.add(&later.latency_us);
+        self.elapsed += later.elapsed;
+    }
+}
+
 struct Sample {
     user: usize,
     answer: Option<Answer>,

@@ -10,6 +10,7 @@
 //! | [`api`] | the gateway calls a load test makes |
 //! | [`abuse`] | the abuse scenario: every trick refused cleanly |
 //! | [`drive`] | closed- and open-loop pacing, answers and latencies (HdrHistogram) |
+//! | [`lifecycle`] | after buying: a share pays, the rest expire, latecomers buy the returned units |
 //! | [`checks`] | settling, then the invariants against the API, PostgreSQL, Redis, the SMS file |
 //! | [`report`] | the table and the JSON summary |
 
@@ -17,6 +18,7 @@ pub mod abuse;
 pub mod api;
 pub mod checks;
 pub mod drive;
+pub mod lifecycle;
 pub mod report;
 
 use std::path::PathBuf;
@@ -32,7 +34,10 @@ use shared::sale::Sale;
 use crate::api::Gateway;
 pub use crate::checks::Probes;
 use crate::checks::{CheckArgs, Expected};
+use crate::drive::Outcome;
 pub use crate::drive::Pacing;
+use crate::lifecycle::Fates;
+pub use crate::lifecycle::Lifecycle;
 use crate::report::{Latency, Summary};
 
 /// Drives a flash sale through the gateway, then proves the invariants (exit 1 if one fails).
@@ -108,6 +113,20 @@ pub struct FlashCrowd {
     #[arg(long)]
     pub rate: Option<u32>,
 
+    /// Share of the winners who pay (0 to 1); the rest let the payment window pass, their
+    /// units come back and latecomers buy them. Without it nobody pays and orders stay
+    /// `created`.
+    #[arg(long)]
+    pub pay_ratio: Option<f64>,
+
+    /// The sale's payment window: a few seconds lets a run see orders expire.
+    #[arg(long, default_value_t = shared::sale::DEFAULT_PAYMENT_WINDOW_SECS)]
+    pub payment_window_secs: u32,
+
+    /// Rounds of latecomers buying returned units (with --pay-ratio).
+    #[arg(long, default_value_t = 3)]
+    pub resale_rounds: usize,
+
     #[command(flatten)]
     pub target: Target,
 
@@ -157,7 +176,7 @@ pub struct Hammer {
 
 /// What a run prints and writes.
 pub enum Report {
-    Crowd(Summary),
+    Crowd(Box<Summary>),
     Abuse(abuse::AbuseSummary),
 }
 
@@ -189,20 +208,34 @@ impl Report {
 pub async fn run(cli: Cli) -> anyhow::Result<Report> {
     let (report, json_path) = match cli.scenario {
         Scenario::FlashCrowd(args) => {
+            if let Some(ratio) = args.pay_ratio {
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&ratio),
+                    "--pay-ratio must be between 0 and 1, not {ratio}"
+                );
+            }
+            let mut sale = open_sale(args.sale_id, args.stock, args.price_cents);
+            sale.payment_window_secs = args.payment_window_secs;
             let crowd = Crowd {
                 scenario: "flash-crowd",
                 users: args.users,
                 attempts_per_user: args.attempts_per_user,
-                sale: open_sale(args.sale_id, args.stock, args.price_cents),
+                sale,
                 pacing: match args.rate {
                     Some(rate_per_sec) => Pacing::Open { rate_per_sec },
                     None => Pacing::Closed {
                         concurrency: args.concurrency,
                     },
                 },
+                lifecycle: args.pay_ratio.map(|pay_ratio| Lifecycle {
+                    pay_ratio,
+                    resale_rounds: args.resale_rounds,
+                }),
             };
             (
-                Report::Crowd(crowd.run_against(&args.target, &args.checks).await?),
+                Report::Crowd(Box::new(
+                    crowd.run_against(&args.target, &args.checks).await?,
+                )),
                 args.target.json,
             )
         }
@@ -217,9 +250,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
                 pacing: Pacing::Open {
                     rate_per_sec: args.rate,
                 },
+                lifecycle: None,
             };
             (
-                Report::Crowd(crowd.run_against(&args.target, &args.checks).await?),
+                Report::Crowd(Box::new(
+                    crowd.run_against(&args.target, &args.checks).await?,
+                )),
                 args.target.json,
             )
         }
@@ -242,9 +278,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
                 outcome.elapsed.as_secs_f64(),
                 Latency::from_histogram(&outcome.latency_us),
                 None,
+                None,
                 Vec::new(),
             );
-            (Report::Crowd(summary), args.json)
+            (Report::Crowd(Box::new(summary)), args.json)
         }
         Scenario::Abuse(args) => {
             let json = args.target.json.clone();
@@ -312,56 +349,46 @@ pub struct Crowd {
     /// The sale the crowd creates, then buys from.
     pub sale: Sale,
     pub pacing: Pacing,
+    /// What winners do after buying; `None`: nothing (orders stay `created`).
+    pub lifecycle: Option<Lifecycle>,
 }
 
-impl Crowd {
-    /// The crowd against the gateways `target` names, checked through the probes `checks`
-    /// names.
-    async fn run_against(self, target: &Target, checks: &CheckArgs) -> anyhow::Result<Summary> {
-        let gateways = target
-            .gateways
-            .iter()
-            .map(|url| Gateway::new(url, &target.admin_token))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        self.run(&gateways, Probes::open(checks)?.as_ref()).await
+/// Users of a run, their tokens, and the gateways they buy from.
+pub(crate) struct Buyers<'a> {
+    gateways: Arc<[Gateway]>,
+    next_gateway: Arc<AtomicUsize>,
+    sale_id: Arc<str>,
+    pub(crate) tokens: Vec<String>,
+    /// The gateway that created the sale and answers the checks.
+    pub(crate) first: &'a Gateway,
+}
+
+impl Buyers<'_> {
+    /// Mints tokens for `count` more users; returns their indices.
+    pub(crate) async fn join(&mut self, count: usize) -> anyhow::Result<std::ops::Range<usize>> {
+        let start = self.tokens.len();
+        let user_ids: Vec<String> = (start..start + count)
+            .map(|i| format!("{}-user-{i}", self.sale_id))
+            .collect();
+        self.tokens.extend(self.first.mint_tokens(&user_ids).await?);
+        Ok(start..start + count)
     }
 
-    /// Creates the sale through the first of `gateways`, sends the crowd at all of them
-    /// round-robin, asks again where an answer was lost, then (with probes) waits for the
-    /// pipeline to settle and checks the invariants.
-    pub async fn run(
-        self,
-        gateways: &[Gateway],
-        probes: Option<&Probes>,
-    ) -> anyhow::Result<Summary> {
-        let gateway = gateways
-            .first()
-            .context("no gateway to send the crowd at")?;
-        let Self {
-            scenario,
-            users,
-            attempts_per_user,
-            sale,
-            pacing,
-        } = self;
-        gateway.create_sale(&sale).await?;
-        let user_ids: Vec<String> = (0..users)
-            .map(|i| format!("{}-user-{i}", sale.id))
-            .collect();
-        eprintln!(
-            "sale {} (stock {}); minting {} user tokens",
-            sale.id, sale.stock, users
-        );
-        let tokens = Arc::new(gateway.mint_tokens(&user_ids).await?);
-        let all_gateways: Arc<[Gateway]> = gateways.into();
-        let next_gateway = Arc::new(AtomicUsize::new(0));
-
-        // Round-robin over users: every user's first try comes before anyone's second.
-        let plan: Vec<usize> = (0..attempts_per_user).flat_map(|_| 0..users).collect();
-        eprintln!("the crowd arrives: {} attempts, {pacing:?}", plan.len());
-        let sale_id: Arc<str> = sale.id.as_str().into();
+    /// Sends the attempts of `plan` (user indices) round-robin over the gateways, then asks
+    /// again where an answer was lost.
+    pub(crate) async fn attempt(
+        &self,
+        plan: Vec<usize>,
+        pacing: Pacing,
+    ) -> anyhow::Result<Outcome> {
+        let tokens: Arc<[String]> = self.tokens.as_slice().into();
         let purchase = {
-            let (gateways, tokens) = (Arc::clone(&all_gateways), Arc::clone(&tokens));
+            let (gateways, next_gateway, sale_id) = (
+                Arc::clone(&self.gateways),
+                Arc::clone(&self.next_gateway),
+                Arc::clone(&self.sale_id),
+            );
+            let tokens = Arc::clone(&tokens);
             move |user: usize| {
                 let turn = next_gateway.fetch_add(1, Ordering::Relaxed) % gateways.len();
                 let (gateways, tokens, sale_id) = (
@@ -378,17 +405,78 @@ impl Crowd {
                 "{} buyers had an answer lost; asking which orders they hold",
                 outcome.unsure.len()
             );
-            let found =
-                follow_up(&all_gateways, sale.id.as_str(), &tokens, &outcome.unsure).await?;
+            let found = follow_up(&self.gateways, &self.sale_id, &tokens, &outcome.unsure).await?;
             outcome.holdings.extend(found);
         }
+        Ok(outcome)
+    }
+}
+
+impl Crowd {
+    /// The crowd against the gateways `target` names, checked through the probes `checks`
+    /// names.
+    async fn run_against(self, target: &Target, checks: &CheckArgs) -> anyhow::Result<Summary> {
+        let gateways = target
+            .gateways
+            .iter()
+            .map(|url| Gateway::new(url, &target.admin_token))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.run(&gateways, Probes::open(checks)?.as_ref()).await
+    }
+
+    /// Creates the sale through the first of `gateways`, sends the crowd at all of them
+    /// round-robin, asks again where an answer was lost; with a lifecycle, pays for a share of
+    /// the orders and sends latecomers for the units that come back; then (with probes) waits
+    /// for the pipeline to settle and checks the invariants.
+    pub async fn run(
+        self,
+        gateways: &[Gateway],
+        probes: Option<&Probes>,
+    ) -> anyhow::Result<Summary> {
+        let gateway = gateways
+            .first()
+            .context("no gateway to send the crowd at")?;
+        let Self {
+            scenario,
+            users,
+            attempts_per_user,
+            sale,
+            pacing,
+            lifecycle,
+        } = self;
+        gateway.create_sale(&sale).await?;
+        eprintln!(
+            "sale {} (stock {}); minting {} user tokens",
+            sale.id, sale.stock, users
+        );
+        let mut buyers = Buyers {
+            gateways: gateways.into(),
+            next_gateway: Arc::new(AtomicUsize::new(0)),
+            sale_id: sale.id.as_str().into(),
+            tokens: Vec::new(),
+            first: gateway,
+        };
+        let crowd = buyers.join(users).await?;
+
+        // Round-robin over users: every user's first try comes before anyone's second.
+        let plan: Vec<usize> = (0..attempts_per_user).flat_map(|_| crowd.clone()).collect();
+        eprintln!("the crowd arrives: {} attempts, {pacing:?}", plan.len());
+        let mut outcome = buyers.attempt(plan, pacing).await?;
+
+        let fates = match lifecycle {
+            Some(lifecycle) => {
+                lifecycle::live_on(lifecycle, &mut buyers, &sale, pacing, &mut outcome).await?
+            }
+            None => Fates::default(),
+        };
 
         let expected = Expected {
             sale_id: &sale.id,
             stock: u64::from(sale.stock),
             demand: users as u64,
             accepted: &outcome.holdings,
-            tokens: &tokens,
+            tokens: &buyers.tokens,
+            fates: lifecycle.map(|_| &fates),
         };
         let observed = match probes {
             Some(probes) => {
@@ -409,6 +497,7 @@ impl Crowd {
             outcome.elapsed.as_secs_f64(),
             Latency::from_histogram(&outcome.latency_us),
             observed.as_ref(),
+            lifecycle.map(|_| &fates),
             violations,
         ))
     }

@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::checks::Observed;
+use crate::lifecycle::{Fates, Round};
 
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Serialize)]
@@ -46,6 +47,12 @@ pub struct Summary {
     pub remaining: u64,
     pub outbox: Option<u64>,
     pub duplicates: u64,
+    /// With `--pay-ratio`: orders paid, orders expired, and units sold again in the resale
+    /// rounds.
+    pub paid: Option<u64>,
+    pub expired: Option<u64>,
+    pub resold: Option<u64>,
+    pub resale_rounds: Vec<Round>,
     pub answers: BTreeMap<String, u64>,
     pub throughput_per_sec: f64,
     pub elapsed_secs: f64,
@@ -69,6 +76,7 @@ impl Summary {
         elapsed_secs: f64,
         latency_ms: Latency,
         observed: Option<&Observed>,
+        fates: Option<&Fates>,
         violations: Vec<String>,
     ) -> Self {
         let checked = observed.is_some();
@@ -87,6 +95,10 @@ impl Summary {
             remaining: observed.remaining,
             outbox: observed.outbox,
             duplicates: observed.duplicates,
+            paid: fates.map(|fates| fates.paid.len() as u64),
+            expired: fates.map(|fates| fates.unpaid.len() as u64),
+            resold: fates.map(Fates::resold),
+            resale_rounds: fates.map(|fates| fates.rounds.clone()).unwrap_or_default(),
             answers,
             throughput_per_sec: attempts as f64 / elapsed_secs.max(1e-9),
             elapsed_secs,
@@ -133,6 +145,15 @@ impl Summary {
         println!("{:<28} {:>12}", "remaining stock", self.remaining);
         println!("{:<28} {:>12}", "outbox entries", show(self.outbox));
         println!("{:<28} {:>12}", "duplicates", self.duplicates);
+        if let (Some(paid), Some(expired), Some(resold)) = (self.paid, self.expired, self.resold) {
+            println!("{:<28} {:>12}", "paid", paid);
+            println!("{:<28} {:>12}", "expired (unit returned)", expired);
+            println!(
+                "{:<28} {:>12}",
+                format!("resold ({} rounds)", self.resale_rounds.len()),
+                resold
+            );
+        }
         if self.violations.is_empty() {
             println!("\ninvariants: all hold");
         } else {

@@ -73,6 +73,8 @@ impl Embedded {
         config.database_url.clone_from(&self.database_url);
         // The reconciler's quicker beat suits a demo that settles in seconds.
         config.reconcile_min_age_ms = 3000;
+        // Unpaid orders of the demo's short payment window expire within half a second.
+        config.reconcile_interval_ms = std::num::NonZeroU64::new(500).expect("500 > 0");
         config
     }
 

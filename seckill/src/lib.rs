@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use loadtest::api::Gateway;
-use loadtest::{Crowd, Pacing, Probes, Report};
+use loadtest::{Crowd, Lifecycle, Pacing, Probes, Report};
+use shared::sale::Sale;
 use tokio_util::sync::CancellationToken;
 
 use crate::embedded::Embedded;
@@ -58,6 +59,15 @@ pub struct Cli {
     /// Purchase attempts per user.
     #[arg(long, default_value_t = 3)]
     pub attempts_per_user: usize,
+
+    /// Share of the winners who pay; the others let the payment window pass, and latecomers
+    /// buy the units that come back.
+    #[arg(long, default_value_t = 0.7)]
+    pub pay_ratio: f64,
+
+    /// The demo sale's payment window: short, so the demo sees orders expire.
+    #[arg(long, default_value_t = 3)]
+    pub payment_window_secs: u32,
 
     /// The SMS provider's rate limit the SMS worker keeps to.
     #[arg(long, default_value_t = NonZeroU32::new(100).expect("100 > 0"))]
@@ -106,8 +116,15 @@ async fn flash_crowd(
         scenario: "flash-crowd",
         users: cli.users,
         attempts_per_user: cli.attempts_per_user,
-        sale: loadtest::open_sale(None, cli.stock, 1999),
+        sale: Sale {
+            payment_window_secs: cli.payment_window_secs,
+            ..loadtest::open_sale(None, cli.stock, 1999)
+        },
         pacing: Pacing::Closed { concurrency: 256 },
+        lifecycle: Some(Lifecycle {
+            pay_ratio: cli.pay_ratio,
+            resale_rounds: 3,
+        }),
     };
     let probes = Probes {
         orders: Some(embedded.orders.clone()),
@@ -118,7 +135,9 @@ async fn flash_crowd(
         metrics_urls: vec![format!("{}/metrics", services.gateway_url)],
         settle_timeout: Duration::from_mins(2),
     };
-    Ok(Report::Crowd(crowd.run(&[gateway], Some(&probes)).await?))
+    Ok(Report::Crowd(Box::new(
+        crowd.run(&[gateway], Some(&probes)).await?,
+    )))
 }
 
 fn print_welcome(cli: &Cli, embedded: &Embedded, services: &Services, report: &Report) {

@@ -1,5 +1,5 @@
 //! `seckill --once` end to end, in-process: the demo on embedded backends must report every
-//! invariant held, and its order table must hold exactly the stock.
+//! invariant held, with orders paid, expired and resold, and its order table must agree.
 
 use std::num::NonZeroU32;
 
@@ -7,7 +7,7 @@ use loadtest::Report;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_embedded_demo_sells_exactly_the_stock_and_proves_it() {
+async fn the_embedded_demo_sells_pays_expires_resells_and_proves_it() {
     let data_dir = tempfile::tempdir().unwrap();
     let mut cli: seckill::Cli = shared::config::defaults();
     cli.once = true;
@@ -27,8 +27,30 @@ async fn the_embedded_demo_sells_exactly_the_stock_and_proves_it() {
     };
     assert!(summary.checked, "the invariants were checked");
     assert_eq!(summary.violations, Vec::<String>::new());
-    assert_eq!(summary.accepted, 60);
-    assert_eq!(summary.sms, Some(60));
+    let (paid, expired, resold) = (
+        summary.paid.expect("a lifecycle run"),
+        summary.expired.expect("a lifecycle run"),
+        summary.resold.expect("a lifecycle run"),
+    );
+    assert_eq!(
+        summary.accepted,
+        60 + resold,
+        "the stock, then the resold units"
+    );
+    assert!(
+        paid > 0 && expired > 0 && resold > 0,
+        "{paid} {expired} {resold}"
+    );
+    assert_eq!(
+        paid + summary.remaining,
+        60,
+        "stock = remaining + paid orders"
+    );
+    assert_eq!(
+        summary.sms,
+        Some(summary.accepted + paid + expired),
+        "one SMS per order, and one per payment or expiry"
+    );
     // Read the SQLite file again, independently of the load test's own checks.
     let orders = order_worker::store::open(
         &format!("sqlite:{}", data_dir.path().join("orders.db").display()),
@@ -38,5 +60,9 @@ async fn the_embedded_demo_sells_exactly_the_stock_and_proves_it() {
     .sale_orders(&summary.sale_id.parse().unwrap())
     .await
     .unwrap();
-    assert_eq!((orders.rows, orders.distinct_buyers), (60, 60));
+    assert_eq!(
+        (orders.rows, orders.distinct_buyers),
+        (summary.accepted, summary.accepted)
+    );
+    assert_eq!((orders.paid, orders.expired), (paid, expired));
 }

@@ -1,0 +1,200 @@
+//! The order's life in a load test (`--pay-ratio`): a share of the winners pay at once, the
+//! rest let their payment window pass; their units come back on sale, and latecomers buy them
+//! in the next round, whose own unpaid orders expire in turn, for up to `--resale-rounds`.
+//! The checks then hold every order to its fate: paid if its payment was accepted, expired
+//! otherwise (`docs/architecture.md`, invariant 7).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use shared::sale::Sale;
+
+use crate::Buyers;
+use crate::api::Gateway;
+use crate::drive::{Outcome, Pacing};
+
+/// Attempts each latecomer makes in a resale round (the first may meet a gateway's sold-out
+/// flag that has not yet learnt the units came back).
+const LATECOMER_ATTEMPTS: usize = 3;
+/// Latecomers per unit back on sale.
+const LATECOMERS_PER_UNIT: u64 = 3;
+/// Longest wait, beyond the payment window, for the expiry sweep to return units.
+const RETURN_GRACE: Duration = Duration::from_secs(30);
+
+/// How the winners of a run behave after buying.
+#[derive(Clone, Copy, Debug)]
+pub struct Lifecycle {
+    /// Share of the winners who pay (the others let the window pass).
+    pub pay_ratio: f64,
+    /// Rounds of latecomers buying the returned units after the first crowd.
+    pub resale_rounds: usize,
+}
+
+/// One round of latecomers.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Round {
+    /// Units back on sale when the round began.
+    pub offered: u64,
+    /// Latecomers in the round (three for each unit offered).
+    pub buyers: u64,
+    /// Orders they got.
+    pub accepted: u64,
+}
+
+/// What the winners did, round after round.
+#[derive(Debug, Default)]
+pub struct Fates {
+    /// Orders whose payment was accepted (200).
+    pub paid: HashSet<String>,
+    /// Orders left to expire (their buyers did not pay, or were told it was too late).
+    pub unpaid: HashSet<String>,
+    /// The rounds after the first crowd.
+    pub rounds: Vec<Round>,
+}
+
+impl Fates {
+    /// Orders bought in the resale rounds: units sold again.
+    pub fn resold(&self) -> u64 {
+        self.rounds.iter().map(|round| round.accepted).sum()
+    }
+}
+
+impl Lifecycle {
+    /// Whether the `index`-th winner pays: spread evenly, `pay_ratio` of them in all.
+    fn pays(&self, index: usize) -> bool {
+        let share = |n: usize| (n as f64 * self.pay_ratio).floor();
+        share(index + 1) > share(index)
+    }
+
+    /// Pays for the share of `holdings` (user index, order id) that pays, as their owners;
+    /// records each order's fate in `fates`.
+    pub async fn pay(
+        &self,
+        gateway: &Gateway,
+        tokens: &[String],
+        holdings: &[(usize, String)],
+        fates: &mut Fates,
+    ) {
+        let (payers, idlers): (Vec<_>, Vec<_>) = holdings
+            .iter()
+            .enumerate()
+            .partition(|(index, _)| self.pays(*index));
+        let answers: Vec<(String, bool)> = futures::stream::iter(payers)
+            .map(|(_, (user, order_id))| async move {
+                let paid = gateway.pay(order_id, &tokens[*user]).await.ok() == Some(200);
+                (order_id.clone(), paid)
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        for (order_id, paid) in answers {
+            if paid {
+                fates.paid.insert(order_id);
+            } else {
+                fates.unpaid.insert(order_id);
+            }
+        }
+        fates.unpaid.extend(
+            idlers
+                .into_iter()
+                .map(|(_, (_, order_id))| order_id.clone()),
+        );
+    }
+}
+
+/// After the crowd bought (`outcome`): pays for a share of the orders, waits for the others
+/// to expire, and sends latecomers for the units that came back, round after round; each
+/// round's answers and orders are added to `outcome`. Returns every order's fate.
+pub(crate) async fn live_on(
+    lifecycle: Lifecycle,
+    buyers: &mut Buyers<'_>,
+    sale: &Sale,
+    pacing: Pacing,
+    outcome: &mut Outcome,
+) -> anyhow::Result<Fates> {
+    let gateway = buyers.first;
+    let window = Duration::from_secs(u64::from(sale.payment_window_secs));
+    let mut fates = Fates::default();
+    let mut holdings = outcome.holdings.clone();
+    for round in 0..=lifecycle.resale_rounds {
+        lifecycle
+            .pay(gateway, &buyers.tokens, &holdings, &mut fates)
+            .await;
+        eprintln!(
+            "{} paid, {} unpaid so far; waiting for the window to pass and the units to return",
+            fates.paid.len(),
+            fates.unpaid.len()
+        );
+        let keeps = u64::from(sale.stock) - fates.paid.len() as u64;
+        let offered =
+            wait_for_returns(gateway, sale.id.as_str(), keeps, window + RETURN_GRACE).await?;
+        if round == lifecycle.resale_rounds || offered == 0 {
+            break;
+        }
+        let latecomers = buyers
+            .join((offered * LATECOMERS_PER_UNIT) as usize)
+            .await?;
+        let plan: Vec<usize> = (0..LATECOMER_ATTEMPTS)
+            .flat_map(|_| latecomers.clone())
+            .collect();
+        eprintln!(
+            "resale round {}: {} latecomers for {offered} returned units",
+            round + 1,
+            latecomers.len()
+        );
+        let bought = buyers.attempt(plan, pacing).await?;
+        fates.rounds.push(Round {
+            offered,
+            buyers: latecomers.len() as u64,
+            accepted: bought.holdings.len() as u64,
+        });
+        holdings.clone_from(&bought.holdings);
+        outcome.absorb(bought);
+    }
+    Ok(fates)
+}
+
+/// Waits until every unpaid order's unit is back on sale: the sale's remaining stock is
+/// `stock` minus the paid orders. Gives up after `timeout`; returns the remaining stock.
+pub async fn wait_for_returns(
+    gateway: &Gateway,
+    sale_id: &str,
+    expected_remaining: u64,
+    timeout: Duration,
+) -> anyhow::Result<u64> {
+    let give_up_at = Instant::now() + timeout;
+    loop {
+        let remaining = gateway.sale(sale_id).await?.remaining;
+        if remaining >= expected_remaining || Instant::now() > give_up_at {
+            return Ok(remaining);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_paying_share_is_spread_evenly_and_exact() {
+        let lifecycle = Lifecycle {
+            pay_ratio: 0.7,
+            resale_rounds: 0,
+        };
+        let payers: Vec<bool> = (0..10).map(|i| lifecycle.pays(i)).collect();
+        assert_eq!(payers.iter().filter(|p| **p).count(), 7);
+        assert_eq!(
+            payers,
+            [
+                false, true, true, false, true, true, false, true, true, true
+            ]
+        );
+        let nobody = Lifecycle {
+            pay_ratio: 0.0,
+            resale_rounds: 0,
+        };
+        assert!((0..100).all(|i| !nobody.pays(i)));
+    }
+}
