@@ -22,7 +22,8 @@ stack_init() { # name of the run, e.g. e2e
   run_id="$1-$(date +%s)-$$"
   work="$root/.runs/$run_id"
   mkdir -p "$work"
-  export REDIS_KEY_PREFIX="$run_id" KAFKA_TOPIC="$run_id" KAFKA_DLQ_TOPIC="$run_id.dlq"
+  export REDIS_KEY_PREFIX="$run_id" KAFKA_TOPIC="$run_id" KAFKA_DLQ_TOPIC="$run_id.dlq" \
+    KAFKA_ORDER_EVENTS_TOPIC="$run_id.order-events"
   export KAFKA_TOPIC_PARTITIONS=6 LOG_FORMAT=json RUST_LOG=info
   JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
   ADMIN_TOKEN=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
