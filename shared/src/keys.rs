@@ -70,6 +70,17 @@ pub struct SaleKeys {
 }
 
 impl SaleKeys {
+    /// The keys every status-changing script ends with (`transition.lua`): the sale, the
+    /// owners, and the transition outbox.
+    pub fn transition_outbox(&self) -> [&str; 4] {
+        [
+            &self.info,
+            &self.owners,
+            &self.transitions,
+            &self.transitions_due,
+        ]
+    }
+
     /// Every key of the sale (the per-order SMS records aside: they expire on their own).
     pub fn all(&self) -> [&str; 15] {
         [

@@ -17,6 +17,7 @@ use uuid::Uuid;
 pub use self::reservation::ReservationEvent;
 pub use self::transition::TransitionEvent;
 use crate::ids::{OrderId, SaleId};
+use crate::sale::MAX_PRICE_CENTS;
 
 /// The schema version this build writes and understands.
 pub const EVENT_VERSION: u32 = 1;
@@ -33,6 +34,31 @@ pub enum DecodeError {
     Inconsistent { order_id: OrderId, sale_id: SaleId },
     #[error("{0}")]
     OutOfRange(&'static str),
+}
+
+/// The checks both kinds of event share: the version this build reads, a price in range, an
+/// order id of the event's sale.
+fn check_order_fields(
+    version: u32,
+    price_cents: i64,
+    order_id: &OrderId,
+    sale_id: &SaleId,
+) -> Result<(), DecodeError> {
+    if version != EVENT_VERSION {
+        return Err(DecodeError::UnsupportedVersion { found: version });
+    }
+    if !(0..=MAX_PRICE_CENTS).contains(&price_cents) {
+        return Err(DecodeError::OutOfRange(
+            "price_cents is outside the accepted range",
+        ));
+    }
+    if order_id.sale_id() != *sale_id {
+        return Err(DecodeError::Inconsistent {
+            order_id: order_id.clone(),
+            sale_id: sale_id.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// The topics events arrive on, by what they carry (the names are the bus's).

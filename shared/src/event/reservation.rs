@@ -10,9 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{DecodeError, EVENT_VERSION};
+use super::{DecodeError, EVENT_VERSION, check_order_fields};
 use crate::ids::{OrderId, SaleId, UserId};
-use crate::sale::MAX_PRICE_CENTS;
 
 /// An accepted purchase: one unit of a sale's stock locked for one user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,26 +60,16 @@ impl ReservationEvent {
     /// Parses and checks a message body; any error means the message is poison.
     pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
         let event: Self = serde_json::from_slice(bytes)?;
-        if event.version != EVENT_VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                found: event.version,
-            });
-        }
+        check_order_fields(
+            event.version,
+            event.price_cents,
+            &event.order_id,
+            &event.sale_id,
+        )?;
         if event.quantity != 1 {
             return Err(DecodeError::OutOfRange(
                 "a version 1 event is for exactly one unit",
             ));
-        }
-        if !(0..=MAX_PRICE_CENTS).contains(&event.price_cents) {
-            return Err(DecodeError::OutOfRange(
-                "price_cents is outside the accepted range",
-            ));
-        }
-        if event.order_id.sale_id() != event.sale_id {
-            return Err(DecodeError::Inconsistent {
-                order_id: event.order_id,
-                sale_id: event.sale_id,
-            });
         }
         Ok(event)
     }

@@ -11,10 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{DecodeError, EVENT_VERSION};
+use super::{DecodeError, EVENT_VERSION, check_order_fields};
 use crate::ids::{OrderId, SaleId, UserId};
 use crate::order_status::OrderStatus;
-use crate::sale::MAX_PRICE_CENTS;
 
 /// The namespace of the UUIDs that stand for transition event ids in the consumer loop.
 const TRANSITION_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5ec6_111e_0e7e_4a8b_9c1d_2f3a_4b5c_6d7e);
@@ -76,11 +75,12 @@ impl TransitionEvent {
     /// Parses and checks a message body; any error means the message is poison.
     pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
         let event: Self = serde_json::from_slice(bytes)?;
-        if event.version != EVENT_VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                found: event.version,
-            });
-        }
+        check_order_fields(
+            event.version,
+            event.price_cents,
+            &event.order_id,
+            &event.sale_id,
+        )?;
         if event.status == OrderStatus::Processing {
             return Err(DecodeError::OutOfRange(
                 "processing is where an order starts, not a transition",
@@ -90,17 +90,6 @@ impl TransitionEvent {
             return Err(DecodeError::OutOfRange(
                 "event_id must be the order id and the status, joined by ':'",
             ));
-        }
-        if !(0..=MAX_PRICE_CENTS).contains(&event.price_cents) {
-            return Err(DecodeError::OutOfRange(
-                "price_cents is outside the accepted range",
-            ));
-        }
-        if event.order_id.sale_id() != event.sale_id {
-            return Err(DecodeError::Inconsistent {
-                order_id: event.order_id,
-                sale_id: event.sale_id,
-            });
         }
         Ok(event)
     }

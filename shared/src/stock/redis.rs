@@ -193,10 +193,7 @@ impl StockLedger for RedisStockLedger {
                     .key(&keys.unpublished)
                     .key(&keys.status)
                     .key(&keys.acknowledged)
-                    .key(&keys.info)
-                    .key(&keys.owners)
-                    .key(&keys.transitions)
-                    .key(&keys.transitions_due);
+                    .key(&keys.transition_outbox()[..]);
                 for order in orders {
                     invocation.arg(order.as_str());
                 }
@@ -217,10 +214,7 @@ impl StockLedger for RedisStockLedger {
                     .key(&keys.status)
                     .key(&keys.deadlines)
                     .key(&keys.stock)
-                    .key(&keys.info)
-                    .key(&keys.owners)
-                    .key(&keys.transitions)
-                    .key(&keys.transitions_due);
+                    .key(&keys.transition_outbox()[..]);
                 for order in orders {
                     invocation.arg(order.as_str());
                 }
@@ -239,10 +233,7 @@ impl StockLedger for RedisStockLedger {
                     .key(&keys.buyers)
                     .key(&keys.status)
                     .key(&keys.deadlines)
-                    .key(&keys.info)
-                    .key(&keys.owners)
-                    .key(&keys.transitions)
-                    .key(&keys.transitions_due)
+                    .key(&keys.transition_outbox()[..])
                     .arg(user_id.as_str())
                     .arg(order_id.as_str())
                     .invoke_async(c)
@@ -273,10 +264,7 @@ impl StockLedger for RedisStockLedger {
                     .key(&keys.deadlines)
                     .key(&keys.status)
                     .key(&keys.stock)
-                    .key(&keys.info)
-                    .key(&keys.owners)
-                    .key(&keys.transitions)
-                    .key(&keys.transitions_due)
+                    .key(&keys.transition_outbox()[..])
                     .arg(limit)
                     .invoke_async(c)
                     .await
