@@ -17,6 +17,8 @@ use shared::ids::SaleId;
 use shared::sale::Sale;
 use shared::stock::StockLedger;
 
+use crate::push::tally::PurchaseTally;
+
 /// How long the sold-out flag answers alone before one purchase asks the stock lock again.
 pub const SOLD_OUT_RECHECK: Duration = Duration::from_millis(500);
 
@@ -32,6 +34,8 @@ pub struct CatalogEntry {
     pub sale: Sale,
     /// When the stock lock last said "sold out" ([`elapsed_ms`], at least 1); 0: not sold out.
     sold_out_since_ms: AtomicU64,
+    /// This gateway's purchase attempts at the sale, by outcome (the dashboard's rates).
+    pub purchases: PurchaseTally,
 }
 
 impl CatalogEntry {
@@ -81,19 +85,23 @@ impl SaleCatalog {
     /// The sale, from the cache or else from the ledger. Unknown ids are not cached, so a sale
     /// created through another gateway is found on the next request.
     pub async fn get(&self, sale_id: &SaleId) -> Result<Option<Arc<CatalogEntry>>, StoreError> {
-        if let Some(entry) = self
-            .entries
-            .read()
-            .expect("catalog lock poisoned")
-            .get(sale_id)
-        {
-            return Ok(Some(Arc::clone(entry)));
+        if let Some(entry) = self.cached(sale_id) {
+            return Ok(Some(entry));
         }
         Ok(self
             .ledger
             .sale(sale_id)
             .await?
             .map(|sale| self.insert(sale)))
+    }
+
+    /// The sale if it is cached, without asking the ledger.
+    pub fn cached(&self, sale_id: &SaleId) -> Option<Arc<CatalogEntry>> {
+        self.entries
+            .read()
+            .expect("catalog lock poisoned")
+            .get(sale_id)
+            .cloned()
     }
 
     /// Stores a new sale in the ledger (pre-warming its stock) and in the cache; `false` when the
@@ -112,6 +120,7 @@ impl SaleCatalog {
             Arc::new(CatalogEntry {
                 sale,
                 sold_out_since_ms: AtomicU64::new(0),
+                purchases: PurchaseTally::default(),
             })
         }))
     }
@@ -134,6 +143,7 @@ mod tests {
                 payment_window_secs: 900,
             },
             sold_out_since_ms: AtomicU64::new(0),
+            purchases: PurchaseTally::default(),
         }
     }
 

@@ -73,6 +73,38 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_FLUSH_MS", default_value_t = 5000)]
     pub shutdown_flush_ms: u64,
 
+    /// Open event streams (an order's, a dashboard's) this instance serves at once; beyond
+    /// it a new stream is answered 503 and the client polls instead.
+    #[arg(long, env = "MAX_STREAMS", default_value_t = NonZeroUsize::new(10_000).expect("10000 > 0"))]
+    pub max_streams: NonZeroUsize,
+
+    /// How often an idle event stream sends a heartbeat comment, so proxies keep it open.
+    #[arg(long, env = "STREAM_HEARTBEAT_MS", default_value_t = NonZeroU64::new(15_000).expect("15000 > 0"))]
+    pub stream_heartbeat_ms: NonZeroU64,
+
+    /// How often an order's stream reads the ledger without being told of a transition (in
+    /// case its event never reached this gateway).
+    #[arg(long, env = "STREAM_RESYNC_MS", default_value_t = NonZeroU64::new(30_000).expect("30000 > 0"))]
+    pub stream_resync_ms: NonZeroU64,
+
+    /// Consumer groups whose lag the dashboard shows, comma-separated.
+    #[arg(
+        long,
+        env = "DASHBOARD_GROUPS",
+        value_delimiter = ',',
+        default_value = "order-worker,order-worker.transitions,sms-worker,stats-worker"
+    )]
+    pub dashboard_groups: Vec<String>,
+
+    /// The group among the dashboard's whose lag is the SMS backlog.
+    #[arg(long, env = "DASHBOARD_SMS_GROUP", default_value = "sms-worker")]
+    pub dashboard_sms_group: String,
+
+    /// Offers `POST /api/v1/demo/sign-in`, a token for any typed user name, so the buyer's
+    /// page works without a login service. Never in production.
+    #[arg(long, env = "DEMO_SIGN_IN")]
+    pub demo_sign_in: bool,
+
     #[command(flatten)]
     pub redis: RedisArgs,
 
@@ -112,6 +144,14 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms.get())
+    }
+
+    pub fn stream_heartbeat(&self) -> Duration {
+        Duration::from_millis(self.stream_heartbeat_ms.get())
+    }
+
+    pub fn stream_resync(&self) -> Duration {
+        Duration::from_millis(self.stream_resync_ms.get())
     }
 
     pub fn blacklist_sync(&self) -> Duration {

@@ -12,6 +12,8 @@
 //! | [`auth`] | user JWTs and the admin token, and their extractors |
 //! | [`extract`] | JSON bodies and path ids, rejected with the API's JSON errors |
 //! | [`risk`] | rate limits and the blacklist copy |
+//! | [`push`] | what the event streams share: the transition feed, the stream bound, the probes |
+//! | [`pages`] | the buyer's page and the dashboard, compiled in |
 //! | [`catalog`] | the sale cache and the local sold-out flag |
 //! | [`error`] | every failure's status and JSON body |
 //! | [`state`] | what handlers share |
@@ -25,7 +27,9 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod pages;
 pub mod payment;
+pub mod push;
 pub mod risk;
 pub mod routes;
 pub mod startup;

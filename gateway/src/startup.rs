@@ -6,6 +6,7 @@
 //! [`serve`] runs a built gateway on a listener until its shutdown token is cancelled.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use shared::backends::Backends;
@@ -19,8 +20,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::routes;
 use crate::state::AppState;
+use crate::{push, routes};
 
 /// How often idle keys leave the rate limiters.
 const LIMITER_RETAIN_INTERVAL: Duration = Duration::from_secs(10);
@@ -47,7 +48,7 @@ pub fn build_on(config: &Config, backends: &Backends, bus: &EventBus) -> anyhow:
     let (publisher, acknowledgements) = Publisher::new(bus, Stream::Reservations)?;
     Ok(Gateway {
         config: config.clone(),
-        state: AppState::new(config, backends, publisher),
+        state: AppState::new(config, backends, bus, publisher)?,
         bus: bus.clone(),
         acknowledgements,
     })
@@ -76,11 +77,23 @@ pub async fn serve(
         config.blacklist_sync(),
         stop_housekeeping.clone(),
     ));
+    let feed = tokio::spawn(push::feed::run(
+        gateway.bus.clone(),
+        Arc::clone(&state.push.watchers),
+        stop_housekeeping.clone(),
+    ));
     let bus = gateway.bus;
     tokio::spawn(async move {
         if let Err(error) = bus.ensure_topics().await {
             tracing::warn!(%error, "could not ensure the Kafka topics exist (is Kafka up?)");
         }
+    });
+
+    let streams = state.push.closing.clone();
+    let shutdown_streams = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_streams.cancelled().await;
+        streams.cancel();
     });
 
     let app = routes::router(state.clone(), &config);
@@ -94,6 +107,7 @@ pub async fn serve(
     tracing::info!("HTTP drained; flushing queued events");
     stop_housekeeping.cancel();
     housekeeper.await?;
+    feed.await?;
     let publisher = state.publisher.clone();
     let flush_timeout = Duration::from_millis(config.shutdown_flush_ms);
     drop(state);

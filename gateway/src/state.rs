@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use metrics_exporter_prometheus::PrometheusHandle;
+use rdkafka::error::KafkaResult;
 use shared::backends::Backends;
+use shared::kafka::EventBus;
 use shared::publisher::Publisher;
 use shared::stats::StatsStore;
 use shared::stock::StockLedger;
@@ -16,6 +18,8 @@ use crate::catalog::SaleCatalog;
 use crate::config::Config;
 use crate::extract::BodyLimit;
 use crate::payment::{PaymentProvider, SimulatedProvider};
+use crate::push::Push;
+use crate::push::lag::GroupLags;
 use crate::risk::blacklist::BlacklistCopy;
 use crate::risk::limits::RateLimits;
 
@@ -36,6 +40,7 @@ pub struct Inner {
     pub stats: Arc<dyn StatsStore>,
     pub publisher: Publisher,
     pub payments: Arc<dyn PaymentProvider>,
+    pub push: Push,
     pub prometheus: PrometheusHandle,
     pub body_limit: BodyLimit,
     /// How long `/readyz` waits for each dependency.
@@ -55,9 +60,21 @@ impl Deref for AppState {
 impl AppState {
     /// The state, without touching the network: the stores and Kafka connect lazily, so the
     /// gateway starts (and reports not ready) while they are down.
-    pub fn new(config: &Config, backends: &Backends, publisher: Publisher) -> Self {
+    pub fn new(
+        config: &Config,
+        backends: &Backends,
+        bus: &EventBus,
+        publisher: Publisher,
+    ) -> KafkaResult<Self> {
         let ledger = backends.ledger();
-        Self(Arc::new(Inner {
+        let push = Push::new(
+            GroupLags::new(bus, &config.dashboard_groups)?,
+            config.dashboard_sms_group.clone(),
+            config.max_streams.get(),
+            config.stream_heartbeat(),
+            config.stream_resync(),
+        );
+        Ok(Self(Arc::new(Inner {
             tokens: Arc::new(TokenKeys::new(
                 config.jwt_secret.expose(),
                 Duration::from_secs(config.token_ttl_secs),
@@ -75,11 +92,12 @@ impl AppState {
             stats: backends.stats(),
             publisher,
             payments: Arc::new(SimulatedProvider),
+            push,
             prometheus: shared::telemetry::prometheus(),
             body_limit: BodyLimit(config.body_limit_bytes),
             probe_timeout: Duration::from_secs(1),
             blacklist_max_age: config.blacklist_sync() * BLACKLIST_SYNCS_MISSED_AT_MOST,
-        }))
+        })))
     }
 }
 

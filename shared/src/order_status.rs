@@ -41,6 +41,11 @@ impl OrderStatus {
         }
     }
 
+    /// Paid, expired or failed: nothing follows.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Paid | Self::Expired | Self::Failed)
+    }
+
     /// The status stored as `stored` (a missing one is `processing`: the lock wrote it).
     pub fn from_stored(stored: Option<&str>) -> Self {
         match stored {

@@ -49,13 +49,13 @@ pub async fn create_sale(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserRef {
-    user_id: UserId,
+    pub(crate) user_id: UserId,
 }
 
 /// A signed user token.
 #[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
-    token: String,
+    pub(crate) token: String,
 }
 
 /// `POST /api/v1/admin/tokens`: a user token, standing in for a login service.

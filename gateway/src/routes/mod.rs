@@ -6,11 +6,15 @@
 //!
 //! Overload protection wraps the API: one concurrency limit shared by every API route; a
 //! request beyond it is shed at once with 503 (a queue would only add latency to a request
-//! that is already late), and every request has a deadline. Health and metrics sit outside those layers so they answer even
-//! when the API is saturated.
+//! that is already late), and every request has a deadline. The event streams sit outside
+//! those two (they are long by design) and have a bound of their own. Health, metrics and
+//! the pages sit outside them all, so they answer even when the API is saturated.
 
 mod admin;
+mod demo;
 mod health;
+mod live;
+mod order_events;
 mod orders;
 mod purchase;
 mod sales;
@@ -33,26 +37,37 @@ use utoipa_axum::routes;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::openapi::{ApiDoc, Document};
+use crate::pages;
 use crate::state::AppState;
 
 /// The whole application, ready to serve (with `ConnectInfo<SocketAddr>`).
 pub fn router(state: AppState, config: &Config) -> Router {
     purchase::register_metrics();
-    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(admin::create_sale))
         .routes(routes!(admin::mint_token))
         .routes(routes!(admin::ban))
         .routes(routes!(admin::unban))
+        .routes(routes!(sales::list_sales))
         .routes(routes!(sales::get_sale))
         .routes(routes!(purchase::purchase))
         .routes(routes!(sales::get_stats))
         .routes(routes!(orders::get_order))
         .routes(routes!(orders::get_my_order))
-        .routes(routes!(orders::pay_order))
+        .routes(routes!(orders::pay_order));
+    if config.demo_sign_in {
+        api = api.routes(routes!(demo::sign_in));
+    }
+    let (api, mut openapi) = api.split_for_parts();
+    // The streams stay open for minutes: outside the request deadline and the concurrency
+    // limit, bounded by their own number instead (`crate::push`).
+    let (streams, streams_openapi) = OpenApiRouter::new()
+        .routes(routes!(order_events::order_events))
+        .routes(routes!(live::sale_live))
         .split_for_parts();
+    openapi.merge(streams_openapi);
     let document = Document::render(&openapi);
     let api = api
-        .route_layer(middleware::from_fn_with_state(state.clone(), limit_clients))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(overload_to_error))
@@ -63,12 +78,15 @@ pub fn router(state: AppState, config: &Config) -> Router {
                     config.concurrency_limit.get(),
                 ))
                 .timeout(config.request_timeout()),
-        );
+        )
+        .merge(streams)
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_clients));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/api/v1/openapi.json", get(move || async move { document }))
+        .merge(pages::router())
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

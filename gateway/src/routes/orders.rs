@@ -20,10 +20,10 @@ use crate::state::AppState;
 /// An order and where it stands.
 #[derive(Serialize, ToSchema)]
 pub struct OrderView {
-    order_id: OrderId,
+    pub(crate) order_id: OrderId,
     sale_id: SaleId,
     user_id: UserId,
-    status: OrderStatus,
+    pub(crate) status: OrderStatus,
     /// While the order awaits payment: when its window closes (on the stock ledger's clock).
     #[serde(skip_serializing_if = "Option::is_none")]
     pay_by: Option<DateTime<Utc>>,
@@ -42,7 +42,7 @@ impl OrderView {
     }
 
     /// The view of `user_id`'s order, or `None` when it is not theirs.
-    async fn of(
+    pub(crate) async fn of(
         state: &AppState,
         order_id: OrderId,
         user_id: UserId,

@@ -107,8 +107,10 @@ pub async fn purchase(
     let incoming_trace = headers
         .get(TRACEPARENT_HEADER)
         .and_then(|value| value.to_str().ok());
+    // A path segment that is no sale id names no sale: decided as an unknown sale.
+    let sale_id = sale_id.ok().map(|PathId(sale_id)| sale_id);
     let result = match body {
-        Ok(body) => decide(&state, sale_id, user, &body, incoming_trace).await,
+        Ok(body) => decide(&state, sale_id.as_ref(), user, &body, incoming_trace).await,
         Err(rejection) => Err(body_refusal(&rejection, state.body_limit)),
     };
     let outcome = match &result {
@@ -116,6 +118,9 @@ pub async fn purchase(
         Err(error) => error.code(),
     };
     counter!(PURCHASES_TOTAL, "outcome" => outcome).increment(1);
+    if let Some(entry) = sale_id.and_then(|sale_id| state.catalog.cached(&sale_id)) {
+        entry.purchases.record(outcome);
+    }
     histogram!(PURCHASE_DURATION_SECONDS).record(started.elapsed());
     result.map(|accepted| (StatusCode::ACCEPTED, Json(accepted)))
 }
@@ -124,7 +129,7 @@ pub async fn purchase(
 /// unauthenticated caller learns nothing about which sales exist.
 async fn decide(
     state: &AppState,
-    sale_id: Result<PathId<SaleId>, ApiError>,
+    sale_id: Option<&SaleId>,
     user: Result<User, ApiError>,
     body: &[u8],
     incoming_trace: Option<&str>,
@@ -137,11 +142,11 @@ async fn decide(
     if state.blacklist.contains(&user_id) {
         return Err(ApiError::Blacklisted);
     }
-    let PathId(sale_id) = sale_id?;
+    let sale_id = sale_id.ok_or(ApiError::UnknownSale)?;
     span.record("sale_id", sale_id.as_str());
     let entry = state
         .catalog
-        .get(&sale_id)
+        .get(sale_id)
         .await?
         .ok_or(ApiError::UnknownSale)?;
     let now = Utc::now();
@@ -153,7 +158,7 @@ async fn decide(
     }
 
     let event = ReservationEvent::new(
-        OrderId::generate(&sale_id),
+        OrderId::generate(sale_id),
         &user_id,
         entry.sale.price_cents,
         entry.sale.payment_window(),

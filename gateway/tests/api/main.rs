@@ -8,4 +8,5 @@ mod generated;
 mod helpers;
 mod lifecycle;
 mod purchase;
+mod push;
 mod refusals;

@@ -1,0 +1,146 @@
+//! `GET /api/v1/orders/{id}/events`: an order's transitions pushed to its owner as
+//! Server-Sent Events, so a buyer's page shows "processing" and then the result without
+//! polling (`docs/architecture.md`, "Push").
+//!
+//! Each event is the order as `GET /api/v1/orders/{id}` shows it, named `status`, with the
+//! status as its `id`. A status only moves forward, so the id says how far a client got: a
+//! client that reconnects with `Last-Event-ID` receives the order's state if it has moved on
+//! since, and nothing it saw already. The stream ends after a final status; a reconnect
+//! after that answers 204, which tells `EventSource` to stop reconnecting.
+//!
+//! The stream subscribes to this gateway's transition feed before it reads the order, so no
+//! transition falls between the two; and it reads the ledger again every resync interval,
+//! so a transition whose event never reached this gateway (a broker outage) shows within it.
+
+use std::convert::Infallible;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use shared::ids::{OrderId, UserId};
+use shared::stock::OrderStatus;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use super::orders::OrderView;
+use crate::auth::StreamUser;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::PathId;
+use crate::push::watchers::Watch;
+use crate::state::AppState;
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{order_id}/events",
+    tag = "orders",
+    params(
+        ("order_id" = OrderId, Path, description = "The order, as the purchase answered it"),
+        ("access_token" = Option<String>, Query, description = "The user token, for clients that cannot set the Authorization header (a browser's EventSource)"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The last status received: a resumed stream sends only what came after it"),
+    ),
+    security(("user_token" = [])),
+    responses(
+        (status = 200, description = "`text/event-stream`: events named `status`, each the order as `GET /api/v1/orders/{order_id}` shows it, until a final status", content_type = "text/event-stream", body = String),
+        (status = 204, description = "The client has seen the order's final status already: nothing more will come"),
+        (status = 401, description = "`unauthenticated`: no valid user token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such order of this user", body = ErrorBody),
+        (status = 503, description = "`unavailable`: every stream this gateway serves is taken (poll instead), or the ledger did not answer", body = ErrorBody),
+    )
+)]
+pub async fn order_events(
+    StreamUser(user_id): StreamUser,
+    State(state): State<AppState>,
+    PathId(order_id): PathId<OrderId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let seen = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .map(|id| OrderStatus::from_stored(Some(id)));
+    let slot = state.push.open_slot()?;
+    let watch = state.push.watchers.watch(&order_id);
+    let view = OrderView::of(&state, order_id, user_id.clone())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if seen.is_some_and(|seen| seen >= view.status && seen.is_final()) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let (events, received) = mpsc::channel(2);
+    let heartbeat = state.push.heartbeat;
+    tokio::spawn(
+        Follow {
+            state,
+            user_id,
+            seen,
+            watch,
+            events,
+            _slot: slot,
+        }
+        .run(view),
+    );
+    Ok(Sse::new(receiver_stream(received))
+        .keep_alive(KeepAlive::new().interval(heartbeat))
+        .into_response())
+}
+
+/// One open stream: sends the order's state each time it moves on, until a final one or
+/// until the client goes.
+struct Follow {
+    state: AppState,
+    user_id: UserId,
+    seen: Option<OrderStatus>,
+    watch: Watch,
+    events: mpsc::Sender<Event>,
+    /// The stream's place under the gateway's bound, given back when the stream ends.
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Follow {
+    async fn run(mut self, mut view: OrderView) {
+        let mut resync = tokio::time::interval(self.state.push.resync);
+        resync.reset();
+        loop {
+            if self.seen.is_none_or(|seen| view.status > seen) {
+                if self.events.send(status_event(&view)).await.is_err() {
+                    return;
+                }
+                self.seen = Some(view.status);
+            }
+            if view.status.is_final() {
+                return;
+            }
+            tokio::select! {
+                () = self.watch.changed() => {}
+                _ = resync.tick() => {}
+                () = self.events.closed() => return,
+                () = self.state.push.closing.cancelled() => return,
+            }
+            let order_id = view.order_id.clone();
+            match OrderView::of(&self.state, order_id, self.user_id.clone()).await {
+                Ok(Some(now)) => view = now,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "an order stream could not read the ledger; trying again at the next notice");
+                }
+            }
+        }
+    }
+}
+
+fn status_event(view: &OrderView) -> Event {
+    Event::default()
+        .event("status")
+        .id(view.status.as_str())
+        .json_data(view)
+        .expect("an order view always serialises")
+}
+
+/// The events as the body's stream.
+pub(crate) fn receiver_stream(
+    received: mpsc::Receiver<Event>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures::stream::unfold(received, async |mut received| {
+        received.recv().await.map(|event| (Ok(event), received))
+    })
+}
