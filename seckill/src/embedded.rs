@@ -19,6 +19,8 @@ use shared::backends::Backends;
 use shared::config::{KafkaArgs, Secret, defaults};
 use shared::kafka::EventBus;
 
+use crate::services::Stack;
+
 /// Where the embedded services keep their state, and the secrets they share.
 pub struct Embedded {
     pub backends: Backends,
@@ -60,15 +62,31 @@ impl Embedded {
         })
     }
 
-    pub fn gateway(&self, listen: SocketAddr) -> gateway::Config {
+    /// The services on these backends, each configured for the demo.
+    pub fn stack(&self, listen: SocketAddr) -> Stack {
+        Stack {
+            backends: self.backends.clone(),
+            bus: self.bus.clone(),
+            orders: self.orders.clone(),
+            gateway: self.gateway(listen),
+            order_worker: self.order_worker(),
+            sms_worker: self.sms_worker(),
+            stats_worker: defaults(),
+            points_worker: defaults(),
+        }
+    }
+
+    fn gateway(&self, listen: SocketAddr) -> gateway::Config {
         let mut config: gateway::Config = defaults();
         config.listen_addr = listen;
         config.jwt_secret = self.jwt_secret.clone();
         config.admin_token = self.admin_token.clone();
+        // The buyer's page signs in by name: the demo has no login service.
+        config.demo_sign_in = true;
         config
     }
 
-    pub fn order_worker(&self) -> order_worker::Config {
+    fn order_worker(&self) -> order_worker::Config {
         let mut config: order_worker::Config = defaults();
         config.database_url.clone_from(&self.database_url);
         // The reconciler's quicker beat suits a demo that settles in seconds.
@@ -78,15 +96,11 @@ impl Embedded {
         config
     }
 
-    pub fn sms_worker(&self) -> sms_worker::Config {
+    fn sms_worker(&self) -> sms_worker::Config {
         let mut config: sms_worker::Config = defaults();
         config.sms_provider = sms_worker::ProviderKind::File;
         config.sms_file = Some(self.sms_file.clone());
         config.sms_rate_per_sec = self.sms_rate_per_sec;
         config
-    }
-
-    pub fn stats_worker(&self) -> stats_worker::Config {
-        defaults()
     }
 }

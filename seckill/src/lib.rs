@@ -84,7 +84,9 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Option
     std::fs::create_dir_all(&cli.data_dir)?;
     let embedded = Embedded::start(&cli.data_dir, cli.sms_rate_per_sec)?;
     eprintln!("starting the gateway and the workers on embedded backends…");
-    let mut services = Services::start(&embedded, cli.listen).await?;
+    let mut services = Services::start(&embedded.stack(cli.listen)).await?;
+    let url = &services.gateway_url;
+    eprintln!("watch the sale live: {url}/dashboard (the buyer's page: {url}/)");
 
     let report = tokio::select! {
         report = flash_crowd(&cli, &embedded, &services) => report?,
@@ -150,6 +152,8 @@ fn print_welcome(cli: &Cli, embedded: &Embedded, services: &Services, report: &R
         "
 seckill is serving at {url} (embedded backends; orders and SMS under {data})
 
+  the buyer's page  {url}/?sale={sale}   (sign in with any name: demo sign-in is on)
+  live dashboard    {url}/dashboard?sale={sale}
   the demo sale     curl {url}/api/v1/sales/{sale}
   its statistics    curl {url}/api/v1/sales/{sale}/stats
   metrics           curl {url}/metrics

@@ -1,18 +1,31 @@
 //! The gateway and the workers as tasks of this process: each built by its own crate's
-//! `build_on` from the one set of embedded backends, served by its own `serve`, exactly as
-//! its binary serves it, and stopped together.
+//! `build_on` from one set of backends, served by its own `serve`, exactly as its binary
+//! serves it, and stopped together.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shared::config::defaults;
+use order_worker::store::OrderStore;
+use shared::backends::Backends;
+use shared::kafka::EventBus;
 use shared::worker::WorkerConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::embedded::Embedded;
+/// What the services run on, and each one's configuration: the embedded deployment's
+/// (`Embedded::stack`), or, in the browser tests, the real services'.
+pub struct Stack {
+    pub backends: Backends,
+    pub bus: EventBus,
+    pub orders: Arc<dyn OrderStore>,
+    pub gateway: gateway::Config,
+    pub order_worker: order_worker::Config,
+    pub sms_worker: sms_worker::Config,
+    pub stats_worker: stats_worker::Config,
+    pub points_worker: points_worker::Config,
+}
 
 /// Each service's task, named, with what its `serve` returned.
 type Tasks = JoinSet<(&'static str, anyhow::Result<()>)>;
@@ -27,9 +40,10 @@ pub struct Services {
 }
 
 impl Services {
-    /// Starts every service and waits until the gateway is ready to sell.
-    pub async fn start(embedded: &Embedded, listen: SocketAddr) -> anyhow::Result<Self> {
-        let Embedded { backends, bus, .. } = embedded;
+    /// Starts every service of `stack` and waits until the gateway is ready to sell.
+    pub async fn start(stack: &Stack) -> anyhow::Result<Self> {
+        let Stack { backends, bus, .. } = stack;
+        let listen = stack.gateway.listen_addr;
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
 
@@ -39,7 +53,7 @@ impl Services {
             )
         })?;
         let gateway_url = format!("http://{}", listener.local_addr()?);
-        let gateway = gateway::build_on(&embedded.gateway(listen), backends, bus)?;
+        let gateway = gateway::build_on(&stack.gateway, backends, bus)?;
         spawn(
             &mut tasks,
             "gateway",
@@ -48,39 +62,28 @@ impl Services {
 
         // The workers' `/healthz` and `/metrics` listen on free ports: in one process they
         // share one metrics registry, which the gateway's `/metrics` serves too.
-        let orders = order_worker::build_on(
-            &embedded.order_worker(),
-            backends,
-            bus,
-            embedded.orders.clone(),
-        )?;
+        let orders =
+            order_worker::build_on(&stack.order_worker, backends, bus, stack.orders.clone())?;
         spawn(
             &mut tasks,
             "order-worker",
             order_worker::serve(orders, free_port().await?, stop.clone()),
         );
         // One line per worker that is a `WorkerConfig`; the order worker above is more.
-        start_worker(
-            &mut tasks,
-            "sms-worker",
-            &embedded.sms_worker(),
-            embedded,
-            &stop,
-        )
-        .await?;
+        start_worker(&mut tasks, "sms-worker", &stack.sms_worker, stack, &stop).await?;
         start_worker(
             &mut tasks,
             "stats-worker",
-            &embedded.stats_worker(),
-            embedded,
+            &stack.stats_worker,
+            stack,
             &stop,
         )
         .await?;
         start_worker(
             &mut tasks,
             "points-worker",
-            &defaults::<points_worker::Config>(),
-            embedded,
+            &stack.points_worker,
+            stack,
             &stop,
         )
         .await?;
@@ -143,15 +146,15 @@ impl Services {
     }
 }
 
-/// Builds the worker `config` describes on the embedded backends and serves it as a task.
+/// Builds the worker `config` describes on the stack's backends and serves it as a task.
 async fn start_worker<C: WorkerConfig>(
     tasks: &mut Tasks,
     name: &'static str,
     config: &C,
-    embedded: &Embedded,
+    stack: &Stack,
     stop: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let worker = shared::worker::build_on(config, &embedded.backends, &embedded.bus)?;
+    let worker = shared::worker::build_on(config, &stack.backends, &stack.bus)?;
     let serving = shared::worker::serve(worker, free_port().await?, stop.clone());
     spawn(tasks, name, serving);
     Ok(())
