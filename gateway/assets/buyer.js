@@ -129,7 +129,7 @@ async function buy() {
   } else {
     show(body ? body.error : "unavailable");
   }
-  render();
+  await refreshSale();
 }
 
 async function pay() {

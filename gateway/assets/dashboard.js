@@ -47,7 +47,9 @@ function draw(snapshot) {
     const total = snapshot.purchases[outcome];
     const before = previous ? previous.purchases[outcome] || 0 : total;
     rates[outcome] = perSecond(total, before, seconds);
-    return row(cell(outcome), cell(rates[outcome].toFixed(0), true), cell(total, true));
+    const name = cell(outcome);
+    name.style.color = COLOURS[outcome] || "";
+    return row(name, cell(rates[outcome].toFixed(0), true), cell(total, true));
   }));
   rateHistory.push(rates);
   if (rateHistory.length > HISTORY) rateHistory.shift();

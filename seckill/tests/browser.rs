@@ -331,7 +331,7 @@ async fn a_sold_out_sale_says_so(browser: &Browser, shop: &Gateway, url: &str) {
 async fn the_dashboard_matches_the_api_after_a_crowd(browser: &Browser, shop: &Gateway, url: &str) {
     let crowd = Crowd {
         scenario: "browser-dashboard",
-        users: 400,
+        users: 1000,
         attempts_per_user: 2,
         sale: Sale {
             name: "Dashboard crowd".into(),
@@ -342,7 +342,8 @@ async fn the_dashboard_matches_the_api_after_a_crowd(browser: &Browser, shop: &G
         lifecycle: None,
     };
     let sale_id = crowd.sale.id.to_string();
-    // Opened before the sale exists, the dashboard waits for it and then draws the crowd live.
+    // Opened before the sale exists, the dashboard waits for it and then draws the crowd live
+    // (2,000 attempts at 250 a second: eight seconds of chart).
     browser
         .client
         .goto(&format!("{url}/dashboard?sale={sale_id}"))

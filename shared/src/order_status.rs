@@ -48,12 +48,18 @@ impl OrderStatus {
 
     /// The status stored as `stored` (a missing one is `processing`: the lock wrote it).
     pub fn from_stored(stored: Option<&str>) -> Self {
-        match stored {
-            Some("created") => Self::Created,
-            Some("paid") => Self::Paid,
-            Some("expired") => Self::Expired,
-            Some("failed") => Self::Failed,
-            _ => Self::Processing,
+        stored.and_then(Self::named).unwrap_or(Self::Processing)
+    }
+
+    /// The status named `name` ([`Self::as_str`]), if it is one.
+    pub fn named(name: &str) -> Option<Self> {
+        match name {
+            "processing" => Some(Self::Processing),
+            "created" => Some(Self::Created),
+            "paid" => Some(Self::Paid),
+            "expired" => Some(Self::Expired),
+            "failed" => Some(Self::Failed),
+            _ => None,
         }
     }
 }

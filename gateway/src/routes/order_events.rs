@@ -57,7 +57,7 @@ pub async fn order_events(
     let seen = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
-        .map(|id| OrderStatus::from_stored(Some(id)));
+        .and_then(OrderStatus::named);
     let slot = state.push.open_slot()?;
     let watch = state.push.watchers.watch(&order_id);
     let view = OrderView::of(&state, order_id, user_id.clone())
