@@ -191,6 +191,14 @@ impl TestApp {
             .expect("purchase request")
     }
 
+    /// A purchase that must be accepted; returns its order id.
+    pub async fn buy(&self, sale_id: &str, token: &str) -> String {
+        let response = self.purchase(sale_id, token).await;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.expect("a JSON answer");
+        body["order_id"].as_str().expect("an order id").to_owned()
+    }
+
     /// `GET /api/v1/sales/{id}` as JSON.
     pub async fn sale_view(&self, sale_id: &str) -> Value {
         self.http

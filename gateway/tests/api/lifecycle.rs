@@ -30,19 +30,12 @@ async fn order(app: &TestApp, order_id: &str, token: &str) -> Value {
         .expect("an order")
 }
 
-async fn buy(app: &TestApp, sale: &str, token: &str) -> String {
-    let response = app.purchase(sale, token).await;
-    assert_eq!(response.status(), 202);
-    let body: Value = response.json().await.expect("a JSON answer");
-    body["order_id"].as_str().expect("an order id").to_owned()
-}
-
 #[tokio::test]
 async fn a_buyer_pays_in_time_once_and_a_repeat_answers_the_same() {
     let app = spawn_app().await;
     let sale = app.create_open_sale(5).await;
     let token = app.token("payer");
-    let order_id = buy(&app, &sale, &token).await;
+    let order_id = app.buy(&sale, &token).await;
 
     let pending = order(&app, &order_id, &token).await;
     let pay_by: DateTime<Utc> = pending["pay_by"].as_str().unwrap().parse().unwrap();
@@ -78,7 +71,7 @@ async fn an_unpaid_order_is_refused_payment_after_its_window_and_its_unit_sells_
     let second = spawn_app_with(first.config.clone()).await;
     let sale = first.create_open_sale_paid_within(1, 1).await;
     let late = first.token("late");
-    let order_id = buy(&first, &sale, &late).await;
+    let order_id = first.buy(&sale, &late).await;
     // Both gateways learn the sale is sold out and keep answering it locally.
     for gateway in [&first, &second] {
         assert_error(

@@ -47,8 +47,10 @@ struct Received {
 }
 
 impl EventStream {
-    /// The next event, skipping heartbeats; `None` when the stream ended.
+    /// The next event within [`WAIT`], skipping heartbeats; `None` when the stream ended.
     async fn next(&mut self) -> Option<Received> {
+        // One deadline for the event, not per chunk: heartbeats alone must not keep it waiting.
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
@@ -57,7 +59,7 @@ impl EventStream {
                 }
                 continue;
             }
-            let chunk = tokio::time::timeout(WAIT, self.response.chunk())
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
                 .await
                 .expect("an event within the wait")
                 .expect("the stream reads")?;
@@ -127,13 +129,6 @@ async fn stream(app: &TestApp, order_id: &str, token: &str, last: Option<&str>) 
     }
 }
 
-async fn buy(app: &TestApp, sale: &str, token: &str) -> String {
-    let response = app.purchase(sale, token).await;
-    assert_eq!(response.status(), 202);
-    let body: Value = response.json().await.expect("a JSON answer");
-    body["order_id"].as_str().expect("an order id").to_owned()
-}
-
 async fn pay(app: &TestApp, order_id: &str, token: &str) {
     let response = app
         .http
@@ -151,7 +146,7 @@ async fn the_owner_sees_processing_then_each_transition_pushed_until_the_final_o
     let worker = spawn_order_worker(&app).await;
     let sale = app.create_open_sale(5).await;
     let token = app.token("ada");
-    let order_id = buy(&app, &sale, &token).await;
+    let order_id = app.buy(&sale, &token).await;
 
     let mut events = stream(&app, &order_id, &token, None).await;
     let first = events.next_status().await;
@@ -177,7 +172,7 @@ async fn a_resumed_stream_sends_what_came_after_its_last_event_id_and_nothing_se
     let worker = spawn_order_worker(&app).await;
     let sale = app.create_open_sale(5).await;
     let token = app.token("bea");
-    let order_id = buy(&app, &sale, &token).await;
+    let order_id = app.buy(&sale, &token).await;
 
     // The first connection sees `processing` (or already `created`), then drops.
     let mut first = stream(&app, &order_id, &token, None).await;
@@ -215,7 +210,7 @@ async fn a_payment_made_through_one_gateway_reaches_a_stream_open_on_another() {
     let worker = spawn_order_worker(&a).await;
     let sale = a.create_open_sale(5).await;
     let token = a.token("cai");
-    let order_id = buy(&a, &sale, &token).await;
+    let order_id = a.buy(&sale, &token).await;
 
     let mut on_b = stream(&b, &order_id, &token, Some("processing")).await;
     assert_eq!(on_b.next_status().await, "created");
@@ -231,7 +226,7 @@ async fn streams_beyond_the_bound_are_refused_with_503_until_one_closes() {
     let app = spawn_app_with(config).await;
     let sale = app.create_open_sale(5).await;
     let token = app.token("dan");
-    let order_id = buy(&app, &sale, &token).await;
+    let order_id = app.buy(&sale, &token).await;
 
     let mut held = stream(&app, &order_id, &token, None).await;
     assert_eq!(held.next_status().await, "processing");
@@ -256,7 +251,7 @@ async fn a_forged_or_missing_token_is_refused_401_before_any_stream_opens() {
     let app = spawn_app().await;
     let sale = app.create_open_sale(5).await;
     let token = app.token("eve");
-    let order_id = buy(&app, &sale, &token).await;
+    let order_id = app.buy(&sale, &token).await;
     let forged = gateway::auth::TokenKeys::new(
         "not-the-gateway-secret-not-the-secret",
         Duration::from_mins(5),
@@ -309,7 +304,7 @@ async fn the_live_view_pushes_the_sales_stock_and_this_gateways_purchases() {
     assert_eq!(first.event, "snapshot");
     assert_eq!(first.data["sale"]["remaining"], 1);
 
-    buy(&app, &sale, &app.token("fay")).await;
+    app.buy(&sale, &app.token("fay")).await;
     assert_eq!(app.purchase(&sale, &app.token("gus")).await.status(), 410);
     let snapshot = loop {
         let snapshot = live.next().await.expect("another snapshot").data;
