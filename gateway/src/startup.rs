@@ -89,19 +89,20 @@ pub async fn serve(
         }
     });
 
-    let streams = state.push.closing.clone();
-    let shutdown_streams = shutdown.clone();
-    tokio::spawn(async move {
-        shutdown_streams.cancelled().await;
-        streams.cancel();
-    });
-
     let app = routes::router(state.clone(), &config);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .with_graceful_shutdown({
+        // The graceful shutdown waits for open connections, and an event stream stays open
+        // for minutes: the streams end when the shutdown begins.
+        let streams = state.push.closing.clone();
+        async move {
+            shutdown.cancelled().await;
+            streams.cancel();
+        }
+    })
     .await?;
 
     tracing::info!("HTTP drained; flushing queued events");
