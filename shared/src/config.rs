@@ -9,7 +9,7 @@
 //! time.
 
 use std::fmt;
-use std::num::{NonZeroU16, NonZeroU64};
+use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -77,6 +77,16 @@ pub struct KafkaArgs {
     /// Partitions of the topics when this service has to create them.
     #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = NonZeroU16::new(12).expect("12 > 0"))]
     pub kafka_topic_partitions: NonZeroU16,
+
+    /// Events a producer holds at most while the broker has not taken them. Beyond it a
+    /// publish fails at once and its event waits in the outbox for the reconciler, so a
+    /// producer's memory stays flat whatever the broker does.
+    #[arg(long, env = "KAFKA_PRODUCER_QUEUE_MESSAGES", default_value_t = NonZeroU32::new(20_000).expect("20000 > 0"))]
+    pub kafka_producer_queue_messages: NonZeroU32,
+
+    /// The same bound in kilobytes of queued events.
+    #[arg(long, env = "KAFKA_PRODUCER_QUEUE_KBYTES", default_value_t = NonZeroU32::new(16_384).expect("16384 > 0"))]
+    pub kafka_producer_queue_kbytes: NonZeroU32,
 }
 
 impl KafkaArgs {
@@ -249,7 +259,7 @@ mod tests {
             kafka_topic: " ".into(),
             kafka_order_events_topic: "events".into(),
             kafka_dlq_topic: "dlq".into(),
-            kafka_topic_partitions: NonZeroU16::MIN,
+            ..defaults()
         };
         assert!(
             args.validate()

@@ -297,6 +297,7 @@ fn namespace(redis_url: String, kafka_brokers: String) -> (RedisArgs, KafkaArgs)
         kafka_order_events_topic: format!("test-{id}.order-events"),
         kafka_dlq_topic: format!("test-{id}.dlq"),
         kafka_topic_partitions: std::num::NonZeroU16::new(TEST_PARTITIONS).expect("2 > 0"),
+        ..crate::config::defaults()
     };
     (redis, kafka)
 }

@@ -156,6 +156,45 @@ async fn with_kafka_down_locks_succeed_and_the_outbox_keeps_the_event() {
     assert_eq!(body["redis"], true);
 }
 
+#[tokio::test]
+async fn a_full_producer_queue_refuses_events_at_once_and_the_outbox_keeps_them() {
+    let mut config = test_config();
+    create_topics(&config).await;
+    config.kafka.kafka_brokers = format!("127.0.0.1:{}", free_port());
+    config.kafka.kafka_producer_queue_messages = 2.try_into().expect("2 > 0");
+    let mut app = crate::helpers::spawn_app_without_topics(config).await;
+    let sale = app.create_open_sale(10).await;
+    let mut orders = Vec::new();
+    for user in ["ann", "ben", "cat", "dov", "eli"] {
+        orders.push(app.buy(&sale, &app.token(user)).await);
+    }
+
+    let keys = app.sale_keys(&sale);
+    for order_id in &orders {
+        let waiting: Option<f64> = app.redis.zscore(&keys.unpublished, order_id).await.unwrap();
+        assert!(
+            waiting.is_some(),
+            "{order_id}: answered 202, and waiting in the outbox for the reconciler"
+        );
+    }
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused: f64 = metrics
+        .lines()
+        .find(|line| line.starts_with("seckill_publish_failures_total{stage=\"enqueue\"}"))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|count| count.parse().ok())
+        .expect("the enqueue failures are counted");
+    assert!(refused >= 3.0, "a queue of 2 refused the rest: {refused}");
+}
+
 /// A TCP proxy in front of Redis that can hold back the next reply on its way to the gateway,
 /// as a network that delivered the request and then stalled: the script runs, its answer is
 /// late.

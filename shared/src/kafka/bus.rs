@@ -7,7 +7,7 @@
 //! tests) share one cluster. A service started on its own refuses `KAFKA_BROKERS=mock:`: its
 //! events would reach no worker of another process.
 
-use std::num::NonZeroU16;
+use std::num::{NonZeroU16, NonZeroU32};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +44,8 @@ pub struct EventBus {
     order_events_topic: String,
     dead_letter_topic: String,
     partitions: NonZeroU16,
+    /// The producers' queue bound: events, and kilobytes.
+    producer_queue: (NonZeroU32, NonZeroU32),
     /// The embedded cluster this bus runs on, if any; kept alive by every clone.
     embedded: Option<Arc<EmbeddedCluster>>,
 }
@@ -75,6 +77,10 @@ impl EventBus {
             order_events_topic: args.kafka_order_events_topic.clone(),
             dead_letter_topic: args.kafka_dlq_topic.clone(),
             partitions: args.kafka_topic_partitions,
+            producer_queue: (
+                args.kafka_producer_queue_messages,
+                args.kafka_producer_queue_kbytes,
+            ),
             embedded,
         }
     }
@@ -139,7 +145,17 @@ impl EventBus {
             // Give up on a message after 8 s, before the reconciler's default minimum age
             // (10 s): the reconciler then re-publishes only what this producer has given up
             // on, and never piles a second copy into this queue.
-            .set("message.timeout.ms", "8000");
+            .set("message.timeout.ms", "8000")
+            // A bounded queue (librdkafka's default holds up to 1 GB): what does not fit is
+            // refused at once and stays in the outbox, exactly like a publish that failed.
+            .set(
+                "queue.buffering.max.messages",
+                self.producer_queue.0.to_string(),
+            )
+            .set(
+                "queue.buffering.max.kbytes",
+                self.producer_queue.1.to_string(),
+            );
         config
     }
 
