@@ -37,7 +37,8 @@ pub struct Snapshot {
     /// since it started.
     #[schema(value_type = std::collections::BTreeMap<String, u64>)]
     purchases: Outcomes,
-    /// The stats worker's counts: reserved (`sold`), created, paid, expired, failed.
+    /// The stats worker's counts: reserved (`sold`), created, paid, expired, failed (without
+    /// the timeline, which `GET /api/v1/sales/{id}/stats` has).
     orders: SaleStats,
     /// Each consumer group's lag.
     consumers: Vec<GroupLag>,
@@ -50,6 +51,10 @@ impl Snapshot {
         let Some(sale) = SaleView::of(state, sale_id).await? else {
             return Ok(None);
         };
+        let mut orders = state.stats.read(sale_id).await?;
+        // A point per second of selling, sent every second, would grow with the sale; the
+        // page draws its rates from successive snapshots instead.
+        orders.timeline.clear();
         Ok(Some(Self {
             at: Utc::now(),
             sale,
@@ -58,7 +63,7 @@ impl Snapshot {
                 .cached(sale_id)
                 .map(|entry| entry.purchases.outcomes())
                 .unwrap_or_default(),
-            orders: state.stats.read(sale_id).await?,
+            orders,
             consumers: state.push.lags.read().await,
             sms_group: state.push.sms_group.clone(),
         }))
