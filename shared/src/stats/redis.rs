@@ -17,71 +17,64 @@ pub struct RedisStatsStore {
     pub redis: Redis,
 }
 
-#[async_trait]
-impl StatsStore for RedisStatsStore {
-    /// One round trip for the batch (the script is loaded at the head of the same pipeline, so
-    /// a restarted Redis is no problem).
-    async fn apply(&self, events: &[&ReservationEvent]) -> Result<u64, StoreError> {
-        if events.is_empty() {
+impl RedisStatsStore {
+    /// Runs every invocation of the script whose source is `source` in one pipeline, the
+    /// script loaded at its head (so a restarted Redis is no problem), and sums what each
+    /// counted (1 for an event seen for the first time, 0 for a repeat).
+    async fn count_once(
+        &self,
+        source: &str,
+        invocations: Vec<redis::ScriptInvocation<'_>>,
+    ) -> Result<u64, StoreError> {
+        if invocations.is_empty() {
             return Ok(0);
         }
         let mut pipe = redis::pipe();
-        pipe.cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(scripts::STATS_APPLY_SOURCE)
-            .ignore();
-        let invocations: Vec<_> = events
-            .iter()
-            .map(|event| {
-                let keys = self.redis.keys().sale(&event.sale_id);
-                let mut invocation = scripts::STATS_APPLY.key(keys.stats_events);
-                invocation
-                    .key(keys.stats)
-                    .key(keys.stats_buyers)
-                    .key(keys.stats_timeline)
-                    .arg(event.event_id.to_string())
-                    .arg(event.user_id.as_str())
-                    .arg(event.quantity)
-                    .arg(event.price_cents.saturating_mul(i64::from(event.quantity)))
-                    .arg(event.reserved_at.timestamp());
-                invocation
-            })
-            .collect();
+        pipe.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
         for invocation in &invocations {
             pipe.invoke_script(invocation);
         }
         let counted: Vec<u64> = self.redis.call(async |c| pipe.query_async(c).await).await?;
         Ok(counted.iter().sum())
     }
+}
+
+#[async_trait]
+impl StatsStore for RedisStatsStore {
+    /// One round trip for the batch ([`RedisStatsStore::count_once`]).
+    async fn apply(&self, events: &[&ReservationEvent]) -> Result<u64, StoreError> {
+        let invocations = events.iter().map(|event| {
+            let keys = self.redis.keys().sale(&event.sale_id);
+            let mut invocation = scripts::STATS_APPLY.key(keys.stats_events);
+            invocation
+                .key(keys.stats)
+                .key(keys.stats_buyers)
+                .key(keys.stats_timeline)
+                .arg(event.event_id.to_string())
+                .arg(event.user_id.as_str())
+                .arg(event.quantity)
+                .arg(event.price_cents.saturating_mul(i64::from(event.quantity)))
+                .arg(event.reserved_at.timestamp());
+            invocation
+        });
+        self.count_once(scripts::STATS_APPLY_SOURCE, invocations.collect())
+            .await
+    }
 
     /// One round trip for the batch, as [`RedisStatsStore::apply`].
     async fn apply_transitions(&self, events: &[&TransitionEvent]) -> Result<u64, StoreError> {
-        if events.is_empty() {
-            return Ok(0);
-        }
-        let mut pipe = redis::pipe();
-        pipe.cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(scripts::STATS_TRANSITION_SOURCE)
-            .ignore();
-        let invocations: Vec<_> = events
-            .iter()
-            .map(|event| {
-                let keys = self.redis.keys().sale(&event.sale_id);
-                let mut invocation = scripts::STATS_TRANSITION.key(keys.stats_events);
-                invocation
-                    .key(keys.stats)
-                    .arg(&event.event_id)
-                    .arg(event.status.as_str())
-                    .arg(event.price_cents);
-                invocation
-            })
-            .collect();
-        for invocation in &invocations {
-            pipe.invoke_script(invocation);
-        }
-        let counted: Vec<u64> = self.redis.call(async |c| pipe.query_async(c).await).await?;
-        Ok(counted.iter().sum())
+        let invocations = events.iter().map(|event| {
+            let keys = self.redis.keys().sale(&event.sale_id);
+            let mut invocation = scripts::STATS_TRANSITION.key(keys.stats_events);
+            invocation
+                .key(keys.stats)
+                .arg(&event.event_id)
+                .arg(event.status.as_str())
+                .arg(event.price_cents);
+            invocation
+        });
+        self.count_once(scripts::STATS_TRANSITION_SOURCE, invocations.collect())
+            .await
     }
 
     async fn read(&self, sale_id: &SaleId) -> Result<SaleStats, StoreError> {
