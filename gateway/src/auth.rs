@@ -110,17 +110,18 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let keys = Arc::<TokenKeys>::from_ref(state);
         if parts.headers.contains_key(AUTHORIZATION) {
-            return keys.verify(bearer_token(parts)?).map(StreamUser);
+            let User(user_id) = User::from_request_parts(parts, state).await?;
+            return Ok(Self(user_id));
         }
+        let keys = Arc::<TokenKeys>::from_ref(state);
         let Query(AccessToken { access_token }) =
             Query::try_from_uri(&parts.uri).map_err(|_| {
                 ApiError::Unauthenticated(
                     "the Authorization header or the access_token query parameter is missing",
                 )
             })?;
-        keys.verify(&access_token).map(StreamUser)
+        keys.verify(&access_token).map(Self)
     }
 }
 

@@ -48,7 +48,7 @@ pub fn build_on(config: &Config, backends: &Backends, bus: &EventBus) -> anyhow:
     let (publisher, acknowledgements) = Publisher::new(bus, Stream::Reservations)?;
     Ok(Gateway {
         config: config.clone(),
-        state: AppState::new(config, backends, bus, publisher)?,
+        state: AppState::new(config, backends, bus, publisher),
         bus: bus.clone(),
         acknowledgements,
     })

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use metrics_exporter_prometheus::PrometheusHandle;
-use rdkafka::error::KafkaResult;
 use shared::backends::Backends;
 use shared::kafka::EventBus;
 use shared::publisher::Publisher;
@@ -60,21 +59,16 @@ impl Deref for AppState {
 impl AppState {
     /// The state, without touching the network: the stores and Kafka connect lazily, so the
     /// gateway starts (and reports not ready) while they are down.
-    pub fn new(
-        config: &Config,
-        backends: &Backends,
-        bus: &EventBus,
-        publisher: Publisher,
-    ) -> KafkaResult<Self> {
+    pub fn new(config: &Config, backends: &Backends, bus: &EventBus, publisher: Publisher) -> Self {
         let ledger = backends.ledger();
         let push = Push::new(
-            GroupLags::new(bus, &config.dashboard_groups)?,
+            GroupLags::new(bus, &config.dashboard_groups),
             config.dashboard_sms_group.clone(),
             config.max_streams.get(),
             config.stream_heartbeat(),
             config.stream_resync(),
         );
-        Ok(Self(Arc::new(Inner {
+        Self(Arc::new(Inner {
             tokens: Arc::new(TokenKeys::new(
                 config.jwt_secret.expose(),
                 Duration::from_secs(config.token_ttl_secs),
@@ -97,7 +91,7 @@ impl AppState {
             body_limit: BodyLimit(config.body_limit_bytes),
             probe_timeout: Duration::from_secs(1),
             blacklist_max_age: config.blacklist_sync() * BLACKLIST_SYNCS_MISSED_AT_MOST,
-        })))
+        }))
     }
 }
 

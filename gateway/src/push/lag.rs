@@ -6,14 +6,15 @@
 //! one stream of the gateway shows every group without the page polling each worker.
 //!
 //! Asking the broker is a few blocking round trips, so a reading is shared by every dashboard
-//! for [`FRESH_FOR`] and taken on the blocking pool.
+//! for [`FRESH_FOR`] and taken on the blocking pool; the clients it asks with are made when the
+//! first dashboard opens, not when the gateway starts.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaResult;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
 use shared::kafka::EventBus;
 use utoipa::ToSchema;
@@ -32,41 +33,40 @@ pub struct GroupLag {
     pub lag: Option<i64>,
 }
 
+/// Each group's name and the client that reads its committed offsets.
+type Clients = Arc<[(String, BaseConsumer)]>;
+
 /// The groups the dashboard shows, and the last reading.
 #[derive(Clone)]
 pub struct GroupLags(Arc<Probe>);
 
 struct Probe {
+    /// The client settings of the deployment, for the clients made on the first reading.
+    client_config: ClientConfig,
     topics: Vec<String>,
-    /// One client per group: a committed offset is read in the name of its group.
-    groups: Vec<(String, BaseConsumer)>,
+    group_names: Vec<String>,
+    /// One client per group (a committed offset is read in the name of its group), made when
+    /// a dashboard first asks: a gateway nobody watches keeps no idle connections.
+    groups: Mutex<Option<Clients>>,
     last: Mutex<Option<(Instant, Vec<GroupLag>)>>,
 }
 
 impl GroupLags {
-    /// A probe of `groups` on `bus`'s event topics; no request is made until [`Self::read`].
-    pub fn new(bus: &EventBus, groups: &[String]) -> KafkaResult<Self> {
-        let groups = groups
-            .iter()
-            .map(|group| {
-                let consumer: BaseConsumer = bus
-                    .client_config()
-                    .set("group.id", group)
-                    .set("enable.auto.commit", "false")
-                    .create()?;
-                Ok((group.clone(), consumer))
-            })
-            .collect::<KafkaResult<_>>()?;
-        Ok(Self(Arc::new(Probe {
+    /// A probe of `groups` on `bus`'s event topics; nothing is made or asked until
+    /// [`Self::read`].
+    pub fn new(bus: &EventBus, groups: &[String]) -> Self {
+        Self(Arc::new(Probe {
+            client_config: bus.client_config(),
             topics: vec![bus.topic().to_owned(), bus.order_events_topic().to_owned()],
-            groups,
+            group_names: groups.to_vec(),
+            groups: Mutex::new(None),
             last: Mutex::new(None),
-        })))
+        }))
     }
 
     /// Each group's lag, at most [`FRESH_FOR`] old.
     pub async fn read(&self) -> Vec<GroupLag> {
-        if let Some((at, lags)) = &*self.0.lock()
+        if let Some((at, lags)) = &*self.0.last()
             && at.elapsed() < FRESH_FOR
         {
             return lags.clone();
@@ -75,19 +75,53 @@ impl GroupLags {
         let lags = tokio::task::spawn_blocking(move || probe.measure())
             .await
             .unwrap_or_default();
-        *self.0.lock() = Some((Instant::now(), lags.clone()));
+        *self.0.last() = Some((Instant::now(), lags.clone()));
         lags
     }
 }
 
 impl Probe {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Vec<GroupLag>)>> {
+    fn last(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Vec<GroupLag>)>> {
         self.last.lock().expect("lag lock poisoned")
     }
 
+    /// The groups' clients, made on first use (again after a failure).
+    fn clients(&self) -> KafkaResult<Clients> {
+        let mut groups = self.groups.lock().expect("lag clients lock poisoned");
+        if let Some(clients) = &*groups {
+            return Ok(Arc::clone(clients));
+        }
+        let clients: Clients = self
+            .group_names
+            .iter()
+            .map(|group| {
+                let consumer: BaseConsumer = self
+                    .client_config
+                    .clone()
+                    .set("group.id", group)
+                    .set("enable.auto.commit", "false")
+                    .create()?;
+                Ok((group.clone(), consumer))
+            })
+            .collect::<KafkaResult<_>>()?;
+        *groups = Some(Arc::clone(&clients));
+        Ok(clients)
+    }
+
     fn measure(&self) -> Vec<GroupLag> {
-        let ends = self.groups.first().map(|(_, client)| self.ends(client));
-        self.groups
+        let unknown = |group: &String| GroupLag {
+            group: group.clone(),
+            lag: None,
+        };
+        let clients = match self.clients() {
+            Ok(clients) => clients,
+            Err(error) => {
+                tracing::warn!(%error, "cannot make the clients that read the groups' offsets");
+                return self.group_names.iter().map(unknown).collect();
+            }
+        };
+        let ends = clients.first().map(|(_, client)| self.ends(client));
+        clients
             .iter()
             .map(|(group, client)| GroupLag {
                 group: group.clone(),

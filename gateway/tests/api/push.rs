@@ -238,12 +238,11 @@ async fn streams_beyond_the_bound_are_refused_with_503_until_one_closes() {
     .await;
 
     drop(held);
-    let reopened = shared::testing::eventually("the closed stream's place", WAIT, async || {
+    shared::testing::eventually("the closed stream's place", WAIT, async || {
         let response = open(&app, &order_id, &token, None).await;
         (response.status() == 200).then_some(())
     })
     .await;
-    assert_eq!(reopened, ());
 }
 
 #[tokio::test]
