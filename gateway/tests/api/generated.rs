@@ -57,13 +57,13 @@ fn generated_requests_never_fail_the_server_and_refusals_write_nothing() {
     }
     let answers = answers.into_inner();
     eprintln!("answers by status: {answers:?}");
-    // The generator reaches past the front door: some requests succeed, and the refusals are
-    // of many kinds, not one check refusing everything.
+    // The generator reaches past the front door: some requests succeed, and the refusals come
+    // from each gate in turn (the body's validation, the token, the lookup), not one check
+    // refusing everything. Rarer refusals (409, 410, 413, 429) come and go with the draw.
     assert!(answers.keys().any(|status| *status < 300), "{answers:?}");
-    assert!(
-        answers.keys().filter(|status| **status >= 400).count() >= 5,
-        "{answers:?}"
-    );
+    for gate in [400, 401, 404] {
+        assert!(answers.contains_key(&gate), "no {gate}: {answers:?}");
+    }
 }
 
 /// One operation of the document.
