@@ -64,6 +64,11 @@ impl Gateway {
         })
     }
 
+    /// The gateway's base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

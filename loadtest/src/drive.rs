@@ -1,33 +1,61 @@
-//! Drives purchase attempts at the gateway and records every answer and its latency.
+//! Drives requests at the servers and records every answer and its latency.
 //!
-//! Closed loop keeps a fixed number of requests in flight (like wrk). Open loop starts
-//! requests on a fixed schedule whatever the answers (like wrk2 or k6's constant arrival
-//! rate) and measures each latency from the request's *scheduled* start, so a stalled server
-//! is charged for the requests it kept waiting (coordinated omission corrected).
+//! A fixed set of workers, each with its own keep-alive connections, takes the plan's entries
+//! in order. Closed loop sends each worker's next request as soon as its last is answered
+//! (like wrk). Open loop gives every entry a scheduled start whatever the answers (like wrk2
+//! or k6's constant arrival rate) and measures each latency from that *scheduled* start, so a
+//! stalled server is charged for the requests it kept waiting (coordinated omission
+//! corrected). Each worker keeps its own tally and histogram, merged once at the end: nothing
+//! is shared between requests but the index of the next entry.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use hdrhistogram::Histogram;
-use tokio::task::JoinSet;
+use serde::Deserialize;
 
-use crate::api::Answer;
+use crate::connection::{Answer, Connections, Prepared};
+use crate::cpu;
 
 /// How attempts are paced.
 #[derive(Clone, Copy, Debug)]
 pub enum Pacing {
     /// This many requests in flight at all times.
     Closed { concurrency: usize },
-    /// This many requests started per second.
-    Open { rate_per_sec: u32 },
+    /// This many requests started per second, over at most `connections` at once.
+    Open {
+        rate_per_sec: u32,
+        connections: usize,
+    },
 }
 
-/// Everything the crowd was told.
+impl Pacing {
+    fn workers(self) -> usize {
+        match self {
+            Self::Closed { concurrency } => concurrency,
+            Self::Open { connections, .. } => connections,
+        }
+        .max(1)
+    }
+
+    /// When the plan's `index`th entry is due (closed loop: as soon as a worker takes it).
+    fn scheduled(self, start: tokio::time::Instant, index: usize) -> tokio::time::Instant {
+        match self {
+            Self::Closed { .. } => tokio::time::Instant::now(),
+            Self::Open { rate_per_sec, .. } => {
+                let interval = Duration::from_secs(1) / rate_per_sec.max(1);
+                start + interval * u32::try_from(index).unwrap_or(u32::MAX)
+            }
+        }
+    }
+}
+
+/// Everything the servers told the run.
 pub struct Outcome {
-    /// Answers by label (`202`, `409 already_purchased`, …; `error` for transport failures).
+    /// Answers by label (`202`, `409 already_purchased`, …; `error` when no answer came).
     pub answers: BTreeMap<String, u64>,
     /// (user index, order id) of every order a user was told about: by a 202, or by a 409
     /// `already_purchased` naming the order (a lock whose first answer was a 503).
@@ -38,10 +66,12 @@ pub struct Outcome {
     /// Latency in microseconds.
     pub latency_us: Histogram<u64>,
     pub elapsed: Duration,
+    /// CPU time this process spent while the requests ran: the load generator's own weight.
+    pub client_cpu: Duration,
 }
 
 impl Outcome {
-    /// Adds a later round's answers, orders, latencies and time to this one's.
+    /// Adds a later round's answers, orders, latencies and times to this one's.
     pub fn absorb(&mut self, later: Outcome) {
         for (label, count) in later.answers {
             *self.answers.entry(label).or_insert(0) += count;
@@ -50,110 +80,221 @@ impl Outcome {
         self.unsure.extend(later.unsure);
         let _ = self.latency_us.add(&later.latency_us);
         self.elapsed += later.elapsed;
+        self.client_cpu += later.client_cpu;
+    }
+
+    /// Requests answered or not.
+    pub fn attempts(&self) -> u64 {
+        self.answers.values().sum()
     }
 }
 
-struct Sample {
-    user: usize,
-    answer: Option<Answer>,
-    latency: Duration,
-}
-
-/// Sends one request per entry of `plan` (a user index): `send(user)` makes it and reads its
-/// answer (`None` when there was no HTTP answer).
-pub async fn drive<F, Fut>(plan: Vec<usize>, pacing: Pacing, send: F) -> Outcome
-where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Option<Answer>> + Send + 'static,
-{
-    let total = plan.len() as u64;
-    let done = Arc::new(AtomicU64::new(0));
-    let progress = tokio::spawn(report_progress(Arc::clone(&done), total));
+/// Sends one request per entry of `plan` (a user index), round-robin over `prepared`'s
+/// targets.
+pub async fn drive(plan: Vec<usize>, pacing: Pacing, prepared: Prepared) -> Outcome {
+    let run = Arc::new(Run {
+        plan,
+        pacing,
+        prepared,
+        next: AtomicUsize::new(0),
+        start: tokio::time::Instant::now(),
+    });
+    let progress = tokio::spawn(report_progress(Arc::clone(&run)));
+    let cpu_before = cpu::process_time();
     let started = Instant::now();
-    let attempt = |user: usize, scheduled: Instant| {
-        let (send, done) = (send.clone(), Arc::clone(&done));
-        async move {
-            let answer = send(user).await;
-            done.fetch_add(1, Ordering::Relaxed);
-            Sample {
-                user,
-                answer,
-                latency: scheduled.elapsed(),
-            }
+    let workers: Vec<_> = (0..pacing.workers())
+        .map(|_| tokio::spawn(Arc::clone(&run).work()))
+        .collect();
+    let mut tally = Tally::default();
+    for worker in workers {
+        if let Ok(done) = worker.await {
+            tally.absorb(done);
         }
-    };
-    let samples: Vec<Sample> = match pacing {
-        Pacing::Closed { concurrency } => {
-            futures::stream::iter(plan)
-                .map(|user| tokio::spawn(attempt(user, Instant::now())))
-                .buffer_unordered(concurrency.max(1))
-                .filter_map(|joined| async move { joined.ok() })
-                .collect()
-                .await
-        }
-        Pacing::Open { rate_per_sec } => {
-            let interval = Duration::from_secs(1) / rate_per_sec.max(1);
-            let start = tokio::time::Instant::now();
-            let mut tasks = JoinSet::new();
-            for (i, user) in plan.into_iter().enumerate() {
-                let scheduled = start + interval * u32::try_from(i).unwrap_or(u32::MAX);
-                tokio::time::sleep_until(scheduled).await;
-                tasks.spawn(attempt(user, scheduled.into_std()));
-            }
-            tasks.join_all().await
-        }
-    };
+    }
     let elapsed = started.elapsed();
+    let client_cpu = cpu::process_time().saturating_sub(cpu_before);
     progress.abort();
-    summarise(samples, elapsed)
+    tally.into_outcome(elapsed, client_cpu)
 }
 
-fn summarise(samples: Vec<Sample>, elapsed: Duration) -> Outcome {
-    let mut answers = BTreeMap::new();
-    let mut holdings = std::collections::BTreeSet::new();
-    let mut unsure = std::collections::BTreeSet::new();
-    let mut latency_us = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-    for sample in samples {
-        let label = sample
-            .answer
-            .as_ref()
-            .map_or_else(|| "error".to_owned(), Answer::label);
-        *answers.entry(label).or_insert(0) += 1;
-        if sample.answer.as_ref().is_none_or(|a| a.status >= 500) {
-            unsure.insert(sample.user);
+/// What the workers share: the plan, and the index of its next entry.
+struct Run {
+    plan: Vec<usize>,
+    pacing: Pacing,
+    prepared: Prepared,
+    next: AtomicUsize,
+    start: tokio::time::Instant,
+}
+
+impl Run {
+    async fn work(self: Arc<Self>) -> Tally {
+        let mut connections = Connections::new(&self.prepared);
+        let mut tally = Tally::default();
+        loop {
+            let index = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(&user) = self.plan.get(index) else {
+                return tally;
+            };
+            let scheduled = self.pacing.scheduled(self.start, index);
+            if let Pacing::Open { .. } = self.pacing {
+                tokio::time::sleep_until(scheduled).await;
+            }
+            let target = index % self.prepared.targets();
+            let answer = connections.send(target, user).await;
+            tally.record(user, answer.as_ref(), scheduled.elapsed());
         }
-        if let Some(Answer {
-            status: 202 | 409,
-            order_id: Some(order_id),
-            ..
-        }) = sample.answer
+    }
+}
+
+/// The parts of an answer's JSON body the run keeps.
+#[derive(Default, Deserialize)]
+struct Body<'a> {
+    #[serde(borrow)]
+    error: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    order_id: Option<Cow<'a, str>>,
+}
+
+/// One worker's record of its answers.
+struct Tally {
+    /// (status, error code) → answers; `None` status: no answer. A handful of distinct kinds,
+    /// so a scan finds them without allocating a label per answer.
+    kinds: Vec<(Option<u16>, Option<String>, u64)>,
+    holdings: Vec<(usize, String)>,
+    unsure: Vec<usize>,
+    latency_us: Histogram<u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            kinds: Vec::new(),
+            holdings: Vec::new(),
+            unsure: Vec::new(),
+            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+        }
+    }
+}
+
+impl Tally {
+    fn record(&mut self, user: usize, answer: Option<&Answer>, latency: Duration) {
+        self.latency_us
+            .saturating_record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+        let Some(&Answer { status, body }) = answer else {
+            self.count(None, None, 1);
+            self.unsure.push(user);
+            return;
+        };
+        let body: Body = serde_json::from_slice(body).unwrap_or_default();
+        self.count(Some(status), body.error.as_deref(), 1);
+        if status >= 500 {
+            self.unsure.push(user);
+        }
+        if let (202 | 409, Some(order_id)) = (status, body.order_id) {
+            self.holdings.push((user, order_id.into_owned()));
+        }
+    }
+
+    fn count(&mut self, status: Option<u16>, code: Option<&str>, answers: u64) {
+        match self
+            .kinds
+            .iter_mut()
+            .find(|(s, c, _)| *s == status && c.as_deref() == code)
         {
-            holdings.insert((sample.user, order_id));
+            Some((_, _, count)) => *count += answers,
+            None => self.kinds.push((status, code.map(str::to_owned), answers)),
         }
-        latency_us.saturating_record(sample.latency.as_micros() as u64);
     }
-    for (user, _) in &holdings {
-        unsure.remove(user);
+
+    fn absorb(&mut self, other: Tally) {
+        for (status, code, answers) in other.kinds {
+            self.count(status, code.as_deref(), answers);
+        }
+        self.holdings.extend(other.holdings);
+        self.unsure.extend(other.unsure);
+        let _ = self.latency_us.add(&other.latency_us);
     }
-    Outcome {
-        answers,
-        holdings: holdings.into_iter().collect(),
-        unsure: unsure.into_iter().collect(),
-        latency_us,
-        elapsed,
+
+    fn into_outcome(self, elapsed: Duration, client_cpu: Duration) -> Outcome {
+        let answers = self
+            .kinds
+            .into_iter()
+            .map(|(status, code, count)| {
+                let label = match (status, code) {
+                    (None, _) => "error".to_owned(),
+                    (Some(status), None) => status.to_string(),
+                    (Some(status), Some(code)) => format!("{status} {code}"),
+                };
+                (label, count)
+            })
+            .collect();
+        // A user told of an order is sure, whatever else their attempts met.
+        let holdings: BTreeSet<(usize, String)> = self.holdings.into_iter().collect();
+        let holders: BTreeSet<usize> = holdings.iter().map(|(user, _)| *user).collect();
+        let unsure: BTreeSet<usize> = self
+            .unsure
+            .into_iter()
+            .filter(|user| !holders.contains(user))
+            .collect();
+        Outcome {
+            answers,
+            holdings: holdings.into_iter().collect(),
+            unsure: unsure.into_iter().collect(),
+            latency_us: self.latency_us,
+            elapsed,
+            client_cpu,
+        }
     }
 }
 
-async fn report_progress(done: Arc<AtomicU64>, total: u64) {
+async fn report_progress(run: Arc<Run>) {
+    let total = run.plan.len();
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        let done = done.load(Ordering::Relaxed);
-        let percent = done * 100 / total.max(1);
+        let started = run.next.load(Ordering::Relaxed).min(total);
+        let percent = started * 100 / total.max(1);
         eprintln!(
-            "  [{:<50}] {done}/{total} attempts",
-            "#".repeat((percent / 2) as usize)
+            "  [{:<50}] {started}/{total} attempts started",
+            "#".repeat(percent / 2)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_counted_by_status_and_code_and_orders_make_their_buyers_sure() {
+        let answer = |status, body: &'static [u8]| Answer { status, body };
+        let sold_out = br#"{"error":"sold_out","message":"m"}"#;
+        let mut first = Tally::default();
+        first.record(1, Some(&answer(410, sold_out)), Duration::from_millis(1));
+        first.record(2, None, Duration::from_millis(2));
+        let mut second = Tally::default();
+        second.record(3, Some(&answer(410, sold_out)), Duration::from_millis(3));
+        let accepted = br#"{"order_id":"o-1","status":"processing"}"#;
+        second.record(2, Some(&answer(202, accepted)), Duration::from_millis(4));
+        second.record(4, Some(&answer(503, b"")), Duration::from_millis(5));
+        first.absorb(second);
+        let outcome = first.into_outcome(Duration::from_secs(1), Duration::ZERO);
+        assert_eq!(
+            outcome.answers,
+            BTreeMap::from([
+                ("202".to_owned(), 1),
+                ("410 sold_out".to_owned(), 2),
+                ("503".to_owned(), 1),
+                ("error".to_owned(), 1),
+            ])
+        );
+        assert_eq!(outcome.holdings, [(2, "o-1".to_owned())]);
+        assert_eq!(
+            outcome.unsure,
+            [4],
+            "user 2 lost an answer but holds an order"
+        );
+        assert_eq!(outcome.latency_us.len(), 5);
     }
 }

@@ -7,9 +7,11 @@
 //!
 //! | module | concern |
 //! | --- | --- |
-//! | [`api`] | the gateway calls a load test makes |
+//! | [`api`] | the gateway calls a load test makes, apart from the crowd's attempts |
 //! | [`abuse`] | the abuse scenario: every trick refused cleanly |
 //! | [`drive`] | closed- and open-loop pacing, answers and latencies (HdrHistogram) |
+//! | [`connection`] | the attempts' hot path: prepared requests on keep-alive connections |
+//! | [`cpu`] | the generator's own CPU time, reported per request |
 //! | [`lifecycle`] | after buying: a share pays, the rest expire, latecomers buy the returned units |
 //! | [`checks`] | settling, then the invariants against the API, PostgreSQL, Redis, the SMS file |
 //! | [`report`] | the table and the JSON summary |
@@ -17,13 +19,13 @@
 pub mod abuse;
 pub mod api;
 pub mod checks;
+pub mod connection;
+pub mod cpu;
 pub mod drive;
 pub mod lifecycle;
 pub mod report;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
 use chrono::Utc;
@@ -34,11 +36,12 @@ use shared::sale::Sale;
 use crate::api::Gateway;
 pub use crate::checks::Probes;
 use crate::checks::{CheckArgs, Expected};
+use crate::connection::Prepared;
 use crate::drive::Outcome;
 pub use crate::drive::Pacing;
 use crate::lifecycle::Fates;
 pub use crate::lifecycle::Lifecycle;
-use crate::report::{Latency, Summary};
+use crate::report::Summary;
 
 /// Drives a flash sale through the gateway, then proves the invariants (exit 1 if one fails).
 #[derive(Parser, Debug)]
@@ -109,7 +112,7 @@ pub struct FlashCrowd {
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
 
-    /// Open loop: requests started per second (overrides --concurrency).
+    /// Open loop: requests started per second, over --concurrency connections.
     #[arg(long)]
     pub rate: Option<u32>,
 
@@ -143,6 +146,11 @@ pub struct Steady {
     /// How long the rate is held.
     #[arg(long, default_value_t = 10)]
     pub duration_secs: u32,
+
+    /// Connections the attempts share: at most this many in flight, so more than the rate
+    /// times the worst latency expected.
+    #[arg(long, default_value_t = 256)]
+    pub connections: usize,
 
     /// Units on sale (default: one per attempt, so every attempt takes the full purchase path).
     #[arg(long)]
@@ -222,7 +230,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
                 attempts_per_user: args.attempts_per_user,
                 sale,
                 pacing: match args.rate {
-                    Some(rate_per_sec) => Pacing::Open { rate_per_sec },
+                    Some(rate_per_sec) => Pacing::Open {
+                        rate_per_sec,
+                        connections: args.concurrency,
+                    },
                     None => Pacing::Closed {
                         concurrency: args.concurrency,
                     },
@@ -249,6 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
                 sale: open_sale(None, stock, 1999),
                 pacing: Pacing::Open {
                     rate_per_sec: args.rate,
+                    connections: args.connections,
                 },
                 lifecycle: None,
             };
@@ -260,27 +272,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
             )
         }
         Scenario::Hammer(args) => {
-            let http = reqwest::Client::new();
-            let url: Arc<str> = args.url.as_str().into();
-            let post = move |_: usize| {
-                let (http, url) = (http.clone(), Arc::clone(&url));
-                async move { api::answer(http.post(&*url)).await.ok() }
-            };
+            let prepared = Prepared::to_url("POST", &args.url)?;
             let pacing = Pacing::Closed {
                 concurrency: args.concurrency,
             };
-            let outcome = drive::drive(vec![0; args.requests], pacing, post).await;
-            let summary = Summary::new(
-                "hammer",
-                &args.url,
-                0,
-                outcome.answers,
-                outcome.elapsed.as_secs_f64(),
-                Latency::from_histogram(&outcome.latency_us),
-                None,
-                None,
-                Vec::new(),
-            );
+            let outcome = drive::drive(vec![0; args.requests], pacing, prepared).await;
+            let summary = Summary::new("hammer", &args.url, &outcome, None, None, Vec::new());
             (Report::Crowd(Box::new(summary)), args.json)
         }
         Scenario::Abuse(args) => {
@@ -355,9 +352,8 @@ pub struct Crowd {
 
 /// Users of a run, their tokens, and the gateways they buy from.
 pub(crate) struct Buyers<'a> {
-    gateways: Arc<[Gateway]>,
-    next_gateway: Arc<AtomicUsize>,
-    sale_id: Arc<str>,
+    gateways: &'a [Gateway],
+    sale_id: String,
     pub(crate) tokens: Vec<String>,
     /// The gateway that created the sale and answers the checks.
     pub(crate) first: &'a Gateway,
@@ -381,31 +377,17 @@ impl Buyers<'_> {
         plan: Vec<usize>,
         pacing: Pacing,
     ) -> anyhow::Result<Outcome> {
-        let tokens: Arc<[String]> = self.tokens.as_slice().into();
-        let purchase = {
-            let (gateways, next_gateway, sale_id) = (
-                Arc::clone(&self.gateways),
-                Arc::clone(&self.next_gateway),
-                Arc::clone(&self.sale_id),
-            );
-            let tokens = Arc::clone(&tokens);
-            move |user: usize| {
-                let turn = next_gateway.fetch_add(1, Ordering::Relaxed) % gateways.len();
-                let (gateways, tokens, sale_id) = (
-                    Arc::clone(&gateways),
-                    Arc::clone(&tokens),
-                    Arc::clone(&sale_id),
-                );
-                async move { gateways[turn].purchase(&sale_id, &tokens[user]).await.ok() }
-            }
-        };
-        let mut outcome = drive::drive(plan, pacing, purchase).await;
+        let bases: Vec<String> = self.gateways.iter().map(|g| g.base().to_owned()).collect();
+        let path = format!("/api/v1/sales/{}/orders", self.sale_id);
+        let prepared = Prepared::new("POST", &bases, &path, &self.tokens)?;
+        let mut outcome = drive::drive(plan, pacing, prepared).await;
         if !outcome.unsure.is_empty() {
             eprintln!(
                 "{} buyers had an answer lost; asking which orders they hold",
                 outcome.unsure.len()
             );
-            let found = follow_up(&self.gateways, &self.sale_id, &tokens, &outcome.unsure).await?;
+            let found =
+                follow_up(self.gateways, &self.sale_id, &self.tokens, &outcome.unsure).await?;
             outcome.holdings.extend(found);
         }
         Ok(outcome)
@@ -450,9 +432,8 @@ impl Crowd {
             sale.id, sale.stock, users
         );
         let mut buyers = Buyers {
-            gateways: gateways.into(),
-            next_gateway: Arc::new(AtomicUsize::new(0)),
-            sale_id: sale.id.as_str().into(),
+            gateways,
+            sale_id: sale.id.to_string(),
             tokens: Vec::new(),
             first: gateway,
         };
@@ -492,10 +473,7 @@ impl Crowd {
         Ok(Summary::new(
             scenario,
             sale.id.as_str(),
-            outcome.holdings.len() as u64,
-            outcome.answers,
-            outcome.elapsed.as_secs_f64(),
-            Latency::from_histogram(&outcome.latency_us),
+            &outcome,
             observed.as_ref(),
             lifecycle.map(|_| &fates),
             violations,

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let report = loadtest::run(loadtest::Cli::parse()).await?;
     report.print();

@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::checks::Observed;
+use crate::drive::Outcome;
 use crate::lifecycle::{Fates, Round};
 
 /// Latency percentiles in milliseconds.
@@ -56,6 +57,10 @@ pub struct Summary {
     pub answers: BTreeMap<String, u64>,
     pub throughput_per_sec: f64,
     pub elapsed_secs: f64,
+    /// This process's CPU time per attempt, in microseconds: the load generator's own weight
+    /// beside the servers it measures (in the all-in-one runner the process is the whole
+    /// stack).
+    pub client_cpu_us_per_request: f64,
     pub latency_ms: Latency,
     pub settle_secs: f64,
     /// Whether the invariants were checked (not with `--skip-checks`).
@@ -64,17 +69,10 @@ pub struct Summary {
 }
 
 impl Summary {
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one constructor call per scenario, all named"
-    )]
     pub fn new(
         scenario: &str,
         sale_id: &str,
-        holders: u64,
-        answers: BTreeMap<String, u64>,
-        elapsed_secs: f64,
-        latency_ms: Latency,
+        outcome: &Outcome,
         observed: Option<&Observed>,
         fates: Option<&Fates>,
         violations: Vec<String>,
@@ -82,13 +80,14 @@ impl Summary {
         let checked = observed.is_some();
         let unchecked = Observed::default();
         let observed = observed.unwrap_or(&unchecked);
-        let attempts = answers.values().sum();
+        let attempts = outcome.attempts();
+        let elapsed_secs = outcome.elapsed.as_secs_f64();
         Self {
             scenario: scenario.to_owned(),
             sale_id: sale_id.to_owned(),
             attempts,
-            accepted: answers.get("202").copied().unwrap_or(0),
-            holders,
+            accepted: outcome.answers.get("202").copied().unwrap_or(0),
+            holders: outcome.holdings.len() as u64,
             orders: observed.orders,
             sms: observed.sms,
             stats_sold: observed.stats_sold,
@@ -99,10 +98,12 @@ impl Summary {
             expired: fates.map(|fates| fates.unpaid.len() as u64),
             resold: fates.map(Fates::resold),
             resale_rounds: fates.map(|fates| fates.rounds.clone()).unwrap_or_default(),
-            answers,
+            answers: outcome.answers.clone(),
             throughput_per_sec: attempts as f64 / elapsed_secs.max(1e-9),
             elapsed_secs,
-            latency_ms,
+            client_cpu_us_per_request: outcome.client_cpu.as_secs_f64() * 1e6
+                / (attempts as f64).max(1.0),
+            latency_ms: Latency::from_histogram(&outcome.latency_us),
             settle_secs: observed.settle_secs,
             checked,
             violations,
@@ -125,6 +126,10 @@ impl Summary {
         println!(
             "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
             l.p50, l.p90, l.p99, l.p999, l.max
+        );
+        println!(
+            "CPU of this process: {:.1} µs per request",
+            self.client_cpu_us_per_request
         );
         if !self.checked {
             println!("\ninvariants: not checked (--skip-checks)");

@@ -338,7 +338,10 @@ async fn the_dashboard_matches_the_api_after_a_crowd(browser: &Browser, shop: &G
             ..loadtest::open_sale(None, 100, 1999)
         },
         // A few seconds of crowd, so the chart has a shape.
-        pacing: Pacing::Open { rate_per_sec: 250 },
+        pacing: Pacing::Open {
+            rate_per_sec: 250,
+            connections: 32,
+        },
         lifecycle: None,
     };
     let sale_id = crowd.sale.id.to_string();

@@ -1,0 +1,250 @@
+//! The load generator's hot path: requests written ahead as bytes, sent over keep-alive
+//! HTTP/1.1 connections that each worker owns, answers parsed in place.
+//!
+//! A load generator that spends more CPU per request than the server it measures reports its
+//! own weight, not the server's. So, as wrk does, a request costs a write and a read and little
+//! else: [`Prepared`] formats each target's request line and `Host`, and each buyer's
+//! `Authorization`, before the clock starts; no pool, no task per connection, no lock, no
+//! header map. Only what the gateway and the benchmark's hello-world send is understood:
+//! answers with a `Content-Length` (anything else closes the connection and counts as no
+//! answer).
+
+use std::io;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// An attempt without an answer within this time counts as unanswered.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Headers an answer may carry; the gateway sends fewer than ten.
+const MAX_HEADERS: usize = 32;
+
+/// One server of the run: where to connect, and the head of every request sent to it.
+#[derive(Debug)]
+struct Target {
+    address: String,
+    /// `POST /path HTTP/1.1`, `Host`, `Content-Length: 0`.
+    head: Vec<u8>,
+}
+
+/// Everything a run's requests are made of, written before the clock starts.
+#[derive(Debug)]
+pub struct Prepared {
+    targets: Vec<Target>,
+    /// `Authorization: Bearer <token>` per user, by user index; empty when requests carry none.
+    authorizations: Vec<Vec<u8>>,
+}
+
+impl Prepared {
+    /// `method path` against each base URL of `bases` (plain `http://host:port` only), with
+    /// each user's token as a bearer credential (no tokens: no `Authorization`).
+    pub fn new(
+        method: &str,
+        bases: &[String],
+        path: &str,
+        tokens: &[String],
+    ) -> anyhow::Result<Self> {
+        let targets = bases
+            .iter()
+            .map(|base| {
+                let authority = base
+                    .strip_prefix("http://")
+                    .with_context(|| format!("the load generator speaks plain HTTP, not {base}"))?
+                    .trim_end_matches('/');
+                anyhow::ensure!(
+                    !authority.is_empty() && !authority.contains('/'),
+                    "a base URL is scheme, host and port only, not {base}"
+                );
+                let address = if authority.contains(':') {
+                    authority.to_owned()
+                } else {
+                    format!("{authority}:80")
+                };
+                let head = format!(
+                    "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\n"
+                );
+                Ok(Target {
+                    address,
+                    head: head.into_bytes(),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(!targets.is_empty(), "no URL to send requests to");
+        let authorizations = tokens
+            .iter()
+            .map(|token| format!("Authorization: Bearer {token}\r\n").into_bytes())
+            .collect();
+        Ok(Self {
+            targets,
+            authorizations,
+        })
+    }
+
+    /// A request to any plain-HTTP URL, with no credential (the benchmark's HTTP ceiling).
+    pub fn to_url(method: &str, url: &str) -> anyhow::Result<Self> {
+        let rest = url
+            .strip_prefix("http://")
+            .with_context(|| format!("the load generator speaks plain HTTP, not {url}"))?;
+        let (authority, path) = rest.find('/').map_or((rest, "/"), |at| rest.split_at(at));
+        Self::new(method, &[format!("http://{authority}")], path, &[])
+    }
+
+    pub fn targets(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Writes `user`'s request to `target` into `out`.
+    fn write(&self, target: usize, user: usize, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&self.targets[target].head);
+        if let Some(authorization) = self.authorizations.get(user) {
+            out.extend_from_slice(authorization);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// An answer: its status, and where its body lies in the connection's buffer.
+pub struct Answer<'a> {
+    pub status: u16,
+    pub body: &'a [u8],
+}
+
+/// A worker's connections, one per target, opened on first use and again after a failure,
+/// with the buffers every request reuses.
+pub struct Connections<'a> {
+    prepared: &'a Prepared,
+    open: Vec<Option<TcpStream>>,
+    request: Vec<u8>,
+    answer: Vec<u8>,
+}
+
+impl<'a> Connections<'a> {
+    pub fn new(prepared: &'a Prepared) -> Self {
+        Self {
+            prepared,
+            open: prepared.targets.iter().map(|_| None).collect(),
+            request: Vec::with_capacity(1024),
+            answer: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Sends `user`'s request to `target`; its answer, or `None` when none came (refused,
+    /// reset, timed out, not understood). A connection the server closed while idle (its
+    /// keep-alive ended) is opened again and the request sent on the new one.
+    pub async fn send(&mut self, target: usize, user: usize) -> Option<Answer<'_>> {
+        self.prepared.write(target, user, &mut self.request);
+        let exchanged = tokio::time::timeout(ANSWER_TIMEOUT, async {
+            let reused = self.open[target].is_some();
+            match self.exchange(target).await {
+                Err(error) if reused && unsent(&error) => self.exchange(target).await,
+                other => other,
+            }
+        })
+        .await;
+        if let Ok(Ok(Exchanged { status, body, keep })) = exchanged {
+            if !keep {
+                self.open[target] = None;
+            }
+            Some(Answer {
+                status,
+                body: &self.answer[body],
+            })
+        } else {
+            self.open[target] = None;
+            None
+        }
+    }
+
+    async fn exchange(&mut self, target: usize) -> io::Result<Exchanged> {
+        let slot = &mut self.open[target];
+        let stream = match slot {
+            Some(stream) => stream,
+            None => slot.insert(connect(&self.prepared.targets[target].address).await?),
+        };
+        let outcome = round_trip(stream, &self.request, &mut self.answer).await;
+        if outcome.is_err() {
+            self.open[target] = None;
+        }
+        outcome
+    }
+}
+
+/// The parts of an answer read from a connection.
+struct Exchanged {
+    status: u16,
+    body: std::ops::Range<usize>,
+    /// Whether the connection may carry the next request.
+    keep: bool,
+}
+
+async fn connect(address: &str) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Whether a failure on a reused connection means the request never reached a server that
+/// was still listening: it had already closed the connection.
+fn unsent(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    )
+}
+
+async fn round_trip(
+    stream: &mut TcpStream,
+    request: &[u8],
+    answer: &mut Vec<u8>,
+) -> io::Result<Exchanged> {
+    stream.write_all(request).await?;
+    read_answer(stream, answer).await
+}
+
+/// Reads one answer into `buffer`: the head, then `Content-Length` bytes of body.
+async fn read_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> io::Result<Exchanged> {
+    buffer.clear();
+    loop {
+        if stream.read_buf(buffer).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        let head_length = match response.parse(buffer) {
+            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Partial) => {
+                buffer.reserve(4096);
+                continue;
+            }
+            Err(error) => return Err(io::Error::new(io::ErrorKind::InvalidData, error)),
+        };
+        let status = response.code.unwrap_or_default();
+        let header = |name: &str| {
+            response
+                .headers
+                .iter()
+                .find(|header| header.name.eq_ignore_ascii_case(name))
+                .map(|header| header.value)
+        };
+        let body_length: usize = header("content-length")
+            .and_then(|value| std::str::from_utf8(value).ok()?.trim().parse().ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Content-Length"))?;
+        let keep = !header("connection").is_some_and(|value| value.eq_ignore_ascii_case(b"close"));
+        let end = head_length + body_length;
+        while buffer.len() < end {
+            buffer.reserve(end - buffer.len());
+            if stream.read_buf(buffer).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        return Ok(Exchanged {
+            status,
+            body: head_length..end,
+            keep,
+        });
+    }
+}
