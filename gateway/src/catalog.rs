@@ -85,7 +85,7 @@ impl SaleCatalog {
     /// The sale, from the cache or else from the ledger. Unknown ids are not cached, so a sale
     /// created through another gateway is found on the next request.
     pub async fn get(&self, sale_id: &SaleId) -> Result<Option<Arc<CatalogEntry>>, StoreError> {
-        if let Some(entry) = self.cached(sale_id) {
+        if let Some(entry) = self.cached(sale_id.as_str()) {
             return Ok(Some(entry));
         }
         Ok(self
@@ -95,8 +95,9 @@ impl SaleCatalog {
             .map(|sale| self.insert(sale)))
     }
 
-    /// The sale if it is cached, without asking the ledger.
-    pub fn cached(&self, sale_id: &SaleId) -> Option<Arc<CatalogEntry>> {
+    /// The sale if it is cached, without asking the ledger. By any text (a sale id straight
+    /// from the path, not parsed yet): an id that is not valid is simply not found.
+    pub fn cached(&self, sale_id: &str) -> Option<Arc<CatalogEntry>> {
         self.entries
             .read()
             .expect("catalog lock poisoned")

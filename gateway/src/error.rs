@@ -4,7 +4,10 @@
 //! `{"error": "<code>", "message": "<sentence>"}`. An internal failure answers an opaque 500
 //! and its cause is logged once, here.
 
+use std::sync::LazyLock;
+
 use axum::Json;
+use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -150,8 +153,29 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The flood's answer, rendered once: a sold-out refusal allocates no body of its own.
+static SOLD_OUT_BODY: LazyLock<Bytes> = LazyLock::new(|| {
+    let body = ErrorBody {
+        error: ApiError::SoldOut.code(),
+        message: ApiError::SoldOut.to_string(),
+        order_id: None,
+    };
+    serde_json::to_vec(&body)
+        .expect("an error body serialises")
+        .into()
+});
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Self::SoldOut = self {
+            let json = HeaderValue::from_static("application/json");
+            return (
+                self.status(),
+                [(header::CONTENT_TYPE, json)],
+                SOLD_OUT_BODY.clone(),
+            )
+                .into_response();
+        }
         if let Self::Internal(cause) = &self {
             tracing::error!(cause, "request failed");
         }

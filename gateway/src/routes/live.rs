@@ -60,7 +60,7 @@ impl Snapshot {
             sale,
             purchases: state
                 .catalog
-                .cached(sale_id)
+                .cached(sale_id.as_str())
                 .map(|entry| entry.purchases.outcomes())
                 .unwrap_or_default(),
             orders,

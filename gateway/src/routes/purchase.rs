@@ -1,21 +1,23 @@
 //! `POST /api/v1/sales/{id}/orders`: the purchase, decided synchronously.
 //!
-//! Cheapest refusals first, so abuse costs the least: the token, the user's rate limit, the
-//! blacklist copy, the cached sale and its window, the local sold-out flag; only then the one
-//! Redis round trip that decides (and, should its answer be lost, one question that finds out
+//! Cheapest refusals first, so abuse costs the least. A sold-out sale (the local flag of the
+//! cached sale) answers 410 before anything else, because after the first second of a flash
+//! sale nearly every attempt meets it. Then the token, the user's rate limit, the body, the
+//! blacklist copy, the sale and its window; only then the one Redis round trip that decides (and, should its answer be lost, one question that finds out
 //! what it decided). The event is enqueued for Kafka after the lock and the answer goes out at
 //! once: a failed publish is logged and counted, never retried here, because
 //! the outbox entry the script wrote is what the reconciler re-publishes.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::{BytesRejection, RawPathParamsRejection};
+use axum::extract::{FromRequest, RawPathParams, Request, State};
+use axum::http::StatusCode;
 use chrono::Utc;
-use metrics::{counter, histogram};
+use metrics::{Counter, Histogram, counter, histogram};
 use serde::{Deserialize, Serialize};
 use shared::error::StoreError;
 use shared::event::ReservationEvent;
@@ -24,10 +26,10 @@ use shared::kafka::{TRACEPARENT_HEADER, traceparent_for};
 use shared::stock::Reservation;
 use utoipa::ToSchema;
 
-use crate::auth::User;
 use crate::config::LOST_ANSWER_PATIENCE;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{BodyLimit, PathId};
+use crate::extract::BodyLimit;
+use crate::push::tally::{PURCHASE_OUTCOMES, outcome_index};
 use crate::state::AppState;
 
 /// Purchase attempts, by outcome (`accepted` or the refusal's error code).
@@ -41,16 +43,32 @@ pub const LOST_ANSWERS_TOTAL: &str = "seckill_lost_lock_answers_total";
 const NOTHING_LOCKED: &str =
     "the stock service did not answer in time and nothing was locked; try again";
 
-/// The outcomes a dashboard rates. A stock sells out in well under one scrape interval, so a
-/// series born at the first acceptance would already hold its final count when first scraped,
-/// and `rate()` would show nothing; these start at zero instead.
-const RATED_OUTCOMES: [&str; 3] = ["accepted", "sold_out", "already_purchased"];
+/// The purchase's metric handles, registered once, so an attempt counts without looking a
+/// metric up by its name and labels. Every outcome's series exists from the start: a stock
+/// sells out in well under one scrape interval, so a series born at the first acceptance would
+/// already hold its final count when first scraped, and `rate()` would show nothing.
+struct PurchaseMetrics {
+    /// By outcome, in the order of [`PURCHASE_OUTCOMES`].
+    outcomes: [Counter; PURCHASE_OUTCOMES.len()],
+    duration: Histogram,
+}
 
-/// Registers the rated purchase counters at zero (call once at start).
-pub fn register_metrics() {
-    for outcome in RATED_OUTCOMES {
-        counter!(PURCHASES_TOTAL, "outcome" => outcome).absolute(0);
+static METRICS: LazyLock<PurchaseMetrics> = LazyLock::new(|| {
+    // A handle made before the recorder is installed would record nowhere.
+    shared::telemetry::prometheus();
+    PurchaseMetrics {
+        outcomes: PURCHASE_OUTCOMES.map(|outcome| {
+            let counter = counter!(PURCHASES_TOTAL, "outcome" => outcome);
+            counter.increment(0);
+            counter
+        }),
+        duration: histogram!(PURCHASE_DURATION_SECONDS),
     }
+});
+
+/// Registers the purchase's metrics (call once at start).
+pub fn register_metrics() {
+    LazyLock::force(&METRICS);
 }
 
 /// The optional body. One unit per buyer, so the only accepted quantity is 1.
@@ -70,8 +88,6 @@ pub struct Accepted {
     status: &'static str,
 }
 
-// A debug-level span: on the hot path an info span would cost an allocation per request even
-// when nothing is logged; failures log their own order id and trace id.
 #[utoipa::path(
     post,
     path = "/api/v1/sales/{sale_id}/orders",
@@ -89,76 +105,98 @@ pub struct Accepted {
         (status = 403, description = "`blacklisted`, or `sale_not_open`: before its start or after its end", body = ErrorBody),
         (status = 404, description = "`unknown_sale`: no sale has this id", body = ErrorBody),
         (status = 409, description = "`already_purchased`: the buyer holds an order in this sale (`order_id`)", body = ErrorBody),
-        (status = 410, description = "`sold_out`: no unit left", body = ErrorBody),
+        (status = 410, description = "`sold_out`: no unit left (answered before the token is looked at: a sale's stock is public)", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over the limit", body = ErrorBody),
         (status = 429, description = "`rate_limited`: a limit was reached; see Retry-After", body = ErrorBody),
         (status = 503, description = "`unavailable`: overloaded, or the stock ledger did not answer; the message says whether anything was locked", body = ErrorBody),
     )
 )]
-#[tracing::instrument(level = "debug", skip_all, fields(sale_id, user_id, trace_id))]
 pub async fn purchase(
     State(state): State<AppState>,
-    sale_id: Result<PathId<SaleId>, ApiError>,
-    headers: HeaderMap,
-    user: Result<User, ApiError>,
-    body: Result<Bytes, BytesRejection>,
+    path: Result<RawPathParams, RawPathParamsRejection>,
+    request: Request,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let started = Instant::now();
-    let incoming_trace = headers
-        .get(TRACEPARENT_HEADER)
-        .and_then(|value| value.to_str().ok());
-    // A path segment that is no sale id names no sale: decided as an unknown sale.
-    let sale_id = sale_id.ok().map(|PathId(sale_id)| sale_id);
-    let result = match body {
-        Ok(body) => decide(&state, sale_id.as_ref(), user, &body, incoming_trace).await,
-        Err(rejection) => Err(body_refusal(&rejection, state.body_limit)),
+    // A segment that is not even UTF-8 names no sale: decided as an unknown sale.
+    let sale_id = path
+        .as_ref()
+        .ok()
+        .and_then(|params| params.iter().next())
+        .map(|(_, sale_id)| sale_id);
+    let entry = sale_id.and_then(|sale_id| state.catalog.cached(sale_id));
+    let result = match &entry {
+        // The flood's answer, so nothing else first: a sale's stock is public, so a sold-out
+        // sale answers before the token is verified, without a span or an allocation.
+        Some(entry) if entry.is_sold_out() => Err(ApiError::SoldOut),
+        _ => decide(&state, sale_id, request).await,
     };
     let outcome = match &result {
         Ok(_) => "accepted",
         Err(error) => error.code(),
     };
-    counter!(PURCHASES_TOTAL, "outcome" => outcome).increment(1);
-    if let Some(entry) = sale_id.and_then(|sale_id| state.catalog.cached(&sale_id)) {
-        entry.purchases.record(outcome);
+    let metrics = &*METRICS;
+    match outcome_index(outcome) {
+        Some(index) => {
+            metrics.outcomes[index].increment(1);
+            // A sale met for the first time is in the catalog now.
+            let entry = entry.or_else(|| sale_id.and_then(|sale_id| state.catalog.cached(sale_id)));
+            if let Some(entry) = entry {
+                entry.purchases.record(index);
+            }
+        }
+        None => counter!(PURCHASES_TOTAL, "outcome" => outcome).increment(1),
     }
-    histogram!(PURCHASE_DURATION_SECONDS).record(started.elapsed());
+    metrics.duration.record(started.elapsed());
     result.map(|accepted| (StatusCode::ACCEPTED, Json(accepted)))
 }
 
 /// The checks in order, cheapest first. The token comes before the sale id, so an
-/// unauthenticated caller learns nothing about which sales exist.
+/// unauthenticated caller learns nothing about which sales exist (beyond the stock of those
+/// that sold out, which is public).
+///
+/// A debug-level span: on the hot path an info span would cost an allocation per request even
+/// when nothing is logged; failures log their own order id and trace id.
+#[tracing::instrument(level = "debug", skip_all, fields(sale_id, user_id, trace_id))]
 async fn decide(
     state: &AppState,
-    sale_id: Option<&SaleId>,
-    user: Result<User, ApiError>,
-    body: &[u8],
-    incoming_trace: Option<&str>,
+    sale_id: Option<&str>,
+    request: Request,
 ) -> Result<Accepted, ApiError> {
-    let User(user_id) = user?;
+    let user_id = state.tokens.user(request.headers())?;
     let span = tracing::Span::current();
     span.record("user_id", user_id.as_str());
     state.limits.check_user(&user_id)?;
-    check_body(body)?;
+    let incoming_trace = request
+        .headers()
+        .get(TRACEPARENT_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let body = Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| body_refusal(&rejection, state.body_limit))?;
+    check_body(&body)?;
     if state.blacklist.contains(&user_id) {
         return Err(ApiError::Blacklisted);
     }
-    let sale_id = sale_id.ok_or(ApiError::UnknownSale)?;
+    // A segment that is no sale id names no sale.
+    let sale_id: SaleId = sale_id
+        .and_then(|sale_id| sale_id.parse().ok())
+        .ok_or(ApiError::UnknownSale)?;
     span.record("sale_id", sale_id.as_str());
     let entry = state
         .catalog
-        .get(sale_id)
+        .get(&sale_id)
         .await?
         .ok_or(ApiError::UnknownSale)?;
     let now = Utc::now();
     if !entry.sale.is_open_at(now) {
         return Err(ApiError::SaleNotOpen(entry.sale.state(now, 1)));
     }
-    if entry.is_sold_out() {
-        return Err(ApiError::SoldOut);
-    }
+    // The sold-out flag was asked before anything else (`purchase`), and asking it again
+    // would answer the one attempt it lets through to recheck the stock.
 
     let event = ReservationEvent::new(
-        OrderId::generate(sale_id),
+        OrderId::generate(&sale_id),
         &user_id,
         entry.sale.price_cents,
         entry.sale.payment_window(),
@@ -190,7 +228,7 @@ async fn decide(
         Reservation::UnknownSale => return Err(ApiError::UnknownSale),
     }
 
-    let (traceparent, trace_id) = traceparent_for(incoming_trace);
+    let (traceparent, trace_id) = traceparent_for(incoming_trace.as_deref());
     span.record("trace_id", &trace_id);
     if let Err(error) = state.publisher.publish(&event, &payload, &traceparent) {
         tracing::warn!(%error, order_id = %event.order_id, trace_id,

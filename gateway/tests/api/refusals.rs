@@ -235,7 +235,24 @@ async fn a_sold_out_sale_refuses_with_gone() {
         "sold_out",
     )
     .await;
+    // A sale's stock is public, so the flag answers before any token is looked at: the flood
+    // costs no signature check. A sale that is not sold out still asks for the token first.
+    assert_error(app.purchase(&sale, "not-a-token").await, 410, "sold_out").await;
+    let anonymous = app
+        .http
+        .post(app.url(&format!("/api/v1/sales/{sale}/orders")))
+        .send()
+        .await
+        .expect("a purchase without a token");
+    assert_error(anonymous, 410, "sold_out").await;
     assert_untouched(&mut app, &before).await;
+    let open = app.create_open_sale(1).await;
+    assert_error(
+        app.purchase(&open, "not-a-token").await,
+        401,
+        "unauthenticated",
+    )
+    .await;
 }
 
 #[tokio::test]
