@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use self::memory::MemoryStockLedger;
-pub use self::redis::RedisStockLedger;
+pub use self::redis::{RedisStockLedger, reservation_from_reply};
 use crate::error::StoreError;
 use crate::event::{ReservationEvent, TransitionEvent};
 use crate::ids::{OrderId, SaleId, UserId};

@@ -100,7 +100,7 @@ impl StockLedger for RedisStockLedger {
             .now_ms(&self.redis)
             .await?
             .saturating_add(deadline_ms);
-        let (outcome, remaining, existing_order): (String, i64, String) = self
+        let reply: redis::Value = self
             .redis
             .call(async |c| {
                 scripts::RESERVE
@@ -120,29 +120,12 @@ impl StockLedger for RedisStockLedger {
                     .await
             })
             .await?;
-        Ok(match outcome.as_str() {
-            "late" => {
-                self.clock.forget();
-                return Err(StoreError::Timeout(deadline));
-            }
-            "reserved" => Reservation::Reserved {
-                remaining: u32::try_from(remaining).unwrap_or(0),
-            },
-            "already_purchased" => Reservation::AlreadyPurchased {
-                order_id: existing_order.parse().map_err(|error| {
-                    StoreError::Failed(
-                        format!("reserve.lua returned a malformed order id: {error}").into(),
-                    )
-                })?,
-            },
-            "sold_out" => Reservation::SoldOut,
-            "unknown_sale" => Reservation::UnknownSale,
-            other => {
-                return Err(StoreError::Failed(
-                    format!("unexpected reply from reserve.lua: {other}").into(),
-                ));
-            }
-        })
+        if let Some(reservation) = reservation_from_reply(reply)? {
+            return Ok(reservation);
+        }
+        // Late: the script ran past its run-by time and did nothing.
+        self.clock.forget();
+        Err(StoreError::Timeout(deadline))
     }
 
     /// One pipelined round trip for the whole batch: `acknowledge.lua` once per sale.
@@ -517,4 +500,34 @@ fn parse_all<T: std::str::FromStr>(raw: Vec<String>, source: &str) -> Vec<T> {
             parsed
         })
         .collect()
+}
+
+/// What `reserve.lua` answered: `[outcome, remaining, existing order]`. `None` when it was late
+/// (its run-by time had passed, so it did nothing). On every purchase's path, so it has a
+/// micro-benchmark (`gateway/benches/hot_path.rs`).
+pub fn reservation_from_reply(reply: redis::Value) -> Result<Option<Reservation>, StoreError> {
+    let (outcome, remaining, existing_order): (String, i64, String) =
+        redis::from_redis_value(reply).map_err(|error| {
+            StoreError::Failed(format!("reserve.lua replied something else: {error}").into())
+        })?;
+    Ok(Some(match outcome.as_str() {
+        "late" => return Ok(None),
+        "reserved" => Reservation::Reserved {
+            remaining: u32::try_from(remaining).unwrap_or(0),
+        },
+        "already_purchased" => Reservation::AlreadyPurchased {
+            order_id: existing_order.parse().map_err(|error| {
+                StoreError::Failed(
+                    format!("reserve.lua returned a malformed order id: {error}").into(),
+                )
+            })?,
+        },
+        "sold_out" => Reservation::SoldOut,
+        "unknown_sale" => Reservation::UnknownSale,
+        other => {
+            return Err(StoreError::Failed(
+                format!("unexpected reply from reserve.lua: {other}").into(),
+            ));
+        }
+    }))
 }
