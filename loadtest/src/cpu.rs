@@ -1,17 +1,73 @@
-//! The CPU time this process has used, so a run reports what the load generator itself cost
-//! per request beside what the servers did.
+//! CPU time per process while the attempts run: the load generator's own, and that of the
+//! servers it is told to watch (`--cpu-of gateway=<pid>`), so a run reports what each process
+//! spent per request, from the first attempt to the last answer (not the set-up before, such
+//! as minting the buyers' tokens).
 //!
-//! Read from `/proc/self/stat` (Linux): user plus system time in clock ticks of `USER_HZ`,
+//! Read from `/proc/<pid>/stat` (Linux): user plus system time in clock ticks of `USER_HZ`,
 //! which the kernel fixes at 100 per second for user space on every architecture it runs on.
 //! Ten milliseconds of resolution is fine over a run of seconds.
 
+use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::time::Duration;
 
 const TICKS_PER_SEC: u64 = 100;
 
-/// User plus system CPU time of this process so far; zero where `/proc` cannot tell.
-pub fn process_time() -> Duration {
-    std::fs::read_to_string("/proc/self/stat")
+/// The name this process's own CPU time is reported under.
+pub const LOADTEST: &str = "loadtest";
+
+/// A process whose CPU time a run reports per request, given as `name=pid`.
+#[derive(Clone, Debug)]
+pub struct Watched {
+    pub name: String,
+    pub pid: u32,
+}
+
+impl FromStr for Watched {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (name, pid) = text
+            .split_once('=')
+            .ok_or_else(|| format!("expected name=pid, not {text:?}"))?;
+        let pid = pid
+            .parse()
+            .map_err(|_| format!("{pid:?} is not a process id"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            pid,
+        })
+    }
+}
+
+/// CPU times taken when the attempts start; [`Meter::stop`] gives what each process spent.
+pub struct Meter {
+    processes: Vec<(String, String)>,
+    before: Vec<Duration>,
+}
+
+impl Meter {
+    pub fn start(watched: &[Watched]) -> Self {
+        let processes: Vec<(String, String)> = std::iter::once((LOADTEST.into(), "self".into()))
+            .chain(watched.iter().map(|w| (w.name.clone(), w.pid.to_string())))
+            .collect();
+        let before = processes.iter().map(|(_, pid)| time_of(pid)).collect();
+        Self { processes, before }
+    }
+
+    /// CPU time spent since [`Meter::start`], by process name.
+    pub fn stop(self) -> BTreeMap<String, Duration> {
+        self.processes
+            .into_iter()
+            .zip(self.before)
+            .map(|((name, pid), before)| (name, time_of(&pid).saturating_sub(before)))
+            .collect()
+    }
+}
+
+/// User plus system CPU time of the process so far; zero where `/proc` cannot tell.
+fn time_of(pid: &str) -> Duration {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| ticks(&stat))
         .map_or(Duration::ZERO, |ticks| {
@@ -40,13 +96,20 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_used_some_cpu_and_the_count_only_grows() {
-        let before = process_time();
+    fn the_meter_sees_this_process_spin_under_both_names() {
+        let me: Watched = format!("me={}", std::process::id())
+            .parse()
+            .expect("name=pid");
+        let meter = Meter::start(&[me]);
         let mut x = 0_u64;
         let spin_until = std::time::Instant::now() + Duration::from_millis(60);
         while std::time::Instant::now() < spin_until {
             x = std::hint::black_box(x.wrapping_add(1));
         }
-        assert!(process_time() > before, "60 ms of spinning shows");
+        let spent = meter.stop();
+        assert!(spent[LOADTEST] > Duration::ZERO, "60 ms of spinning shows");
+        assert!(spent["me"] > Duration::ZERO, "{spent:?}");
+        assert!("gateway".parse::<Watched>().is_err());
+        assert!("gateway=x".parse::<Watched>().is_err());
     }
 }

@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 
 use crate::connection::{Answer, Connections, Prepared};
-use crate::cpu;
+use crate::cpu::{Meter, Watched};
 
 /// How attempts are paced.
 #[derive(Clone, Copy, Debug)]
@@ -66,8 +66,9 @@ pub struct Outcome {
     /// Latency in microseconds.
     pub latency_us: Histogram<u64>,
     pub elapsed: Duration,
-    /// CPU time this process spent while the requests ran: the load generator's own weight.
-    pub client_cpu: Duration,
+    /// CPU time spent while the requests ran, by process: the load generator's own
+    /// ([`crate::cpu::LOADTEST`]) and each watched server's.
+    pub cpu: BTreeMap<String, Duration>,
 }
 
 impl Outcome {
@@ -80,7 +81,9 @@ impl Outcome {
         self.unsure.extend(later.unsure);
         let _ = self.latency_us.add(&later.latency_us);
         self.elapsed += later.elapsed;
-        self.client_cpu += later.client_cpu;
+        for (process, spent) in later.cpu {
+            *self.cpu.entry(process).or_default() += spent;
+        }
     }
 
     /// Requests answered or not.
@@ -90,8 +93,13 @@ impl Outcome {
 }
 
 /// Sends one request per entry of `plan` (a user index), round-robin over `prepared`'s
-/// targets.
-pub async fn drive(plan: Vec<usize>, pacing: Pacing, prepared: Prepared) -> Outcome {
+/// targets, and measures the CPU time of this process and the `watched` ones meanwhile.
+pub async fn drive(
+    plan: Vec<usize>,
+    pacing: Pacing,
+    prepared: Prepared,
+    watched: &[Watched],
+) -> Outcome {
     let run = Arc::new(Run {
         plan,
         pacing,
@@ -100,7 +108,7 @@ pub async fn drive(plan: Vec<usize>, pacing: Pacing, prepared: Prepared) -> Outc
         start: tokio::time::Instant::now(),
     });
     let progress = tokio::spawn(report_progress(Arc::clone(&run)));
-    let cpu_before = cpu::process_time();
+    let meter = Meter::start(watched);
     let started = Instant::now();
     let workers: Vec<_> = (0..pacing.workers())
         .map(|_| tokio::spawn(Arc::clone(&run).work()))
@@ -112,9 +120,9 @@ pub async fn drive(plan: Vec<usize>, pacing: Pacing, prepared: Prepared) -> Outc
         }
     }
     let elapsed = started.elapsed();
-    let client_cpu = cpu::process_time().saturating_sub(cpu_before);
+    let cpu = meter.stop();
     progress.abort();
-    tally.into_outcome(elapsed, client_cpu)
+    tally.into_outcome(elapsed, cpu)
 }
 
 /// What the workers share: the plan, and the index of its next entry.
@@ -215,7 +223,7 @@ impl Tally {
         let _ = self.latency_us.add(&other.latency_us);
     }
 
-    fn into_outcome(self, elapsed: Duration, client_cpu: Duration) -> Outcome {
+    fn into_outcome(self, elapsed: Duration, cpu: BTreeMap<String, Duration>) -> Outcome {
         let answers = self
             .kinds
             .into_iter()
@@ -242,7 +250,7 @@ impl Tally {
             unsure: unsure.into_iter().collect(),
             latency_us: self.latency_us,
             elapsed,
-            client_cpu,
+            cpu,
         }
     }
 }
@@ -279,7 +287,7 @@ mod tests {
         second.record(2, Some(&answer(202, accepted)), Duration::from_millis(4));
         second.record(4, Some(&answer(503, b"")), Duration::from_millis(5));
         first.absorb(second);
-        let outcome = first.into_outcome(Duration::from_secs(1), Duration::ZERO);
+        let outcome = first.into_outcome(Duration::from_secs(1), BTreeMap::new());
         assert_eq!(
             outcome.answers,
             BTreeMap::from([

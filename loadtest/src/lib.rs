@@ -37,6 +37,7 @@ use crate::api::Gateway;
 pub use crate::checks::Probes;
 use crate::checks::{CheckArgs, Expected};
 use crate::connection::Prepared;
+use crate::cpu::Watched;
 use crate::drive::Outcome;
 pub use crate::drive::Pacing;
 use crate::lifecycle::Fates;
@@ -84,6 +85,11 @@ pub struct Target {
     /// Write the summary as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+
+    /// Report this process's CPU time per attempt too, as `name=pid` (repeatable): the
+    /// benchmark's CPU per request per server, measured over the attempts alone.
+    #[arg(long = "cpu-of")]
+    pub cpu_of: Vec<Watched>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -180,6 +186,10 @@ pub struct Hammer {
     /// Write the summary as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+
+    /// Report this process's CPU time per request too, as `name=pid` (repeatable).
+    #[arg(long = "cpu-of")]
+    pub cpu_of: Vec<Watched>,
 }
 
 /// What a run prints and writes.
@@ -242,6 +252,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
                     pay_ratio,
                     resale_rounds: args.resale_rounds,
                 }),
+                watched: args.target.cpu_of.clone(),
             };
             (
                 Report::Crowd(Box::new(
@@ -263,6 +274,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
                     connections: args.connections,
                 },
                 lifecycle: None,
+                watched: args.target.cpu_of.clone(),
             };
             (
                 Report::Crowd(Box::new(
@@ -276,7 +288,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
             let pacing = Pacing::Closed {
                 concurrency: args.concurrency,
             };
-            let outcome = drive::drive(vec![0; args.requests], pacing, prepared).await;
+            let outcome =
+                drive::drive(vec![0; args.requests], pacing, prepared, &args.cpu_of).await;
             let summary = Summary::new("hammer", &args.url, &outcome, None, None, Vec::new());
             (Report::Crowd(Box::new(summary)), args.json)
         }
@@ -348,12 +361,15 @@ pub struct Crowd {
     pub pacing: Pacing,
     /// What winners do after buying; `None`: nothing (orders stay `created`).
     pub lifecycle: Option<Lifecycle>,
+    /// Servers whose CPU time per attempt the report gives beside the generator's own.
+    pub watched: Vec<Watched>,
 }
 
 /// Users of a run, their tokens, and the gateways they buy from.
 pub(crate) struct Buyers<'a> {
     gateways: &'a [Gateway],
     sale_id: String,
+    watched: &'a [Watched],
     pub(crate) tokens: Vec<String>,
     /// The gateway that created the sale and answers the checks.
     pub(crate) first: &'a Gateway,
@@ -380,7 +396,7 @@ impl Buyers<'_> {
         let bases: Vec<String> = self.gateways.iter().map(|g| g.base().to_owned()).collect();
         let path = format!("/api/v1/sales/{}/orders", self.sale_id);
         let prepared = Prepared::new("POST", &bases, &path, &self.tokens)?;
-        let mut outcome = drive::drive(plan, pacing, prepared).await;
+        let mut outcome = drive::drive(plan, pacing, prepared, self.watched).await;
         if !outcome.unsure.is_empty() {
             eprintln!(
                 "{} buyers had an answer lost; asking which orders they hold",
@@ -425,6 +441,7 @@ impl Crowd {
             sale,
             pacing,
             lifecycle,
+            watched,
         } = self;
         gateway.create_sale(&sale).await?;
         eprintln!(
@@ -434,6 +451,7 @@ impl Crowd {
         let mut buyers = Buyers {
             gateways,
             sale_id: sale.id.to_string(),
+            watched: &watched,
             tokens: Vec::new(),
             first: gateway,
         };

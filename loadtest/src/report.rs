@@ -57,10 +57,9 @@ pub struct Summary {
     pub answers: BTreeMap<String, u64>,
     pub throughput_per_sec: f64,
     pub elapsed_secs: f64,
-    /// This process's CPU time per attempt, in microseconds: the load generator's own weight
-    /// beside the servers it measures (in the all-in-one runner the process is the whole
-    /// stack).
-    pub client_cpu_us_per_request: f64,
+    /// CPU time per attempt in microseconds, by process: `loadtest` (the generator's own
+    /// weight; in the all-in-one runner, the whole stack) and each `--cpu-of` server.
+    pub cpu_us_per_request: BTreeMap<String, f64>,
     pub latency_ms: Latency,
     pub settle_secs: f64,
     /// Whether the invariants were checked (not with `--skip-checks`).
@@ -101,8 +100,14 @@ impl Summary {
             answers: outcome.answers.clone(),
             throughput_per_sec: attempts as f64 / elapsed_secs.max(1e-9),
             elapsed_secs,
-            client_cpu_us_per_request: outcome.client_cpu.as_secs_f64() * 1e6
-                / (attempts as f64).max(1.0),
+            cpu_us_per_request: outcome
+                .cpu
+                .iter()
+                .map(|(process, spent)| {
+                    let per_request = spent.as_secs_f64() * 1e6 / (attempts as f64).max(1.0);
+                    (process.clone(), (per_request * 10.0).round() / 10.0)
+                })
+                .collect(),
             latency_ms: Latency::from_histogram(&outcome.latency_us),
             settle_secs: observed.settle_secs,
             checked,
@@ -127,10 +132,12 @@ impl Summary {
             "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
             l.p50, l.p90, l.p99, l.p999, l.max
         );
-        println!(
-            "CPU of this process: {:.1} µs per request",
-            self.client_cpu_us_per_request
-        );
+        let cpu: Vec<String> = self
+            .cpu_us_per_request
+            .iter()
+            .map(|(process, us)| format!("{process} {us:.1}"))
+            .collect();
+        println!("CPU µs per request: {}", cpu.join(", "));
         if !self.checked {
             println!("\ninvariants: not checked (--skip-checks)");
             return;

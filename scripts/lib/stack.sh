@@ -5,6 +5,8 @@
 #   stack_init      stack_prepare, then a fresh namespace (Redis key prefix, topics) and a run
 #                   directory .runs/<run id>/ for services started as separate processes with
 #                   stack_start, all stopped on exit
+#   stack_start_release_broker PORT
+#                   a release-build broker of the run's own (scripts/bench, scripts/profile)
 
 stack_prepare() {
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -59,6 +61,15 @@ stack_wait_for() { # url, name of the log to show on failure
 stack_stop_all() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+}
+
+stack_start_release_broker() { # port: a broker of the run's own, release build, fresh storage
+  mkdir -p "$work/broker"
+  stack_start broker RUST_LOG=warn bash -c "cd '$work/broker' && exec '$root/scripts/services' run-broker release $1"
+  export KAFKA_BROKERS=127.0.0.1:$1
+  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done
+  echo "the release broker did not open port $1" >&2
+  exit 1
 }
 
 stack_peak_rss_mb() { # name: the process's peak resident memory, in MB

@@ -127,6 +127,7 @@ async fn flash_crowd(
             pay_ratio: cli.pay_ratio,
             resale_rounds: 3,
         }),
+        watched: Vec::new(),
     };
     let probes = Probes {
         orders: Some(embedded.orders.clone()),

@@ -343,6 +343,7 @@ async fn the_dashboard_matches_the_api_after_a_crowd(browser: &Browser, shop: &G
             connections: 32,
         },
         lifecycle: None,
+        watched: Vec::new(),
     };
     let sale_id = crowd.sale.id.to_string();
     // Opened before the sale exists, the dashboard waits for it and then draws the crowd live
