@@ -11,7 +11,7 @@
 //! | [`abuse`] | the abuse scenario: every trick refused cleanly |
 //! | [`drive`] | closed- and open-loop pacing, answers and latencies (HdrHistogram) |
 //! | [`connection`] | the attempts' hot path: prepared requests on keep-alive connections |
-//! | [`cpu`] | the generator's own CPU time, reported per request |
+//! | [`cpu`] | CPU time per process while the attempts run (the generator's and `--cpu-of`) |
 //! | [`lifecycle`] | after buying: a share pays, the rest expire, latecomers buy the returned units |
 //! | [`checks`] | settling, then the invariants against the API, PostgreSQL, Redis, the SMS file |
 //! | [`report`] | the table and the JSON summary |

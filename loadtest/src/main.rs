@@ -1,4 +1,7 @@
 //! `loadtest`: parse → run the scenario → print the report → exit 1 on any violation.
+//!
+//! One thread, as `wrk -t1`: the attempts are a write and a read each, and a second thread
+//! would only add wake-ups between threads on the cores the servers under test need.
 
 use clap::Parser;
 

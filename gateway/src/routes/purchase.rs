@@ -3,8 +3,8 @@
 //! Cheapest refusals first, so abuse costs the least. A sold-out sale (the local flag of the
 //! cached sale) answers 410 before anything else, because after the first second of a flash
 //! sale nearly every attempt meets it. Then the token, the user's rate limit, the body, the
-//! blacklist copy, the sale and its window; only then the one Redis round trip that decides (and, should its answer be lost, one question that finds out
-//! what it decided). The event is enqueued for Kafka after the lock and the answer goes out at
+//! blacklist copy, the sale and its window; only then the one Redis round trip that decides
+//! (and, should its answer be lost, one question that finds out what it decided). The event is enqueued for Kafka after the lock and the answer goes out at
 //! once: a failed publish is logged and counted, never retried here, because
 //! the outbox entry the script wrote is what the reconciler re-publishes.
 
@@ -126,7 +126,7 @@ pub async fn purchase(
     let entry = sale_id.and_then(|sale_id| state.catalog.cached(sale_id));
     let result = match &entry {
         // The flood's answer, so nothing else first: a sale's stock is public, so a sold-out
-        // sale answers before the token is verified, without a span or an allocation.
+        // sale answers before the token is verified, without a span, its body rendered once.
         Some(entry) if entry.is_sold_out() => Err(ApiError::SoldOut),
         _ => decide(&state, sale_id, request).await,
     };
