@@ -248,3 +248,114 @@ async fn read_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> io::Result
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A server that reads requests (head only, they have no body) and sends `answers[i]` to
+    /// the i-th, counting connections; it closes a connection after each answer in `closes`.
+    async fn server(
+        answers: Vec<&'static str>,
+        closes: Vec<usize>,
+    ) -> (String, tokio::task::JoinHandle<(usize, Vec<String>)>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let address = listener.local_addr().expect("an address").to_string();
+        let serving = tokio::spawn(async move {
+            let (mut connections, mut heads, mut next) = (0, Vec::new(), 0);
+            while next < answers.len() {
+                let (stream, _) = listener.accept().await.expect("a connection");
+                connections += 1;
+                let mut stream = BufReader::new(stream);
+                while next < answers.len() {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if stream.read_line(&mut line).await.expect("a line") == 0 {
+                            break;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push_str(&line);
+                    }
+                    heads.push(head);
+                    stream
+                        .get_mut()
+                        .write_all(answers[next].as_bytes())
+                        .await
+                        .expect("written");
+                    next += 1;
+                    if closes.contains(&(next - 1)) {
+                        break;
+                    }
+                }
+            }
+            (connections, heads)
+        });
+        (format!("http://{address}"), serving)
+    }
+
+    const GONE: &str = "HTTP/1.1 410 Gone\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n{\"error\":\"sold_out\"}";
+
+    #[tokio::test]
+    async fn answers_are_read_by_length_on_one_connection_with_each_buyers_token() {
+        let (base, serving) = server(vec![GONE, GONE], vec![]).await;
+        let tokens = ["t-0".to_owned(), "t-1".to_owned()];
+        let prepared =
+            Prepared::new("POST", &[base], "/api/v1/sales/s/orders", &tokens).expect("prepared");
+        let mut connections = Connections::new(&prepared);
+        for user in 0..2 {
+            let answer = connections.send(0, user).await.expect("an answer");
+            assert_eq!(
+                (answer.status, answer.body),
+                (410, &br#"{"error":"sold_out"}"#[..])
+            );
+        }
+        let (opened, heads) = serving.await.expect("the server ends");
+        assert_eq!(opened, 1, "keep-alive: one connection for both");
+        assert!(
+            heads[0].starts_with("POST /api/v1/sales/s/orders HTTP/1.1\r\n"),
+            "{}",
+            heads[0]
+        );
+        assert!(
+            heads[0].contains("Authorization: Bearer t-0\r\n"),
+            "{}",
+            heads[0]
+        );
+        assert!(
+            heads[1].contains("Authorization: Bearer t-1\r\n"),
+            "{}",
+            heads[1]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_opened_again_and_an_answer_without_length_is_none() {
+        let no_length = "HTTP/1.1 200 OK\r\n\r\n";
+        let (base, serving) = server(vec![GONE, GONE, no_length], vec![0]).await;
+        let prepared = Prepared::to_url("POST", &format!("{base}/x")).expect("prepared");
+        let mut connections = Connections::new(&prepared);
+        assert_eq!(connections.send(0, 0).await.map(|a| a.status), Some(410));
+        // The server closed after its first answer: the next request goes on a new connection.
+        assert_eq!(connections.send(0, 0).await.map(|a| a.status), Some(410));
+        assert!(
+            connections.send(0, 0).await.is_none(),
+            "no Content-Length: not understood"
+        );
+        let (opened, _) = serving.await.expect("the server ends");
+        assert_eq!(opened, 2);
+    }
+
+    #[test]
+    fn only_plain_http_base_urls_are_taken() {
+        assert!(Prepared::new("POST", &["https://h:1".into()], "/", &[]).is_err());
+        assert!(Prepared::new("POST", &["http://h:1/path".into()], "/", &[]).is_err());
+        let prepared = Prepared::new("GET", &["http://h".into()], "/", &[]).expect("prepared");
+        assert_eq!(prepared.targets[0].address, "h:80");
+    }
+}
