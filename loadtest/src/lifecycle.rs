@@ -14,9 +14,13 @@ use crate::Buyers;
 use crate::api::Gateway;
 use crate::drive::{Outcome, Pacing};
 
-/// Attempts each latecomer makes in a resale round (the first may meet a gateway's sold-out
-/// flag that has not yet learnt the units came back).
+/// Attempts each latecomer makes in a resale round.
 const LATECOMER_ATTEMPTS: usize = 3;
+/// When latecomers arrive after the units came back. A gateway answers from its sold-out flag
+/// until the flag is 500 ms old, then asks the stock lock again (`docs/architecture.md`); a
+/// round of a few hundred attempts takes milliseconds, so latecomers arriving at once could all
+/// meet a flag still within those 500 ms.
+const FLAG_LEARNS_WITHIN: Duration = Duration::from_secs(1);
 /// Latecomers per unit back on sale.
 const LATECOMERS_PER_UNIT: u64 = 3;
 /// Longest wait, beyond the payment window, for the expiry sweep to return units.
@@ -132,6 +136,7 @@ pub(crate) async fn live_on(
         if round == lifecycle.resale_rounds || offered == 0 {
             break;
         }
+        tokio::time::sleep(FLAG_LEARNS_WITHIN).await;
         let latecomers = buyers
             .join((offered * LATECOMERS_PER_UNIT) as usize)
             .await?;
