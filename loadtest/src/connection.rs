@@ -133,14 +133,17 @@ impl<'a> Connections<'a> {
     }
 
     /// Sends `user`'s request to `target`; its answer, or `None` when none came (refused,
-    /// reset, timed out, not understood). A connection the server closed while idle (its
-    /// keep-alive ended) is opened again and the request sent on the new one.
+    /// reset, timed out, not understood). When a reused connection turns out closed (the
+    /// server ended its keep-alive, or restarted), the request is sent once more on a new one.
+    /// Should the server have taken it before closing, the second copy is answered as a
+    /// repeat (a purchase: 409 `already_purchased` naming the order), so no order is lost
+    /// from the count or counted twice.
     pub async fn send(&mut self, target: usize, user: usize) -> Option<Answer<'_>> {
         self.prepared.write(target, user, &mut self.request);
         let exchanged = tokio::time::timeout(ANSWER_TIMEOUT, async {
             let reused = self.open[target].is_some();
             match self.exchange(target).await {
-                Err(error) if reused && unsent(&error) => self.exchange(target).await,
+                Err(error) if reused && closed_by_server(&error) => self.exchange(target).await,
                 other => other,
             }
         })
@@ -187,9 +190,8 @@ async fn connect(address: &str) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// Whether a failure on a reused connection means the request never reached a server that
-/// was still listening: it had already closed the connection.
-fn unsent(error: &io::Error) -> bool {
+/// Whether a failure means the server had closed the connection (or closed it on reading).
+fn closed_by_server(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe

@@ -166,11 +166,8 @@ async fn decide(
     let span = tracing::Span::current();
     span.record("user_id", user_id.as_str());
     state.limits.check_user(&user_id)?;
-    let incoming_trace = request
-        .headers()
-        .get(TRACEPARENT_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
+    // Kept past the body's read, which takes the request: a shared handle, not a copy.
+    let incoming_trace = request.headers().get(TRACEPARENT_HEADER).cloned();
     let body = Bytes::from_request(request, state)
         .await
         .map_err(|rejection| body_refusal(&rejection, state.body_limit))?;
@@ -228,7 +225,11 @@ async fn decide(
         Reservation::UnknownSale => return Err(ApiError::UnknownSale),
     }
 
-    let (traceparent, trace_id) = traceparent_for(incoming_trace.as_deref());
+    let (traceparent, trace_id) = traceparent_for(
+        incoming_trace
+            .as_ref()
+            .and_then(|value| value.to_str().ok()),
+    );
     span.record("trace_id", &trace_id);
     if let Err(error) = state.publisher.publish(&event, &payload, &traceparent) {
         tracing::warn!(%error, order_id = %event.order_id, trace_id,

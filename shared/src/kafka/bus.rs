@@ -44,8 +44,9 @@ pub struct EventBus {
     order_events_topic: String,
     dead_letter_topic: String,
     partitions: NonZeroU16,
-    /// The producers' queue bound: events, and kilobytes.
-    producer_queue: (NonZeroU32, NonZeroU32),
+    /// The producers' queue bound, in events and in kilobytes.
+    producer_queue_messages: NonZeroU32,
+    producer_queue_kbytes: NonZeroU32,
     /// The embedded cluster this bus runs on, if any; kept alive by every clone.
     embedded: Option<Arc<EmbeddedCluster>>,
 }
@@ -77,10 +78,8 @@ impl EventBus {
             order_events_topic: args.kafka_order_events_topic.clone(),
             dead_letter_topic: args.kafka_dlq_topic.clone(),
             partitions: args.kafka_topic_partitions,
-            producer_queue: (
-                args.kafka_producer_queue_messages,
-                args.kafka_producer_queue_kbytes,
-            ),
+            producer_queue_messages: args.kafka_producer_queue_messages,
+            producer_queue_kbytes: args.kafka_producer_queue_kbytes,
             embedded,
         }
     }
@@ -150,11 +149,11 @@ impl EventBus {
             // refused at once and stays in the outbox, exactly like a publish that failed.
             .set(
                 "queue.buffering.max.messages",
-                self.producer_queue.0.to_string(),
+                self.producer_queue_messages.to_string(),
             )
             .set(
                 "queue.buffering.max.kbytes",
-                self.producer_queue.1.to_string(),
+                self.producer_queue_kbytes.to_string(),
             );
         config
     }
