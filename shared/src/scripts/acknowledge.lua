@@ -7,9 +7,19 @@
 
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-for _, order_id in ipairs(ARGV) do
-  if redis.call('ZREM', KEYS[1], order_id) == 1 then
-    redis.call('ZADD', KEYS[2], now_ms, order_id)
+each_slice(ARGV, function(order_ids)
+  local unpublished_since = redis.call('ZMSCORE', KEYS[1], unpack(order_ids))
+  local waiting, acknowledged = {}, {}
+  for i, order_id in ipairs(order_ids) do
+    if unpublished_since[i] then
+      waiting[#waiting + 1] = order_id
+      acknowledged[#acknowledged + 1] = now_ms
+      acknowledged[#acknowledged + 1] = order_id
+    end
   end
-end
+  if #waiting > 0 then
+    redis.call('ZREM', KEYS[1], unpack(waiting))
+    redis.call('ZADD', KEYS[2], unpack(acknowledged))
+  end
+end)
 return 0

@@ -14,13 +14,23 @@ local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[1]))
 local events = {}
-for _, event_id in ipairs(due) do
-  local event = redis.call('HGET', KEYS[1], event_id)
-  if event then
-    redis.call('ZADD', KEYS[2], now_ms + tonumber(ARGV[2]), event_id)
-    events[#events + 1] = event
-  else
-    redis.call('ZREM', KEYS[2], event_id)
+each_slice(due, function(event_ids)
+  local found = redis.call('HMGET', KEYS[1], unpack(event_ids))
+  local redue, gone = {}, {}
+  for i, event_id in ipairs(event_ids) do
+    if found[i] then
+      events[#events + 1] = found[i]
+      redue[#redue + 1] = now_ms + tonumber(ARGV[2])
+      redue[#redue + 1] = event_id
+    else
+      gone[#gone + 1] = event_id
+    end
   end
-end
+  if #redue > 0 then
+    redis.call('ZADD', KEYS[2], unpack(redue))
+  end
+  if #gone > 0 then
+    redis.call('ZREM', KEYS[2], unpack(gone))
+  end
+end)
 return events

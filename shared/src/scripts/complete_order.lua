@@ -11,13 +11,23 @@
 local record = transition_recorder(KEYS[5], KEYS[6], KEYS[7], KEYS[8])
 local now_ms = clock_ms()
 local removed = 0
-for _, order_id in ipairs(ARGV) do
-  removed = removed + redis.call('HDEL', KEYS[1], order_id)
-  redis.call('ZREM', KEYS[2], order_id)
-  redis.call('ZREM', KEYS[4], order_id)
-  if redis.call('HGET', KEYS[3], order_id) == 'processing' then
-    redis.call('HSET', KEYS[3], order_id, 'created')
-    record(order_id, 'created', now_ms)
+-- A handful of commands per slice of the batch, not per order.
+each_slice(ARGV, function(order_ids)
+  removed = removed + redis.call('HDEL', KEYS[1], unpack(order_ids))
+  redis.call('ZREM', KEYS[2], unpack(order_ids))
+  redis.call('ZREM', KEYS[4], unpack(order_ids))
+  local statuses = redis.call('HMGET', KEYS[3], unpack(order_ids))
+  local created, new_statuses = {}, {}
+  for i, order_id in ipairs(order_ids) do
+    if statuses[i] == 'processing' then
+      created[#created + 1] = order_id
+      new_statuses[#new_statuses + 1] = order_id
+      new_statuses[#new_statuses + 1] = 'created'
+    end
   end
-end
+  if #created > 0 then
+    redis.call('HSET', KEYS[3], unpack(new_statuses))
+    record(created, 'created', now_ms)
+  end
+end)
 return removed

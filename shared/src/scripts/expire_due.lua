@@ -21,8 +21,8 @@ for _, order_id in ipairs(due) do
   if status == 'processing' or status == 'created' then
     redis.call('HSET', KEYS[2], order_id, 'expired')
     redis.call('INCR', KEYS[3])
-    record(order_id, 'expired', now_ms)
     expired[#expired + 1] = order_id
   end
 end
+record(expired, 'expired', now_ms)
 return expired

@@ -14,15 +14,17 @@
 
 local record = transition_recorder(KEYS[7], KEYS[8], KEYS[9], KEYS[10])
 local now_ms = clock_ms()
+local failed = {}
 for _, order_id in ipairs(ARGV) do
   local locked = redis.call('HDEL', KEYS[1], order_id) == 1
   if locked and redis.call('HGET', KEYS[4], order_id) == 'processing' then
     redis.call('HSET', KEYS[4], order_id, 'failed')
     redis.call('INCR', KEYS[6])
-    record(order_id, 'failed', now_ms)
+    failed[#failed + 1] = order_id
   end
   redis.call('ZREM', KEYS[2], order_id)
   redis.call('ZREM', KEYS[3], order_id)
   redis.call('ZREM', KEYS[5], order_id)
 end
+record(failed, 'failed', now_ms)
 return 0

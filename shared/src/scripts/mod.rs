@@ -14,11 +14,25 @@ pub static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!
 pub static CREATE_SALE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("create_sale.lua")));
 
-/// A script that changes orders' statuses, after the prelude that records each change's
-/// transition event (`transition.lua`).
+/// The source of a script that handles a batch, after the prelude that cuts it into slices
+/// one command can take (`slices.lua`).
+macro_rules! with_slices {
+    ($file:literal) => {
+        concat!(include_str!("slices.lua"), include_str!($file))
+    };
+}
+
+/// A script that changes orders' statuses, after the preludes that record each change's
+/// transition event (`transition.lua`) and slice its batch.
 macro_rules! with_transitions {
     ($file:literal) => {
-        LazyLock::new(|| Script::new(concat!(include_str!("transition.lua"), include_str!($file))))
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("slices.lua"),
+                include_str!("transition.lua"),
+                include_str!($file)
+            ))
+        })
     };
 }
 
@@ -26,7 +40,7 @@ macro_rules! with_transitions {
 pub static COMPLETE_ORDER: LazyLock<Script> = with_transitions!("complete_order.lua");
 
 /// The source of `acknowledge.lua`, for a pipeline that loads it before running it.
-pub const ACKNOWLEDGE_SOURCE: &str = include_str!("acknowledge.lua");
+pub const ACKNOWLEDGE_SOURCE: &str = with_slices!("acknowledge.lua");
 
 /// Broker acknowledgements recorded: unpublished → acknowledged.
 pub static ACKNOWLEDGE: LazyLock<Script> = LazyLock::new(|| Script::new(ACKNOWLEDGE_SOURCE));
@@ -42,7 +56,7 @@ pub static EXPIRE_DUE: LazyLock<Script> = with_transitions!("expire_due.lua");
 
 /// A sale's transition events due for publishing, handed to the relay.
 pub static CLAIM_TRANSITIONS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("claim_transitions.lua")));
+    LazyLock::new(|| Script::new(with_slices!("claim_transitions.lua")));
 
 /// A sale whose work is done left to expire.
 pub static SETTLE_SALE: LazyLock<Script> =

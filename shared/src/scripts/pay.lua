@@ -30,5 +30,5 @@ if pay_by and now_ms > tonumber(pay_by) then
 end
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], 'paid')
-transition_recorder(KEYS[4], KEYS[5], KEYS[6], KEYS[7])(ARGV[2], 'paid', now_ms)
+transition_recorder(KEYS[4], KEYS[5], KEYS[6], KEYS[7])({ARGV[2]}, 'paid', now_ms)
 return 'paid'

@@ -19,6 +19,7 @@ shared::conformance!(
     a_taken_sale_id_is_refused_and_the_first_sale_kept,
     a_stampede_sells_exactly_the_stock,
     completing_orders_is_idempotent_and_empties_the_outbox,
+    a_batch_of_several_slices_completes_each_order_once,
     a_failed_order_returns_its_unit_once,
     a_payment_in_time_is_final_and_repeat_safe,
     an_order_unpaid_past_its_window_expires_and_its_unit_is_sold_again,
@@ -252,6 +253,45 @@ async fn completing_orders_is_idempotent_and_empties_the_outbox(env: TestEnv) {
         },
         "a created order still counts as the buyer's one purchase"
     );
+}
+
+/// The Redis script works in slices of 1000 orders (what one command can take): a batch of
+/// several slices, with an order repeated across them, completes every order once.
+async fn a_batch_of_several_slices_completes_each_order_once(env: TestEnv) {
+    const ORDERS: u32 = 2_100;
+    let ledger = env.ledger();
+    let sale = env.create_sale(ORDERS).await;
+    let mut events = Vec::new();
+    for user in 0..ORDERS {
+        events.push(env.reserve(&sale, &format!("user-{user}")).await.0);
+    }
+    let mut batch: Vec<&OrderId> = events.iter().map(|event| &event.order_id).collect();
+    batch.push(&events[0].order_id);
+    assert_eq!(
+        ledger.complete_orders(&sale.id, &batch).await.unwrap(),
+        u64::from(ORDERS)
+    );
+    assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), sizes(0, 0));
+    let owners: HashMap<&OrderId, &UserId> = events
+        .iter()
+        .map(|event| (&event.order_id, &event.user_id))
+        .collect();
+    let transitions = ledger
+        .due_transitions(&sale.id, 10_000, REDELIVER_AFTER)
+        .await
+        .unwrap();
+    assert_eq!(transitions.len(), ORDERS as usize, "one event per order");
+    for json in &transitions {
+        let event = TransitionEvent::from_json(json.as_bytes()).expect("a valid event");
+        assert_eq!(event.status, OrderStatus::Created);
+        assert_eq!(owners.get(&event.order_id), Some(&&event.user_id));
+    }
+    for event in [&events[0], &events[1_500], &events[2_099]] {
+        assert_eq!(
+            status_of(ledger.as_ref(), event).await,
+            Some(OrderStatus::Created)
+        );
+    }
 }
 
 async fn a_failed_order_returns_its_unit_once(env: TestEnv) {
