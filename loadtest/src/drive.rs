@@ -33,6 +33,20 @@ pub enum Pacing {
 }
 
 impl Pacing {
+    /// Open loop at `rate_per_sec` over `connections`, or, without a rate, closed loop with
+    /// that many in flight.
+    pub fn new(rate_per_sec: Option<u32>, connections: usize) -> Self {
+        match rate_per_sec {
+            Some(rate_per_sec) => Self::Open {
+                rate_per_sec,
+                connections,
+            },
+            None => Self::Closed {
+                concurrency: connections,
+            },
+        }
+    }
+
     fn workers(self) -> usize {
         match self {
             Self::Closed { concurrency } => concurrency,
@@ -65,6 +79,10 @@ pub struct Outcome {
     pub unsure: Vec<usize>,
     /// Latency in microseconds.
     pub latency_us: Histogram<u64>,
+    /// How late each request went out, from its scheduled start, in microseconds: in open loop
+    /// the generator's own share of the latency (its timer, its scheduling, a busy
+    /// connection); in closed loop about zero.
+    pub send_delay_us: Histogram<u64>,
     pub elapsed: Duration,
     /// CPU time spent while the requests ran, by process: the load generator's own
     /// ([`crate::cpu::LOADTEST`]) and each watched server's.
@@ -80,6 +98,7 @@ impl Outcome {
         self.holdings.extend(later.holdings);
         self.unsure.extend(later.unsure);
         let _ = self.latency_us.add(&later.latency_us);
+        let _ = self.send_delay_us.add(&later.send_delay_us);
         self.elapsed += later.elapsed;
         for (process, spent) in later.cpu {
             *self.cpu.entry(process).or_default() += spent;
@@ -147,9 +166,10 @@ impl Run {
             if let Pacing::Open { .. } = self.pacing {
                 tokio::time::sleep_until(scheduled).await;
             }
+            let send_delay = scheduled.elapsed();
             let target = index % self.prepared.targets();
             let answer = connections.send(target, user).await;
-            tally.record(user, answer.as_ref(), scheduled.elapsed());
+            tally.record(user, answer.as_ref(), send_delay, scheduled.elapsed());
         }
     }
 }
@@ -171,6 +191,7 @@ struct Tally {
     holdings: Vec<(usize, String)>,
     unsure: Vec<usize>,
     latency_us: Histogram<u64>,
+    send_delay_us: Histogram<u64>,
 }
 
 impl Default for Tally {
@@ -180,14 +201,22 @@ impl Default for Tally {
             holdings: Vec::new(),
             unsure: Vec::new(),
             latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
+            send_delay_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
         }
     }
 }
 
 impl Tally {
-    fn record(&mut self, user: usize, answer: Option<&Answer>, latency: Duration) {
-        self.latency_us
-            .saturating_record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+    fn record(
+        &mut self,
+        user: usize,
+        answer: Option<&Answer>,
+        send_delay: Duration,
+        latency: Duration,
+    ) {
+        let micros = |time: Duration| u64::try_from(time.as_micros()).unwrap_or(u64::MAX);
+        self.latency_us.saturating_record(micros(latency));
+        self.send_delay_us.saturating_record(micros(send_delay));
         let Some(&Answer { status, body }) = answer else {
             self.count(None, None, 1);
             self.unsure.push(user);
@@ -221,6 +250,7 @@ impl Tally {
         self.holdings.extend(other.holdings);
         self.unsure.extend(other.unsure);
         let _ = self.latency_us.add(&other.latency_us);
+        let _ = self.send_delay_us.add(&other.send_delay_us);
     }
 
     fn into_outcome(self, elapsed: Duration, cpu: BTreeMap<String, Duration>) -> Outcome {
@@ -249,6 +279,7 @@ impl Tally {
             holdings: holdings.into_iter().collect(),
             unsure: unsure.into_iter().collect(),
             latency_us: self.latency_us,
+            send_delay_us: self.send_delay_us,
             elapsed,
             cpu,
         }
@@ -279,13 +310,33 @@ mod tests {
         let answer = |status, body: &'static [u8]| Answer { status, body };
         let sold_out = br#"{"error":"sold_out","message":"m"}"#;
         let mut first = Tally::default();
-        first.record(1, Some(&answer(410, sold_out)), Duration::from_millis(1));
-        first.record(2, None, Duration::from_millis(2));
+        first.record(
+            1,
+            Some(&answer(410, sold_out)),
+            Duration::ZERO,
+            Duration::from_millis(1),
+        );
+        first.record(2, None, Duration::ZERO, Duration::from_millis(2));
         let mut second = Tally::default();
-        second.record(3, Some(&answer(410, sold_out)), Duration::from_millis(3));
+        second.record(
+            3,
+            Some(&answer(410, sold_out)),
+            Duration::ZERO,
+            Duration::from_millis(3),
+        );
         let accepted = br#"{"order_id":"o-1","status":"processing"}"#;
-        second.record(2, Some(&answer(202, accepted)), Duration::from_millis(4));
-        second.record(4, Some(&answer(503, b"")), Duration::from_millis(5));
+        second.record(
+            2,
+            Some(&answer(202, accepted)),
+            Duration::ZERO,
+            Duration::from_millis(4),
+        );
+        second.record(
+            4,
+            Some(&answer(503, b"")),
+            Duration::ZERO,
+            Duration::from_millis(5),
+        );
         first.absorb(second);
         let outcome = first.into_outcome(Duration::from_secs(1), BTreeMap::new());
         assert_eq!(
@@ -304,5 +355,11 @@ mod tests {
             "user 2 lost an answer but holds an order"
         );
         assert_eq!(outcome.latency_us.len(), 5);
+        assert_eq!(
+            outcome.latency_us.max() / 1000,
+            5,
+            "the slowest answer, in ms"
+        );
+        assert_eq!(outcome.send_delay_us.len(), 5);
     }
 }

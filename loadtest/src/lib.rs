@@ -179,9 +179,13 @@ pub struct Hammer {
     #[arg(long, default_value_t = 40_000)]
     pub requests: usize,
 
-    /// Closed loop: requests kept in flight.
+    /// Closed loop: requests kept in flight; with --rate, the connections they share.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+
+    /// Open loop: requests started per second (the latency floor of a server at that rate).
+    #[arg(long)]
+    pub rate: Option<u32>,
 
     /// Write the summary as JSON to this file.
     #[arg(long)]
@@ -239,15 +243,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
                 users: args.users,
                 attempts_per_user: args.attempts_per_user,
                 sale,
-                pacing: match args.rate {
-                    Some(rate_per_sec) => Pacing::Open {
-                        rate_per_sec,
-                        connections: args.concurrency,
-                    },
-                    None => Pacing::Closed {
-                        concurrency: args.concurrency,
-                    },
-                },
+                pacing: Pacing::new(args.rate, args.concurrency),
                 lifecycle: args.pay_ratio.map(|pay_ratio| Lifecycle {
                     pay_ratio,
                     resale_rounds: args.resale_rounds,
@@ -285,9 +281,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         }
         Scenario::Hammer(args) => {
             let prepared = Prepared::to_url("POST", &args.url)?;
-            let pacing = Pacing::Closed {
-                concurrency: args.concurrency,
-            };
+            let pacing = Pacing::new(args.rate, args.concurrency);
             let outcome =
                 drive::drive(vec![0; args.requests], pacing, prepared, &args.cpu_of).await;
             let summary = Summary::new("hammer", &args.url, &outcome, None, None, Vec::new());

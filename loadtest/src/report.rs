@@ -61,6 +61,9 @@ pub struct Summary {
     /// weight; in the all-in-one runner, the whole stack) and each `--cpu-of` server.
     pub cpu_us_per_request: BTreeMap<String, f64>,
     pub latency_ms: Latency,
+    /// Of the latency, the part before each request went out: the generator's own (see
+    /// `Outcome::send_delay_us`).
+    pub send_delay_ms: Latency,
     pub settle_secs: f64,
     /// Whether the invariants were checked (not with `--skip-checks`).
     pub checked: bool,
@@ -109,6 +112,7 @@ impl Summary {
                 })
                 .collect(),
             latency_ms: Latency::from_histogram(&outcome.latency_us),
+            send_delay_ms: Latency::from_histogram(&outcome.send_delay_us),
             settle_secs: observed.settle_secs,
             checked,
             violations,
@@ -131,6 +135,11 @@ impl Summary {
         println!(
             "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
             l.p50, l.p90, l.p99, l.p999, l.max
+        );
+        let d = &self.send_delay_ms;
+        println!(
+            "  of which before sending: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            d.p50, d.p90, d.p99, d.p999, d.max
         );
         let cpu: Vec<String> = self
             .cpu_us_per_request
