@@ -4,6 +4,8 @@
 --
 -- KEYS[1] unpublished, KEYS[2] acknowledged (both of one sale)
 -- ARGV    order ids
+--
+-- ZMSCORE (Redis 6.2 or later) finds which of a slice's orders are still unpublished at once.
 
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
