@@ -4,9 +4,10 @@
 //! cached sale) answers 410 before anything else, because after the first second of a flash
 //! sale nearly every attempt meets it. Then the token, the user's rate limit, the body, the
 //! blacklist copy, the sale and its window; only then the one Redis round trip that decides
-//! (and, should its answer be lost, one question that finds out what it decided). The event is enqueued for Kafka after the lock and the answer goes out at
-//! once: a failed publish is logged and counted, never retried here, because
-//! the outbox entry the script wrote is what the reconciler re-publishes.
+//! (and, should its answer be lost, one question that finds out what it decided). The event
+//! is enqueued for Kafka after the lock and the answer goes out at once: a failed publish is
+//! logged and counted, never retried here, because the outbox entry the script wrote is what
+//! the reconciler re-publishes.
 
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
