@@ -3,9 +3,16 @@
 //! Sales never change after creation, so a gateway loads each one from Redis once and keeps
 //! it. Once the stock script reports a sale sold out, the flag is set and later purchases
 //! answer 410 without a Redis round trip: in a stampede that is nearly all of them. Stock can
-//! come back (an order expired unpaid, or failed), so every [`SOLD_OUT_RECHECK`] one purchase
-//! goes to the stock lock again: a returned unit is on sale at every gateway within a second,
-//! for one Redis call per sale and gateway per recheck.
+//! come back (an order expired unpaid, or failed), so the flag answers alone for
+//! [`SOLD_OUT_RECHECK`] only: after that every purchase goes to the stock lock again until the
+//! lock says "sold out" once more, which renews the flag. A returned unit is on sale at every
+//! gateway within [`SOLD_OUT_RECHECK`], and the price of a sale that stays sold out is the
+//! purchases arriving within one Redis round trip, per gateway and recheck.
+//!
+//! Letting a single purchase through instead would answer everyone arriving while it is in
+//! flight from the flag: a burst of latecomers for returned units, all arriving within that
+//! round trip, would be told "sold out" but for one. And that one purchase could be refused
+//! before it reached the lock (a bad token, a rate limit), leaving nobody to recheck.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,21 +46,12 @@ pub struct CatalogEntry {
 }
 
 impl CatalogEntry {
-    /// Whether to answer 410 without asking the stock lock. Once the flag is older than
-    /// [`SOLD_OUT_RECHECK`], exactly one caller gets `false` and asks (the flag is renewed for
-    /// everyone else); if it finds returned stock, [`Self::mark_available`] clears the flag.
+    /// Whether to answer 410 without asking the stock lock: only while the lock's last "sold
+    /// out" is younger than [`SOLD_OUT_RECHECK`]. Past that, every caller asks, until an answer
+    /// renews the flag ([`Self::mark_sold_out`]) or clears it ([`Self::mark_available`]).
     pub fn is_sold_out(&self) -> bool {
         let since = self.sold_out_since_ms.load(Ordering::Relaxed);
-        if since == 0 {
-            return false;
-        }
-        let now = elapsed_ms().max(1);
-        if now.saturating_sub(since) < SOLD_OUT_RECHECK.as_millis() as u64 {
-            return true;
-        }
-        self.sold_out_since_ms
-            .compare_exchange(since, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
+        since != 0 && elapsed_ms().saturating_sub(since) < SOLD_OUT_RECHECK.as_millis() as u64
     }
 
     pub fn mark_sold_out(&self) {
@@ -148,16 +146,36 @@ mod tests {
         }
     }
 
+    fn wait_out_the_recheck_delay() {
+        std::thread::sleep(SOLD_OUT_RECHECK + std::time::Duration::from_millis(20));
+    }
+
     #[test]
-    fn a_sold_out_flag_lets_exactly_one_purchase_ask_again_after_the_recheck_delay() {
+    fn a_stale_sold_out_flag_lets_every_purchase_ask_until_the_lock_answers() {
         let entry = entry();
         assert!(!entry.is_sold_out());
         entry.mark_sold_out();
         assert!(entry.is_sold_out(), "fresh: answered locally");
-        std::thread::sleep(SOLD_OUT_RECHECK + std::time::Duration::from_millis(20));
+        wait_out_the_recheck_delay();
         let asking = (0..8).filter(|_| !entry.is_sold_out()).count();
-        assert_eq!(asking, 1, "one purchase asks the stock lock");
-        entry.mark_available(); // and it found a returned unit
+        assert_eq!(
+            asking, 8,
+            "a burst in flight together all ask the stock lock"
+        );
+        entry.mark_available(); // and one found a returned unit
         assert!(!entry.is_sold_out());
+    }
+
+    #[test]
+    fn the_lock_saying_sold_out_again_renews_the_flag() {
+        let entry = entry();
+        entry.mark_sold_out();
+        wait_out_the_recheck_delay();
+        assert!(!entry.is_sold_out());
+        entry.mark_sold_out(); // the stock had not come back
+        assert!(
+            entry.is_sold_out(),
+            "answered locally for another recheck delay"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! After the stock lock: the owner pays in time (once, however often asked), or the window
-//! closes, payment is refused, and the unit goes back on sale at every gateway.
+//! closes, payment is refused, and the unit goes back on sale at every gateway, to every buyer
+//! who arrives for it.
 
 use std::time::Duration;
 
@@ -97,4 +98,40 @@ async fn an_unpaid_order_is_refused_payment_after_its_window_and_its_unit_sells_
     assert_eq!(resold.status(), 202, "the returned unit is sold again");
     assert_error(first.purchase(&sale, &late).await, 409, "already_purchased").await;
     assert_eq!(first.sale_view(&sale).await["remaining"], 0);
+}
+
+#[tokio::test]
+async fn returned_units_all_sell_to_latecomers_arriving_together() {
+    const UNITS: u32 = 6;
+    let app = spawn_app().await;
+    let sale = app.create_open_sale_paid_within(UNITS, 1).await;
+    for buyer in 0..UNITS {
+        app.buy(&sale, &app.token(&format!("idler-{buyer}"))).await;
+    }
+    assert_error(
+        app.purchase(&sale, &app.token("early-bird")).await,
+        410,
+        "sold_out",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let ledger = Backends::open(&app.config.redis).unwrap().ledger();
+    let returned = ledger.expire_due(&sale.parse().unwrap(), 10).await.unwrap();
+    assert_eq!(returned.len(), UNITS as usize);
+
+    // A purchase refused before the stock lock (no valid token) learns nothing about the stock,
+    // so it must not stand in for the recheck.
+    assert_eq!(app.purchase(&sale, "not-a-token").await.status(), 401);
+    // Twice as many latecomers as units, all in flight at once.
+    let tokens: Vec<String> = (0..2 * UNITS)
+        .map(|buyer| app.token(&format!("latecomer-{buyer}")))
+        .collect();
+    let answers =
+        futures::future::join_all(tokens.iter().map(|token| app.purchase(&sale, token))).await;
+    let accepted = answers
+        .iter()
+        .filter(|answer| answer.status() == 202)
+        .count();
+    assert_eq!(accepted, UNITS as usize, "every returned unit sold again");
+    assert_eq!(app.sale_view(&sale).await["remaining"], 0);
 }
