@@ -31,6 +31,26 @@ async fn order(app: &TestApp, order_id: &str, token: &str) -> Value {
         .expect("an order")
 }
 
+/// A newcomer's purchase is refused as sold out (and the gateway's flag is set).
+async fn assert_sold_out(gateway: &TestApp, sale_id: &str) {
+    let newcomer = gateway.token("early-bird");
+    assert_error(gateway.purchase(sale_id, &newcomer).await, 410, "sold_out").await;
+}
+
+/// What the expiry sweep (the order worker's reconciler, not running here) does: expires the
+/// sale's orders that are due and returns their units. How many it expired.
+async fn sweep_expiries(app: &TestApp, sale_id: &str) -> usize {
+    let ledger = Backends::open(&app.config.redis)
+        .expect("the test's backends")
+        .ledger();
+    let sale_id = sale_id.parse().expect("a sale id");
+    ledger
+        .expire_due(&sale_id, 10)
+        .await
+        .expect("the expiry sweep")
+        .len()
+}
+
 #[tokio::test]
 async fn a_buyer_pays_in_time_once_and_a_repeat_answers_the_same() {
     let app = spawn_app().await;
@@ -75,20 +95,12 @@ async fn an_unpaid_order_is_refused_payment_after_its_window_and_its_unit_sells_
     let order_id = first.buy(&sale, &late).await;
     // Both gateways learn the sale is sold out and keep answering it locally.
     for gateway in [&first, &second] {
-        assert_error(
-            gateway.purchase(&sale, &gateway.token("early-bird")).await,
-            410,
-            "sold_out",
-        )
-        .await;
+        assert_sold_out(gateway, &sale).await;
     }
 
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_error(pay(&first, &order_id, &late).await, 409, "order_expired").await;
-    // The expiry sweep (the order worker's reconciler, not running here) returns the unit.
-    let ledger = Backends::open(&first.config.redis).unwrap().ledger();
-    let sale_id = sale.parse().unwrap();
-    assert_eq!(ledger.expire_due(&sale_id, 10).await.unwrap().len(), 1);
+    assert_eq!(sweep_expiries(&first, &sale).await, 1);
     assert_eq!(order(&first, &order_id, &late).await["status"], "expired");
     assert_eq!(first.sale_view(&sale).await["state"], "open");
 
@@ -108,16 +120,9 @@ async fn returned_units_all_sell_to_latecomers_arriving_together() {
     for buyer in 0..UNITS {
         app.buy(&sale, &app.token(&format!("idler-{buyer}"))).await;
     }
-    assert_error(
-        app.purchase(&sale, &app.token("early-bird")).await,
-        410,
-        "sold_out",
-    )
-    .await;
+    assert_sold_out(&app, &sale).await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let ledger = Backends::open(&app.config.redis).unwrap().ledger();
-    let returned = ledger.expire_due(&sale.parse().unwrap(), 10).await.unwrap();
-    assert_eq!(returned.len(), UNITS as usize);
+    assert_eq!(sweep_expiries(&app, &sale).await, UNITS as usize);
 
     // A purchase refused before the stock lock (no valid token) learns nothing about the stock,
     // so it must not stand in for the recheck.
