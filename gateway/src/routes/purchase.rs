@@ -190,8 +190,8 @@ async fn decide(
     if !entry.sale.is_open_at(now) {
         return Err(ApiError::SaleNotOpen(entry.sale.state(now, 1)));
     }
-    // The sold-out flag was asked before anything else (`purchase`), and asking it again
-    // would answer the one attempt it lets through to recheck the stock.
+    // The sold-out flag was asked before anything else (`purchase`); past its recheck delay
+    // every attempt reaches the script, whose answer renews or clears it.
 
     let event = ReservationEvent::new(
         OrderId::generate(&sale_id),
