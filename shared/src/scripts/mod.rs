@@ -26,13 +26,7 @@ macro_rules! with_slices {
 /// transition event (`transition.lua`) and slice its batch.
 macro_rules! with_transitions {
     ($file:literal) => {
-        LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("slices.lua"),
-                include_str!("transition.lua"),
-                include_str!($file)
-            ))
-        })
+        LazyLock::new(|| Script::new(concat!(with_slices!("transition.lua"), include_str!($file))))
     };
 }
 
