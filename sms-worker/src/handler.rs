@@ -11,7 +11,8 @@
 //!
 //! The one gap left: a crash after the provider accepted and before the record is written
 //! sends the SMS again once the claim expired (at-least-once). The provider closes it by
-//! honouring the `Idempotency-Key` we send (`<order id>:<kind>`).
+//! honouring the `Idempotency-Key` we send (`<order id>:<kind>`), as the bundled file
+//! provider does.
 //!
 //! Every send — first tries and retries — waits for the governor limiter, so the provider's
 //! rate holds even while a backlog drains or a failure is retried.

@@ -274,6 +274,79 @@ async fn a_redis_blip_after_the_send_retries_the_record_not_the_sms() {
     let _ = std::fs::remove_file(file);
 }
 
+/// The real records, but the "sent" record is never written: the worker is killed right
+/// after the provider accepted the message.
+struct KilledBeforeTheRecord(Arc<dyn SmsRecords>);
+
+#[async_trait::async_trait]
+impl SmsRecords for KilledBeforeTheRecord {
+    async fn claim(
+        &self,
+        message: &SmsId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
+        self.0.claim(message, holder, ttl).await
+    }
+
+    async fn record_sent(&self, _message: &SmsId, _ttl: Duration) -> Result<(), StoreError> {
+        Err(StoreError::Timeout(Duration::from_millis(200)))
+    }
+
+    async fn release(&self, message: &SmsId, holder: &str) -> Result<(), StoreError> {
+        self.0.release(message, holder).await
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_send_and_record_sends_again_and_the_file_provider_delivers_once() {
+    let env = TestEnv::new();
+    let file = temp_file("sms-crash");
+    let rate = NonZeroU32::new(100).unwrap();
+    let short_claim = RecordLifetimes {
+        claim: Duration::from_millis(300),
+        ..lifetimes()
+    };
+    let sale = env.create_sale(10).await;
+    let (event, _) = env.reserve(&sale, "ivy").await;
+
+    let killed = SmsHandler::new(
+        JsonLinesProvider::new(Some(file.clone())),
+        rate,
+        Arc::new(KilledBeforeTheRecord(env.backends().sms_records())),
+        short_claim,
+    );
+    let first = killed.handle(&[delivery(&event)]).await;
+    assert!(
+        matches!(first, Err(HandlerError::Unavailable(_))),
+        "{first:?}"
+    );
+    // The process dies: what it remembered about the send goes with it. Its claim expires.
+    drop(killed);
+    tokio::time::sleep(short_claim.claim + Duration::from_millis(100)).await;
+
+    let restarted = SmsHandler::new(
+        JsonLinesProvider::new(Some(file.clone())),
+        rate,
+        env.backends().sms_records(),
+        short_claim,
+    );
+    restarted
+        .handle(&[delivery(&event)])
+        .await
+        .expect("the redelivery is handled");
+    let lines = sms_lines(&file);
+    assert_eq!(lines.len(), 2, "the worker sent twice: {lines:?}");
+    assert_eq!(lines[0].get("repeat"), None, "the first call delivered");
+    assert_eq!(lines[1]["repeat"], true, "the second was known by its key");
+    restarted
+        .handle(&[delivery(&event)])
+        .await
+        .expect("a further redelivery skips");
+    assert_eq!(sms_lines(&file).len(), 2, "the record stops the worker");
+    let _ = std::fs::remove_file(file);
+}
+
 /// The file provider, slow: long enough for a second instance to try the same order.
 struct SlowProvider(JsonLinesProvider);
 
