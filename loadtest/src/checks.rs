@@ -43,6 +43,11 @@ pub struct CheckArgs {
     #[arg(long)]
     pub sms_file: Option<PathBuf>,
 
+    /// Messages the SMS worker may send again, each answered by the provider as a repeat of
+    /// its idempotency key: one per SMS worker killed during the run (none without faults).
+    #[arg(long, default_value_t = 0)]
+    pub sms_repeats_allowed: u64,
+
     /// Longest wait for the workers to drain the queue.
     #[arg(long, default_value_t = 120)]
     pub settle_timeout_secs: u64,
@@ -66,6 +71,8 @@ pub struct Probes {
     pub ledger: Option<Arc<dyn StockLedger>>,
     /// The SMS worker's JSON-lines file; enables the one-SMS-per-order check.
     pub sms_file: Option<PathBuf>,
+    /// Messages the SMS worker may send again (see [`CheckArgs::sms_repeats_allowed`]).
+    pub sms_repeats_allowed: u64,
     /// `/metrics` URLs to read consumer lag from while settling (each address of a host name).
     pub metrics_urls: Vec<String>,
     /// Longest wait for the workers to drain the queue.
@@ -90,6 +97,7 @@ impl Probes {
             orders,
             ledger,
             sms_file: args.sms_file.clone(),
+            sms_repeats_allowed: args.sms_repeats_allowed,
             metrics_urls: args.metrics_urls.clone(),
             settle_timeout: Duration::from_secs(args.settle_timeout_secs),
         }))
@@ -108,6 +116,8 @@ pub struct Expected<'a> {
     /// With a lifecycle: which orders were paid and which left to expire, and the resale
     /// rounds. `None`: nobody paid, every order should stay `created`.
     pub fates: Option<&'a Fates>,
+    /// Messages the SMS worker may send again because the run killed it.
+    pub sms_repeats_allowed: u64,
 }
 
 impl Expected<'_> {
@@ -152,7 +162,9 @@ pub struct Observed {
     pub orders_expired: Option<u64>,
     pub order_paid_revenue_cents: Option<i64>,
     pub outbox: Option<u64>,
+    /// SMS the provider delivered, and the ones it was sent again and did not deliver.
     pub sms: Option<u64>,
+    pub sms_repeats: Option<u64>,
     /// Accepted orders whose status, asked by their owners, is not the one they must end in.
     pub wrong_status: u64,
     pub duplicates: u64,
@@ -196,7 +208,9 @@ pub async fn settle(
             observed.outbox = Some(ledger.outbox_sizes(expected.sale_id).await?.locked);
         }
         if let Some(path) = &probes.sms_file {
-            observed.sms = Some(sms_lines_for_sale(path, sale_id)?.len() as u64);
+            let sms = SmsLedger::read(path, expected.sale_id)?;
+            observed.sms = Some(sms.delivered.len() as u64);
+            observed.sms_repeats = Some(sms.repeats);
         }
         let drained = observed.stats_sold >= target
             && observed.stats_paid >= paid
@@ -305,20 +319,46 @@ fn show(value: Option<u64>) -> String {
     value.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
-/// The message ids (`<order id>:<kind>`) of the SMS lines that belong to `sale_id`.
-fn sms_lines_for_sale(path: &Path, sale_id: &str) -> anyhow::Result<Vec<String>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(error.into()),
-    };
-    let prefix = format!("{sale_id}.");
-    Ok(text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter_map(|sms| sms["idempotency_key"].as_str().map(str::to_owned))
-        .filter(|message| message.starts_with(&prefix))
-        .collect())
+/// One sale's lines of the SMS file (the file provider's format, see
+/// `sms_worker::provider::json_lines`).
+#[derive(Debug, Default, PartialEq)]
+struct SmsLedger {
+    /// The message ids (`<order id>:<kind>`) of the messages delivered.
+    delivered: Vec<String>,
+    /// Messages sent again, which the provider knew by their key and did not deliver.
+    repeats: u64,
+}
+
+impl SmsLedger {
+    fn read(path: &Path, sale_id: &SaleId) -> anyhow::Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Self::parse(&text, sale_id)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn parse(text: &str, sale_id: &SaleId) -> Self {
+        let prefix = format!("{sale_id}.");
+        let mut ledger = Self::default();
+        for sms in text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        {
+            let Some(message) = sms["idempotency_key"].as_str() else {
+                continue;
+            };
+            if !message.starts_with(&prefix) {
+                continue;
+            }
+            if sms["repeat"] == true {
+                ledger.repeats += 1;
+            } else {
+                ledger.delivered.push(message.to_owned());
+            }
+        }
+        ledger
+    }
 }
 
 /// Accepted orders whose status, asked by their owners, is not the one they must end in.
@@ -352,7 +392,7 @@ fn count_duplicates(
     duplicates += duplicate_order_rows;
     if let Some(path) = &probes.sms_file {
         let mut seen: HashMap<String, u64> = HashMap::new();
-        for message in sms_lines_for_sale(path, expected.sale_id.as_str())? {
+        for message in SmsLedger::read(path, expected.sale_id)?.delivered {
             *seen.entry(message).or_insert(0) += 1;
         }
         duplicates += seen.values().map(|n| n - 1).sum::<u64>();
@@ -529,6 +569,15 @@ fn pipeline(expected: &Expected<'_>, observed: &Observed, violations: &mut Viola
             ),
         );
     }
+    if let Some(repeats) = observed.sms_repeats {
+        check(
+            repeats <= expected.sms_repeats_allowed,
+            format!(
+                "{repeats} SMS sent again (the provider delivered each once), {} allowed by the faults",
+                expected.sms_repeats_allowed
+            ),
+        );
+    }
     if let (Some(outbox), Some(orders)) = (observed.outbox, observed.orders) {
         // Live orders hold a unit: processing ones (in the outbox) and stored ones not expired.
         let live = outbox + orders - observed.orders_expired.unwrap_or(0);
@@ -545,6 +594,61 @@ fn pipeline(expected: &Expected<'_>, observed: &Observed, violations: &mut Viola
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sms_ledger_counts_one_sales_deliveries_and_repeats_apart() {
+        let sale: SaleId = "s1".parse().unwrap();
+        let file = [
+            r#"{"idempotency_key":"s1.a:reserved","to":"u1","text":"t"}"#,
+            r#"{"idempotency_key":"s2.b:reserved","to":"u2","text":"t"}"#,
+            r#"{"idempotency_key":"s1.a:reserved","to":"u1","text":"t","repeat":true}"#,
+            r#"{"idempotency_key":"s1.a:paid","to":"u1","text":"t","repeat":false}"#,
+            "not json",
+        ]
+        .join("\n");
+        assert_eq!(
+            SmsLedger::parse(&file, &sale),
+            SmsLedger {
+                delivered: vec!["s1.a:reserved".into(), "s1.a:paid".into()],
+                repeats: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn sms_repeats_are_a_violation_beyond_what_the_faults_allow() {
+        let sale: SaleId = "s1".parse().unwrap();
+        let accepted = [(0, "s1.a".to_owned())];
+        let tokens = ["token".to_owned()];
+        let observed = Observed {
+            stats_sold: 1,
+            stats_buyers: 1,
+            sms: Some(1),
+            sms_repeats: Some(1),
+            ..Observed::default()
+        };
+        let repeat_violations = |allowed| {
+            let expected = Expected {
+                sale_id: &sale,
+                stock: 1,
+                demand: 1,
+                accepted: &accepted,
+                tokens: &tokens,
+                fates: None,
+                sms_repeats_allowed: allowed,
+            };
+            violations(&expected, &observed)
+        };
+        assert_eq!(
+            repeat_violations(0),
+            ["1 SMS sent again (the provider delivered each once), 0 allowed by the faults"]
+        );
+        assert!(
+            repeat_violations(1).is_empty(),
+            "{:?}",
+            repeat_violations(1)
+        );
+    }
 
     #[tokio::test]
     async fn a_metrics_url_is_read_at_every_address_of_its_host() {

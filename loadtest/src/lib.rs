@@ -470,6 +470,7 @@ impl Crowd {
             accepted: &outcome.holdings,
             tokens: &buyers.tokens,
             fates: lifecycle.map(|_| &fates),
+            sms_repeats_allowed: probes.map_or(0, |probes| probes.sms_repeats_allowed),
         };
         let observed = match probes {
             Some(probes) => {

@@ -43,7 +43,9 @@ pub struct Summary {
     /// `already_purchased` with the order id. Equal to `accepted` unless Redis timed out.
     pub holders: u64,
     pub orders: Option<u64>,
+    /// SMS delivered, and sent again but not delivered (the provider knew the key).
     pub sms: Option<u64>,
+    pub sms_repeats: Option<u64>,
     pub stats_sold: u64,
     pub remaining: u64,
     pub outbox: Option<u64>,
@@ -92,6 +94,7 @@ impl Summary {
             holders: outcome.holdings.len() as u64,
             orders: observed.orders,
             sms: observed.sms,
+            sms_repeats: observed.sms_repeats,
             stats_sold: observed.stats_sold,
             remaining: observed.remaining,
             outbox: observed.outbox,
@@ -162,6 +165,13 @@ impl Summary {
             show(self.orders)
         );
         println!("{:<28} {:>12}", "SMS sent", show(self.sms));
+        if self.sms_repeats.is_some_and(|repeats| repeats > 0) {
+            println!(
+                "{:<28} {:>12}",
+                "SMS repeats (not delivered)",
+                show(self.sms_repeats)
+            );
+        }
         println!("{:<28} {:>12}", "stats: sold", self.stats_sold);
         println!("{:<28} {:>12}", "remaining stock", self.remaining);
         println!("{:<28} {:>12}", "outbox entries", show(self.outbox));

@@ -2,13 +2,16 @@
 //!
 //! It accepts the SMS worker's HTTP provider calls (`POST /sms`, JSON `{idempotency_key, to,
 //! text}`) and appends each accepted message, with the millisecond it arrived, as a JSON line
-//! to `--file`, so the run can count exactly one message per order and measure the rate. After
+//! to `--file`, so the run can count exactly one message per order and measure the rate. Like
+//! a real gateway it honours the idempotency key: a key it accepted before is answered 200 and
+//! not delivered again, its line marked `"repeat":true` (the file provider's format). After
 //! `--fail-after` accepted messages it fails for `--fail-for-secs`: every call stalls
 //! `--stall-ms`, then answers 500. A message to a recipient containing `--refuse-to` is never
 //! accepted: each call for it answers 500 at once and prints `refused <recipient>` on standard
 //! output, so the run can count the attempts before the message is dead-lettered. Stops on
 //! SIGINT or SIGTERM.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,7 +52,8 @@ struct Args {
 struct Provider {
     args: Args,
     file: Mutex<tokio::fs::File>,
-    accepted: Mutex<u64>,
+    /// The keys of the messages accepted.
+    accepted: Mutex<HashSet<String>>,
     failing_since: Mutex<Option<Instant>>,
 }
 
@@ -57,7 +61,7 @@ impl Provider {
     /// Whether this call falls in the failure window (which starts with the call after the
     /// `fail_after`-th accepted message).
     async fn failing(&self) -> bool {
-        let accepted = *self.accepted.lock().await;
+        let accepted = self.accepted.lock().await.len() as u64;
         if accepted < self.args.fail_after {
             return false;
         }
@@ -83,9 +87,17 @@ async fn send(State(provider): State<Arc<Provider>>, Json(mut sms): Json<Value>)
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64);
     sms["at_ms"] = at_ms.into();
+    let key = sms["idempotency_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut accepted = provider.accepted.lock().await;
+    let repeat = accepted.contains(&key);
+    if repeat {
+        sms["repeat"] = true.into();
+    }
     let mut line = sms.to_string();
     line.push('\n');
-    let mut accepted = provider.accepted.lock().await;
     if provider
         .file
         .lock()
@@ -96,7 +108,7 @@ async fn send(State(provider): State<Arc<Provider>>, Json(mut sms): Json<Value>)
     {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
-    *accepted += 1;
+    accepted.insert(key);
     StatusCode::OK
 }
 
@@ -112,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
     let provider = Arc::new(Provider {
         args,
         file: Mutex::new(file),
-        accepted: Mutex::new(0),
+        accepted: Mutex::default(),
         failing_since: Mutex::new(None),
     });
     let app = axum::Router::new()
