@@ -101,44 +101,46 @@ struct Seen {
 
 impl Ledger {
     fn append(&mut self, sms: &Sms) -> Result<(), SmsError> {
-        let Some(file) = &mut self.file else {
-            let line = line(sms, &mut self.delivered)?;
-            return io::stdout()
-                .lock()
-                .write_all(&line)
-                .map_err(|e| SmsError::Transient(format!("stdout: {e}")));
-        };
-        let failed = |e: io::Error| SmsError::Transient(format!("{}: {e}", file.path.display()));
-        let handle = match &file.handle {
+        match &mut self.file {
+            Some(file) => file.append(sms, &mut self.delivered),
+            None => write_line(&mut io::stdout().lock(), sms, &mut self.delivered)
+                .map_err(|e| SmsError::Transient(format!("stdout: {e}"))),
+        }
+    }
+}
+
+impl LedgerFile {
+    /// Under the file's lock: catches up with every process's lines, then writes its own.
+    fn append(&mut self, sms: &Sms, delivered: &mut HashSet<String>) -> Result<(), SmsError> {
+        let failed = |e: io::Error| SmsError::Transient(format!("{}: {e}", self.path.display()));
+        let handle = match &self.handle {
             Some(handle) => handle,
-            None => file.handle.insert(
+            None => self.handle.insert(
                 OpenOptions::new()
                     .read(true)
                     .append(true)
                     .create(true)
-                    .open(&file.path)
+                    .open(&self.path)
                     .map_err(failed)?,
             ),
         };
         handle.lock().map_err(failed)?;
-        let appended = catch_up(handle, &mut file.read_to, &mut self.delivered)
-            .map_err(failed)
-            .and_then(|()| {
-                let line = line(sms, &mut self.delivered)?;
-                (&*handle).write_all(&line).map_err(failed)
-            });
+        let appended = catch_up(handle, &mut self.read_to, delivered)
+            .and_then(|()| write_line(&mut &*handle, sms, delivered));
         handle.unlock().map_err(failed)?;
-        appended
+        appended.map_err(failed)
     }
 }
 
-/// The line for `sms`, marked a repeat if its key was delivered before; records the key.
-fn line(sms: &Sms, delivered: &mut HashSet<String>) -> Result<Vec<u8>, SmsError> {
-    let repeat = !delivered.insert(sms.idempotency_key.clone());
-    let mut line = serde_json::to_vec(&Line { sms, repeat })
-        .map_err(|e| SmsError::Permanent(e.to_string()))?;
+/// Writes the line for `sms`, a repeat if its key was delivered before; once written, the key
+/// counts as delivered (a failed write leaves it to the retry).
+fn write_line(out: &mut impl Write, sms: &Sms, delivered: &mut HashSet<String>) -> io::Result<()> {
+    let repeat = delivered.contains(&sms.idempotency_key);
+    let mut line = serde_json::to_vec(&Line { sms, repeat })?;
     line.push(b'\n');
-    Ok(line)
+    out.write_all(&line)?;
+    delivered.insert(sms.idempotency_key.clone());
+    Ok(())
 }
 
 /// Reads the lines appended since `read_to` (by any process) into `delivered`.
@@ -250,13 +252,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unwritable_file_is_a_transient_failure() {
-        let path = std::env::temp_dir().join("no-such-directory-for-sms/sms.jsonl");
-        let provider = JsonLinesProvider::new(Some(path));
+    async fn an_unwritable_file_is_a_transient_failure_and_the_retry_delivers() {
+        let directory = std::env::temp_dir().join(format!("sms-{}", uuid::Uuid::new_v4()));
+        let path = directory.join("sms.jsonl");
+        let provider = JsonLinesProvider::new(Some(path.clone()));
         let failure = provider.send(&sms("s.1:reserved")).await;
         assert!(
-            matches!(&failure, Err(SmsError::Transient(reason)) if reason.contains("no-such-directory-for-sms")),
+            matches!(&failure, Err(SmsError::Transient(reason)) if reason.contains("sms.jsonl")),
             "{failure:?}"
         );
+
+        std::fs::create_dir(&directory).unwrap();
+        provider.send(&sms("s.1:reserved")).await.unwrap();
+        let lines = lines(&path);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0].get("repeat"), None, "delivered, not a repeat");
+        let _ = std::fs::remove_dir_all(directory);
     }
 }
