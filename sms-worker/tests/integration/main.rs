@@ -209,15 +209,32 @@ fn delivery(event: &ReservationEvent) -> Delivery<OrderEvent> {
     }
 }
 
-/// The real records, but the first "sent" write fails: a Redis blip right after the provider
-/// accepted the message.
-struct BlipOnFirstRecord {
+/// The real records, but writing "sent" fails right after the provider accepted the message.
+struct SentRecordFails {
     records: Arc<dyn SmsRecords>,
-    blipped: AtomicBool,
+    when: Failing,
+    failed: AtomicBool,
+}
+
+enum Failing {
+    /// A Redis blip.
+    Once,
+    /// The worker is killed before it writes.
+    Always,
+}
+
+impl SentRecordFails {
+    fn new(records: Arc<dyn SmsRecords>, when: Failing) -> Arc<Self> {
+        Arc::new(Self {
+            records,
+            when,
+            failed: AtomicBool::new(false),
+        })
+    }
 }
 
 #[async_trait::async_trait]
-impl SmsRecords for BlipOnFirstRecord {
+impl SmsRecords for SentRecordFails {
     async fn claim(
         &self,
         message: &SmsId,
@@ -228,7 +245,8 @@ impl SmsRecords for BlipOnFirstRecord {
     }
 
     async fn record_sent(&self, message: &SmsId, ttl: Duration) -> Result<(), StoreError> {
-        if !self.blipped.swap(true, Ordering::SeqCst) {
+        let failed_before = self.failed.swap(true, Ordering::SeqCst);
+        if !failed_before || matches!(self.when, Failing::Always) {
             return Err(StoreError::Timeout(Duration::from_millis(200)));
         }
         self.records.record_sent(message, ttl).await
@@ -243,10 +261,7 @@ impl SmsRecords for BlipOnFirstRecord {
 async fn a_redis_blip_after_the_send_retries_the_record_not_the_sms() {
     let env = TestEnv::new();
     let file = temp_file("sms-blip");
-    let records = Arc::new(BlipOnFirstRecord {
-        records: env.backends().sms_records(),
-        blipped: AtomicBool::new(false),
-    });
+    let records = SentRecordFails::new(env.backends().sms_records(), Failing::Once);
     let rate = NonZeroU32::new(100).unwrap();
     let handler = SmsHandler::new(
         JsonLinesProvider::new(Some(file.clone())),
@@ -274,30 +289,6 @@ async fn a_redis_blip_after_the_send_retries_the_record_not_the_sms() {
     let _ = std::fs::remove_file(file);
 }
 
-/// The real records, but the "sent" record is never written: the worker is killed right
-/// after the provider accepted the message.
-struct KilledBeforeTheRecord(Arc<dyn SmsRecords>);
-
-#[async_trait::async_trait]
-impl SmsRecords for KilledBeforeTheRecord {
-    async fn claim(
-        &self,
-        message: &SmsId,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<Claim, StoreError> {
-        self.0.claim(message, holder, ttl).await
-    }
-
-    async fn record_sent(&self, _message: &SmsId, _ttl: Duration) -> Result<(), StoreError> {
-        Err(StoreError::Timeout(Duration::from_millis(200)))
-    }
-
-    async fn release(&self, message: &SmsId, holder: &str) -> Result<(), StoreError> {
-        self.0.release(message, holder).await
-    }
-}
-
 #[tokio::test]
 async fn a_crash_between_send_and_record_sends_again_and_the_file_provider_delivers_once() {
     let env = TestEnv::new();
@@ -313,7 +304,7 @@ async fn a_crash_between_send_and_record_sends_again_and_the_file_provider_deliv
     let killed = SmsHandler::new(
         JsonLinesProvider::new(Some(file.clone())),
         rate,
-        Arc::new(KilledBeforeTheRecord(env.backends().sms_records())),
+        SentRecordFails::new(env.backends().sms_records(), Failing::Always),
         short_claim,
     );
     let first = killed.handle(&[delivery(&event)]).await;
