@@ -5,7 +5,7 @@
 //! run on can be checked: a separate load test opens them from URLs ([`Probes::open`]), the
 //! all-in-one runner hands in the very stores its services use.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -182,8 +182,9 @@ pub async fn settle(
     let sale_id = expected.sale_id.as_str();
     let target = expected.accepted.len() as u64;
     let (paid, expired) = expected.paid_and_expired();
-    // Order rows beyond one per buyer, as last read.
+    // Order rows beyond one per buyer, and SMS delivered twice, as last read.
     let mut duplicate_order_rows = 0;
+    let mut duplicate_sms = 0;
     let deadline = started + probes.settle_timeout;
     let mut observed = Observed::default();
     loop {
@@ -211,6 +212,7 @@ pub async fn settle(
             let sms = SmsLedger::read(path, expected.sale_id)?;
             observed.sms = Some(sms.delivered.len() as u64);
             observed.sms_repeats = Some(sms.repeats);
+            duplicate_sms = sms.delivered_twice();
         }
         let drained = observed.stats_sold >= target
             && observed.stats_paid >= paid
@@ -239,7 +241,7 @@ pub async fn settle(
     observed.settle_secs = started.elapsed().as_secs_f64();
     observed.remaining = gateway.sale(sale_id).await?.remaining;
     observed.wrong_status = count_wrong_status(gateway, expected).await;
-    observed.duplicates = count_duplicates(probes, expected, duplicate_order_rows)?;
+    observed.duplicates = count_duplicates(expected, duplicate_order_rows + duplicate_sms);
     Ok(observed)
 }
 
@@ -338,6 +340,12 @@ impl SmsLedger {
         }
     }
 
+    /// Deliveries beyond one per message.
+    fn delivered_twice(&self) -> u64 {
+        let distinct: HashSet<_> = self.delivered.iter().collect();
+        (self.delivered.len() - distinct.len()) as u64
+    }
+
     fn parse(text: &str, sale_id: &SaleId) -> Self {
         let prefix = format!("{sale_id}.");
         let mut ledger = Self::default();
@@ -377,27 +385,13 @@ async fn count_wrong_status(gateway: &Gateway, expected: &Expected<'_>) -> u64 {
         .await as u64
 }
 
-/// Anything sold twice: a user accepted twice, an order id answered twice, an order row or an
-/// SMS repeated.
-fn count_duplicates(
-    probes: &Probes,
-    expected: &Expected<'_>,
-    duplicate_order_rows: u64,
-) -> anyhow::Result<u64> {
-    let mut duplicates = 0;
+/// Anything sold twice: a user accepted twice, an order id answered twice, plus the order rows
+/// and SMS deliveries the stores showed repeated.
+fn count_duplicates(expected: &Expected<'_>, repeated_in_stores: u64) -> u64 {
     let users: HashSet<_> = expected.accepted.iter().map(|(user, _)| user).collect();
     let orders: HashSet<_> = expected.accepted.iter().map(|(_, order)| order).collect();
-    duplicates += (expected.accepted.len() - users.len()) as u64;
-    duplicates += (expected.accepted.len() - orders.len()) as u64;
-    duplicates += duplicate_order_rows;
-    if let Some(path) = &probes.sms_file {
-        let mut seen: HashMap<String, u64> = HashMap::new();
-        for message in SmsLedger::read(path, expected.sale_id)?.delivered {
-            *seen.entry(message).or_insert(0) += 1;
-        }
-        duplicates += seen.values().map(|n| n - 1).sum::<u64>();
-    }
-    Ok(duplicates)
+    let accepted = expected.accepted.len();
+    (accepted - users.len() + accepted - orders.len()) as u64 + repeated_in_stores
 }
 
 /// The invariants 1–7 of `docs/architecture.md` as sentences, one per violation.
@@ -606,13 +600,20 @@ mod tests {
             "not json",
         ]
         .join("\n");
+        let ledger = SmsLedger::parse(&file, &sale);
         assert_eq!(
-            SmsLedger::parse(&file, &sale),
+            ledger,
             SmsLedger {
                 delivered: vec!["s1.a:reserved".into(), "s1.a:paid".into()],
                 repeats: 1,
             }
         );
+        assert_eq!(ledger.delivered_twice(), 0);
+        let doubled = format!(
+            "{file}\n{}",
+            r#"{"idempotency_key":"s1.a:paid","to":"u1","text":"t"}"#
+        );
+        assert_eq!(SmsLedger::parse(&doubled, &sale).delivered_twice(), 1);
     }
 
     #[test]
