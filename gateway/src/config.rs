@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use shared::config::{KafkaArgs, RedisArgs, Secret, TelemetryArgs};
+use shared::payment::PaymentArgs;
 
 /// Shortest accepted HS256 secret: the key should be as long as the hash.
 const MIN_SECRET_BYTES: usize = 32;
@@ -110,6 +111,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub payments: PaymentArgs,
 
     #[command(flatten)]
     pub telemetry: TelemetryArgs,

@@ -28,7 +28,6 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod pages;
-pub mod payment;
 pub mod push;
 pub mod risk;
 pub mod routes;

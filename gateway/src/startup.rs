@@ -1,9 +1,9 @@
 //! Build, then serve (the shape of zero2prod's `startup.rs`).
 //!
 //! [`build`] turns a configuration into a [`Gateway`]: every dependency constructed, nothing
-//! contacted yet (the stores and Kafka connect lazily). [`build_on`] does the same on backends
-//! and a bus the caller built, which is how the all-in-one runner and the tests share them.
-//! [`serve`] runs a built gateway on a listener until its shutdown token is cancelled.
+//! contacted yet (the stores and Kafka connect lazily). [`build_on`] does the same on backends,
+//! a bus and a payment provider the caller built, which is how the all-in-one runner and the
+//! tests share them. [`serve`] runs a built gateway on a listener until its shutdown token is cancelled.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use shared::config::RefusedToStart;
 use shared::event::Stream;
 use shared::ids::OrderId;
 use shared::kafka::EventBus;
+use shared::payment::PaymentProvider;
 use shared::publisher::{Publisher, record_acknowledgements};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -35,20 +36,26 @@ pub struct Gateway {
     acknowledgements: mpsc::UnboundedReceiver<OrderId>,
 }
 
-/// The gateway `config` describes, on the backends and the bus its URLs name.
+/// The gateway `config` describes, on the backends, the bus and the payment provider it names.
 pub fn build(config: &Config) -> anyhow::Result<Gateway> {
     let backends = Backends::open(&config.redis)?;
     let bus = EventBus::connect(&config.kafka)?;
-    build_on(config, &backends, &bus)
+    build_on(config, &backends, &bus, config.payments.provider())
 }
 
-/// The gateway `config` describes, on backends and a bus built by the caller.
-pub fn build_on(config: &Config, backends: &Backends, bus: &EventBus) -> anyhow::Result<Gateway> {
+/// The gateway `config` describes, on backends, a bus and a payment provider built by the
+/// caller.
+pub fn build_on(
+    config: &Config,
+    backends: &Backends,
+    bus: &EventBus,
+    payments: Arc<dyn PaymentProvider>,
+) -> anyhow::Result<Gateway> {
     config.validate().map_err(RefusedToStart)?;
     let (publisher, acknowledgements) = Publisher::new(bus, Stream::Reservations)?;
     Ok(Gateway {
         config: config.clone(),
-        state: AppState::new(config, backends, bus, publisher),
+        state: AppState::new(config, backends, bus, publisher, payments),
         bus: bus.clone(),
         acknowledgements,
     })

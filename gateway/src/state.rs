@@ -8,6 +8,7 @@ use axum::extract::FromRef;
 use metrics_exporter_prometheus::PrometheusHandle;
 use shared::backends::Backends;
 use shared::kafka::EventBus;
+use shared::payment::PaymentProvider;
 use shared::publisher::Publisher;
 use shared::stats::StatsStore;
 use shared::stock::StockLedger;
@@ -16,7 +17,6 @@ use crate::auth::{AdminToken, TokenKeys};
 use crate::catalog::SaleCatalog;
 use crate::config::Config;
 use crate::extract::BodyLimit;
-use crate::payment::{PaymentProvider, SimulatedProvider};
 use crate::push::Push;
 use crate::push::lag::GroupLags;
 use crate::risk::blacklist::BlacklistCopy;
@@ -59,7 +59,13 @@ impl Deref for AppState {
 impl AppState {
     /// The state, without touching the network: the stores and Kafka connect lazily, so the
     /// gateway starts (and reports not ready) while they are down.
-    pub fn new(config: &Config, backends: &Backends, bus: &EventBus, publisher: Publisher) -> Self {
+    pub fn new(
+        config: &Config,
+        backends: &Backends,
+        bus: &EventBus,
+        publisher: Publisher,
+        payments: Arc<dyn PaymentProvider>,
+    ) -> Self {
         let ledger = backends.ledger();
         let push = Push::new(
             GroupLags::new(bus, &config.dashboard_groups),
@@ -85,7 +91,7 @@ impl AppState {
             ledger,
             stats: backends.stats(),
             publisher,
-            payments: Arc::new(SimulatedProvider),
+            payments,
             push,
             prometheus: shared::telemetry::prometheus(),
             body_limit: BodyLimit(config.body_limit_bytes),

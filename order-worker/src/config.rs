@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use shared::consumer::{LoopSettings, RetryPolicy};
+use shared::payment::PaymentArgs;
 use shared::worker::WorkerArgs;
 
 use crate::reconciler::ReconcilerSettings;
@@ -75,6 +76,15 @@ pub struct Config {
     #[arg(long, env = "RECONCILE_LEASE_MS", default_value_t = 10_000)]
     pub reconcile_lease_ms: u64,
 
+    /// Age of a payment intent before the reconciler's payment resolver settles it (completes
+    /// or refunds its charge): longer than any payment request runs (the gateways'
+    /// REQUEST_TIMEOUT_MS), so no request is still charging it.
+    #[arg(long, env = "PAYMENT_RESOLVE_AFTER_MS", default_value_t = NonZeroU64::new(10_000).expect("10000 > 0"))]
+    pub payment_resolve_after_ms: NonZeroU64,
+
+    #[command(flatten)]
+    pub payments: PaymentArgs,
+
     #[command(flatten)]
     pub worker: WorkerArgs,
 }
@@ -97,6 +107,11 @@ impl Config {
             return Err("RECONCILE_LEASE_MS must be longer than RECONCILE_INTERVAL_MS, or the lease lapses between sweeps".into());
         }
         self.worker.validate()
+    }
+
+    /// Age of a payment intent before the resolver settles it.
+    pub fn payment_resolve_after(&self) -> Duration {
+        Duration::from_millis(self.payment_resolve_after_ms.get())
     }
 
     /// Deadline of each of the reconciler's Redis calls.

@@ -7,6 +7,7 @@
 //! | [`transitions`] | a batch of transitions (paid, expired) → the rows' status, forward only |
 //! | [`store`] | the order table (PostgreSQL, or SQLite embedded): migrations, the batched idempotent writes |
 //! | [`reconciler`] | re-publishes outbox entries the broker never acknowledged and expires unpaid orders, one instance at a time |
+//! | [`payments`] | the payment resolver in the reconciler's sweep: every charge ends with its order paid, or refunded |
 //! | [`relay`] | publishes the transition outbox to the order-event topic, on every instance |
 //! | this file | build, then serve: the two consumer loops, the reconciler and the relay beside them |
 //!
@@ -16,6 +17,7 @@
 
 pub mod config;
 pub mod handler;
+pub mod payments;
 pub mod reconciler;
 pub mod relay;
 pub mod store;
@@ -30,6 +32,7 @@ use shared::consumer::batch::{Step, sleep_unless_shutdown};
 use shared::event::Stream;
 use shared::ids::OrderId;
 use shared::kafka::EventBus;
+use shared::payment::PaymentProvider;
 use shared::publisher::{Publisher, record_acknowledgements};
 use shared::stock::{StockLedger, TransitionId};
 use shared::worker::Worker;
@@ -39,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::config::Config;
 use crate::handler::OrderHandler;
+use crate::payments::PaymentResolver;
 use crate::reconciler::Reconciler;
 use crate::relay::Relay;
 use crate::store::OrderStore;
@@ -57,22 +61,24 @@ pub struct OrderWorker {
     ledger: Arc<dyn StockLedger>,
 }
 
-/// The order worker `config` describes, on the database, backends and bus its URLs name.
+/// The order worker `config` describes, on the database, backends, bus and payment provider
+/// it names.
 pub fn build(config: &Config) -> anyhow::Result<OrderWorker> {
     config.validate().map_err(RefusedToStart)?;
     let orders = store::open(&config.database_url, config.database_settings())?;
     let backends = Backends::open(&config.worker.redis)?;
     let bus = EventBus::connect(&config.worker.kafka)?;
-    build_on(config, &backends, &bus, orders)
+    build_on(config, &backends, &bus, orders, config.payments.provider())
 }
 
-/// The order worker `config` describes, on an order store, backends and a bus built by the
-/// caller.
+/// The order worker `config` describes, on an order store, backends, a bus and a payment
+/// provider built by the caller.
 pub fn build_on(
     config: &Config,
     backends: &Backends,
     bus: &EventBus,
     orders: Arc<dyn OrderStore>,
+    payments: Arc<dyn PaymentProvider>,
 ) -> anyhow::Result<OrderWorker> {
     config.validate().map_err(RefusedToStart)?;
     let ledger = backends.ledger();
@@ -84,10 +90,17 @@ pub fn build_on(
         transition_publisher,
         config.relay_settings(),
     );
+    let reconciler_ledger = backends.with_deadline(config.reconcile_timeout()).ledger();
+    let resolver = PaymentResolver::new(
+        Arc::clone(&reconciler_ledger),
+        payments,
+        config.payment_resolve_after(),
+    );
     let reconciler = Reconciler::new(
-        backends.with_deadline(config.reconcile_timeout()).ledger(),
+        reconciler_ledger,
         backends.leases(),
         publisher,
+        resolver,
         config.reconciler_settings(),
     );
     let reservations = OrderHandler::new(Arc::clone(&orders), Arc::clone(&ledger));

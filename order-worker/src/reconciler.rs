@@ -9,7 +9,8 @@
 //! `lost_after` — far longer than any normal backlog — is published again too.
 //!
 //! The same sweep expires the orders left unpaid past their pay-by time, returning each unit to
-//! stock (`docs/architecture.md`, "The order lifecycle"). The deadlines live in the ledger beside
+//! stock (`docs/architecture.md`, "The order lifecycle"), and then settles the payments the
+//! gateways left unfinished ([`PaymentResolver`]): every charge ends paid or refunded. The deadlines live in the ledger beside
 //! the stock, so a crash of any process or a restart of Redis (with its append-only file) loses
 //! none: an order is expired at most one sweep interval after its window closed.
 //!
@@ -32,6 +33,8 @@ use shared::lease::Leases;
 use shared::publisher::Publisher;
 use shared::stock::{OutboxEntry, OutboxSizes, Publication, StockLedger};
 use tokio_util::sync::CancellationToken;
+
+use crate::payments::PaymentResolver;
 
 /// Events the reconciler published again, by why (`unacknowledged`, `lost`).
 pub const REPUBLISHED_TOTAL: &str = "seckill_reconciler_republished_total";
@@ -73,6 +76,7 @@ pub struct Reconciler {
     ledger: Arc<dyn StockLedger>,
     leases: Arc<dyn Leases>,
     publisher: Publisher,
+    payments: PaymentResolver,
     /// This instance's name on the lease.
     holder: String,
     settings: ReconcilerSettings,
@@ -83,6 +87,8 @@ pub struct Reconciler {
 pub struct Sweep {
     pub republished: usize,
     pub expired: usize,
+    /// Payment intents settled (completed, refunded, or found never charged).
+    pub payments_settled: usize,
     pub failed_sales: usize,
     pub settled_sales: usize,
     /// Units locked without an order row, over the active sales.
@@ -96,6 +102,7 @@ impl Reconciler {
         ledger: Arc<dyn StockLedger>,
         leases: Arc<dyn Leases>,
         publisher: Publisher,
+        payments: PaymentResolver,
         settings: ReconcilerSettings,
     ) -> Self {
         for why in ["unacknowledged", "lost"] {
@@ -105,6 +112,7 @@ impl Reconciler {
             ledger,
             leases,
             publisher,
+            payments,
             holder: uuid::Uuid::new_v4().to_string(),
             settings,
         }
@@ -185,6 +193,8 @@ impl Reconciler {
             sweep.republished += republished;
         }
         sweep.expired += self.expire_due(sale_id).await?;
+        // After the expiry: a charge that lost its race to this sweep is refunded in it.
+        sweep.payments_settled += self.payments.resolve(sale_id, now_ms).await?;
         let OutboxSizes {
             locked,
             unacknowledged,
@@ -278,6 +288,12 @@ fn report(sweep: &Sweep) {
         tracing::info!(
             expired = sweep.expired,
             "orders left unpaid past their window expired; their units are back on sale"
+        );
+    }
+    if sweep.payments_settled > 0 {
+        tracing::info!(
+            settled = sweep.payments_settled,
+            "settled payments the gateways left unfinished: completed or refunded"
         );
     }
     if sweep.republished > 0 {

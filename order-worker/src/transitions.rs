@@ -15,7 +15,7 @@ use std::sync::Arc;
 use metrics::counter;
 use shared::consumer::{Delivery, Handler, HandlerError};
 use shared::event::TransitionEvent;
-use shared::ids::SaleId;
+use shared::ids::{OrderId, SaleId};
 use shared::stock::{OrderStatus, StockLedger};
 
 use crate::store::OrderStore;
@@ -65,11 +65,16 @@ impl Handler for TransitionHandler {
         if !rowless.is_empty() {
             let sales: BTreeSet<&SaleId> = rowless.iter().map(|event| &event.sale_id).collect();
             for sale_id in sales {
-                let outbox = self.ledger.outbox(sale_id).await?;
-                if let Some(event) = rowless.iter().find(|e| outbox.contains_key(&e.order_id)) {
+                let orders: Vec<&OrderId> = rowless
+                    .iter()
+                    .filter(|event| &event.sale_id == sale_id)
+                    .map(|event| &event.order_id)
+                    .collect();
+                // Asks about these orders only: the outbox may hold a whole peak's backlog.
+                if let Some(order_id) = self.ledger.in_outbox(sale_id, &orders).await?.iter().next()
+                {
                     return Err(HandlerError::Unavailable(format!(
-                        "order {} has no row yet (its reservation is still on its way)",
-                        event.order_id
+                        "order {order_id} has no row yet (its reservation is still on its way)"
                     )));
                 }
             }

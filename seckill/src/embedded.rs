@@ -8,6 +8,7 @@
 //! | event bus | librdkafka's mock cluster: the Kafka protocol in-process | Kafka |
 //! | order table | SQLite, `<data dir>/orders.db` | PostgreSQL |
 //! | SMS provider | `<data dir>/sms.jsonl` | an HTTP provider |
+//! | payment provider | the simulated one, its books in `<data dir>/payments.jsonl` | a real provider |
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -18,6 +19,7 @@ use order_worker::store::{DatabaseSettings, OrderStore};
 use shared::backends::Backends;
 use shared::config::{KafkaArgs, Secret, defaults};
 use shared::kafka::EventBus;
+use shared::payment::PaymentArgs;
 
 use crate::services::Stack;
 
@@ -29,6 +31,8 @@ pub struct Embedded {
     pub database_url: String,
     pub sms_file: PathBuf,
     pub sms_rate_per_sec: NonZeroU32,
+    /// The simulated payment provider's books.
+    pub payments: PaymentArgs,
     pub admin_token: Secret,
     jwt_secret: Secret,
 }
@@ -57,6 +61,9 @@ impl Embedded {
             database_url,
             sms_file: data_dir.join("sms.jsonl"),
             sms_rate_per_sec,
+            payments: PaymentArgs {
+                payments_file: data_dir.join("payments.jsonl"),
+            },
             admin_token: secret(),
             jwt_secret: secret(),
         })
@@ -68,6 +75,7 @@ impl Embedded {
             backends: self.backends.clone(),
             bus: self.bus.clone(),
             orders: self.orders.clone(),
+            payments: self.payments.provider(),
             gateway: self.gateway(listen),
             order_worker: self.order_worker(),
             sms_worker: self.sms_worker(),

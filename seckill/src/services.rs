@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use order_worker::store::OrderStore;
 use shared::backends::Backends;
 use shared::kafka::EventBus;
+use shared::payment::PaymentProvider;
 use shared::worker::WorkerConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -20,6 +21,8 @@ pub struct Stack {
     pub backends: Backends,
     pub bus: EventBus,
     pub orders: Arc<dyn OrderStore>,
+    /// One payment provider for the gateway that charges and the resolver that refunds.
+    pub payments: Arc<dyn PaymentProvider>,
     pub gateway: gateway::Config,
     pub order_worker: order_worker::Config,
     pub sms_worker: sms_worker::Config,
@@ -53,7 +56,7 @@ impl Services {
             )
         })?;
         let gateway_url = format!("http://{}", listener.local_addr()?);
-        let gateway = gateway::build_on(&stack.gateway, backends, bus)?;
+        let gateway = gateway::build_on(&stack.gateway, backends, bus, stack.payments.clone())?;
         spawn(
             &mut tasks,
             "gateway",
@@ -62,8 +65,13 @@ impl Services {
 
         // The workers' `/healthz` and `/metrics` listen on free ports: in one process they
         // share one metrics registry, which the gateway's `/metrics` serves too.
-        let orders =
-            order_worker::build_on(&stack.order_worker, backends, bus, stack.orders.clone())?;
+        let orders = order_worker::build_on(
+            &stack.order_worker,
+            backends,
+            bus,
+            stack.orders.clone(),
+            stack.payments.clone(),
+        )?;
         spawn(
             &mut tasks,
             "order-worker",

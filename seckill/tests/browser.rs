@@ -68,6 +68,7 @@ fn stack(env: &TestEnv, sms_file: PathBuf) -> Stack {
         backends: env.backends(),
         bus: env.bus(),
         orders,
+        payments: env.payment_provider(),
         gateway,
         order_worker,
         sms_worker,

@@ -57,6 +57,12 @@ pub struct SaleKeys {
     /// Sorted set: transition event ids scored by when each is due for (re)publishing (ms,
     /// Redis's clock).
     pub transitions_due: String,
+    /// Hash: the payment intents, order id → amount in cents: recorded before the provider is
+    /// asked to charge, removed once the payment is settled (paid, refunded, or never charged).
+    pub payments: String,
+    /// Sorted set: order ids with a payment intent, scored by when the payment resolver may
+    /// look at them (ms, Redis's clock).
+    pub payments_due: String,
     /// Hash: `sold`, `revenue_cents` as the stats worker counted them.
     pub stats: String,
     /// Set: event ids the stats worker has counted (its exactly-once record).
@@ -82,7 +88,7 @@ impl SaleKeys {
     }
 
     /// Every key of the sale (the per-order SMS records aside: they expire on their own).
-    pub fn all(&self) -> [&str; 15] {
+    pub fn all(&self) -> [&str; 17] {
         [
             &self.info,
             &self.stock,
@@ -95,6 +101,8 @@ impl SaleKeys {
             &self.owners,
             &self.transitions,
             &self.transitions_due,
+            &self.payments,
+            &self.payments_due,
             &self.stats,
             &self.stats_events,
             &self.stats_buyers,
@@ -129,6 +137,8 @@ impl KeySpace {
             owners: format!("{base}:owners"),
             transitions: format!("{base}:transitions"),
             transitions_due: format!("{base}:transitions:due"),
+            payments: format!("{base}:payments"),
+            payments_due: format!("{base}:payments:due"),
             stats: format!("{base}:stats"),
             stats_events: format!("{base}:stats:events"),
             stats_buyers: format!("{base}:stats:buyers"),

@@ -11,6 +11,8 @@
 //! | [`stats`] | per-sale statistics, counted exactly once per event |
 //! | [`blacklist`] | the blacklist every gateway copies, with its version |
 //! | [`lease`] | leases, so one instance at a time runs a job (the reconciler) |
+//! | [`payment`] | the payment provider (charge, refund, ask), and the simulated one with its books |
+//! | [`journal`] | a JSON-lines file several processes append to under a lock: the stand-in providers' memory |
 //! | [`sms_records`] | which SMS (per order and kind) were sent, shared by every SMS worker |
 //! | [`counters`] | counters that add once per event id: the primitive for a consumer's own effect |
 //! | [`backends`] | Redis or in-process memory behind every store trait, chosen by `REDIS_URL` |
@@ -38,10 +40,12 @@ pub mod counters;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod journal;
 pub mod kafka;
 pub mod keys;
 pub mod lease;
 pub mod order_status;
+pub mod payment;
 pub mod publisher;
 pub mod redis_client;
 pub mod sale;

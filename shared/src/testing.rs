@@ -26,6 +26,7 @@ use crate::ids::{OrderId, SaleId, UserId};
 pub use crate::kafka::header;
 use crate::kafka::{EventBus, MOCK_SCHEME};
 use crate::keys::KeySpace;
+use crate::payment::{PaymentArgs, PaymentProvider};
 use crate::sale::Sale;
 use crate::stock::{Reservation, StockLedger};
 use crate::worker::WorkerConfig;
@@ -64,6 +65,8 @@ pub struct TestEnv {
     /// The settings that name this namespace's topics (`mock:` when embedded).
     pub kafka: KafkaArgs,
     pub database_url: String,
+    /// The simulated payment provider's books of this namespace, removed on drop.
+    pub payments: PaymentArgs,
     backends: Backends,
     bus: EventBus,
     /// The SQLite file of an embedded namespace, removed on drop.
@@ -85,6 +88,7 @@ impl TestEnv {
             redis,
             kafka,
             database_url: var("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/seckill"),
+            payments: payments_of_a_namespace(),
             sqlite_file: None,
         }
     }
@@ -104,6 +108,7 @@ impl TestEnv {
             redis,
             kafka,
             database_url: format!("sqlite:{}", file.display()),
+            payments: payments_of_a_namespace(),
             sqlite_file: Some(file),
         }
     }
@@ -132,6 +137,11 @@ impl TestEnv {
 
     pub fn ledger(&self) -> Arc<dyn StockLedger> {
         self.backends.ledger()
+    }
+
+    /// A payment provider on this namespace's books: hand one to each service under test.
+    pub fn payment_provider(&self) -> Arc<dyn PaymentProvider> {
+        self.payments.provider()
     }
 
     /// Creates an open sale with `stock` units; returns it.
@@ -272,6 +282,7 @@ impl Default for TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.payments.payments_file);
         match &self.sqlite_file {
             Some(file) => {
                 for suffix in ["", "-wal", "-shm"] {
@@ -280,6 +291,14 @@ impl Drop for TestEnv {
             }
             None => delete_keys(&self.redis.redis_url, &self.redis.redis_key_prefix),
         }
+    }
+}
+
+/// The payment books of a fresh namespace: a file of its own.
+fn payments_of_a_namespace() -> PaymentArgs {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    PaymentArgs {
+        payments_file: std::env::temp_dir().join(format!("seckill-test-payments-{id}.jsonl")),
     }
 }
 

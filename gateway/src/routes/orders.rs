@@ -9,7 +9,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::ids::{OrderId, SaleId, UserId};
-use shared::stock::{OrderStatus, Payment};
+use shared::stock::{OrderStatus, Payment, PaymentIntent};
 use utoipa::ToSchema;
 
 use crate::auth::User;
@@ -122,10 +122,12 @@ pub async fn get_my_order(
     get_order(User(user_id), State(state), PathId(order_id)).await
 }
 
-/// Charges, then marks the order paid in the one atomic step it shares with expiry; a charge
-/// that lost that race is refunded. A repeat of a payment that went through answers the same
-/// 200 without asking the provider; one that failed half-way (charged, the ledger unreachable)
-/// is completed by the retry, which the provider charges once (the order id is its key).
+/// Pays in three steps (`docs/architecture.md`, "Money"): the intent recorded in the ledger,
+/// the charge (keyed by the order id, so a retry charges once), then the order marked paid in
+/// the one atomic step it shares with expiry. A charge that lost that race is refunded at
+/// once. Whatever this request does not finish (the provider's answer lost, the ledger
+/// unreachable after the charge, a refund that failed, the gateway killed), the payment
+/// resolver finishes from the intent: the order ends paid, or its charge refunded.
 #[utoipa::path(
     post,
     path = "/api/v1/orders/{order_id}/payment",
@@ -136,9 +138,9 @@ pub async fn get_my_order(
         (status = 200, description = "The order is paid (now, or by an earlier request)", body = OrderView),
         (status = 401, description = "`unauthenticated`: no valid user token", body = ErrorBody),
         (status = 404, description = "`not_found`: no such order of this user", body = ErrorBody),
-        (status = 409, description = "`order_expired`: not paid in time; or `order_failed`: the order could not be created", body = ErrorBody),
+        (status = 409, description = "`order_expired`: not paid in time; or `order_failed`: the order could not be created (any charge is refunded)", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many requests (in all, or from this address); see Retry-After", body = ErrorBody),
-        (status = 503, description = "`unavailable`: the ledger or the payment provider did not answer; try again (a retry is charged once)", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the ledger or the payment provider did not answer; a charge made meanwhile ends with the order paid or refunded, and a retry is charged once", body = ErrorBody),
     )
 )]
 pub async fn pay_order(
@@ -146,20 +148,6 @@ pub async fn pay_order(
     State(state): State<AppState>,
     PathId(order_id): PathId<OrderId>,
 ) -> Result<Json<OrderView>, ApiError> {
-    match state.ledger.order_status(&order_id, &user_id).await? {
-        None => return Err(ApiError::NotFound),
-        Some(OrderStatus::Expired) => return Err(ApiError::OrderExpired),
-        Some(OrderStatus::Failed) => return Err(ApiError::OrderFailed),
-        Some(OrderStatus::Paid) => return Ok(Json(OrderView::paid(order_id, user_id))),
-        Some(OrderStatus::Processing | OrderStatus::Created) => {}
-    }
-    // A window already closed (the sweep has not come by yet) is refused before any charge;
-    // the ledger's atomic step below still has the last word.
-    if let Some(pay_by) = state.ledger.pay_by(&order_id).await?
-        && state.ledger.now_ms().await? > pay_by
-    {
-        return Err(ApiError::OrderExpired);
-    }
     let amount_cents = state
         .catalog
         .get(&order_id.sale_id())
@@ -167,27 +155,52 @@ pub async fn pay_order(
         .ok_or(ApiError::NotFound)?
         .sale
         .price_cents;
-    state
-        .payments
-        .charge(&order_id, amount_cents)
-        .await
-        .map_err(|error| {
-            tracing::warn!(%error, %order_id, "charge failed");
-            ApiError::Unavailable(PROVIDER_FAILED)
-        })?;
-    let refusal = match state.ledger.pay(&order_id, &user_id).await? {
-        Payment::Paid | Payment::AlreadyPaid => {
-            return Ok(Json(OrderView::paid(order_id, user_id)));
-        }
-        Payment::Expired => ApiError::OrderExpired,
-        Payment::Failed => ApiError::OrderFailed,
-        Payment::NotFound => ApiError::NotFound,
-    };
-    if let Err(error) = state.payments.refund(&order_id, amount_cents).await {
-        tracing::error!(%error, %order_id, "refund of a payment that came too late failed");
+    if let PaymentIntent::Refused(refusal) = state
+        .ledger
+        .begin_payment(&order_id, &user_id, amount_cents)
+        .await?
+    {
+        return answer(refusal, order_id, user_id);
     }
-    Err(refusal)
+    if let Err(error) = state.payments.charge(&order_id, amount_cents).await {
+        tracing::warn!(%error, %order_id, "charge failed or unconfirmed; the resolver settles it");
+        return Err(ApiError::Unavailable(PAYMENT_UNCONFIRMED));
+    }
+    let outcome = state.ledger.pay(&order_id, &user_id).await.map_err(|error| {
+        tracing::warn!(%error, %order_id, "charged, but the ledger did not answer; the resolver settles it");
+        ApiError::Unavailable(PAYMENT_UNCONFIRMED)
+    })?;
+    if !matches!(outcome, Payment::Paid | Payment::AlreadyPaid) {
+        refund_now(&state, &order_id).await;
+    }
+    answer(outcome, order_id, user_id)
 }
 
-/// What a 503 says when the provider failed.
-const PROVIDER_FAILED: &str = "the payment provider did not answer; nothing was charged, try again";
+/// The answer to a payment the ledger decided.
+fn answer(
+    outcome: Payment,
+    order_id: OrderId,
+    user_id: UserId,
+) -> Result<Json<OrderView>, ApiError> {
+    match outcome {
+        Payment::Paid | Payment::AlreadyPaid => Ok(Json(OrderView::paid(order_id, user_id))),
+        Payment::Expired => Err(ApiError::OrderExpired),
+        Payment::Failed => Err(ApiError::OrderFailed),
+        Payment::NotFound => Err(ApiError::NotFound),
+    }
+}
+
+/// Gives back a charge that came too late, and settles its intent; on any failure the intent
+/// stays for the payment resolver, which retries until the provider confirms.
+async fn refund_now(state: &AppState, order_id: &OrderId) {
+    if let Err(error) = state.payments.refund(order_id).await {
+        tracing::warn!(%error, %order_id, "refund of a payment that came too late failed; the resolver retries it");
+        return;
+    }
+    if let Err(error) = state.ledger.settle_payment(order_id).await {
+        tracing::warn!(%error, %order_id, "refunded, but the intent stays; the resolver settles it");
+    }
+}
+
+/// What a 503 says when a charge's outcome is unknown.
+const PAYMENT_UNCONFIRMED: &str = "the payment could not be confirmed; if you were charged, the order ends paid or the charge is refunded within a minute, and a retry is charged once";

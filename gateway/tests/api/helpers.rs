@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
@@ -11,9 +12,12 @@ use gateway::auth::TokenKeys;
 use rdkafka::Message;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
+use shared::backends::Backends;
 use shared::config::Secret;
 use shared::event::ReservationEvent;
+use shared::kafka::EventBus;
 use shared::keys::{KeySpace, SaleKeys};
+use shared::payment::PaymentProvider;
 use shared::sale::DEFAULT_PAYMENT_WINDOW_SECS;
 use shared::testing::{TestEnv, delete_keys, header, read_topic, topic_message_count};
 use tokio::net::TcpListener;
@@ -44,6 +48,7 @@ pub fn test_config() -> Config {
     config.admin_token = Secret::new(ADMIN_TOKEN);
     config.redis = env.redis.clone();
     config.kafka = env.kafka.clone();
+    config.payments = env.payments.clone();
     config.kafka.kafka_topic_partitions = PARTITIONS.try_into().expect("PARTITIONS > 0");
     config.rate_limit_global_per_sec = 0;
     config.rate_limit_user_per_sec = 0;
@@ -92,9 +97,28 @@ pub async fn create_topics(config: &Config) {
 
 /// Starts the gateway without first creating its topics (for a broker that is down).
 pub async fn spawn_app_without_topics(config: Config) -> TestApp {
+    let payments = config.payments.provider();
+    start(config, payments).await
+}
+
+/// Starts the gateway charging through `payments` (a provider that misbehaves on purpose)
+/// instead of the books `config` names.
+pub async fn spawn_app_paying_through(
+    config: Config,
+    payments: Arc<dyn PaymentProvider>,
+) -> TestApp {
+    init_test_logs();
+    create_topics(&config).await;
+    start(config, payments).await
+}
+
+async fn start(config: Config, payments: Arc<dyn PaymentProvider>) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("local addr");
-    let gateway = gateway::build(&config).expect("the test configuration builds");
+    let backends = Backends::open(&config.redis).expect("REDIS_URL parses");
+    let bus = EventBus::connect(&config.kafka).expect("KAFKA_BROKERS names a bus");
+    let gateway = gateway::build_on(&config, &backends, &bus, payments)
+        .expect("the test configuration builds");
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(gateway::serve(gateway, listener, shutdown.clone()));
     // The probe always looks at the services' Redis, even when the gateway is pointed elsewhere.

@@ -2,13 +2,20 @@
 //! closes, payment is refused, and the unit goes back on sale at every gateway, to every buyer
 //! who arrives for it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use order_worker::payments::PaymentResolver;
 use serde_json::Value;
 use shared::backends::Backends;
+use shared::ids::OrderId;
+use shared::payment::{Charge, PaymentError, PaymentProvider};
 
-use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, assert_error, spawn_app, spawn_app_paying_through, spawn_app_with, test_config,
+};
 
 async fn pay(app: &TestApp, order_id: &str, token: &str) -> reqwest::Response {
     app.http
@@ -139,4 +146,99 @@ async fn returned_units_all_sell_to_latecomers_arriving_together() {
         .count();
     assert_eq!(accepted, UNITS as usize, "every returned unit sold again");
     assert_eq!(app.sale_view(&sale).await["remaining"], 0);
+}
+
+/// A provider on the test's books that misbehaves after each charge it makes.
+struct AfterCharging {
+    books: Arc<dyn PaymentProvider>,
+    then: AfterCharge,
+}
+
+enum AfterCharge {
+    /// The charge's answer never reaches the gateway.
+    LosesTheAnswer,
+    /// The answer comes, this much later.
+    Answers(Duration),
+}
+
+#[async_trait]
+impl PaymentProvider for AfterCharging {
+    async fn charge(&self, order: &OrderId, amount_cents: i64) -> Result<(), PaymentError> {
+        self.books.charge(order, amount_cents).await?;
+        match self.then {
+            AfterCharge::LosesTheAnswer => Err(PaymentError("the answer was lost".into())),
+            AfterCharge::Answers(delay) => {
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn refund(&self, order: &OrderId) -> Result<(), PaymentError> {
+        self.books.refund(order).await
+    }
+
+    async fn charge_of(&self, order: &OrderId) -> Result<Charge, PaymentError> {
+        self.books.charge_of(order).await
+    }
+}
+
+/// A gateway charging through `then`, and the books it charges into.
+async fn gateway_whose_provider(then: AfterCharge) -> (TestApp, Arc<dyn PaymentProvider>) {
+    let config = test_config();
+    let books = config.payments.provider();
+    let provider = AfterCharging {
+        books: Arc::clone(&books),
+        then,
+    };
+    (
+        spawn_app_paying_through(config, Arc::new(provider)).await,
+        books,
+    )
+}
+
+#[tokio::test]
+async fn a_charge_whose_answer_was_lost_is_completed_by_the_resolver_not_kept_without_a_sale() {
+    let (app, books) = gateway_whose_provider(AfterCharge::LosesTheAnswer).await;
+    let sale = app.create_open_sale(1).await;
+    let token = app.token("payer");
+    let order_id = app.buy(&sale, &token).await;
+
+    let response = pay(&app, &order_id, &token).await;
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("refunded"),
+        "the 503 does not claim nothing was charged: {body}"
+    );
+    let order_id: OrderId = order_id.parse().unwrap();
+    assert!(matches!(
+        books.charge_of(&order_id).await.unwrap(),
+        Charge::Kept { .. }
+    ));
+
+    // The order worker's reconciler runs the resolver on every sweep; here, once, at an age
+    // of zero.
+    let ledger = Backends::open(&app.config.redis).unwrap().ledger();
+    let resolver = PaymentResolver::new(Arc::clone(&ledger), books, Duration::ZERO);
+    let now = ledger.now_ms().await.unwrap() + 1000;
+    assert_eq!(resolver.resolve(&order_id.sale_id(), now).await.unwrap(), 1);
+    let token = app.token("payer");
+    assert_eq!(
+        order(&app, order_id.as_str(), &token).await["status"],
+        "paid"
+    );
+}
+
+#[tokio::test]
+async fn a_charge_that_lost_the_race_to_the_deadline_is_refunded_at_once() {
+    let (app, books) =
+        gateway_whose_provider(AfterCharge::Answers(Duration::from_millis(1_500))).await;
+    let sale = app.create_open_sale_paid_within(1, 1).await;
+    let token = app.token("slow-payer");
+    let order_id = app.buy(&sale, &token).await;
+
+    assert_error(pay(&app, &order_id, &token).await, 409, "order_expired").await;
+    let order_id: OrderId = order_id.parse().unwrap();
+    assert_eq!(books.charge_of(&order_id).await.unwrap(), Charge::Refunded);
 }

@@ -27,8 +27,14 @@ async fn spawn_order_worker(app: &TestApp) -> RunningService {
         .expect("DATABASE_URL parses");
     let backends = shared::backends::Backends::open(&config.worker.redis).expect("Redis URL");
     let bus = shared::kafka::EventBus::connect(&config.worker.kafka).expect("Kafka brokers");
-    let worker = order_worker::build_on(&config, &backends, &bus, orders)
-        .expect("the test configuration builds");
+    let worker = order_worker::build_on(
+        &config,
+        &backends,
+        &bus,
+        orders,
+        app.config.payments.provider(),
+    )
+    .expect("the test configuration builds");
     spawn_service(|http, shutdown| order_worker::serve(worker, http, shutdown)).await
 }
 

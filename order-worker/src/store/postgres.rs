@@ -1,5 +1,6 @@
 //! Orders in PostgreSQL: one `INSERT … SELECT FROM UNNEST` per batch of reservations, one
-//! `UPDATE … FROM UNNEST` per batch of transitions, whatever their size.
+//! statement (`UPDATE … FROM UNNEST` and the rows it could see) per batch of transitions,
+//! whatever their size.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -87,7 +88,10 @@ impl OrderStore for PostgresOrderStore {
         Ok(present.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
-    /// One UPDATE from UNNEST for the batch, then one SELECT of the rows present.
+    /// One statement for the whole batch: the UPDATE from UNNEST and the SELECT of the rows
+    /// present share its snapshot. Two statements would not: a row committed between them (its
+    /// reservation stored by another worker that very moment) would count as present though
+    /// the UPDATE never saw it, and its transition would be acknowledged unapplied.
     async fn apply_transitions(
         &self,
         batch: &[TransitionEvent],
@@ -100,24 +104,25 @@ impl OrderStore for PostgresOrderStore {
             statuses.push(event.status.as_str());
             times.push(event.at);
         }
-        sqlx::query(
-            "UPDATE orders SET status = t.status,
-                 paid_at = CASE WHEN t.status = 'paid' THEN t.at ELSE orders.paid_at END,
-                 expired_at = CASE WHEN t.status = 'expired' THEN t.at ELSE orders.expired_at END
-             FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) AS t(order_id, status, at)
-             WHERE orders.order_id = t.order_id AND orders.status = 'created'",
+        let all_ids: Vec<String> = batch.iter().map(|e| e.order_id.to_string()).collect();
+        // A data-modifying WITH runs to completion whether or not the query reads it.
+        let present: Vec<String> = sqlx::query_scalar(
+            "WITH applied AS (
+                 UPDATE orders SET status = t.status,
+                     paid_at = CASE WHEN t.status = 'paid' THEN t.at ELSE orders.paid_at END,
+                     expired_at = CASE WHEN t.status = 'expired' THEN t.at ELSE orders.expired_at END
+                 FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) AS t(order_id, status, at)
+                 WHERE orders.order_id = t.order_id AND orders.status = 'created'
+                 RETURNING orders.order_id
+             )
+             SELECT order_id FROM orders WHERE order_id = ANY($4)",
         )
         .bind(&order_ids)
         .bind(&statuses)
         .bind(&times)
-        .execute(&self.pool)
+        .bind(&all_ids)
+        .fetch_all(&self.pool)
         .await?;
-        let all_ids: Vec<String> = batch.iter().map(|e| e.order_id.to_string()).collect();
-        let present: Vec<String> =
-            sqlx::query_scalar("SELECT order_id FROM orders WHERE order_id = ANY($1)")
-                .bind(&all_ids)
-                .fetch_all(&self.pool)
-                .await?;
         Ok(present.iter().filter_map(|id| id.parse().ok()).collect())
     }
 

@@ -1,9 +1,12 @@
 //! `OrderStore` conformance: every case runs unchanged against SQLite (`embedded`) and
 //! PostgreSQL (`real`, from `scripts/services`). Both must be idempotent, keep one order per
-//! buyer, refuse bad rows as a whole batch, and say "unavailable" when they are.
+//! buyer, refuse bad rows as a whole batch, and say "unavailable" when they are. The payment
+//! resolver's cases (`payments`) run on both stock ledgers the same way.
 
 // The cases are plain functions (the macro makes the tests), so clippy does not see test code.
 #![allow(clippy::unwrap_used)]
+
+mod payments;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use order_worker::Config;
 use order_worker::handler::OrderHandler;
 use order_worker::store::DatabaseSettings;
 use shared::consumer::{DLQ_REASON_HEADER, Delivery, Handler, HandlerError};
-use shared::event::ReservationEvent;
+use shared::event::{ReservationEvent, TransitionEvent};
 use shared::ids::OrderId;
 use shared::stock::{OrderStatus, OutboxSizes};
 use shared::testing::{RunningService, TestEnv, eventually, header, spawn_service};
@@ -35,8 +35,14 @@ async fn start(env: &TestEnv, config: Config) -> RunningService {
     env.create_topics().await;
     let orders =
         order_worker::store::open(&config.database_url, small()).expect("DATABASE_URL parses");
-    let worker = order_worker::build_on(&config, &env.backends(), &env.bus(), orders)
-        .expect("the test configuration builds");
+    let worker = order_worker::build_on(
+        &config,
+        &env.backends(),
+        &env.bus(),
+        orders,
+        env.payment_provider(),
+    )
+    .expect("the test configuration builds");
     spawn_service(|http, shutdown| order_worker::serve(worker, http, shutdown)).await
 }
 
@@ -48,6 +54,32 @@ async fn pool(env: &TestEnv) -> PgPool {
         .await
         .expect("PostgreSQL is reachable (run scripts/services up)");
     PgPool::connect(&env.database_url).await.expect("connects")
+}
+
+/// Inserts `event`'s order row (`created`) in `transaction`, as another worker would.
+async fn insert_row(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    event: &ReservationEvent,
+) {
+    sqlx::query(
+        "INSERT INTO orders (order_id, event_id, sale_id, user_id, price_cents, quantity, reserved_at)
+         VALUES ($1, $2, $3, $4, 1, 1, now())",
+    )
+    .bind(event.order_id.as_str())
+    .bind(event.event_id)
+    .bind(event.sale_id.as_str())
+    .bind(event.user_id.as_str())
+    .execute(&mut **transaction)
+    .await
+    .expect("the row is inserted");
+}
+
+async fn status_of(pool: &PgPool, event: &ReservationEvent) -> String {
+    sqlx::query_scalar("SELECT status FROM orders WHERE order_id = $1")
+        .bind(event.order_id.as_str())
+        .fetch_one(pool)
+        .await
+        .expect("the row exists")
 }
 
 async fn rows_for_order(pool: &PgPool, event: &ReservationEvent) -> i64 {
@@ -242,6 +274,71 @@ fn closed_port() -> u16 {
         .port()
 }
 
+/// The race a fresh-clone e2e run lost 37 transitions to: a batch of transitions met a row that
+/// another worker committed while the batch was being applied. Whatever the batch reports as
+/// having a row must have had the transition applied, or its event is acknowledged and lost.
+#[tokio::test]
+async fn a_row_committed_while_transitions_are_applied_is_not_reported_done() {
+    let env = TestEnv::new();
+    let pool = pool(&env).await;
+    let sale = env.create_sale(10).await;
+    let (stored, _) = env.reserve(&sale, "kim").await;
+    let (arriving, _) = env.reserve(&sale, "lee").await;
+    let mut setup = pool.begin().await.unwrap();
+    insert_row(&mut setup, &stored).await;
+    setup.commit().await.unwrap();
+
+    // One session holds `stored`'s row, so applying the batch waits on it midway; another has
+    // inserted `arriving`'s row and commits it while the batch waits.
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM orders WHERE order_id = $1 FOR UPDATE")
+        .bind(stored.order_id.as_str())
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    let mut inserter = pool.begin().await.unwrap();
+    insert_row(&mut inserter, &arriving).await;
+
+    let store = order_worker::store::open(&env.database_url, small()).unwrap();
+    let paid = |event: &ReservationEvent| {
+        TransitionEvent::new(
+            &event.order_id,
+            &event.user_id,
+            1,
+            OrderStatus::Paid,
+            1_795_000_000_000,
+        )
+    };
+    let batch = [paid(&stored), paid(&arriving)];
+    let applying = tokio::spawn(async move { store.apply_transitions(&batch).await });
+    eventually("the batch to wait on the held row", WAIT, async || {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        )
+        .bind(holder_pid)
+        .fetch_one(&pool)
+        .await
+        .ok()?;
+        (waiting > 0).then_some(())
+    })
+    .await;
+    inserter.commit().await.unwrap();
+    holder.rollback().await.unwrap();
+
+    let present = applying.await.unwrap().expect("the batch is applied");
+    assert_eq!(status_of(&pool, &stored).await, "paid");
+    let arriving_status = status_of(&pool, &arriving).await;
+    assert!(
+        arriving_status == "paid" || !present.contains(&arriving.order_id),
+        "the batch reported {} done though its row stayed {arriving_status}",
+        arriving.order_id
+    );
+}
+
 #[tokio::test]
 async fn the_reconciler_republishes_while_the_database_is_down() {
     let env = TestEnv::new();
@@ -275,17 +372,7 @@ async fn a_statement_stuck_behind_a_lock_gives_up_as_unavailable() {
     // Another session inserts the same order and holds its transaction open: our insert of
     // that order waits on the row's lock.
     let mut blocker = pool.begin().await.unwrap();
-    sqlx::query(
-        "INSERT INTO orders (order_id, event_id, sale_id, user_id, price_cents, quantity, reserved_at)
-         VALUES ($1, $2, $3, $4, 1, 1, now())",
-    )
-    .bind(event.order_id.as_str())
-    .bind(event.event_id)
-    .bind(event.sale_id.as_str())
-    .bind(event.user_id.as_str())
-    .execute(&mut *blocker)
-    .await
-    .unwrap();
+    insert_row(&mut blocker, &event).await;
 
     let settings = DatabaseSettings {
         timeout: Duration::from_secs(1),

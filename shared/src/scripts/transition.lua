@@ -8,11 +8,6 @@
 -- event_id '<order id>:<status>' (one per order and status) and at in unix milliseconds on
 -- Redis's clock.
 
-local function clock_ms()
-  local time = redis.call('TIME')
-  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-end
-
 -- Returns record(order_ids, status, at_ms), writing into the outbox whose keys are given:
 -- info (the sale's JSON), owners (order id -> user id), transitions (event id -> event JSON),
 -- transitions_due (event id scored by when it is due for publishing). A whole list of orders

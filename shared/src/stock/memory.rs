@@ -4,15 +4,15 @@
 //! lock is never held across an `.await`. The semantics, down to the order of the checks in
 //! `reserve`, are `reserve.lua`'s; the conformance suite runs the same assertions against both.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
 use super::{
-    OrderStatus, OutboxEntry, OutboxSizes, Payment, Publication, Reservation, StockLedger,
-    TransitionId,
+    DuePayment, OrderStatus, OutboxEntry, OutboxSizes, Payment, PaymentIntent, Publication,
+    Reservation, StockLedger, TransitionId,
 };
 use crate::error::StoreError;
 use crate::event::{ReservationEvent, TransitionEvent};
@@ -45,6 +45,8 @@ struct SaleBook {
     transitions: HashMap<String, String>,
     /// event id → when it is due for (re)publishing, unix ms
     transitions_due: HashMap<String, i64>,
+    /// The payment intents: order id → when the resolver may look at it, unix ms
+    payments_due: HashMap<OrderId, i64>,
     /// Settled: no longer among the active sales.
     settled: bool,
 }
@@ -84,6 +86,24 @@ impl SaleBook {
         self.transition(order, outcome, now_ms());
         self.stock += 1;
         true
+    }
+
+    /// Why `user_id` cannot pay the order now, if they cannot: the checks `pay.lua` and
+    /// `begin_payment.lua` share.
+    fn payment_refused(&self, order_id: &OrderId, user_id: &UserId) -> Option<Payment> {
+        if self.buyers.get(user_id) != Some(order_id) {
+            return Some(Payment::NotFound);
+        }
+        match self.status_of(order_id) {
+            OrderStatus::Paid => Some(Payment::AlreadyPaid),
+            OrderStatus::Expired => Some(Payment::Expired),
+            OrderStatus::Failed => Some(Payment::Failed),
+            OrderStatus::Processing | OrderStatus::Created => self
+                .deadlines
+                .get(order_id)
+                .is_some_and(|&pay_by| now_ms() > pay_by)
+                .then_some(Payment::Expired),
+        }
     }
 
     fn stamps(&mut self, publication: Publication) -> &mut HashMap<OrderId, i64> {
@@ -126,6 +146,7 @@ impl StockLedger for MemoryStockLedger {
             owners: HashMap::new(),
             transitions: HashMap::new(),
             transitions_due: HashMap::new(),
+            payments_due: HashMap::new(),
             settled: false,
         };
         sales.insert(sale.id.clone(), book);
@@ -224,30 +245,77 @@ impl StockLedger for MemoryStockLedger {
         Ok(())
     }
 
+    async fn begin_payment(
+        &self,
+        order_id: &OrderId,
+        user_id: &UserId,
+        _amount_cents: i64,
+    ) -> Result<PaymentIntent, StoreError> {
+        let mut sales = self.sales();
+        let Some(book) = sales.get_mut(&order_id.sale_id()) else {
+            return Ok(PaymentIntent::Refused(Payment::NotFound));
+        };
+        if let Some(refusal) = book.payment_refused(order_id, user_id) {
+            return Ok(PaymentIntent::Refused(refusal));
+        }
+        book.payments_due.insert(order_id.clone(), now_ms());
+        Ok(PaymentIntent::Recorded)
+    }
+
     async fn pay(&self, order_id: &OrderId, user_id: &UserId) -> Result<Payment, StoreError> {
         let mut sales = self.sales();
         let Some(book) = sales.get_mut(&order_id.sale_id()) else {
             return Ok(Payment::NotFound);
         };
-        if book.buyers.get(user_id) != Some(order_id) {
-            return Ok(Payment::NotFound);
-        }
-        match book.status_of(order_id) {
-            OrderStatus::Paid => return Ok(Payment::AlreadyPaid),
-            OrderStatus::Expired => return Ok(Payment::Expired),
-            OrderStatus::Failed => return Ok(Payment::Failed),
-            OrderStatus::Processing | OrderStatus::Created => {}
-        }
-        if book
-            .deadlines
-            .get(order_id)
-            .is_some_and(|&pay_by| now_ms() > pay_by)
-        {
-            return Ok(Payment::Expired);
+        if let Some(refusal) = book.payment_refused(order_id, user_id) {
+            if refusal == Payment::AlreadyPaid {
+                book.payments_due.remove(order_id);
+            }
+            return Ok(refusal);
         }
         book.deadlines.remove(order_id);
         book.transition(order_id, OrderStatus::Paid, now_ms());
+        book.payments_due.remove(order_id);
         Ok(Payment::Paid)
+    }
+
+    async fn claim_payments(
+        &self,
+        sale_id: &SaleId,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DuePayment>, StoreError> {
+        let mut sales = self.sales();
+        let Some(book) = sales.get_mut(sale_id) else {
+            return Ok(Vec::new());
+        };
+        let mut due: Vec<(i64, OrderId)> = book
+            .payments_due
+            .iter()
+            .filter(|&(_, &at)| at <= before_ms)
+            .map(|(order, &at)| (at, order.clone()))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+        let now = now_ms();
+        Ok(due
+            .into_iter()
+            .filter_map(|(_, order_id)| {
+                book.payments_due.insert(order_id.clone(), now);
+                Some(DuePayment {
+                    user_id: book.owners.get(&order_id)?.clone(),
+                    status: book.status_of(&order_id),
+                    order_id,
+                })
+            })
+            .collect())
+    }
+
+    async fn settle_payment(&self, order_id: &OrderId) -> Result<(), StoreError> {
+        if let Some(book) = self.sales().get_mut(&order_id.sale_id()) {
+            book.payments_due.remove(order_id);
+        }
+        Ok(())
     }
 
     async fn expire_due(&self, sale_id: &SaleId, limit: usize) -> Result<Vec<OrderId>, StoreError> {
@@ -398,6 +466,7 @@ impl StockLedger for MemoryStockLedger {
         let settled = book.outbox.is_empty()
             && book.deadlines.is_empty()
             && book.transitions.is_empty()
+            && book.payments_due.is_empty()
             && (ended || book.stock == 0);
         book.settled |= settled;
         Ok(settled)
@@ -419,6 +488,22 @@ impl StockLedger for MemoryStockLedger {
             .get(sale_id)
             .map(|book| book.outbox.clone())
             .unwrap_or_default())
+    }
+
+    async fn in_outbox(
+        &self,
+        sale_id: &SaleId,
+        orders: &[&OrderId],
+    ) -> Result<HashSet<OrderId>, StoreError> {
+        let sales = self.sales();
+        let Some(book) = sales.get(sale_id) else {
+            return Ok(HashSet::new());
+        };
+        Ok(orders
+            .iter()
+            .filter(|order| book.outbox.contains_key(**order))
+            .map(|order| (*order).clone())
+            .collect())
     }
 
     async fn buyers_order(

@@ -10,7 +10,7 @@ mod clock;
 mod memory;
 mod redis;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -49,6 +49,24 @@ pub enum Payment {
     Failed,
     /// Not this user's order, or no such order.
     NotFound,
+}
+
+/// What recording a payment intent found ([`StockLedger::begin_payment`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentIntent {
+    /// Recorded: the provider may be asked to charge now.
+    Recorded,
+    /// Nothing may be charged, and nothing was written: the order is paid already
+    /// ([`Payment::AlreadyPaid`]), expired, failed, or not this buyer's.
+    Refused(Payment),
+}
+
+/// A payment intent due for the resolver's look: the order, its buyer, where it stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DuePayment {
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub status: OrderStatus,
 }
 
 /// Names one transition event: the order and the status it moved to.
@@ -119,9 +137,35 @@ pub trait StockLedger: Send + Sync {
         payment_window: Duration,
     ) -> Result<Reservation, StoreError>;
 
+    /// Records the intent to charge `amount_cents` for `user_id`'s order: the first of a
+    /// payment's three steps (intent, the provider's charge, [`StockLedger::pay`]), so that a
+    /// charge whose outcome nobody learned is found by the payment resolver. Refuses, writing
+    /// nothing, what `pay` would refuse. Recording again moves the resolver's look on.
+    async fn begin_payment(
+        &self,
+        order_id: &OrderId,
+        user_id: &UserId,
+        amount_cents: i64,
+    ) -> Result<PaymentIntent, StoreError>;
+
     /// Pays `user_id`'s order, in one atomic step that races the expiry: a payment after the
-    /// pay-by time is refused and changes nothing (the expiry sweep ends the order).
+    /// pay-by time is refused and changes nothing (the expiry sweep ends the order). Called
+    /// after the charge: a paid order (now or before) has its payment intent settled in the
+    /// same step; a refused one keeps it until its charge is refunded.
     async fn pay(&self, order_id: &OrderId, user_id: &UserId) -> Result<Payment, StoreError>;
+
+    /// Up to `limit` of the sale's payment intents recorded (or last handed out) at or before
+    /// `before_ms` on the ledger's clock, oldest first. Each one handed out is due again only
+    /// after the same age.
+    async fn claim_payments(
+        &self,
+        sale_id: &SaleId,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DuePayment>, StoreError>;
+
+    /// Settles the order's payment intent: its charge was refunded, or never made. Idempotent.
+    async fn settle_payment(&self, order_id: &OrderId) -> Result<(), StoreError>;
 
     /// Expires up to `limit` of the sale's orders whose pay-by time has passed on the ledger's
     /// clock, returning each one's unit to stock; returns them. An order is expired (and its
@@ -188,7 +232,7 @@ pub trait StockLedger: Send + Sync {
     async fn defer(&self, orders: &[OrderId], at_ms: i64) -> Result<(), StoreError>;
 
     /// Settles the sale if nothing waits in its outbox, no order awaits payment, no transition
-    /// event waits for the broker, and no purchase can add to it (it is sold out, or `ended`):
+    /// event waits for the broker, no payment intent awaits settling, and no purchase can add to it (it is sold out, or `ended`):
     /// it leaves the active sales, and in Redis its keys expire after `retention`. `false` when work remains (nothing is changed).
     async fn settle_sale(
         &self,
@@ -200,8 +244,17 @@ pub trait StockLedger: Send + Sync {
     /// Sizes of one sale's outbox and of its unacknowledged part.
     async fn outbox_sizes(&self, sale_id: &SaleId) -> Result<OutboxSizes, StoreError>;
 
-    /// The outbox of one sale: order id → event JSON.
+    /// The outbox of one sale: order id → event JSON. A full read, as large as the sale's
+    /// backlog: for checks and tests, never on a hot path (see [`StockLedger::in_outbox`]).
     async fn outbox(&self, sale_id: &SaleId) -> Result<HashMap<OrderId, String>, StoreError>;
+
+    /// Which of `orders` (all of `sale_id`) are still in the sale's outbox: locked, their
+    /// order row not stored yet. Costs what `orders` costs, whatever the backlog.
+    async fn in_outbox(
+        &self,
+        sale_id: &SaleId,
+        orders: &[&OrderId],
+    ) -> Result<HashSet<OrderId>, StoreError>;
 
     /// The order `user_id` holds in the sale, if any: how a buyer whose answer was lost finds
     /// out whether the purchase went through.

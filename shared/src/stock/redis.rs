@@ -6,7 +6,7 @@
 //! multiplexed one; a cluster deployment would swap in the redis crate's cluster client.)
 //! Replies become typed outcomes here; callers never see the script's strings.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +15,8 @@ use redis::AsyncCommands;
 
 use super::clock::RedisClock;
 use super::{
-    OrderStatus, OutboxEntry, OutboxSizes, Payment, Publication, Reservation, StockLedger,
-    TransitionId,
+    DuePayment, OrderStatus, OutboxEntry, OutboxSizes, Payment, PaymentIntent, Publication,
+    Reservation, StockLedger, TransitionId,
 };
 use crate::error::StoreError;
 use crate::event::ReservationEvent;
@@ -207,6 +207,38 @@ impl StockLedger for RedisStockLedger {
     }
 
     /// One round trip: `pay.lua`.
+    async fn begin_payment(
+        &self,
+        order_id: &OrderId,
+        user_id: &UserId,
+        amount_cents: i64,
+    ) -> Result<PaymentIntent, StoreError> {
+        let keys = self.redis.keys().sale(&order_id.sale_id());
+        let outcome: String = self
+            .redis
+            .call(async |c| {
+                scripts::BEGIN_PAYMENT
+                    .key(&keys.buyers)
+                    .key(&keys.status)
+                    .key(&keys.deadlines)
+                    .key(&keys.payments)
+                    .key(&keys.payments_due)
+                    .arg(user_id.as_str())
+                    .arg(order_id.as_str())
+                    .arg(amount_cents)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        if outcome == "recorded" {
+            return Ok(PaymentIntent::Recorded);
+        }
+        Ok(PaymentIntent::Refused(payment_from_reply(
+            &outcome,
+            "begin_payment.lua",
+        )?))
+    }
+
     async fn pay(&self, order_id: &OrderId, user_id: &UserId) -> Result<Payment, StoreError> {
         let keys = self.redis.keys().sale(&order_id.sale_id());
         let outcome: String = self
@@ -217,24 +249,74 @@ impl StockLedger for RedisStockLedger {
                     .key(&keys.status)
                     .key(&keys.deadlines)
                     .key(&keys.transition_outbox()[..])
+                    .key(&keys.payments)
+                    .key(&keys.payments_due)
                     .arg(user_id.as_str())
                     .arg(order_id.as_str())
                     .invoke_async(c)
                     .await
             })
             .await?;
-        Ok(match outcome.as_str() {
-            "paid" => Payment::Paid,
-            "already_paid" => Payment::AlreadyPaid,
-            "expired" => Payment::Expired,
-            "failed" => Payment::Failed,
-            "not_found" => Payment::NotFound,
-            other => {
-                return Err(StoreError::Failed(
-                    format!("unexpected reply from pay.lua: {other}").into(),
-                ));
-            }
-        })
+        payment_from_reply(&outcome, "pay.lua")
+    }
+
+    /// One round trip: `claim_payments.lua`.
+    async fn claim_payments(
+        &self,
+        sale_id: &SaleId,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DuePayment>, StoreError> {
+        let keys = self.redis.keys().sale(sale_id);
+        let flat: Vec<String> = self
+            .redis
+            .call(async |c| {
+                scripts::CLAIM_PAYMENTS
+                    .key(&keys.payments_due)
+                    .key(&keys.owners)
+                    .key(&keys.status)
+                    .arg(before_ms)
+                    .arg(limit)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(flat
+            .chunks_exact(3)
+            .filter_map(|due| {
+                let parsed = (due[0].parse(), due[1].parse(), OrderStatus::named(&due[2]));
+                let (Ok(order_id), Ok(user_id), Some(status)) = parsed else {
+                    tracing::error!(
+                        order_id = due[0],
+                        user_id = due[1],
+                        status = due[2],
+                        "malformed payment intent in Redis; skipped"
+                    );
+                    return None;
+                };
+                Some(DuePayment {
+                    order_id,
+                    user_id,
+                    status,
+                })
+            })
+            .collect())
+    }
+
+    async fn settle_payment(&self, order_id: &OrderId) -> Result<(), StoreError> {
+        let keys = self.redis.keys().sale(&order_id.sale_id());
+        self.redis
+            .call(async |c| {
+                redis::pipe()
+                    .atomic()
+                    .hdel(&keys.payments, order_id.as_str())
+                    .ignore()
+                    .zrem(&keys.payments_due, order_id.as_str())
+                    .ignore()
+                    .query_async::<()>(c)
+                    .await
+            })
+            .await
     }
 
     /// One round trip: `expire_due.lua`.
@@ -400,7 +482,8 @@ impl StockLedger for RedisStockLedger {
                 invocation
                     .key(&keys.stock)
                     .key(&keys.deadlines)
-                    .key(&keys.transitions);
+                    .key(&keys.transitions)
+                    .key(&keys.payments);
                 for key in keys.all() {
                     invocation.key(key);
                 }
@@ -483,9 +566,44 @@ impl StockLedger for RedisStockLedger {
             .collect())
     }
 
+    async fn in_outbox(
+        &self,
+        sale_id: &SaleId,
+        orders: &[&OrderId],
+    ) -> Result<HashSet<OrderId>, StoreError> {
+        let key = self.redis.keys().sale(sale_id).outbox;
+        let mut pipe = redis::pipe();
+        for order in orders {
+            pipe.hexists(&key, order.as_str());
+        }
+        let found: Vec<bool> = self.redis.call(async |c| pipe.query_async(c).await).await?;
+        Ok(orders
+            .iter()
+            .zip(found)
+            .filter(|(_, found)| *found)
+            .map(|(order, _)| (*order).clone())
+            .collect())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.redis.ping().await
     }
+}
+
+/// The outcome a payment script (`pay.lua`, `begin_payment.lua`) answered.
+fn payment_from_reply(reply: &str, script: &str) -> Result<Payment, StoreError> {
+    Ok(match reply {
+        "paid" => Payment::Paid,
+        "already_paid" => Payment::AlreadyPaid,
+        "expired" => Payment::Expired,
+        "failed" => Payment::Failed,
+        "not_found" => Payment::NotFound,
+        other => {
+            return Err(StoreError::Failed(
+                format!("unexpected reply from {script}: {other}").into(),
+            ));
+        }
+    })
 }
 
 /// The ids among `raw` that parse; a malformed one (written by hand, or by another program)

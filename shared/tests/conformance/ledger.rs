@@ -9,8 +9,8 @@ use shared::event::{ReservationEvent, TransitionEvent};
 use shared::ids::{OrderId, SaleId, UserId};
 use shared::sale::DEFAULT_PAYMENT_WINDOW_SECS;
 use shared::stock::{
-    OrderStatus, OutboxEntry, OutboxSizes, Payment, Publication, Reservation, StockLedger,
-    TransitionId,
+    OrderStatus, OutboxEntry, OutboxSizes, Payment, PaymentIntent, Publication, Reservation,
+    StockLedger, TransitionId,
 };
 use shared::testing::TestEnv;
 
@@ -30,6 +30,7 @@ shared::conformance!(
     deferring_never_re_marks_an_acknowledged_order,
     a_sale_settles_once_its_outbox_is_empty_and_no_purchase_can_add_to_it,
     every_transition_is_recorded_once_and_relayed_until_acknowledged,
+    an_unsettled_payment_keeps_its_sale_from_settling,
 );
 
 async fn attempt(
@@ -231,7 +232,24 @@ async fn completing_orders_is_idempotent_and_empties_the_outbox(env: TestEnv) {
     let (a, _) = env.reserve(&sale, "a").await;
     let (b, _) = env.reserve(&sale, "b").await;
     let orders = [&a.order_id, &b.order_id];
+    let never_locked = OrderId::generate(&sale.id);
+    assert_eq!(
+        ledger
+            .in_outbox(&sale.id, &[&a.order_id, &never_locked])
+            .await
+            .unwrap(),
+        HashSet::from([a.order_id.clone()]),
+        "asked about two, one is locked"
+    );
     assert_eq!(ledger.complete_orders(&sale.id, &orders).await.unwrap(), 2);
+    assert!(
+        ledger
+            .in_outbox(&sale.id, &orders)
+            .await
+            .unwrap()
+            .is_empty(),
+        "completed orders leave the outbox"
+    );
     assert_eq!(
         ledger.complete_orders(&sale.id, &orders).await.unwrap(),
         0,
@@ -793,4 +811,31 @@ async fn every_transition_is_recorded_once_and_relayed_until_acknowledged(env: T
             .is_empty(),
         "acknowledged, so gone"
     );
+}
+
+/// A charge may still have to be refunded: the reconciler must keep sweeping the sale.
+async fn an_unsettled_payment_keeps_its_sale_from_settling(env: TestEnv) {
+    let ledger = env.ledger();
+    let retention = std::time::Duration::from_mins(1);
+    let sale = env.create_sale_paid_within(1, 1).await;
+    let (event, _) = env.reserve(&sale, "olga").await;
+    ledger
+        .complete_orders(&sale.id, &[&event.order_id])
+        .await
+        .unwrap();
+    let intent = ledger
+        .begin_payment(&event.order_id, &event.user_id, sale.price_cents)
+        .await
+        .unwrap();
+    assert_eq!(intent, PaymentIntent::Recorded);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(ledger.expire_due(&sale.id, 10).await.unwrap().len(), 1);
+    relay_everything(ledger.as_ref(), &sale.id).await;
+    assert!(
+        !ledger.settle_sale(&sale.id, true, retention).await.unwrap(),
+        "its payment intent is open: a charge may have to be refunded"
+    );
+
+    ledger.settle_payment(&event.order_id).await.unwrap();
+    assert!(ledger.settle_sale(&sale.id, true, retention).await.unwrap());
 }

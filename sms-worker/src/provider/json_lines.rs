@@ -6,8 +6,8 @@
 //! before is answered with success and not delivered again. That closes the worker's one gap
 //! (a crash between the provider's acceptance and the worker's record, see the README). The
 //! file is the provider's memory, so this holds across restarts and across every process that
-//! appends to the same file: each call takes an exclusive lock on the file, reads the lines
-//! appended since its last call, then appends its own line in one write.
+//! appends to the same file: the file is a [`Journal`], whose every append first catches up
+//! with the lines other processes wrote.
 //!
 //! A repeat still leaves a line, marked `"repeat":true`, so a run can count how often the
 //! worker sent a message again. The lines:
@@ -21,68 +21,55 @@
 //! lines: fine for a stand-in, where a real gateway keeps them for a day.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+use shared::journal::{Journal, Replay};
 
 use super::{Sms, SmsError, SmsProvider};
 
 /// Appends JSON lines to a file, or to stdout when no path is given, delivering each
 /// idempotency key once.
 pub struct JsonLinesProvider {
-    ledger: Arc<Mutex<Ledger>>,
+    out: Arc<Mutex<Out>>,
 }
 
 impl JsonLinesProvider {
     pub fn new(path: Option<PathBuf>) -> Self {
-        let file = path.map(|path| LedgerFile {
-            path,
-            handle: None,
-            read_to: 0,
-        });
+        let out = match path {
+            Some(path) => Out::File(Journal::new(path)),
+            None => Out::Stdout(Delivered::default()),
+        };
         Self {
-            ledger: Arc::new(Mutex::new(Ledger {
-                file,
-                delivered: HashSet::new(),
-            })),
+            out: Arc::new(Mutex::new(out)),
         }
     }
 }
 
 impl SmsProvider for JsonLinesProvider {
     async fn send(&self, sms: &Sms) -> Result<(), SmsError> {
-        let ledger = Arc::clone(&self.ledger);
+        let out = Arc::clone(&self.out);
         let sms = sms.clone();
         // The file lock blocks, so the whole call runs off the async threads.
-        tokio::task::spawn_blocking(move || {
-            ledger
-                .lock()
-                .expect("SMS ledger lock poisoned")
-                .append(&sms)
-        })
-        .await
-        .map_err(|e| SmsError::Transient(e.to_string()))?
+        tokio::task::spawn_blocking(move || out.lock().expect("SMS file lock poisoned").send(&sms))
+            .await
+            .map_err(|e| SmsError::Transient(e.to_string()))?
     }
 }
 
-/// What the provider has delivered, and where it writes.
-struct Ledger {
-    /// `None`: stdout, remembered by this process alone.
-    file: Option<LedgerFile>,
-    /// Every key delivered, as far as this process has read the file.
-    delivered: HashSet<String>,
+/// Where the lines go, and what was delivered there.
+enum Out {
+    /// A file every process may share: its lines are the provider's memory.
+    File(Journal<Delivered>),
+    /// Stdout, remembered by this process alone.
+    Stdout(Delivered),
 }
 
-struct LedgerFile {
-    path: PathBuf,
-    /// Opened at the first call, so a missing directory is a transient failure, not a panic.
-    handle: Option<File>,
-    /// How far this process has read the file.
-    read_to: u64,
-}
+/// Every key delivered: a fold over the lines written.
+#[derive(Default)]
+struct Delivered(HashSet<String>);
 
 /// One line of the file.
 #[derive(Serialize)]
@@ -99,66 +86,42 @@ struct Seen {
     idempotency_key: String,
 }
 
-impl Ledger {
-    fn append(&mut self, sms: &Sms) -> Result<(), SmsError> {
-        match &mut self.file {
-            Some(file) => file.append(sms, &mut self.delivered),
-            None => write_line(&mut io::stdout().lock(), sms, &mut self.delivered)
-                .map_err(|e| SmsError::Transient(format!("stdout: {e}"))),
-        }
-    }
-}
-
-impl LedgerFile {
-    /// Under the file's lock: catches up with every process's lines, then writes its own.
-    fn append(&mut self, sms: &Sms, delivered: &mut HashSet<String>) -> Result<(), SmsError> {
-        let failed = |e: io::Error| SmsError::Transient(format!("{}: {e}", self.path.display()));
-        let handle = match &self.handle {
-            Some(handle) => handle,
-            None => self.handle.insert(
-                OpenOptions::new()
-                    .read(true)
-                    .append(true)
-                    .create(true)
-                    .open(&self.path)
-                    .map_err(failed)?,
-            ),
-        };
-        handle.lock().map_err(failed)?;
-        let appended = catch_up(handle, &mut self.read_to, delivered)
-            .and_then(|()| write_line(&mut &*handle, sms, delivered));
-        handle.unlock().map_err(failed)?;
-        appended.map_err(failed)
-    }
-}
-
-/// Writes the line for `sms`, a repeat if its key was delivered before; once written, the key
-/// counts as delivered (a failed write leaves it to the retry).
-fn write_line(out: &mut impl Write, sms: &Sms, delivered: &mut HashSet<String>) -> io::Result<()> {
-    let repeat = delivered.contains(&sms.idempotency_key);
-    let mut line = serde_json::to_vec(&Line { sms, repeat })?;
-    line.push(b'\n');
-    out.write_all(&line)?;
-    delivered.insert(sms.idempotency_key.clone());
-    Ok(())
-}
-
-/// Reads the lines appended since `read_to` (by any process) into `delivered`.
-fn catch_up(
-    mut handle: &File,
-    read_to: &mut u64,
-    delivered: &mut HashSet<String>,
-) -> io::Result<()> {
-    handle.seek(SeekFrom::Start(*read_to))?;
-    let mut appended = Vec::new();
-    handle.read_to_end(&mut appended)?;
-    *read_to += appended.len() as u64;
-    for line in appended.split(|&byte| byte == b'\n') {
+impl Replay for Delivered {
+    fn replay(&mut self, line: &[u8]) {
         if let Ok(seen) = serde_json::from_slice::<Seen>(line) {
-            delivered.insert(seen.idempotency_key);
+            self.0.insert(seen.idempotency_key);
         }
     }
-    Ok(())
+}
+
+impl Delivered {
+    /// The line for `sms`: a repeat if its key was delivered before.
+    fn line_for(&self, sms: &Sms) -> Vec<u8> {
+        let repeat = self.0.contains(&sms.idempotency_key);
+        serde_json::to_vec(&Line { sms, repeat }).expect("an SMS always serialises")
+    }
+}
+
+impl Out {
+    /// Writes the line for `sms`; once written, its key counts as delivered (a failed write
+    /// leaves it to the retry).
+    fn send(&mut self, sms: &Sms) -> Result<(), SmsError> {
+        match self {
+            Self::File(journal) => journal
+                .append(|delivered| (Some(delivered.line_for(sms)), ()))
+                .map_err(|e| SmsError::Transient(format!("{}: {e}", journal.path().display()))),
+            Self::Stdout(delivered) => {
+                let mut line = delivered.line_for(sms);
+                line.push(b'\n');
+                io::stdout()
+                    .lock()
+                    .write_all(&line)
+                    .map_err(|e| SmsError::Transient(format!("stdout: {e}")))?;
+                delivered.0.insert(sms.idempotency_key.clone());
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
