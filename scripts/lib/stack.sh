@@ -27,6 +27,9 @@ stack_init() { # name of the run, e.g. e2e
   export REDIS_KEY_PREFIX="$run_id" KAFKA_TOPIC="$run_id" KAFKA_DLQ_TOPIC="$run_id.dlq" \
     KAFKA_ORDER_EVENTS_TOPIC="$run_id.order-events"
   export KAFKA_TOPIC_PARTITIONS=6 LOG_FORMAT=json RUST_LOG=info
+  # The simulated payment provider's books, shared by the gateways that charge and the order
+  # workers that settle what they left: the record the load test checks money against.
+  export PAYMENTS_FILE="$work/payments.jsonl"
   JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
   ADMIN_TOKEN=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
   export JWT_SECRET ADMIN_TOKEN
