@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-
 use shared::order_status::OrderStatus;
 
 use crate::checks::{Observed, Skipped, Verdict, told_unavailable_but_holding};
