@@ -78,6 +78,20 @@ pub const SLOW_STOCK: &str = "the stock service did not answer in time; try agai
 /// again says how a retry finds out.
 pub const FAILED_STOCK: &str = "the stock service is unreachable; try again (if the purchase went through, the retry answers already_purchased with its order id)";
 
+/// What a 503 says when the stock lock's answer was lost and the ledger, asked after it, held
+/// nothing for the order: the buyer is promised that nothing was locked.
+pub const NOTHING_LOCKED: &str =
+    "the stock service did not answer in time and nothing was locked; try again";
+
+/// What a 503 says when the gateway shed the request before it reached the stock lock.
+pub const AT_CAPACITY: &str = "the gateway is at capacity; nothing was locked, try again";
+
+/// Whether a 503's message promises that nothing was locked (the load test holds the gateway
+/// to it); [`SLOW_STOCK`] and [`FAILED_STOCK`] promise nothing.
+pub fn promises_nothing_locked(message: &str) -> bool {
+    message == NOTHING_LOCKED || message == AT_CAPACITY
+}
+
 /// The body of every answer that is not a success.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {

@@ -6,6 +6,8 @@ use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shared::ids::OrderId;
+use shared::order_status::OrderStatus;
 use shared::sale::Sale;
 
 /// Answers to one purchase attempt.
@@ -141,7 +143,7 @@ impl Gateway {
     }
 
     /// The order the token's user holds in the sale, if any (`None`: they hold none).
-    pub async fn my_order(&self, sale_id: &str, token: &str) -> anyhow::Result<Option<String>> {
+    pub async fn my_order(&self, sale_id: &str, token: &str) -> anyhow::Result<Option<OrderId>> {
         let response = self
             .http
             .get(self.url(&format!("/api/v1/sales/{sale_id}/orders/mine")))
@@ -152,11 +154,18 @@ impl Gateway {
             return Ok(None);
         }
         let body: Value = response.error_for_status()?.json().await?;
-        Ok(body["order_id"].as_str().map(str::to_owned))
+        let order_id = body["order_id"]
+            .as_str()
+            .context("no order id in the order")?;
+        Ok(Some(order_id.parse()?))
     }
 
     /// The status of an order, asked as its owner.
-    pub async fn order_status(&self, order_id: &str, token: &str) -> anyhow::Result<String> {
+    pub async fn order_status(
+        &self,
+        order_id: &OrderId,
+        token: &str,
+    ) -> anyhow::Result<OrderStatus> {
         let body: Value = self
             .http
             .get(self.url(&format!("/api/v1/orders/{order_id}")))
@@ -168,19 +177,17 @@ impl Gateway {
             .await?;
         body["status"]
             .as_str()
-            .map(str::to_owned)
+            .and_then(OrderStatus::named)
             .context("no status in the order")
     }
 
-    /// Pays an order as its owner; the HTTP status of the answer (200 paid, 409 too late).
-    pub async fn pay(&self, order_id: &str, token: &str) -> Result<u16, reqwest::Error> {
-        let response = self
+    /// Pays an order as its owner (200 paid, 409 `order_expired` too late).
+    pub async fn pay(&self, order_id: &OrderId, token: &str) -> Result<Answer, reqwest::Error> {
+        let request = self
             .http
             .post(self.url(&format!("/api/v1/orders/{order_id}/payment")))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        Ok(response.status().as_u16())
+            .bearer_auth(token);
+        answer(request).await
     }
 
     /// The body of any URL as text (a worker's `/metrics`).

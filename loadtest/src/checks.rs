@@ -5,7 +5,7 @@
 //! run on can be checked: a separate load test opens them from URLs ([`Probes::open`]), the
 //! all-in-one runner hands in the very stores its services use.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,11 +17,14 @@ use order_worker::store::{DatabaseSettings, OrderStore};
 use shared::backends::{Backends, MEMORY_SCHEME};
 use shared::config::RedisArgs;
 use shared::consumer::LAG_MESSAGES;
-use shared::ids::SaleId;
+use shared::ids::{OrderId, SaleId};
+use shared::order_status::OrderStatus;
 use shared::stock::StockLedger;
 
 use crate::api::Gateway;
-use crate::lifecycle::Fates;
+use crate::drive::{Holding, Told};
+use crate::lifecycle::{Fate, Fates};
+use crate::oversell;
 
 /// Where the checks may look besides the API.
 #[derive(Args, Clone, Debug)]
@@ -108,44 +111,58 @@ impl Probes {
 pub struct Expected<'a> {
     pub sale_id: &'a SaleId,
     pub stock: u64,
+    /// The sale's payment window: an expired order held its unit at least this long.
+    pub payment_window: Duration,
     /// Distinct users who tried to buy.
     pub demand: u64,
-    /// (user index, order id) of every order the crowd holds (see `drive::Outcome::holdings`).
-    pub accepted: &'a [(usize, String)],
+    /// Every order the crowd holds (see `drive::Outcome::holdings`).
+    pub holdings: &'a [Holding],
+    /// Users a 503 promised nothing was locked (see `drive::Outcome::promised_nothing_locked`).
+    pub promised_nothing_locked: &'a [usize],
+    /// When the crowd began: the report gives instants from it.
+    pub started: Instant,
     pub tokens: &'a [String],
-    /// With a lifecycle: which orders were paid and which left to expire, and the resale
-    /// rounds. `None`: nobody paid, every order should stay `created`.
+    /// With a lifecycle: each order's fate, and the resale rounds. `None`: nobody paid, every
+    /// order should stay `created`.
     pub fates: Option<&'a Fates>,
     /// Messages the SMS worker may send again because the run killed it.
     pub sms_repeats_allowed: u64,
 }
 
 impl Expected<'_> {
-    /// The status every accepted order must end in.
-    fn final_status(&self, order_id: &str) -> &'static str {
+    /// Whether `order_id` may end as `status`.
+    fn allows(&self, order_id: &OrderId, status: OrderStatus) -> bool {
         match self.fates {
-            None => "created",
-            Some(fates) if fates.paid.contains(order_id) => "paid",
-            Some(_) => "expired",
+            None => status == OrderStatus::Created,
+            Some(fates) => fates
+                .of
+                .get(order_id)
+                .copied()
+                .unwrap_or(Fate::Expired)
+                .allows(status),
         }
     }
 
-    /// (paid, expired) orders the run expects.
-    fn paid_and_expired(&self) -> (u64, u64) {
-        self.fates.map_or((0, 0), |fates| {
-            (fates.paid.len() as u64, fates.unpaid.len() as u64)
+    /// Orders that must end paid, must end expired, and may end either.
+    fn fate_counts(&self) -> (u64, u64, u64) {
+        self.fates.map_or((0, 0, 0), |fates| {
+            (
+                fates.count(Fate::Paid),
+                fates.count(Fate::Expired),
+                fates.count(Fate::PaidOrExpired),
+            )
         })
     }
 
-    /// SMS the run expects: one per order, and one more per paid or expired order.
+    /// SMS the run expects: one per order, and one more per order paid or expired.
     fn sms(&self) -> u64 {
-        let (paid, expired) = self.paid_and_expired();
-        self.accepted.len() as u64 + paid + expired
+        let (paid, expired, either) = self.fate_counts();
+        self.holdings.len() as u64 + paid + expired + either
     }
 }
 
 /// What the system holds once it settled; `None` where the run had no access.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default)]
 pub struct Observed {
     pub remaining: u64,
     pub stats_sold: u64,
@@ -165,10 +182,20 @@ pub struct Observed {
     /// SMS the provider delivered, and the ones it was sent again and did not deliver.
     pub sms: Option<u64>,
     pub sms_repeats: Option<u64>,
-    /// Accepted orders whose status, asked by their owners, is not the one they must end in.
-    pub wrong_status: u64,
+    /// Each held order's status once settled, as its owner was told (missing: not told).
+    pub final_statuses: HashMap<OrderId, OrderStatus>,
     pub duplicates: u64,
     pub settle_secs: f64,
+}
+
+impl Observed {
+    /// Held orders that ended in `status`.
+    pub fn ended(&self, status: OrderStatus) -> u64 {
+        self.final_statuses
+            .values()
+            .filter(|s| **s == status)
+            .count() as u64
+    }
 }
 
 /// Waits until statistics, orders and outbox have caught up with the acceptances (or the
@@ -180,8 +207,8 @@ pub async fn settle(
 ) -> anyhow::Result<Observed> {
     let started = Instant::now();
     let sale_id = expected.sale_id.as_str();
-    let target = expected.accepted.len() as u64;
-    let (paid, expired) = expected.paid_and_expired();
+    let target = expected.holdings.len() as u64;
+    let (paid, expired, either) = expected.fate_counts();
     // Order rows beyond one per buyer, and SMS delivered twice, as last read.
     let mut duplicate_order_rows = 0;
     let mut duplicate_sms = 0;
@@ -214,19 +241,26 @@ pub async fn settle(
             observed.sms_repeats = Some(sms.repeats);
             duplicate_sms = sms.delivered_twice();
         }
+        // Each order of unknown payment outcome ends paid or expired: only the sum is known.
+        let final_counts = |ended_paid: u64, ended_expired: u64| {
+            ended_paid >= paid
+                && ended_expired >= expired
+                && ended_paid + ended_expired >= paid + expired + either
+        };
         let drained = observed.stats_sold >= target
-            && observed.stats_paid >= paid
-            && observed.stats_expired >= expired
+            && final_counts(observed.stats_paid, observed.stats_expired)
             && observed.orders.is_none_or(|n| n >= target)
-            && observed.orders_paid.is_none_or(|n| n >= paid)
-            && observed.orders_expired.is_none_or(|n| n >= expired)
+            && observed
+                .orders_paid
+                .zip(observed.orders_expired)
+                .is_none_or(|(paid, expired)| final_counts(paid, expired))
             && observed.outbox.is_none_or(|n| n == 0)
             && observed.sms.is_none_or(|n| n >= expected.sms());
         if drained || Instant::now() > deadline {
             break;
         }
         eprintln!(
-            "  settling: stats {}/{target} paid {}/{paid} expired {}/{expired}, orders {}, outbox {}, sms {}/{}{}",
+            "  settling: stats {}/{target} paid {}/{paid} expired {}/{expired} (either {either}), orders {}, outbox {}, sms {}/{}{}",
             observed.stats_sold,
             observed.stats_paid,
             observed.stats_expired,
@@ -240,7 +274,7 @@ pub async fn settle(
     }
     observed.settle_secs = started.elapsed().as_secs_f64();
     observed.remaining = gateway.sale(sale_id).await?.remaining;
-    observed.wrong_status = count_wrong_status(gateway, expected).await;
+    observed.final_statuses = final_statuses(gateway, expected).await;
     observed.duplicates = count_duplicates(expected, duplicate_order_rows + duplicate_sms);
     Ok(observed)
 }
@@ -369,220 +403,353 @@ impl SmsLedger {
     }
 }
 
-/// Accepted orders whose status, asked by their owners, is not the one they must end in.
-async fn count_wrong_status(gateway: &Gateway, expected: &Expected<'_>) -> u64 {
-    futures::stream::iter(expected.accepted)
-        .map(|(user, order_id)| async move {
-            let status = gateway
-                .order_status(order_id, &expected.tokens[*user])
-                .await
-                .ok();
-            status.as_deref() != Some(expected.final_status(order_id))
+/// Each held order's status, asked by its owner; an order whose status could not be read is
+/// left out.
+async fn final_statuses(
+    gateway: &Gateway,
+    expected: &Expected<'_>,
+) -> HashMap<OrderId, OrderStatus> {
+    futures::stream::iter(expected.holdings)
+        .map(|holding| async move {
+            let token = &expected.tokens[holding.user];
+            let status = gateway.order_status(&holding.order_id, token).await.ok();
+            status.map(|status| (holding.order_id.clone(), status))
         })
         .buffer_unordered(64)
-        .filter(|wrong| std::future::ready(*wrong))
-        .count()
-        .await as u64
+        .filter_map(std::future::ready)
+        .collect()
+        .await
 }
 
 /// Anything sold twice: a user accepted twice, an order id answered twice, plus the order rows
 /// and SMS deliveries the stores showed repeated.
 fn count_duplicates(expected: &Expected<'_>, repeated_in_stores: u64) -> u64 {
-    let users: HashSet<_> = expected.accepted.iter().map(|(user, _)| user).collect();
-    let orders: HashSet<_> = expected.accepted.iter().map(|(_, order)| order).collect();
-    let accepted = expected.accepted.len();
-    (accepted - users.len() + accepted - orders.len()) as u64 + repeated_in_stores
+    let users: HashSet<_> = expected.holdings.iter().map(|h| h.user).collect();
+    let orders: HashSet<_> = expected.holdings.iter().map(|h| &h.order_id).collect();
+    let held = expected.holdings.len();
+    (held - users.len() + held - orders.len()) as u64 + repeated_in_stores
 }
 
-/// The invariants 1–7 of `docs/architecture.md` as sentences, one per violation.
-pub fn violations(expected: &Expected<'_>, observed: &Observed) -> Vec<String> {
-    let mut violations = Violations::default();
-    supply(expected, observed, &mut violations);
-    order_table(expected, observed, &mut violations);
-    pipeline(expected, observed, &mut violations);
-    violations.0
+/// The invariants 1–7 of `docs/architecture.md`, checked as far as the run can see: each
+/// violation as a sentence, and which checks ran or were skipped and why.
+pub fn verdict(expected: &Expected<'_>, observed: &Observed) -> Verdict {
+    let mut verdict = Verdict::default();
+    supply(expected, observed, &mut verdict);
+    order_table(expected, observed, &mut verdict);
+    pipeline(expected, observed, &mut verdict);
+    promises(expected, &mut verdict);
+    verdict
 }
 
-/// Violations found so far, as sentences.
-#[derive(Default)]
-struct Violations(Vec<String>);
+/// What the checks found.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// One sentence per violation.
+    pub violations: Vec<String>,
+    /// The checks that ran, by name.
+    pub ran: Vec<&'static str>,
+    /// The checks the run could not make.
+    pub skipped: Vec<Skipped>,
+}
 
-impl Violations {
-    fn check(&mut self, holds: bool, sentence: String) {
+/// A check the run could not make, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    pub check: &'static str,
+    pub because: &'static str,
+}
+
+impl Verdict {
+    /// No check at all, `because`.
+    pub fn unchecked(because: &'static str) -> Self {
+        Self {
+            skipped: vec![Skipped {
+                check: "every invariant",
+                because,
+            }],
+            ..Self::default()
+        }
+    }
+
+    /// The check `name` ran; `sentence` is a violation unless it `holds`.
+    fn check(&mut self, name: &'static str, holds: bool, sentence: impl FnOnce() -> String) {
+        if !self.ran.contains(&name) {
+            self.ran.push(name);
+        }
         if !holds {
-            self.0.push(sentence);
+            self.violations.push(sentence());
+        }
+    }
+
+    fn skip(&mut self, check: &'static str, because: &'static str) {
+        self.skipped.push(Skipped { check, because });
+    }
+}
+
+/// Invariants 1, 2 and 7's resale: never more units held than the stock, nothing stranded
+/// while demand remains.
+fn supply(expected: &Expected<'_>, observed: &Observed, verdict: &mut Verdict) {
+    let held = expected.holdings.len() as u64;
+    let peak = oversell::peak(expected.holdings, expected.payment_window, |holding| {
+        observed.final_statuses.get(&holding.order_id).copied()
+    });
+    verdict.check(
+        "oversell",
+        peak.is_none_or(|peak| peak.held <= expected.stock),
+        || {
+            let peak = peak.expect("a peak above the stock");
+            format!(
+                "oversell: {} units held at once {:.3} s into the run, for a stock of {}",
+                peak.held,
+                peak.at
+                    .saturating_duration_since(expected.started)
+                    .as_secs_f64(),
+                expected.stock
+            )
+        },
+    );
+    if expected.demand < expected.stock {
+        verdict.skip(
+            "stranded_stock",
+            "demand below the stock: the sale need not sell out",
+        );
+    }
+    match expected.fates {
+        None => {
+            verdict.skip("resale", "no --pay-ratio: no unit comes back");
+            if expected.demand >= expected.stock {
+                verdict.check("stranded_stock", observed.remaining == 0, || {
+                    format!("stranded stock: {} units remain", observed.remaining)
+                });
+                verdict.check("stranded_stock", held == expected.stock, || {
+                    format!("stranded stock: {held} accepted of {}", expected.stock)
+                });
+            }
+        }
+        Some(fates) => {
+            if expected.demand >= expected.stock {
+                // At least the stock: with a short window, units expire and sell again during
+                // the crowd itself.
+                let first_crowd = held - fates.resold();
+                verdict.check("stranded_stock", first_crowd >= expected.stock, || {
+                    format!(
+                        "stranded stock: the crowd got {first_crowd} of {}",
+                        expected.stock
+                    )
+                });
+            }
+            resale(fates, verdict);
         }
     }
 }
 
-/// Invariants 1, 2 and 7's resale: nothing oversold, nothing stranded while demand remains.
-fn supply(expected: &Expected<'_>, observed: &Observed, violations: &mut Violations) {
-    let accepted = expected.accepted.len() as u64;
-    let (paid, expired) = expected.paid_and_expired();
-    let mut check = |holds, sentence| violations.check(holds, sentence);
-    // A unit sells again only after an order gave it back.
-    check(
-        accepted <= expected.stock + expired,
-        format!(
-            "oversell: {accepted} accepted for a stock of {} and {expired} units returned",
-            expected.stock
-        ),
-    );
-    check(
-        paid <= expected.stock,
-        format!("oversell: {paid} paid for a stock of {}", expected.stock),
-    );
-    match expected.fates {
-        None if expected.demand >= expected.stock => {
-            check(
-                observed.remaining == 0,
-                format!("stranded stock: {} units remain", observed.remaining),
-            );
-            check(
-                accepted == expected.stock,
-                format!("stranded stock: {accepted} accepted of {}", expected.stock),
-            );
-        }
-        None => {}
-        Some(fates) => {
-            // At least the stock: with a short window, units expire and sell again during
-            // the crowd itself.
-            let first_crowd = accepted - fates.resold();
-            check(
-                expected.demand < expected.stock || first_crowd >= expected.stock,
+/// Invariant 7's resale: returned units are sold again while latecomers want them.
+fn resale(fates: &Fates, verdict: &mut Verdict) {
+    for (number, round) in fates.rounds.iter().enumerate() {
+        verdict.check(
+            "resale",
+            round.buyers < round.offered || round.accepted == round.offered,
+            || {
                 format!(
-                    "stranded stock: the crowd got {first_crowd} of {}",
-                    expected.stock
-                ),
-            );
-            for (number, round) in fates.rounds.iter().enumerate() {
-                check(
-                    round.buyers < round.offered || round.accepted == round.offered,
-                    format!(
-                        "returned units not sold again: resale round {} sold {} of {} units to {} latecomers",
-                        number + 1,
-                        round.accepted,
-                        round.offered,
-                        round.buyers
-                    ),
-                );
-            }
-        }
+                    "returned units not sold again: resale round {} sold {} of {} units to {} latecomers",
+                    number + 1,
+                    round.accepted,
+                    round.offered,
+                    round.buyers
+                )
+            },
+        );
     }
 }
 
 /// Invariants 4 and 7 in the order table: one row per order, each in its final status.
-fn order_table(expected: &Expected<'_>, observed: &Observed, violations: &mut Violations) {
-    let accepted = expected.accepted.len() as u64;
-    let (paid, expired) = expected.paid_and_expired();
-    let mut check = |holds, sentence| violations.check(holds, sentence);
-    if let Some(orders) = observed.orders {
+fn order_table(expected: &Expected<'_>, observed: &Observed, verdict: &mut Verdict) {
+    let Some(orders) = observed.orders else {
+        verdict.skip("order_table", "no order table to read (--database-url)");
+        return;
+    };
+    let held = expected.holdings.len() as u64;
+    let (paid, expired) = (
+        observed.ended(OrderStatus::Paid),
+        observed.ended(OrderStatus::Expired),
+    );
+    let mut check = |holds, sentence: String| verdict.check("order_table", holds, || sentence);
+    check(
+        orders == held,
+        format!("orders lost or doubled: {orders} orders for {held} acceptances"),
+    );
+    check(
+        (observed.orders_paid, observed.orders_expired) == (Some(paid), Some(expired)),
+        format!(
+            "order table: {} paid and {} expired rows for {paid} orders that ended paid and {expired} expired",
+            show(observed.orders_paid),
+            show(observed.orders_expired)
+        ),
+    );
+    if let Some(revenue) = observed.order_revenue_cents {
         check(
-            orders == accepted,
-            format!("orders lost or doubled: {orders} orders for {accepted} acceptances"),
-        );
-        check(
-            (observed.orders_paid, observed.orders_expired) == (Some(paid), Some(expired)),
+            revenue == observed.stats_revenue_cents,
             format!(
-                "order table: {} paid and {} expired rows for {paid} payments and {expired} orders left unpaid",
-                show(observed.orders_paid),
-                show(observed.orders_expired)
+                "stats revenue {} differs from the orders' {revenue}",
+                observed.stats_revenue_cents
             ),
         );
-        if let Some(revenue) = observed.order_revenue_cents {
-            check(
-                revenue == observed.stats_revenue_cents,
-                format!(
-                    "stats revenue {} differs from the orders' {revenue}",
-                    observed.stats_revenue_cents
-                ),
-            );
-        }
-        if let Some(paid_revenue) = observed.order_paid_revenue_cents {
-            check(
-                paid_revenue == observed.stats_paid_revenue_cents,
-                format!(
-                    "stats paid revenue {} differs from the paid orders' {paid_revenue}",
-                    observed.stats_paid_revenue_cents
-                ),
-            );
-        }
+    }
+    if let Some(paid_revenue) = observed.order_paid_revenue_cents {
+        check(
+            paid_revenue == observed.stats_paid_revenue_cents,
+            format!(
+                "stats paid revenue {} differs from the paid orders' {paid_revenue}",
+                observed.stats_paid_revenue_cents
+            ),
+        );
     }
 }
 
 /// Invariants 3 to 5 and 7 everywhere else: statuses, statistics, SMS, conservation.
-fn pipeline(expected: &Expected<'_>, observed: &Observed, violations: &mut Violations) {
-    let accepted = expected.accepted.len() as u64;
-    let (paid, expired) = expected.paid_and_expired();
-    let mut check = |holds, sentence| violations.check(holds, sentence);
-    check(
-        observed.duplicates == 0,
+fn pipeline(expected: &Expected<'_>, observed: &Observed, verdict: &mut Verdict) {
+    let held = expected.holdings.len() as u64;
+    let (paid, expired) = (
+        observed.ended(OrderStatus::Paid),
+        observed.ended(OrderStatus::Expired),
+    );
+    verdict.check("one_per_buyer", observed.duplicates == 0, || {
         format!(
             "{} duplicates (buyers, orders or SMS of one kind)",
             observed.duplicates
-        ),
-    );
-    check(
-        observed.stats_sold == accepted,
-        format!(
-            "stats count {} sold for {accepted} acceptances",
-            observed.stats_sold
-        ),
-    );
-    check(
+        )
+    });
+    verdict.check(
+        "statistics",
         (
+            observed.stats_sold,
+            observed.stats_buyers,
             observed.stats_paid,
             observed.stats_expired,
             observed.stats_failed,
-        ) == (paid, expired, 0),
-        format!(
-            "stats count {} paid, {} expired and {} failed for {paid} payments and {expired} orders left unpaid",
-            observed.stats_paid, observed.stats_expired, observed.stats_failed
-        ),
-    );
-    check(
-        observed.stats_buyers == accepted,
-        format!(
-            "stats count {} buyers for {accepted} acceptances",
-            observed.stats_buyers
-        ),
-    );
-    check(
-        observed.wrong_status == 0,
-        format!(
-            "{} accepted orders did not end as they must (created; or paid when paid for, else expired)",
-            observed.wrong_status
-        ),
-    );
-    if let Some(sms) = observed.sms {
-        check(
-            sms == expected.sms(),
+        ) == (held, held, paid, expired, 0),
+        || {
             format!(
-                "{sms} SMS for {accepted} orders, {paid} paid and {expired} expired (expected {})",
-                expected.sms()
-            ),
-        );
-    }
-    if let Some(repeats) = observed.sms_repeats {
-        check(
-            repeats <= expected.sms_repeats_allowed,
+                "stats count {} sold to {} buyers, {} paid, {} expired and {} failed, for {held} acceptances, {paid} orders that ended paid and {expired} expired",
+                observed.stats_sold,
+                observed.stats_buyers,
+                observed.stats_paid,
+                observed.stats_expired,
+                observed.stats_failed
+            )
+        },
+    );
+    let wrong_status = expected
+        .holdings
+        .iter()
+        .filter(|holding| {
+            observed
+                .final_statuses
+                .get(&holding.order_id)
+                .is_none_or(|status| !expected.allows(&holding.order_id, *status))
+        })
+        .count();
+    verdict.check("final_statuses", wrong_status == 0, || {
+        format!(
+            "{wrong_status} accepted orders did not end as they must (created; or paid when the payment was answered 200, expired when it was refused or never tried, either when its answer could not tell)"
+        )
+    });
+    sms(expected, observed, verdict);
+    conservation(expected, observed, verdict);
+}
+
+/// Invariant 4's one SMS per order and kind, read from the SMS file.
+fn sms(expected: &Expected<'_>, observed: &Observed, verdict: &mut Verdict) {
+    let (Some(sms), Some(repeats)) = (observed.sms, observed.sms_repeats) else {
+        verdict.skip("sms", "no SMS file to read (--sms-file)");
+        return;
+    };
+    verdict.check("sms", sms == expected.sms(), || {
+        format!(
+            "{sms} SMS for {} orders and {} of them paid or expired (expected {})",
+            expected.holdings.len(),
+            expected.sms() - expected.holdings.len() as u64,
+            expected.sms()
+        )
+    });
+    verdict.check("sms", repeats <= expected.sms_repeats_allowed, || {
+        format!(
+            "{repeats} SMS sent again (the provider delivered each once), {} allowed by the faults",
+            expected.sms_repeats_allowed
+        )
+    });
+}
+
+/// Invariants 5 and 7: stock = remaining + live orders, as the API shows them (always), and as
+/// the stores hold them (the outbox and the order table, when the run can read both).
+fn conservation(expected: &Expected<'_>, observed: &Observed, verdict: &mut Verdict) {
+    let live = [
+        OrderStatus::Processing,
+        OrderStatus::Created,
+        OrderStatus::Paid,
+    ]
+    .map(|status| observed.ended(status))
+    .iter()
+    .sum::<u64>();
+    verdict.check(
+        "conservation",
+        expected.stock == observed.remaining + live,
+        || {
             format!(
-                "{repeats} SMS sent again (the provider delivered each once), {} allowed by the faults",
-                expected.sms_repeats_allowed
-            ),
-        );
-    }
-    if let (Some(outbox), Some(orders)) = (observed.outbox, observed.orders) {
-        // Live orders hold a unit: processing ones (in the outbox) and stored ones not expired.
-        let live = outbox + orders - observed.orders_expired.unwrap_or(0);
-        check(
-            expected.stock == observed.remaining + live,
-            format!(
-                "conservation: stock {} != remaining {} + live orders {live}",
+                "conservation: stock {} != remaining {} + live orders {live} (processing, created or paid, as their owners were told)",
                 expected.stock, observed.remaining
-            ),
+            )
+        },
+    );
+    let (Some(outbox), Some(orders)) = (observed.outbox, observed.orders) else {
+        verdict.skip(
+            "conservation_in_stores",
+            "needs the stock ledger (--redis-url) and the order table (--database-url)",
         );
-    }
+        return;
+    };
+    // Live orders hold a unit: processing ones (in the outbox) and stored ones not expired.
+    let live = outbox + orders - observed.orders_expired.unwrap_or(0);
+    verdict.check(
+        "conservation_in_stores",
+        expected.stock == observed.remaining + live,
+        || {
+            format!(
+                "conservation in the stores: stock {} != remaining {} + outbox entries {outbox} + order rows not expired {}",
+                expected.stock,
+                observed.remaining,
+                live - outbox
+            )
+        },
+    );
+}
+
+/// The orders of buyers told by a 503 that nothing was locked (and whose every other answer
+/// was definitive: `promised_nothing_locked`) that no 202 announced: the gateway said it had
+/// not locked them.
+pub fn told_unavailable_but_holding<'a>(
+    holdings: &'a [Holding],
+    promised_nothing_locked: &[usize],
+) -> Vec<&'a Holding> {
+    let promised: HashSet<usize> = promised_nothing_locked.iter().copied().collect();
+    holdings
+        .iter()
+        .filter(|holding| holding.told != Told::Accepted && promised.contains(&holding.user))
+        .collect()
+}
+
+/// The gateway's word: a buyer told by a 503 that nothing was locked holds nothing from it.
+fn promises(expected: &Expected<'_>, verdict: &mut Verdict) {
+    let broken = told_unavailable_but_holding(expected.holdings, expected.promised_nothing_locked);
+    verdict.check("nothing_locked_means_nothing_held", broken.is_empty(), || {
+        let example = broken.first().expect("a broken promise");
+        format!(
+            "{} buyers told 503 \"nothing was locked\" hold an order no 202 announced (e.g. user {} holds {})",
+            broken.len(),
+            example.user,
+            example.order_id
+        )
+    });
 }
 
 #[cfg(test)]
@@ -616,29 +783,286 @@ mod tests {
         assert_eq!(SmsLedger::parse(&doubled, &sale).delivered_twice(), 1);
     }
 
+    /// A sale of `stock` units that `holdings` bought, as a correct run sees it once settled:
+    /// statistics, order table, outbox and SMS file agree, each order ended as it must.
+    struct Run {
+        sale: SaleId,
+        stock: u64,
+        started: Instant,
+        holdings: Vec<Holding>,
+        promised_nothing_locked: Vec<usize>,
+        tokens: Vec<String>,
+        fates: Option<Fates>,
+    }
+
+    const WINDOW: Duration = Duration::from_secs(10);
+
+    impl Run {
+        /// `stock` units, each bought by one buyer told by a 202 a millisecond after its start.
+        fn sold_out(stock: u64) -> Self {
+            let sale: SaleId = "s1".parse().unwrap();
+            let started = Instant::now();
+            let holdings = (0..stock as usize)
+                .map(|user| Holding {
+                    user,
+                    order_id: OrderId::generate(&sale),
+                    told: Told::Accepted,
+                    locked_after: started,
+                    known_at: started + Duration::from_millis(1),
+                })
+                .collect();
+            Self {
+                sale,
+                stock,
+                started,
+                holdings,
+                promised_nothing_locked: Vec::new(),
+                tokens: vec!["token".to_owned(); stock as usize + 10],
+                fates: None,
+            }
+        }
+
+        /// One more buyer, told by a 202 `secs` into the run.
+        fn buys_at(&mut self, secs: u64) -> OrderId {
+            let order_id = OrderId::generate(&self.sale);
+            let sent = self.started + Duration::from_secs(secs);
+            self.holdings.push(Holding {
+                user: self.holdings.len(),
+                order_id: order_id.clone(),
+                told: Told::Accepted,
+                locked_after: sent,
+                known_at: sent + Duration::from_millis(1),
+            });
+            order_id
+        }
+
+        fn expected(&self) -> Expected<'_> {
+            Expected {
+                sale_id: &self.sale,
+                stock: self.stock,
+                payment_window: WINDOW,
+                demand: self.stock + 5,
+                holdings: &self.holdings,
+                promised_nothing_locked: &self.promised_nothing_locked,
+                started: self.started,
+                tokens: &self.tokens,
+                fates: self.fates.as_ref(),
+                sms_repeats_allowed: 0,
+            }
+        }
+
+        /// What a correct system shows: each order ended as `ended` says (created without one).
+        fn observed(&self, ended: impl Fn(&OrderId) -> OrderStatus) -> Observed {
+            let final_statuses: HashMap<OrderId, OrderStatus> = self
+                .holdings
+                .iter()
+                .map(|holding| (holding.order_id.clone(), ended(&holding.order_id)))
+                .collect();
+            let count = |status| final_statuses.values().filter(|s| **s == status).count() as u64;
+            let (held, paid, expired) = (
+                self.holdings.len() as u64,
+                count(OrderStatus::Paid),
+                count(OrderStatus::Expired),
+            );
+            Observed {
+                remaining: self.stock + expired - held,
+                stats_sold: held,
+                stats_buyers: held,
+                stats_paid: paid,
+                stats_expired: expired,
+                orders: Some(held),
+                orders_paid: Some(paid),
+                orders_expired: Some(expired),
+                outbox: Some(0),
+                sms: Some(held + paid + expired),
+                sms_repeats: Some(0),
+                final_statuses,
+                ..Observed::default()
+            }
+        }
+    }
+
+    #[test]
+    fn a_correct_run_holds_every_invariant_and_runs_every_check() {
+        let run = Run::sold_out(3);
+        let verdict = verdict(&run.expected(), &run.observed(|_| OrderStatus::Created));
+        assert_eq!(verdict.violations, Vec::<String>::new());
+        for check in [
+            "oversell",
+            "stranded_stock",
+            "order_table",
+            "statistics",
+            "final_statuses",
+            "sms",
+            "conservation",
+            "conservation_in_stores",
+            "nothing_locked_means_nothing_held",
+        ] {
+            assert!(verdict.ran.contains(&check), "{check} did not run");
+        }
+        assert_eq!(
+            verdict.skipped,
+            [Skipped {
+                check: "resale",
+                because: "no --pay-ratio: no unit comes back"
+            }]
+        );
+    }
+
+    #[test]
+    fn without_the_stores_the_checks_that_need_them_say_why_they_were_skipped() {
+        let run = Run::sold_out(3);
+        let observed = Observed {
+            orders: None,
+            orders_paid: None,
+            orders_expired: None,
+            outbox: None,
+            sms: None,
+            sms_repeats: None,
+            ..run.observed(|_| OrderStatus::Created)
+        };
+        let verdict = verdict(&run.expected(), &observed);
+        assert_eq!(verdict.violations, Vec::<String>::new());
+        let skipped: Vec<_> = verdict.skipped.iter().map(|skip| skip.check).collect();
+        assert_eq!(
+            skipped,
+            ["resale", "order_table", "sms", "conservation_in_stores"]
+        );
+        assert!(
+            verdict.ran.contains(&"conservation"),
+            "the API always shows conservation"
+        );
+    }
+
+    #[test]
+    fn a_unit_off_in_conservation_is_a_violation_in_the_api_and_in_the_stores() {
+        let run = Run::sold_out(3);
+        let mut observed = run.observed(|_| OrderStatus::Created);
+        observed.outbox = Some(1);
+        assert_eq!(
+            verdict(&run.expected(), &observed).violations,
+            [
+                "conservation in the stores: stock 3 != remaining 0 + outbox entries 1 + order rows not expired 3"
+            ]
+        );
+        let mut observed = run.observed(|_| OrderStatus::Created);
+        observed.remaining = 1;
+        let violations = verdict(&run.expected(), &observed).violations;
+        assert!(
+            violations.contains(
+                &"conservation: stock 3 != remaining 1 + live orders 3 (processing, created or paid, as their owners were told)".to_owned()
+            ),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn units_held_beyond_the_stock_at_one_instant_are_an_oversell_though_the_totals_agree() {
+        // Stock 2: the first buyer pays, the second lets the window pass; a third buys at
+        // 5 s, inside that window. 3 accepted <= stock 2 + 1 expired, yet 3 units were held.
+        let mut run = Run::sold_out(2);
+        let early = run.buys_at(5);
+        let (paid, unpaid) = (
+            run.holdings[0].order_id.clone(),
+            run.holdings[1].order_id.clone(),
+        );
+        let fates = |late: &OrderId| Fates {
+            of: HashMap::from([
+                (paid.clone(), Fate::Paid),
+                (unpaid.clone(), Fate::Expired),
+                (late.clone(), Fate::Paid),
+            ]),
+            rounds: Vec::new(),
+        };
+        run.fates = Some(fates(&early));
+        let ended = |order: &OrderId| {
+            if *order == unpaid {
+                OrderStatus::Expired
+            } else {
+                OrderStatus::Paid
+            }
+        };
+        let violations = verdict(&run.expected(), &run.observed(ended)).violations;
+        assert_eq!(
+            violations,
+            ["oversell: 3 units held at once 5.001 s into the run, for a stock of 2"]
+        );
+
+        // Bought after the window passed: the unit came back first.
+        run.holdings.pop();
+        let late = run.buys_at(11);
+        run.fates = Some(fates(&late));
+        let verdict = verdict(&run.expected(), &run.observed(ended));
+        assert_eq!(verdict.violations, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_buyer_told_nothing_was_locked_who_holds_an_order_no_202_announced_is_a_violation() {
+        let mut run = Run::sold_out(2);
+        run.holdings[1].told = Told::AlreadyPurchased;
+        let observed = run.observed(|_| OrderStatus::Created);
+        assert_eq!(
+            verdict(&run.expected(), &observed).violations,
+            Vec::<String>::new()
+        );
+        run.promised_nothing_locked = vec![0, 1];
+        let held = run.holdings[1].order_id.clone();
+        assert_eq!(
+            verdict(&run.expected(), &observed).violations,
+            [format!(
+                "1 buyers told 503 \"nothing was locked\" hold an order no 202 announced (e.g. user 1 holds {held})"
+            )]
+        );
+        assert_eq!(
+            told_unavailable_but_holding(&run.holdings, &run.promised_nothing_locked).len(),
+            1,
+            "user 0's order was announced by a 202"
+        );
+    }
+
+    #[test]
+    fn a_payment_that_could_not_tell_may_end_paid_or_expired_and_a_refused_one_only_expired() {
+        let mut run = Run::sold_out(2);
+        let (first, second) = (
+            run.holdings[0].order_id.clone(),
+            run.holdings[1].order_id.clone(),
+        );
+        let fates = |second_fate| Fates {
+            of: HashMap::from([
+                (first.clone(), Fate::PaidOrExpired),
+                (second.clone(), second_fate),
+            ]),
+            rounds: Vec::new(),
+        };
+        run.fates = Some(fates(Fate::Expired));
+        for ended in [OrderStatus::Paid, OrderStatus::Expired] {
+            let observed = run.observed(|order| {
+                if *order == first {
+                    ended
+                } else {
+                    OrderStatus::Expired
+                }
+            });
+            let verdict = verdict(&run.expected(), &observed);
+            assert_eq!(verdict.violations, Vec::<String>::new(), "{ended:?}");
+        }
+        let observed = run.observed(|_| OrderStatus::Paid);
+        let violations = verdict(&run.expected(), &observed).violations;
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(violations[0].starts_with("1 accepted orders did not end as they must"));
+    }
+
     #[test]
     fn sms_repeats_are_a_violation_beyond_what_the_faults_allow() {
-        let sale: SaleId = "s1".parse().unwrap();
-        let accepted = [(0, "s1.a".to_owned())];
-        let tokens = ["token".to_owned()];
-        let observed = Observed {
-            stats_sold: 1,
-            stats_buyers: 1,
-            sms: Some(1),
-            sms_repeats: Some(1),
-            ..Observed::default()
-        };
+        let run = Run::sold_out(1);
+        let mut observed = run.observed(|_| OrderStatus::Created);
+        observed.sms_repeats = Some(1);
         let repeat_violations = |allowed| {
             let expected = Expected {
-                sale_id: &sale,
-                stock: 1,
-                demand: 1,
-                accepted: &accepted,
-                tokens: &tokens,
-                fates: None,
                 sms_repeats_allowed: allowed,
+                ..run.expected()
             };
-            violations(&expected, &observed)
+            verdict(&expected, &observed).violations
         };
         assert_eq!(
             repeat_violations(0),

@@ -7,6 +7,12 @@
 //! stalled server is charged for the requests it kept waiting (coordinated omission
 //! corrected). Each worker keeps its own tally and histogram, merged once at the end: nothing
 //! is shared between requests but the index of the next entry.
+//!
+//! Besides counting, the tally keeps what the checks need about each buyer: the orders they
+//! were told of and when (the oversell check counts the units held at every instant), the
+//! answers that could not tell whether a unit was locked (those buyers are asked afterwards),
+//! and the 503s that promised nothing was locked (a buyer so told must not hold an order no
+//! 202 announced).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,8 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use gateway::error::promises_nothing_locked;
 use hdrhistogram::Histogram;
 use serde::Deserialize;
+use shared::ids::OrderId;
 
 use crate::connection::{Answer, Connections, Prepared};
 use crate::cpu::{Meter, Watched};
@@ -67,16 +75,49 @@ impl Pacing {
     }
 }
 
+/// How a buyer learned of the order they hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Told {
+    /// A 202 announced it.
+    Accepted,
+    /// A 409 `already_purchased` named it: the attempt that locked it had another answer.
+    AlreadyPurchased,
+    /// Asked afterwards (`GET /sales/{id}/orders/mine`), after answers that could not tell.
+    AskedAfterwards,
+}
+
+/// An order a buyer holds, and what the run knows of when its unit was taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holding {
+    /// The buyer's index among the run's users.
+    pub user: usize,
+    pub order_id: OrderId,
+    pub told: Told,
+    /// The lock came after this instant: the sending of the attempt answered 202; otherwise
+    /// the start of the round the order was found in.
+    pub locked_after: Instant,
+    /// The lock came before this instant: when the buyer was told.
+    pub known_at: Instant,
+}
+
 /// Everything the servers told the run.
 pub struct Outcome {
     /// Answers by label (`202`, `409 already_purchased`, …; `error` when no answer came).
     pub answers: BTreeMap<String, u64>,
-    /// (user index, order id) of every order a user was told about: by a 202, or by a 409
-    /// `already_purchased` naming the order (a lock whose first answer was a 503).
-    pub holdings: Vec<(usize, String)>,
-    /// Users who hold nothing they were told about, but had an attempt end without a
-    /// definitive answer (no HTTP answer, or a 5xx): their lock may have happened all the same.
+    /// Every order a user was told about: by a 202, by a 409 `already_purchased` naming it (a
+    /// lock whose first answer was a 503), or by asking afterwards; one per (user, order).
+    pub holdings: Vec<Holding>,
+    /// Users to ask afterwards which order they hold: they were told of none, but an attempt
+    /// ended without a definitive answer (no HTTP answer, or a 5xx: their lock may have
+    /// happened all the same), or with a 503 that promised nothing was locked (the promise is
+    /// checked).
     pub unsure: Vec<usize>,
+    /// Users told by a 503 that nothing was locked, and whose every other answer was
+    /// definitive: an order they hold that no 202 announced is one the gateway said it had
+    /// not locked.
+    pub promised_nothing_locked: Vec<usize>,
+    /// When the first round began: the lock of an order found by asking came after it.
+    pub started: Instant,
     /// Latency in microseconds.
     pub latency_us: Histogram<u64>,
     /// How late each request went out, from its scheduled start, in microseconds: in open loop
@@ -97,6 +138,8 @@ impl Outcome {
         }
         self.holdings.extend(later.holdings);
         self.unsure.extend(later.unsure);
+        self.promised_nothing_locked
+            .extend(later.promised_nothing_locked);
         let _ = self.latency_us.add(&later.latency_us);
         let _ = self.send_delay_us.add(&later.send_delay_us);
         self.elapsed += later.elapsed;
@@ -126,13 +169,14 @@ pub async fn drive(
         next: AtomicUsize::new(0),
         start: tokio::time::Instant::now(),
     });
+    let round_start = run.start.into_std();
     let progress = tokio::spawn(report_progress(Arc::clone(&run)));
     let meter = Meter::start(watched);
     let started = Instant::now();
     let workers: Vec<_> = (0..pacing.workers())
         .map(|_| tokio::spawn(Arc::clone(&run).work()))
         .collect();
-    let mut tally = Tally::default();
+    let mut tally = Tally::new(round_start);
     for worker in workers {
         if let Ok(done) = worker.await {
             tally.absorb(done);
@@ -156,7 +200,7 @@ struct Run {
 impl Run {
     async fn work(self: Arc<Self>) -> Tally {
         let mut connections = Connections::new(&self.prepared);
-        let mut tally = Tally::default();
+        let mut tally = Tally::new(self.start.into_std());
         loop {
             let index = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(&user) = self.plan.get(index) else {
@@ -166,12 +210,25 @@ impl Run {
             if let Pacing::Open { .. } = self.pacing {
                 tokio::time::sleep_until(scheduled).await;
             }
-            let send_delay = scheduled.elapsed();
+            let sent = Instant::now();
             let target = index % self.prepared.targets();
             let answer = connections.send(target, user).await;
-            tally.record(user, answer.as_ref(), send_delay, scheduled.elapsed());
+            let timing = Timing {
+                scheduled: scheduled.into_std(),
+                sent,
+                answered: Instant::now(),
+            };
+            tally.record(user, answer.as_ref(), timing);
         }
     }
+}
+
+/// When one attempt was due, went out, and was answered.
+#[derive(Clone, Copy)]
+struct Timing {
+    scheduled: Instant,
+    sent: Instant,
+    answered: Instant,
 }
 
 /// The parts of an answer's JSON body the run keeps.
@@ -181,55 +238,85 @@ struct Body<'a> {
     error: Option<Cow<'a, str>>,
     #[serde(borrow)]
     order_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
 }
 
 /// One worker's record of its answers.
 struct Tally {
+    /// When the round began (see [`Holding::locked_after`]).
+    round_start: Instant,
     /// (status, error code) → answers; `None` status: no answer. A handful of distinct kinds,
     /// so a scan finds them without allocating a label per answer.
     kinds: Vec<(Option<u16>, Option<String>, u64)>,
-    holdings: Vec<(usize, String)>,
-    unsure: Vec<usize>,
+    holdings: Vec<Holding>,
+    /// Users who had an answer that could not tell whether a unit was locked.
+    uncertain: Vec<usize>,
+    /// Users told by a 503 that nothing was locked.
+    told_nothing_locked: Vec<usize>,
     latency_us: Histogram<u64>,
     send_delay_us: Histogram<u64>,
 }
 
-impl Default for Tally {
-    fn default() -> Self {
+impl Tally {
+    fn new(round_start: Instant) -> Self {
         Self {
+            round_start,
             kinds: Vec::new(),
             holdings: Vec::new(),
-            unsure: Vec::new(),
+            uncertain: Vec::new(),
+            told_nothing_locked: Vec::new(),
             latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
             send_delay_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
         }
     }
-}
 
-impl Tally {
-    fn record(
-        &mut self,
-        user: usize,
-        answer: Option<&Answer>,
-        send_delay: Duration,
-        latency: Duration,
-    ) {
-        let micros = |time: Duration| u64::try_from(time.as_micros()).unwrap_or(u64::MAX);
-        self.latency_us.saturating_record(micros(latency));
-        self.send_delay_us.saturating_record(micros(send_delay));
+    fn record(&mut self, user: usize, answer: Option<&Answer>, timing: Timing) {
+        let micros = |from: Instant, to: Instant| {
+            u64::try_from(to.saturating_duration_since(from).as_micros()).unwrap_or(u64::MAX)
+        };
+        let latency = micros(timing.scheduled, timing.answered);
+        self.latency_us.saturating_record(latency);
+        let send_delay = micros(timing.scheduled, timing.sent);
+        self.send_delay_us.saturating_record(send_delay);
         let Some(&Answer { status, body }) = answer else {
             self.count(None, None, 1);
-            self.unsure.push(user);
+            self.uncertain.push(user);
             return;
         };
         let body: Body = serde_json::from_slice(body).unwrap_or_default();
         self.count(Some(status), body.error.as_deref(), 1);
-        if status >= 500 {
-            self.unsure.push(user);
+        let nothing_locked =
+            status == 503 && body.message.as_deref().is_some_and(promises_nothing_locked);
+        if nothing_locked {
+            self.told_nothing_locked.push(user);
+        } else if status >= 500 {
+            self.uncertain.push(user);
         }
-        if let (202 | 409, Some(order_id)) = (status, body.order_id) {
-            self.holdings.push((user, order_id.into_owned()));
-        }
+        let told = match status {
+            202 => Told::Accepted,
+            409 => Told::AlreadyPurchased,
+            _ => return,
+        };
+        let Some(order_id) = body.order_id else {
+            return;
+        };
+        let Ok(order_id) = order_id.parse() else {
+            // An order id that does not parse tells nothing: the buyer is asked afterwards.
+            self.uncertain.push(user);
+            return;
+        };
+        let locked_after = match told {
+            Told::Accepted => timing.sent,
+            _ => self.round_start,
+        };
+        self.holdings.push(Holding {
+            user,
+            order_id,
+            told,
+            locked_after,
+            known_at: timing.answered,
+        });
     }
 
     fn count(&mut self, status: Option<u16>, code: Option<&str>, answers: u64) {
@@ -248,7 +335,8 @@ impl Tally {
             self.count(status, code.as_deref(), answers);
         }
         self.holdings.extend(other.holdings);
-        self.unsure.extend(other.unsure);
+        self.uncertain.extend(other.uncertain);
+        self.told_nothing_locked.extend(other.told_nothing_locked);
         let _ = self.latency_us.add(&other.latency_us);
         let _ = self.send_delay_us.add(&other.send_delay_us);
     }
@@ -266,24 +354,46 @@ impl Tally {
                 (label, count)
             })
             .collect();
+        let holdings = first_told(self.holdings);
+        let holders: BTreeSet<usize> = holdings.iter().map(|holding| holding.user).collect();
+        let uncertain: BTreeSet<usize> = self.uncertain.into_iter().collect();
+        let told_nothing_locked: BTreeSet<usize> = self.told_nothing_locked.into_iter().collect();
         // A user told of an order is sure, whatever else their attempts met.
-        let holdings: BTreeSet<(usize, String)> = self.holdings.into_iter().collect();
-        let holders: BTreeSet<usize> = holdings.iter().map(|(user, _)| *user).collect();
-        let unsure: BTreeSet<usize> = self
-            .unsure
-            .into_iter()
+        let unsure = uncertain
+            .union(&told_nothing_locked)
+            .copied()
             .filter(|user| !holders.contains(user))
             .collect();
         Outcome {
             answers,
-            holdings: holdings.into_iter().collect(),
-            unsure: unsure.into_iter().collect(),
+            holdings,
+            unsure,
+            promised_nothing_locked: told_nothing_locked
+                .difference(&uncertain)
+                .copied()
+                .collect(),
+            started: self.round_start,
             latency_us: self.latency_us,
             send_delay_us: self.send_delay_us,
             elapsed,
             cpu,
         }
     }
+}
+
+/// One holding per (user, order): the one told first, a 202 before a 409 naming the same order.
+fn first_told(holdings: Vec<Holding>) -> Vec<Holding> {
+    let mut first: BTreeMap<(usize, OrderId), Holding> = BTreeMap::new();
+    for holding in holdings {
+        let key = (holding.user, holding.order_id.clone());
+        match first.get(&key) {
+            Some(kept) if (kept.told, kept.known_at) <= (holding.told, holding.known_at) => {}
+            _ => {
+                first.insert(key, holding);
+            }
+        }
+    }
+    first.into_values().collect()
 }
 
 async fn report_progress(run: Arc<Run>) {
@@ -303,40 +413,45 @@ async fn report_progress(run: Arc<Run>) {
 
 #[cfg(test)]
 mod tests {
+    use gateway::error::{NOTHING_LOCKED, SLOW_STOCK};
+
     use super::*;
+
+    const ORDER: &str = "s.0123456789abcdef0123456789abcdef";
+
+    fn answer(status: u16, body: &str) -> Answer<'_> {
+        Answer {
+            status,
+            body: body.as_bytes(),
+        }
+    }
+
+    fn unavailable(message: &str) -> String {
+        serde_json::json!({ "error": "unavailable", "message": message }).to_string()
+    }
+
+    /// An attempt sent `at_ms` into the round and answered `latency_ms` later.
+    fn timing(start: Instant, at_ms: u64, latency_ms: u64) -> Timing {
+        let sent = start + Duration::from_millis(at_ms);
+        Timing {
+            scheduled: sent,
+            sent,
+            answered: sent + Duration::from_millis(latency_ms),
+        }
+    }
 
     #[test]
     fn answers_are_counted_by_status_and_code_and_orders_make_their_buyers_sure() {
-        let answer = |status, body: &'static [u8]| Answer { status, body };
-        let sold_out = br#"{"error":"sold_out","message":"m"}"#;
-        let mut first = Tally::default();
-        first.record(
-            1,
-            Some(&answer(410, sold_out)),
-            Duration::ZERO,
-            Duration::from_millis(1),
-        );
-        first.record(2, None, Duration::ZERO, Duration::from_millis(2));
-        let mut second = Tally::default();
-        second.record(
-            3,
-            Some(&answer(410, sold_out)),
-            Duration::ZERO,
-            Duration::from_millis(3),
-        );
-        let accepted = br#"{"order_id":"o-1","status":"processing"}"#;
-        second.record(
-            2,
-            Some(&answer(202, accepted)),
-            Duration::ZERO,
-            Duration::from_millis(4),
-        );
-        second.record(
-            4,
-            Some(&answer(503, b"")),
-            Duration::ZERO,
-            Duration::from_millis(5),
-        );
+        let start = Instant::now();
+        let sold_out = r#"{"error":"sold_out","message":"m"}"#;
+        let mut first = Tally::new(start);
+        first.record(1, Some(&answer(410, sold_out)), timing(start, 0, 1));
+        first.record(2, None, timing(start, 0, 2));
+        let mut second = Tally::new(start);
+        second.record(3, Some(&answer(410, sold_out)), timing(start, 0, 3));
+        let accepted = format!(r#"{{"order_id":"{ORDER}","status":"processing"}}"#);
+        second.record(2, Some(&answer(202, &accepted)), timing(start, 10, 4));
+        second.record(4, Some(&answer(503, "")), timing(start, 0, 5));
         first.absorb(second);
         let outcome = first.into_outcome(Duration::from_secs(1), BTreeMap::new());
         assert_eq!(
@@ -348,7 +463,16 @@ mod tests {
                 ("error".to_owned(), 1),
             ])
         );
-        assert_eq!(outcome.holdings, [(2, "o-1".to_owned())]);
+        assert_eq!(
+            outcome.holdings,
+            [Holding {
+                user: 2,
+                order_id: ORDER.parse().unwrap(),
+                told: Told::Accepted,
+                locked_after: start + Duration::from_millis(10),
+                known_at: start + Duration::from_millis(14),
+            }]
+        );
         assert_eq!(
             outcome.unsure,
             [4],
@@ -361,5 +485,36 @@ mod tests {
             "the slowest answer, in ms"
         );
         assert_eq!(outcome.send_delay_us.len(), 5);
+    }
+
+    #[test]
+    fn a_503_that_promised_nothing_was_locked_is_kept_apart_from_one_that_could_not_tell() {
+        let start = Instant::now();
+        let mut tally = Tally::new(start);
+        let nothing_locked = unavailable(NOTHING_LOCKED);
+        let already = format!(r#"{{"error":"already_purchased","order_id":"{ORDER}"}}"#);
+        // User 1: promised nothing was locked, then told of an order: held since the round.
+        tally.record(1, Some(&answer(503, &nothing_locked)), timing(start, 0, 1));
+        tally.record(1, Some(&answer(409, &already)), timing(start, 5, 1));
+        // User 2: promised, but also a 503 that could not tell: no promise to hold them to.
+        tally.record(2, Some(&answer(503, &nothing_locked)), timing(start, 0, 1));
+        tally.record(
+            2,
+            Some(&answer(503, &unavailable(SLOW_STOCK))),
+            timing(start, 0, 1),
+        );
+        // User 3: promised, and holding nothing known: asked afterwards.
+        tally.record(3, Some(&answer(503, &nothing_locked)), timing(start, 0, 1));
+        let outcome = tally.into_outcome(Duration::from_secs(1), BTreeMap::new());
+        assert_eq!(outcome.answers["503 unavailable"], 4);
+        assert_eq!(outcome.promised_nothing_locked, [1, 3]);
+        assert_eq!(outcome.unsure, [2, 3]);
+        let [holding] = &outcome.holdings[..] else {
+            panic!("{:?}", outcome.holdings)
+        };
+        assert_eq!(
+            (holding.user, holding.told, holding.locked_after),
+            (1, Told::AlreadyPurchased, start)
+        );
     }
 }

@@ -14,6 +14,7 @@
 //! | [`cpu`] | CPU time per process while the attempts run (the generator's and `--cpu-of`) |
 //! | [`lifecycle`] | after buying: a share pays, the rest expire, latecomers buy the returned units |
 //! | [`checks`] | settling, then the invariants against the API, PostgreSQL, Redis, the SMS file |
+//! | [`oversell`] | invariant 1 over time: the units surely held at each instant, at most the stock |
 //! | [`report`] | the table and the JSON summary |
 
 pub mod abuse;
@@ -23,6 +24,7 @@ pub mod connection;
 pub mod cpu;
 pub mod drive;
 pub mod lifecycle;
+pub mod oversell;
 pub mod report;
 
 use std::path::PathBuf;
@@ -35,11 +37,11 @@ use shared::sale::Sale;
 
 use crate::api::Gateway;
 pub use crate::checks::Probes;
-use crate::checks::{CheckArgs, Expected};
+use crate::checks::{CheckArgs, Expected, Verdict};
 use crate::connection::Prepared;
 use crate::cpu::Watched;
-use crate::drive::Outcome;
 pub use crate::drive::Pacing;
+use crate::drive::{Holding, Outcome, Told};
 use crate::lifecycle::Fates;
 pub use crate::lifecycle::Lifecycle;
 use crate::report::Summary;
@@ -284,7 +286,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
             let pacing = Pacing::new(args.rate, args.concurrency);
             let outcome =
                 drive::drive(vec![0; args.requests], pacing, prepared, &args.cpu_of).await;
-            let summary = Summary::new("hammer", &args.url, &outcome, None, None, Vec::new());
+            let verdict = Verdict::unchecked("hammer measures only");
+            let summary = Summary::new("hammer", &args.url, &outcome, None, None, verdict);
             (Report::Crowd(Box::new(summary)), args.json)
         }
         Scenario::Abuse(args) => {
@@ -316,14 +319,16 @@ pub fn open_sale(id: Option<SaleId>, stock: u32, price_cents: i64) -> Sale {
     }
 }
 
-/// Asks each of the `unsure` buyers' which order they hold in the sale, the way a client that
+/// Asks each of the `unsure` buyers which order they hold in the sale, the way a client that
 /// lost its answer finds out; retried while the gateways do not answer (one may be restarting).
+/// Their locks came after `round_start`.
 async fn follow_up(
     gateways: &[Gateway],
     sale_id: &str,
     tokens: &[String],
     unsure: &[usize],
-) -> anyhow::Result<Vec<(usize, String)>> {
+    round_start: std::time::Instant,
+) -> anyhow::Result<Vec<Holding>> {
     let mut found = Vec::new();
     for (i, &user) in unsure.iter().enumerate() {
         let mut tries = 0;
@@ -339,7 +344,13 @@ async fn follow_up(
                 Err(error) => return Err(error.context("no gateway told a buyer what it holds")),
             }
         };
-        found.extend(holding.map(|order_id| (user, order_id)));
+        found.extend(holding.map(|order_id| Holding {
+            user,
+            order_id,
+            told: Told::AskedAfterwards,
+            locked_after: round_start,
+            known_at: std::time::Instant::now(),
+        }));
     }
     Ok(found)
 }
@@ -393,11 +404,17 @@ impl Buyers<'_> {
         let mut outcome = drive::drive(plan, pacing, prepared, self.watched).await;
         if !outcome.unsure.is_empty() {
             eprintln!(
-                "{} buyers had an answer lost; asking which orders they hold",
+                "{} buyers had an answer lost, or were told nothing was locked; asking which orders they hold",
                 outcome.unsure.len()
             );
-            let found =
-                follow_up(self.gateways, &self.sale_id, &self.tokens, &outcome.unsure).await?;
+            let found = follow_up(
+                self.gateways,
+                &self.sale_id,
+                &self.tokens,
+                &outcome.unsure,
+                outcome.started,
+            )
+            .await?;
             outcome.holdings.extend(found);
         }
         Ok(outcome)
@@ -466,8 +483,11 @@ impl Crowd {
         let expected = Expected {
             sale_id: &sale.id,
             stock: u64::from(sale.stock),
+            payment_window: sale.payment_window(),
             demand: users as u64,
-            accepted: &outcome.holdings,
+            holdings: &outcome.holdings,
+            promised_nothing_locked: &outcome.promised_nothing_locked,
+            started: outcome.started,
             tokens: &buyers.tokens,
             fates: lifecycle.map(|_| &fates),
             sms_repeats_allowed: probes.map_or(0, |probes| probes.sms_repeats_allowed),
@@ -479,17 +499,17 @@ impl Crowd {
             }
             None => None,
         };
-        let violations = observed
-            .as_ref()
-            .map(|observed| checks::violations(&expected, observed))
-            .unwrap_or_default();
+        let verdict = match &observed {
+            Some(observed) => checks::verdict(&expected, observed),
+            None => Verdict::unchecked("--skip-checks: measuring only"),
+        };
         Ok(Summary::new(
             scenario,
             sale.id.as_str(),
             &outcome,
             observed.as_ref(),
             lifecycle.map(|_| &fates),
-            violations,
+            verdict,
         ))
     }
 }

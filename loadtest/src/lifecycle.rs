@@ -1,18 +1,23 @@
 //! The order's life in a load test (`--pay-ratio`): a share of the winners pay at once, the
 //! rest let their payment window pass; their units come back on sale, and latecomers buy them
 //! in the next round, whose own unpaid orders expire in turn, for up to `--resale-rounds`.
-//! The checks then hold every order to its fate: paid if its payment was accepted, expired
-//! otherwise (`docs/architecture.md`, invariant 7).
+//! The checks then hold every order to the fate its payment's answer gave it
+//! (`docs/architecture.md`, invariant 7): paid when the payment was answered 200, expired when
+//! it was refused or never tried, and paid or expired when the answer could not tell (a 503,
+//! or none): the payment may have been charged and recorded after all. Which of the two is
+//! right is for the payment provider's record to say (invariant 8); the run counts them.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use shared::ids::OrderId;
+use shared::order_status::OrderStatus;
 use shared::sale::Sale;
 
 use crate::Buyers;
-use crate::api::Gateway;
-use crate::drive::{Outcome, Pacing};
+use crate::api::{Answer, Gateway};
+use crate::drive::{Holding, Outcome, Pacing};
 
 /// Attempts each latecomer makes in a resale round.
 const LATECOMER_ATTEMPTS: usize = 3;
@@ -46,13 +51,43 @@ pub struct Round {
     pub accepted: u64,
 }
 
+/// What an order must end as, by what its buyer did and was told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// The payment was answered 200.
+    Paid,
+    /// Nobody paid, or the payment was refused (409 `order_expired`, or another 4xx: nothing
+    /// was charged).
+    Expired,
+    /// The payment's answer could not tell (a 5xx, or no answer): charged and recorded or not.
+    PaidOrExpired,
+}
+
+impl Fate {
+    /// What the gateway's answer to a payment (`None`: no answer came) makes of the order.
+    pub fn of_payment(answer: Option<&Answer>) -> Self {
+        match answer {
+            Some(answer) if answer.status == 200 => Self::Paid,
+            Some(answer) if answer.status < 500 => Self::Expired,
+            _ => Self::PaidOrExpired,
+        }
+    }
+
+    /// Whether an order that ended `status` met this fate.
+    pub fn allows(self, status: OrderStatus) -> bool {
+        match self {
+            Self::Paid => status == OrderStatus::Paid,
+            Self::Expired => status == OrderStatus::Expired,
+            Self::PaidOrExpired => matches!(status, OrderStatus::Paid | OrderStatus::Expired),
+        }
+    }
+}
+
 /// What the winners did, round after round.
 #[derive(Debug, Default)]
 pub struct Fates {
-    /// Orders whose payment was accepted (200).
-    pub paid: HashSet<String>,
-    /// Orders left to expire (their buyers did not pay, or were told it was too late).
-    pub unpaid: HashSet<String>,
+    /// Each order's fate.
+    pub of: HashMap<OrderId, Fate>,
     /// The rounds after the first crowd.
     pub rounds: Vec<Round>,
 }
@@ -61,6 +96,11 @@ impl Fates {
     /// Orders bought in the resale rounds: units sold again.
     pub fn resold(&self) -> u64 {
         self.rounds.iter().map(|round| round.accepted).sum()
+    }
+
+    /// Orders with this fate.
+    pub fn count(&self, fate: Fate) -> u64 {
+        self.of.values().filter(|f| **f == fate).count() as u64
     }
 }
 
@@ -71,38 +111,35 @@ impl Lifecycle {
         share(index + 1) > share(index)
     }
 
-    /// Pays for the share of `holdings` (user index, order id) that pays, as their owners;
-    /// records each order's fate in `fates`.
+    /// Pays for the share of `holdings` that pays, as their owners; records each order's
+    /// fate in `fates`.
     pub async fn pay(
         &self,
         gateway: &Gateway,
         tokens: &[String],
-        holdings: &[(usize, String)],
+        holdings: &[Holding],
         fates: &mut Fates,
     ) {
         let (payers, idlers): (Vec<_>, Vec<_>) = holdings
             .iter()
             .enumerate()
             .partition(|(index, _)| self.pays(*index));
-        let answers: Vec<(String, bool)> = futures::stream::iter(payers)
-            .map(|(_, (user, order_id))| async move {
-                let paid = gateway.pay(order_id, &tokens[*user]).await.ok() == Some(200);
-                (order_id.clone(), paid)
+        let paid: Vec<(OrderId, Fate)> = futures::stream::iter(payers)
+            .map(|(_, holding)| async move {
+                let answer = gateway.pay(&holding.order_id, &tokens[holding.user]).await;
+                (
+                    holding.order_id.clone(),
+                    Fate::of_payment(answer.ok().as_ref()),
+                )
             })
             .buffer_unordered(64)
             .collect()
             .await;
-        for (order_id, paid) in answers {
-            if paid {
-                fates.paid.insert(order_id);
-            } else {
-                fates.unpaid.insert(order_id);
-            }
-        }
-        fates.unpaid.extend(
+        fates.of.extend(paid);
+        fates.of.extend(
             idlers
                 .into_iter()
-                .map(|(_, (_, order_id))| order_id.clone()),
+                .map(|(_, holding)| (holding.order_id.clone(), Fate::Expired)),
         );
     }
 }
@@ -126,11 +163,14 @@ pub(crate) async fn live_on(
             .pay(gateway, &buyers.tokens, &holdings, &mut fates)
             .await;
         eprintln!(
-            "{} paid, {} unpaid so far; waiting for the window to pass and the units to return",
-            fates.paid.len(),
-            fates.unpaid.len()
+            "{} paid, {} unpaid, {} of unknown outcome so far; waiting for the window to pass and the units to return",
+            fates.count(Fate::Paid),
+            fates.count(Fate::Expired),
+            fates.count(Fate::PaidOrExpired),
         );
-        let keeps = u64::from(sale.stock) - fates.paid.len() as u64;
+        // Only the units of orders surely unpaid are sure to come back.
+        let keeps = u64::from(sale.stock)
+            .saturating_sub(fates.count(Fate::Paid) + fates.count(Fate::PaidOrExpired));
         let offered =
             wait_for_returns(gateway, sale.id.as_str(), keeps, window + RETURN_GRACE).await?;
         if round == lifecycle.resale_rounds || offered == 0 {
@@ -160,8 +200,8 @@ pub(crate) async fn live_on(
     Ok(fates)
 }
 
-/// Waits until every unpaid order's unit is back on sale: the sale's remaining stock is
-/// `stock` minus the paid orders. Gives up after `timeout`; returns the remaining stock.
+/// Waits until the sale's remaining stock reaches `expected_remaining` (every unit not kept by
+/// a payment back on sale). Gives up after `timeout`; returns the remaining stock.
 pub async fn wait_for_returns(
     gateway: &Gateway,
     sale_id: &str,
@@ -201,5 +241,35 @@ mod tests {
             resale_rounds: 0,
         };
         assert!((0..100).all(|i| !nobody.pays(i)));
+    }
+
+    #[test]
+    fn a_payment_answer_that_cannot_tell_lets_the_order_end_paid_or_expired() {
+        let answer = |status, code: Option<&str>| Answer {
+            status,
+            code: code.map(str::to_owned),
+            order_id: None,
+        };
+        assert_eq!(Fate::of_payment(Some(&answer(200, None))), Fate::Paid);
+        let too_late = answer(409, Some("order_expired"));
+        assert_eq!(Fate::of_payment(Some(&too_late)), Fate::Expired);
+        let unavailable = answer(503, Some("unavailable"));
+        assert_eq!(Fate::of_payment(Some(&unavailable)), Fate::PaidOrExpired);
+        assert_eq!(Fate::of_payment(None), Fate::PaidOrExpired);
+    }
+
+    #[test]
+    fn an_order_meets_its_fate_only_in_the_statuses_the_fate_allows() {
+        use OrderStatus::{Created, Expired, Paid};
+        assert!(Fate::PaidOrExpired.allows(Paid) && Fate::PaidOrExpired.allows(Expired));
+        assert!(!Fate::PaidOrExpired.allows(Created));
+        assert!(
+            !Fate::Expired.allows(Paid),
+            "a refused payment must not end paid"
+        );
+        assert!(
+            !Fate::Paid.allows(Expired),
+            "an accepted payment must not end expired"
+        );
     }
 }

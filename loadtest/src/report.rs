@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use shared::order_status::OrderStatus;
 
-use crate::checks::Observed;
+use crate::checks::{Observed, Skipped, Verdict, told_unavailable_but_holding};
 use crate::drive::Outcome;
-use crate::lifecycle::{Fates, Round};
+use crate::lifecycle::{Fate, Fates, Round};
 
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Serialize)]
@@ -42,6 +43,9 @@ pub struct Summary {
     /// Orders the crowd holds: the 202s, plus locks first answered 503 whose retry was told
     /// `already_purchased` with the order id. Equal to `accepted` unless Redis timed out.
     pub holders: u64,
+    /// Orders held by buyers a 503 told that nothing was locked, which no 202 announced: each
+    /// a violation (the gateway broke its word).
+    pub told_unavailable_but_holding: u64,
     pub orders: Option<u64>,
     /// SMS delivered, and sent again but not delivered (the provider knew the key).
     pub sms: Option<u64>,
@@ -50,10 +54,14 @@ pub struct Summary {
     pub remaining: u64,
     pub outbox: Option<u64>,
     pub duplicates: u64,
-    /// With `--pay-ratio`: orders paid, orders expired, and units sold again in the resale
-    /// rounds.
+    /// With `--pay-ratio`: orders that ended paid and expired (checked: as their owners were
+    /// told once settled; unchecked: the payments answered 200, and the orders nobody paid or
+    /// whose payment was refused), and units sold again in the resale rounds.
     pub paid: Option<u64>,
     pub expired: Option<u64>,
+    /// With `--pay-ratio`: payments whose answer could not tell (a 5xx, or none): each order
+    /// may end paid or expired.
+    pub payments_unknown: Option<u64>,
     pub resold: Option<u64>,
     pub resale_rounds: Vec<Round>,
     pub answers: BTreeMap<String, u64>,
@@ -69,6 +77,9 @@ pub struct Summary {
     pub settle_secs: f64,
     /// Whether the invariants were checked (not with `--skip-checks`).
     pub checked: bool,
+    /// The checks that ran, by name, and those the run could not make, with the reason.
+    pub checks_run: Vec<&'static str>,
+    pub checks_skipped: Vec<Skipped>,
     pub violations: Vec<String>,
 }
 
@@ -79,9 +90,15 @@ impl Summary {
         outcome: &Outcome,
         observed: Option<&Observed>,
         fates: Option<&Fates>,
-        violations: Vec<String>,
+        verdict: Verdict,
     ) -> Self {
         let checked = observed.is_some();
+        let ended = |status, fate| {
+            fates.map(|fates| match observed {
+                Some(observed) => observed.ended(status),
+                None => fates.count(fate),
+            })
+        };
         let unchecked = Observed::default();
         let observed = observed.unwrap_or(&unchecked);
         let attempts = outcome.attempts();
@@ -92,6 +109,11 @@ impl Summary {
             attempts,
             accepted: outcome.answers.get("202").copied().unwrap_or(0),
             holders: outcome.holdings.len() as u64,
+            told_unavailable_but_holding: told_unavailable_but_holding(
+                &outcome.holdings,
+                &outcome.promised_nothing_locked,
+            )
+            .len() as u64,
             orders: observed.orders,
             sms: observed.sms,
             sms_repeats: observed.sms_repeats,
@@ -99,8 +121,9 @@ impl Summary {
             remaining: observed.remaining,
             outbox: observed.outbox,
             duplicates: observed.duplicates,
-            paid: fates.map(|fates| fates.paid.len() as u64),
-            expired: fates.map(|fates| fates.unpaid.len() as u64),
+            paid: ended(OrderStatus::Paid, Fate::Paid),
+            expired: ended(OrderStatus::Expired, Fate::Expired),
+            payments_unknown: fates.map(|fates| fates.count(Fate::PaidOrExpired)),
             resold: fates.map(Fates::resold),
             resale_rounds: fates.map(|fates| fates.rounds.clone()).unwrap_or_default(),
             answers: outcome.answers.clone(),
@@ -118,7 +141,9 @@ impl Summary {
             send_delay_ms: Latency::from_histogram(&outcome.send_delay_us),
             settle_secs: observed.settle_secs,
             checked,
-            violations,
+            checks_run: verdict.ran,
+            checks_skipped: verdict.skipped,
+            violations: verdict.violations,
         }
     }
 
@@ -151,7 +176,7 @@ impl Summary {
             .collect();
         println!("CPU µs per request: {}", cpu.join(", "));
         if !self.checked {
-            println!("\ninvariants: not checked (--skip-checks)");
+            self.print_checks();
             return;
         }
         println!("\nsettled in {:.1} s", self.settle_secs);
@@ -176,22 +201,44 @@ impl Summary {
         println!("{:<28} {:>12}", "remaining stock", self.remaining);
         println!("{:<28} {:>12}", "outbox entries", show(self.outbox));
         println!("{:<28} {:>12}", "duplicates", self.duplicates);
+        if self.told_unavailable_but_holding > 0 {
+            println!(
+                "{:<28} {:>12}",
+                "told 503, yet holding", self.told_unavailable_but_holding
+            );
+        }
         if let (Some(paid), Some(expired), Some(resold)) = (self.paid, self.expired, self.resold) {
             println!("{:<28} {:>12}", "paid", paid);
             println!("{:<28} {:>12}", "expired (unit returned)", expired);
+            if let Some(unknown) = self.payments_unknown.filter(|n| *n > 0) {
+                println!("{:<28} {:>12}", "payments of unknown outcome", unknown);
+            }
             println!(
                 "{:<28} {:>12}",
                 format!("resold ({} rounds)", self.resale_rounds.len()),
                 resold
             );
         }
-        if self.violations.is_empty() {
+        self.print_checks();
+        if self.violations.is_empty() && self.checks_skipped.is_empty() {
             println!("\ninvariants: all hold");
+        } else if self.violations.is_empty() {
+            println!("\ninvariants: every check run holds");
         } else {
             println!("\ninvariants VIOLATED:");
             for violation in &self.violations {
                 println!("  - {violation}");
             }
+        }
+    }
+
+    /// Which checks ran, and which were skipped and why.
+    fn print_checks(&self) {
+        if !self.checks_run.is_empty() {
+            println!("\nchecks run: {}", self.checks_run.join(", "));
+        }
+        for Skipped { check, because } in &self.checks_skipped {
+            println!("check skipped: {check} ({because})");
         }
     }
 }

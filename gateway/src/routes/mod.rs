@@ -113,7 +113,7 @@ async fn overload_to_error(error: BoxError) -> ApiError {
     if error.is::<tower::timeout::error::Elapsed>() {
         ApiError::Unavailable(crate::error::SLOW_STOCK)
     } else if error.is::<tower::load_shed::error::Overloaded>() {
-        ApiError::Unavailable("the gateway is at capacity; nothing was locked, try again")
+        ApiError::Unavailable(crate::error::AT_CAPACITY)
     } else {
         ApiError::Internal(format!("middleware failed: {error}"))
     }

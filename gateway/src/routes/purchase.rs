@@ -28,7 +28,7 @@ use shared::stock::Reservation;
 use utoipa::ToSchema;
 
 use crate::config::LOST_ANSWER_PATIENCE;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, NOTHING_LOCKED};
 use crate::extract::BodyLimit;
 use crate::push::tally::{PURCHASE_OUTCOMES, outcome_index};
 use crate::state::AppState;
@@ -39,10 +39,6 @@ pub const PURCHASES_TOTAL: &str = "seckill_purchases_total";
 pub const PURCHASE_DURATION_SECONDS: &str = "seckill_purchase_duration_seconds";
 /// Stock locks whose answer was lost, by what the ledger then said (`locked`, `nothing`).
 pub const LOST_ANSWERS_TOTAL: &str = "seckill_lost_lock_answers_total";
-
-/// A 503 after which the buyer holds nothing: the ledger said so.
-const NOTHING_LOCKED: &str =
-    "the stock service did not answer in time and nothing was locked; try again";
 
 /// The purchase's metric handles, registered once, so an attempt counts without looking a
 /// metric up by its name and labels. Every outcome's series exists from the start: a stock
