@@ -19,12 +19,13 @@ use shared::config::RedisArgs;
 use shared::consumer::LAG_MESSAGES;
 use shared::ids::{OrderId, SaleId};
 use shared::order_status::OrderStatus;
+use shared::payment::PaymentRecord;
 use shared::stock::StockLedger;
 
 use crate::api::Gateway;
 use crate::drive::{Holding, Told};
 use crate::lifecycle::{Fate, Fates};
-use crate::oversell;
+use crate::{money, oversell};
 
 /// Where the checks may look besides the API.
 #[derive(Args, Clone, Debug)]
@@ -51,6 +52,11 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 0)]
     pub sms_repeats_allowed: u64,
 
+    /// The simulated payment provider's books (the services' PAYMENTS_FILE); enables the
+    /// money check (invariant 8).
+    #[arg(long)]
+    pub payments_file: Option<PathBuf>,
+
     /// Longest wait for the workers to drain the queue.
     #[arg(long, default_value_t = 120)]
     pub settle_timeout_secs: u64,
@@ -76,6 +82,8 @@ pub struct Probes {
     pub sms_file: Option<PathBuf>,
     /// Messages the SMS worker may send again (see [`CheckArgs::sms_repeats_allowed`]).
     pub sms_repeats_allowed: u64,
+    /// The payment provider's books; enables the money check.
+    pub payments_file: Option<PathBuf>,
     /// `/metrics` URLs to read consumer lag from while settling (each address of a host name).
     pub metrics_urls: Vec<String>,
     /// Longest wait for the workers to drain the queue.
@@ -101,6 +109,7 @@ impl Probes {
             ledger,
             sms_file: args.sms_file.clone(),
             sms_repeats_allowed: args.sms_repeats_allowed,
+            payments_file: args.payments_file.clone(),
             metrics_urls: args.metrics_urls.clone(),
             settle_timeout: Duration::from_secs(args.settle_timeout_secs),
         }))
@@ -179,6 +188,10 @@ pub struct Observed {
     pub orders_expired: Option<u64>,
     pub order_paid_revenue_cents: Option<i64>,
     pub outbox: Option<u64>,
+    /// Payment intents not settled yet (the resolver completes or refunds their charges).
+    pub open_payments: Option<u64>,
+    /// The payment provider's books, read once settled.
+    pub payments: Option<PaymentRecord>,
     /// SMS the provider delivered, and the ones it was sent again and did not deliver.
     pub sms: Option<u64>,
     pub sms_repeats: Option<u64>,
@@ -234,6 +247,7 @@ pub async fn settle(
         }
         if let Some(ledger) = &probes.ledger {
             observed.outbox = Some(ledger.outbox_sizes(expected.sale_id).await?.locked);
+            observed.open_payments = Some(ledger.open_payments(expected.sale_id).await?);
         }
         if let Some(path) = &probes.sms_file {
             let sms = SmsLedger::read(path, expected.sale_id)?;
@@ -255,17 +269,19 @@ pub async fn settle(
                 .zip(observed.orders_expired)
                 .is_none_or(|(paid, expired)| final_counts(paid, expired))
             && observed.outbox.is_none_or(|n| n == 0)
+            && observed.open_payments.is_none_or(|n| n == 0)
             && observed.sms.is_none_or(|n| n >= expected.sms());
         if drained || Instant::now() > deadline {
             break;
         }
         eprintln!(
-            "  settling: stats {}/{target} paid {}/{paid} expired {}/{expired} (either {either}), orders {}, outbox {}, sms {}/{}{}",
+            "  settling: stats {}/{target} paid {}/{paid} expired {}/{expired} (either {either}), orders {}, outbox {}, payments open {}, sms {}/{}{}",
             observed.stats_sold,
             observed.stats_paid,
             observed.stats_expired,
             show(observed.orders),
             show(observed.outbox),
+            show(observed.open_payments),
             show(observed.sms),
             expected.sms(),
             consumer_lag(gateway, &probes.metrics_urls).await,
@@ -275,6 +291,9 @@ pub async fn settle(
     observed.settle_secs = started.elapsed().as_secs_f64();
     observed.remaining = gateway.sale(sale_id).await?.remaining;
     observed.final_statuses = final_statuses(gateway, expected).await;
+    if let Some(path) = &probes.payments_file {
+        observed.payments = Some(PaymentRecord::read(path)?);
+    }
     observed.duplicates = count_duplicates(expected, duplicate_order_rows + duplicate_sms);
     Ok(observed)
 }
@@ -430,7 +449,7 @@ fn count_duplicates(expected: &Expected<'_>, repeated_in_stores: u64) -> u64 {
     (held - users.len() + held - orders.len()) as u64 + repeated_in_stores
 }
 
-/// The invariants 1–7 of `docs/architecture.md`, checked as far as the run can see: each
+/// The invariants 1–8 of `docs/architecture.md`, checked as far as the run can see: each
 /// violation as a sentence, and which checks ran or were skipped and why.
 pub fn verdict(expected: &Expected<'_>, observed: &Observed) -> Verdict {
     let mut verdict = Verdict::default();
@@ -438,6 +457,7 @@ pub fn verdict(expected: &Expected<'_>, observed: &Observed) -> Verdict {
     order_table(expected, observed, &mut verdict);
     pipeline(expected, observed, &mut verdict);
     promises(expected, &mut verdict);
+    payments(expected, observed, &mut verdict);
     verdict
 }
 
@@ -724,6 +744,23 @@ fn conservation(expected: &Expected<'_>, observed: &Observed, verdict: &mut Verd
     );
 }
 
+/// Invariant 8, from the provider's books: every charge ended paid or refunded.
+fn payments(expected: &Expected<'_>, observed: &Observed, verdict: &mut Verdict) {
+    let Some(books) = &observed.payments else {
+        verdict.skip("money", "no payment books to read (--payments-file)");
+        return;
+    };
+    let (_, violations) = money::check(books, expected.sale_id, &observed.final_statuses);
+    verdict.check("money", violations.is_empty(), || {
+        let shown: Vec<&str> = violations.iter().take(3).map(String::as_str).collect();
+        format!(
+            "money: {} violations, e.g. {}",
+            violations.len(),
+            shown.join("; ")
+        )
+    });
+}
+
 /// The orders of buyers told by a 503 that nothing was locked (and whose every other answer
 /// was definitive: `promised_nothing_locked`) that no 202 announced: the gateway said it had
 /// not locked them.
@@ -754,6 +791,8 @@ fn promises(expected: &Expected<'_>, verdict: &mut Verdict) {
 
 #[cfg(test)]
 mod tests {
+    use shared::journal::Replay;
+
     use super::*;
 
     #[test]
@@ -876,10 +915,24 @@ mod tests {
                 outbox: Some(0),
                 sms: Some(held + paid + expired),
                 sms_repeats: Some(0),
+                payments: Some(books_charging(&final_statuses)),
                 final_statuses,
                 ..Observed::default()
             }
         }
+    }
+
+    /// The provider's books of a correct run: one charge per paid order, nothing else.
+    fn books_charging(final_statuses: &HashMap<OrderId, OrderStatus>) -> PaymentRecord {
+        let mut books = PaymentRecord::default();
+        for (order_id, _) in final_statuses
+            .iter()
+            .filter(|(_, status)| **status == OrderStatus::Paid)
+        {
+            let line = serde_json::json!({"order_id": order_id, "op": "charge", "amount_cents": 1});
+            books.replay(line.to_string().as_bytes());
+        }
+        books
     }
 
     #[test]
@@ -897,6 +950,7 @@ mod tests {
             "conservation",
             "conservation_in_stores",
             "nothing_locked_means_nothing_held",
+            "money",
         ] {
             assert!(verdict.ran.contains(&check), "{check} did not run");
         }
@@ -919,6 +973,7 @@ mod tests {
             outbox: None,
             sms: None,
             sms_repeats: None,
+            payments: None,
             ..run.observed(|_| OrderStatus::Created)
         };
         let verdict = verdict(&run.expected(), &observed);
@@ -926,7 +981,13 @@ mod tests {
         let skipped: Vec<_> = verdict.skipped.iter().map(|skip| skip.check).collect();
         assert_eq!(
             skipped,
-            ["resale", "order_table", "sms", "conservation_in_stores"]
+            [
+                "resale",
+                "order_table",
+                "sms",
+                "conservation_in_stores",
+                "money"
+            ]
         );
         assert!(
             verdict.ran.contains(&"conservation"),

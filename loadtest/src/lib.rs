@@ -13,8 +13,9 @@
 //! | [`connection`] | the attempts' hot path: prepared requests on keep-alive connections |
 //! | [`cpu`] | CPU time per process while the attempts run (the generator's and `--cpu-of`) |
 //! | [`lifecycle`] | after buying: a share pays, the rest expire, latecomers buy the returned units |
-//! | [`checks`] | settling, then the invariants against the API, PostgreSQL, Redis, the SMS file |
+//! | [`checks`] | settling, then the invariants against the API, PostgreSQL, Redis, the SMS file, the payment books |
 //! | [`oversell`] | invariant 1 over time: the units surely held at each instant, at most the stock |
+//! | [`money`] | invariant 8 from the payment provider's books: every charge ended paid or refunded |
 //! | [`report`] | the table and the JSON summary |
 
 pub mod abuse;
@@ -24,6 +25,7 @@ pub mod connection;
 pub mod cpu;
 pub mod drive;
 pub mod lifecycle;
+pub mod money;
 pub mod oversell;
 pub mod report;
 

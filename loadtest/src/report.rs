@@ -9,6 +9,7 @@ use shared::order_status::OrderStatus;
 use crate::checks::{Observed, Skipped, Verdict, told_unavailable_but_holding};
 use crate::drive::Outcome;
 use crate::lifecycle::{Fate, Fates, Round};
+use crate::money::{self, Money};
 
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Serialize)]
@@ -62,6 +63,8 @@ pub struct Summary {
     /// With `--pay-ratio`: payments whose answer could not tell (a 5xx, or none): each order
     /// may end paid or expired.
     pub payments_unknown: Option<u64>,
+    /// With `--payments-file`: what the provider's books say of the sale's money.
+    pub money: Option<Money>,
     pub resold: Option<u64>,
     pub resale_rounds: Vec<Round>,
     pub answers: BTreeMap<String, u64>,
@@ -124,6 +127,10 @@ impl Summary {
             paid: ended(OrderStatus::Paid, Fate::Paid),
             expired: ended(OrderStatus::Expired, Fate::Expired),
             payments_unknown: fates.map(|fates| fates.count(Fate::PaidOrExpired)),
+            money: observed.payments.as_ref().and_then(|books| {
+                let sale_id = sale_id.parse().ok()?;
+                Some(money::check(books, &sale_id, &observed.final_statuses).0)
+            }),
             resold: fates.map(Fates::resold),
             resale_rounds: fates.map(|fates| fates.rounds.clone()).unwrap_or_default(),
             answers: outcome.answers.clone(),
@@ -218,6 +225,11 @@ impl Summary {
                 format!("resold ({} rounds)", self.resale_rounds.len()),
                 resold
             );
+        }
+        if let Some(money) = self.money {
+            println!("{:<28} {:>12}", "charged (provider's books)", money.charged);
+            println!("{:<28} {:>12}", "refunded", money.refunded);
+            println!("{:<28} {:>12}", "kept, in cents", money.kept_cents);
         }
         self.print_checks();
         if self.violations.is_empty() && self.checks_skipped.is_empty() {

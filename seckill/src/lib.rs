@@ -134,6 +134,7 @@ async fn flash_crowd(
         ledger: Some(embedded.backends.ledger()),
         sms_file: Some(embedded.sms_file.clone()),
         sms_repeats_allowed: 0,
+        payments_file: Some(embedded.payments.payments_file.clone()),
         // In one process every service records into one registry, which the gateway serves
         // too: its `/metrics` shows every group's lag.
         metrics_urls: vec![format!("{}/metrics", services.gateway_url)],

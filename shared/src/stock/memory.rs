@@ -311,6 +311,13 @@ impl StockLedger for MemoryStockLedger {
             .collect())
     }
 
+    async fn open_payments(&self, sale_id: &SaleId) -> Result<u64, StoreError> {
+        Ok(self
+            .sales()
+            .get(sale_id)
+            .map_or(0, |book| book.payments_due.len() as u64))
+    }
+
     async fn settle_payment(&self, order_id: &OrderId) -> Result<(), StoreError> {
         if let Some(book) = self.sales().get_mut(&order_id.sale_id()) {
             book.payments_due.remove(order_id);

@@ -167,6 +167,9 @@ pub trait StockLedger: Send + Sync {
     /// Settles the order's payment intent: its charge was refunded, or never made. Idempotent.
     async fn settle_payment(&self, order_id: &OrderId) -> Result<(), StoreError>;
 
+    /// How many of the sale's payment intents are not settled yet (a read: nothing moves).
+    async fn open_payments(&self, sale_id: &SaleId) -> Result<u64, StoreError>;
+
     /// Expires up to `limit` of the sale's orders whose pay-by time has passed on the ledger's
     /// clock, returning each one's unit to stock; returns them. An order is expired (and its
     /// unit returned) once, however often this runs.

@@ -303,6 +303,11 @@ impl StockLedger for RedisStockLedger {
             .collect())
     }
 
+    async fn open_payments(&self, sale_id: &SaleId) -> Result<u64, StoreError> {
+        let key = self.redis.keys().sale(sale_id).payments_due;
+        self.redis.call(async |c| c.zcard(&key).await).await
+    }
+
     async fn settle_payment(&self, order_id: &OrderId) -> Result<(), StoreError> {
         let keys = self.redis.keys().sale(&order_id.sale_id());
         self.redis

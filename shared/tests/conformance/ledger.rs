@@ -828,6 +828,7 @@ async fn an_unsettled_payment_keeps_its_sale_from_settling(env: TestEnv) {
         .await
         .unwrap();
     assert_eq!(intent, PaymentIntent::Recorded);
+    assert_eq!(ledger.open_payments(&sale.id).await.unwrap(), 1);
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(ledger.expire_due(&sale.id, 10).await.unwrap().len(), 1);
     relay_everything(ledger.as_ref(), &sale.id).await;
@@ -837,5 +838,6 @@ async fn an_unsettled_payment_keeps_its_sale_from_settling(env: TestEnv) {
     );
 
     ledger.settle_payment(&event.order_id).await.unwrap();
+    assert_eq!(ledger.open_payments(&sale.id).await.unwrap(), 0);
     assert!(ledger.settle_sale(&sale.id, true, retention).await.unwrap());
 }
