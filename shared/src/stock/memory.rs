@@ -111,6 +111,8 @@ impl MemoryStockLedger {
 impl StockLedger for MemoryStockLedger {
     async fn create_sale(&self, sale: &Sale) -> Result<bool, StoreError> {
         let mut sales = self.sales();
+        // A settled sale stays in the map (nothing expires here), so its id stays taken, as
+        // the marker key keeps it taken in Redis.
         if sales.contains_key(&sale.id) {
             return Ok(false);
         }

@@ -99,6 +99,8 @@ pub struct OutboxSizes {
 #[async_trait]
 pub trait StockLedger: Send + Sync {
     /// Stores a new sale and its stock counter; `false` when the id is taken (nothing changed).
+    /// An id stays taken after its sale settled and its keys expired: orders in the order
+    /// table still name it (docs/architecture.md, "The order lifecycle").
     async fn create_sale(&self, sale: &Sale) -> Result<bool, StoreError>;
 
     /// The sale with this id, if it exists.

@@ -56,6 +56,7 @@ impl StockLedger for RedisStockLedger {
             .redis
             .call(async |c| {
                 scripts::CREATE_SALE
+                    .key(&keys.taken)
                     .key(&keys.info)
                     .key(&keys.stock)
                     .arg(&json)

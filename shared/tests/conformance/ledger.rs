@@ -17,6 +17,7 @@ use shared::testing::TestEnv;
 shared::conformance!(
     reserve_decides_in_the_scripts_order,
     a_taken_sale_id_is_refused_and_the_first_sale_kept,
+    a_sale_id_stays_taken_after_its_sale_settled_and_its_keys_expired,
     a_stampede_sells_exactly_the_stock,
     completing_orders_is_idempotent_and_empties_the_outbox,
     a_batch_of_several_slices_completes_each_order_once,
@@ -171,6 +172,29 @@ async fn a_taken_sale_id_is_refused_and_the_first_sale_kept(env: TestEnv) {
     assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(5));
     assert!(ledger.active_sale_ids().await.unwrap().contains(&sale.id));
     assert_eq!(ledger.sale(&"absent".parse().unwrap()).await.unwrap(), None);
+}
+
+async fn a_sale_id_stays_taken_after_its_sale_settled_and_its_keys_expired(env: TestEnv) {
+    let ledger = env.ledger();
+    let sale = env.create_sale(3).await;
+    // An order names the sale (its row outlives the sale's keys); then the sale settles.
+    let (event, _) = env.reserve(&sale, "returning-buyer").await;
+    ledger
+        .fail_orders(&sale.id, &[&event.order_id])
+        .await
+        .unwrap();
+    relay_everything(ledger.as_ref(), &sale.id).await;
+    let retention = Duration::from_millis(50);
+    assert!(ledger.settle_sale(&sale.id, true, retention).await.unwrap());
+    tokio::time::sleep(retention * 4).await;
+
+    let mut reuse = sale.clone();
+    reuse.name = "Another sale under a used id".into();
+    assert!(
+        !ledger.create_sale(&reuse).await.unwrap(),
+        "the id is never given to another sale while an order may name it"
+    );
+    assert!(!ledger.active_sale_ids().await.unwrap().contains(&sale.id));
 }
 
 async fn a_stampede_sells_exactly_the_stock(env: TestEnv) {
