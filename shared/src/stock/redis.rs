@@ -46,6 +46,16 @@ impl StockLedger for RedisStockLedger {
     async fn create_sale(&self, sale: &Sale) -> Result<bool, StoreError> {
         let keys = self.redis.keys().sale(&sale.id);
         let json = serde_json::to_string(sale).expect("a Sale always serialises");
+        // A taken id is refused before the index is touched: the id of a settled sale must
+        // not come back into the reconciler's sweep. (Should a concurrent create win between
+        // this check and the script, the index names its sale, rightly.)
+        let taken: u32 = self
+            .redis
+            .call(async |c| c.exists(&[&keys.taken, &keys.info]).await)
+            .await?;
+        if taken > 0 {
+            return Ok(false);
+        }
         // Index first: if the script then fails, a stray id in the index is harmless, while a
         // sale missing from it would escape the reconciler.
         let index = self.redis.keys().sales_index();
