@@ -17,7 +17,6 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, RawPathParamsRejection};
 use axum::extract::{FromRequest, RawPathParams, Request, State};
 use axum::http::StatusCode;
-use chrono::Utc;
 use metrics::{Counter, Histogram, counter, histogram};
 use serde::{Deserialize, Serialize};
 use shared::error::StoreError;
@@ -186,7 +185,9 @@ async fn decide(
         .get(&sale_id)
         .await?
         .ok_or(ApiError::UnknownSale)?;
-    let now = Utc::now();
+    // One clock for the sale's window and the order's deadline: the ledger's, which decides
+    // payment and expiry (usually no round trip: the stock lock reads it too).
+    let now = state.ledger.now().await?;
     if !entry.sale.is_open_at(now) {
         return Err(ApiError::SaleNotOpen(entry.sale.state(now, 1)));
     }
@@ -197,14 +198,11 @@ async fn decide(
         OrderId::generate(&sale_id),
         &user_id,
         entry.sale.price_cents,
-        entry.sale.payment_window(),
+        now,
+        entry.sale.pay_by(now),
     );
     let payload = event.to_json();
-    let decided = match state
-        .ledger
-        .reserve(&event, &payload, entry.sale.payment_window())
-        .await
-    {
+    let decided = match state.ledger.reserve(&event, &payload).await {
         Ok(decided) => decided,
         Err(error) => lost_answer(state, &event, error).await?,
     };

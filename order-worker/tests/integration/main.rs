@@ -10,7 +10,7 @@ use shared::consumer::{DLQ_REASON_HEADER, Delivery, Handler, HandlerError};
 use shared::event::ReservationEvent;
 use shared::ids::OrderId;
 use shared::stock::{OrderStatus, OutboxSizes};
-use shared::testing::{RunningService, TestEnv, eventually, header, spawn_service};
+use shared::testing::{RunningService, TestEnv, eventually, header, reservation, spawn_service};
 use sqlx::PgPool;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -195,11 +195,10 @@ async fn a_second_order_for_the_same_buyer_is_refused_permanently_and_returns_no
     let sale = env.create_sale(10).await;
     let (original, _) = env.reserve(&sale, "frank").await;
     // A forged second order for the same buyer, which the stock script would never allow.
-    let forged = ReservationEvent::new(
+    let forged = reservation(
         shared::ids::OrderId::generate(&sale.id),
         &original.user_id,
         sale.price_cents,
-        sale.payment_window(),
     );
     let store = order_worker::store::open(&env.database_url, small()).unwrap();
     let handler = OrderHandler::new(store, env.ledger());
@@ -313,18 +312,10 @@ async fn a_lock_stamped_by_a_gateway_clock_an_hour_ahead_is_republished_on_redis
     let worker = start(&env, config(&env)).await;
     let sale = env.create_sale(10).await;
     let buyer = "kim".parse().unwrap();
-    let mut event = ReservationEvent::new(
-        OrderId::generate(&sale.id),
-        &buyer,
-        sale.price_cents,
-        sale.payment_window(),
-    );
+    let mut event = reservation(OrderId::generate(&sale.id), &buyer, sale.price_cents);
     event.reserved_at += chrono::Duration::hours(1); // the gateway's clock runs ahead
     let payload = event.to_json();
-    env.ledger()
-        .reserve(&event, &payload, sale.payment_window())
-        .await
-        .unwrap();
+    env.ledger().reserve(&event, &payload).await.unwrap();
 
     wait_until_created(&env, &event).await;
     worker.stop().await.expect("graceful shutdown returns Ok");

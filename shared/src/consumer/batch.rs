@@ -167,12 +167,7 @@ mod tests {
             .map(|i| {
                 let sale = "s".parse().unwrap();
                 let user = format!("u{i}").parse().unwrap();
-                let event = ReservationEvent::new(
-                    OrderId::generate(&sale),
-                    &user,
-                    100,
-                    Duration::from_mins(15),
-                );
+                let event = crate::testing::reservation(OrderId::generate(&sale), &user, 100);
                 let delivery = Delivery {
                     event,
                     traceparent: None,

@@ -146,7 +146,6 @@ impl StockLedger for MemoryStockLedger {
         &self,
         event: &ReservationEvent,
         payload: &str,
-        payment_window: Duration,
     ) -> Result<Reservation, StoreError> {
         let mut sales = self.sales();
         let Some(book) = sales.get_mut(&event.sale_id) else {
@@ -167,10 +166,8 @@ impl StockLedger for MemoryStockLedger {
         book.unpublished.insert(order_id.clone(), now_ms());
         book.status
             .insert(order_id.clone(), OrderStatus::Processing);
-        book.deadlines.insert(
-            order_id.clone(),
-            now_ms() + payment_window.as_millis() as i64,
-        );
+        book.deadlines
+            .insert(order_id.clone(), event.pay_by.timestamp_millis());
         book.owners.insert(order_id, event.user_id.clone());
         Ok(Reservation::Reserved {
             remaining: book.stock,

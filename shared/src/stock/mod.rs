@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 pub use self::memory::MemoryStockLedger;
 pub use self::redis::{RedisStockLedger, reservation_from_reply};
@@ -112,13 +113,13 @@ pub trait StockLedger: Send + Sync {
     /// The stock lock, in one atomic step: an unknown sale, a buyer who already holds a unit
     /// and an empty stock are refused in that order with nothing written; otherwise one unit
     /// is taken and the buyer, the outbox entry (`payload`, the very bytes that will be
-    /// published), the unacknowledged mark, the status `processing` and the pay-by time (now
-    /// plus `payment_window`, on the ledger's clock) are recorded.
+    /// published), the unacknowledged mark, the status `processing` and the pay-by time are
+    /// recorded. The pay-by time is the event's own `pay_by`, so the buyer is told exactly the
+    /// deadline that payment and expiry are decided by.
     async fn reserve(
         &self,
         event: &ReservationEvent,
         payload: &str,
-        payment_window: Duration,
     ) -> Result<Reservation, StoreError>;
 
     /// Pays `user_id`'s order, in one atomic step that races the expiry: a payment after the
@@ -169,6 +170,14 @@ pub trait StockLedger: Send + Sync {
     /// The ledger's clock, in unix milliseconds: the one clock every age and deadline is
     /// measured on (the stock lock stamps entries with it too).
     async fn now_ms(&self) -> Result<i64, StoreError>;
+
+    /// [`StockLedger::now_ms`] as a time: what a reservation is stamped with.
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        let now_ms = self.now_ms().await?;
+        DateTime::from_timestamp_millis(now_ms).ok_or_else(|| {
+            StoreError::Failed(format!("the ledger's clock is out of range: {now_ms} ms").into())
+        })
+    }
 
     /// The sales not settled yet ([`StockLedger::settle_sale`]).
     async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError>;

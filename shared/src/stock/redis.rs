@@ -101,7 +101,6 @@ impl StockLedger for RedisStockLedger {
         &self,
         event: &ReservationEvent,
         payload: &str,
-        payment_window: Duration,
     ) -> Result<Reservation, StoreError> {
         let keys = self.redis.keys().sale(&event.sale_id);
         let deadline = self.redis.deadline();
@@ -126,7 +125,7 @@ impl StockLedger for RedisStockLedger {
                     .arg(event.order_id.as_str())
                     .arg(payload)
                     .arg(run_by_ms)
-                    .arg(payment_window.as_millis() as u64)
+                    .arg(event.pay_by.timestamp_millis())
                     .invoke_async(c)
                     .await
             })
