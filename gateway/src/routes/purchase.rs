@@ -10,7 +10,7 @@
 //! the reconciler re-publishes.
 
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -26,7 +26,7 @@ use shared::kafka::{TRACEPARENT_HEADER, traceparent_for};
 use shared::stock::Reservation;
 use utoipa::ToSchema;
 
-use crate::config::LOST_ANSWER_PATIENCE;
+use crate::config::{LOST_ANSWER_PATIENCE, LOST_ANSWER_RETRY};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::BodyLimit;
 use crate::push::tally::{PURCHASE_OUTCOMES, outcome_index};
@@ -263,7 +263,7 @@ async fn lost_answer(
         {
             Ok(holding) => break holding,
             Err(_) if Instant::now() < give_up_at => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(LOST_ANSWER_RETRY).await;
             }
             Err(_) => return Err(ApiError::from(error)),
         }
