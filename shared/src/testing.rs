@@ -221,9 +221,10 @@ impl TestEnv {
             .await
             .expect("the stock ledger is reachable")
             .into_iter()
-            .map(|json| {
-                let event = TransitionEvent::from_json(json.as_bytes()).expect("a valid event");
-                (event, json)
+            .map(|due| {
+                let event =
+                    TransitionEvent::from_json(due.payload.as_bytes()).expect("a valid event");
+                (event, due.payload)
             })
             .collect()
     }

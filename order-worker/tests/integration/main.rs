@@ -432,3 +432,43 @@ async fn a_settled_sale_leaves_the_sweep_and_its_keys_expire() {
     }
     worker.stop().await.expect("graceful shutdown returns Ok");
 }
+
+#[tokio::test]
+async fn a_transition_outbox_entry_that_is_no_event_is_discarded_so_its_sale_settles() {
+    let env = TestEnv::new();
+    let sale = env.create_sale(1).await;
+    let keys = env.keys().sale(&sale.id);
+    let mut redis = redis::Client::open(env.redis.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let broken = format!("{}.0:paid", sale.id);
+    let _: () = redis::pipe()
+        .hset(&keys.transitions, &broken, "{not an event")
+        .zadd(&keys.transitions_due, &broken, 0)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let worker = start(&env, config(&env)).await;
+
+    eventually("the broken entry removed", WAIT, async || {
+        let left: u64 = redis::AsyncCommands::hlen(&mut redis, &keys.transitions)
+            .await
+            .unwrap();
+        (left == 0).then_some(())
+    })
+    .await;
+    let due: u64 = redis::AsyncCommands::zcard(&mut redis, &keys.transitions_due)
+        .await
+        .unwrap();
+    assert_eq!(due, 0, "nothing left to claim either");
+    assert!(
+        env.ledger()
+            .settle_sale(&sale.id, true, Duration::from_mins(1))
+            .await
+            .unwrap(),
+        "nothing keeps the sale from settling"
+    );
+    worker.stop().await.expect("graceful shutdown returns Ok");
+}

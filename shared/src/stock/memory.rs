@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use super::{
-    OrderStatus, OutboxEntry, OutboxSizes, Payment, Publication, Reservation, StockLedger,
-    TransitionId,
+    DueTransition, OrderStatus, OutboxEntry, OutboxSizes, Payment, Publication, Reservation,
+    StockLedger, TransitionId,
 };
 use crate::error::StoreError;
 use crate::event::{ReservationEvent, TransitionEvent};
@@ -278,7 +278,7 @@ impl StockLedger for MemoryStockLedger {
         sale_id: &SaleId,
         limit: usize,
         redeliver_after: Duration,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<DueTransition>, StoreError> {
         let mut sales = self.sales();
         let Some(book) = sales.get_mut(sale_id) else {
             return Ok(Vec::new());
@@ -297,14 +297,22 @@ impl StockLedger for MemoryStockLedger {
             .into_iter()
             .take(limit)
             .filter_map(|(_, event_id)| {
-                let event = book.transitions.get(&event_id).cloned();
-                match event {
-                    Some(_) => book.transitions_due.insert(event_id, again),
-                    None => book.transitions_due.remove(&event_id),
+                let Some(payload) = book.transitions.get(&event_id).cloned() else {
+                    book.transitions_due.remove(&event_id);
+                    return None;
                 };
-                event
+                book.transitions_due.insert(event_id.clone(), again);
+                Some(DueTransition { event_id, payload })
             })
             .collect())
+    }
+
+    async fn discard_transition(&self, sale_id: &SaleId, event_id: &str) -> Result<(), StoreError> {
+        if let Some(book) = self.sales().get_mut(sale_id) {
+            book.transitions.remove(event_id);
+            book.transitions_due.remove(event_id);
+        }
+        Ok(())
     }
 
     async fn mark_transitions_published(&self, events: &[TransitionId]) -> Result<(), StoreError> {

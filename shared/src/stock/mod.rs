@@ -66,6 +66,15 @@ impl TransitionId {
     }
 }
 
+/// A transition event handed to the relay: its id in the outbox, and its JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueTransition {
+    /// The outbox's key for it (`<order id>:<status>`), which removes it even when the JSON
+    /// does not parse.
+    pub event_id: String,
+    pub payload: String,
+}
+
 /// An outbox entry the reconciler may have to publish again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxEntry {
@@ -131,18 +140,23 @@ pub trait StockLedger: Send + Sync {
     /// unit returned) once, however often this runs.
     async fn expire_due(&self, sale_id: &SaleId, limit: usize) -> Result<Vec<OrderId>, StoreError>;
 
-    /// Up to `limit` of the sale's transition events (JSON) due for publishing: recorded and
-    /// not yet handed out, or handed out `redeliver_after` ago without an acknowledgement.
-    /// Each one handed out is due again only after `redeliver_after`.
+    /// Up to `limit` of the sale's transition events due for publishing: recorded and not yet
+    /// handed out, or handed out `redeliver_after` ago without an acknowledgement. Each one
+    /// handed out is due again only after `redeliver_after`.
     async fn due_transitions(
         &self,
         sale_id: &SaleId,
         limit: usize,
         redeliver_after: Duration,
-    ) -> Result<Vec<String>, StoreError>;
+    ) -> Result<Vec<DueTransition>, StoreError>;
 
     /// Removes transition events the broker acknowledged from their sales' outboxes.
     async fn mark_transitions_published(&self, events: &[TransitionId]) -> Result<(), StoreError>;
+
+    /// Removes one transition event from the sale's outbox by its outbox id, published or
+    /// not: for an entry that is no event at all, which would otherwise keep the sale from
+    /// settling for good.
+    async fn discard_transition(&self, sale_id: &SaleId, event_id: &str) -> Result<(), StoreError>;
 
     /// When the order must be paid by (unix ms on the ledger's clock), while it awaits payment.
     async fn pay_by(&self, order_id: &OrderId) -> Result<Option<i64>, StoreError>;

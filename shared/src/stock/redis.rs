@@ -15,8 +15,8 @@ use redis::AsyncCommands;
 
 use super::clock::RedisClock;
 use super::{
-    OrderStatus, OutboxEntry, OutboxSizes, Payment, Publication, Reservation, StockLedger,
-    TransitionId,
+    DueTransition, OrderStatus, OutboxEntry, OutboxSizes, Payment, Publication, Reservation,
+    StockLedger, TransitionId,
 };
 use crate::error::StoreError;
 use crate::event::ReservationEvent;
@@ -272,9 +272,10 @@ impl StockLedger for RedisStockLedger {
         sale_id: &SaleId,
         limit: usize,
         redeliver_after: Duration,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<DueTransition>, StoreError> {
         let keys = self.redis.keys().sale(sale_id);
-        self.redis
+        let pairs: Vec<(String, String)> = self
+            .redis
             .call(async |c| {
                 scripts::CLAIM_TRANSITIONS
                     .key(&keys.transitions)
@@ -282,6 +283,26 @@ impl StockLedger for RedisStockLedger {
                     .arg(limit)
                     .arg(redeliver_after.as_millis() as u64)
                     .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(pairs
+            .into_iter()
+            .map(|(event_id, payload)| DueTransition { event_id, payload })
+            .collect())
+    }
+
+    /// One pipelined round trip, as [`Self::mark_transitions_published`].
+    async fn discard_transition(&self, sale_id: &SaleId, event_id: &str) -> Result<(), StoreError> {
+        let keys = self.redis.keys().sale(sale_id);
+        self.redis
+            .call(async |c| {
+                redis::pipe()
+                    .hdel(&keys.transitions, event_id)
+                    .ignore()
+                    .zrem(&keys.transitions_due, event_id)
+                    .ignore()
+                    .query_async::<()>(c)
                     .await
             })
             .await

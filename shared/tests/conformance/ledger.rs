@@ -74,7 +74,7 @@ async fn claim_transitions(ledger: &dyn StockLedger, sale_id: &SaleId) -> Vec<Tr
         .await
         .unwrap()
         .iter()
-        .map(|json| TransitionEvent::from_json(json.as_bytes()).expect("a valid event"))
+        .map(|due| TransitionEvent::from_json(due.payload.as_bytes()).expect("a valid event"))
         .collect()
 }
 
@@ -307,8 +307,8 @@ async fn a_batch_of_several_slices_completes_each_order_once(env: TestEnv) {
         .await
         .unwrap();
     assert_eq!(transitions.len(), ORDERS as usize, "one event per order");
-    for json in &transitions {
-        let event = TransitionEvent::from_json(json.as_bytes()).expect("a valid event");
+    for due in &transitions {
+        let event = TransitionEvent::from_json(due.payload.as_bytes()).expect("a valid event");
         assert_eq!(event.status, OrderStatus::Created);
         assert_eq!(owners.get(&event.order_id), Some(&&event.user_id));
     }
