@@ -8,6 +8,7 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gateway::auth::TokenKeys;
 use gateway::risk::limits::RateLimits;
@@ -47,11 +48,13 @@ fn event_serialisation(c: &mut Criterion) {
     let user: UserId = "buyer-42".parse().expect("a user id");
     c.bench_function("reservation event: made and serialised", |b| {
         b.iter(|| {
+            let now = Utc::now();
             let event = ReservationEvent::new(
                 OrderId::generate(&sale),
                 black_box(&user),
                 1999,
-                Duration::from_mins(15),
+                now,
+                now + chrono::Duration::minutes(15),
             );
             black_box(event.to_json())
         });

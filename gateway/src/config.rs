@@ -15,6 +15,15 @@ const MIN_SECRET_BYTES: usize = 32;
 /// (`routes/purchase.rs`).
 pub const LOST_ANSWER_PATIENCE: Duration = Duration::from_secs(1);
 
+/// The pause between two questions of a purchase whose stock-lock answer was lost.
+pub const LOST_ANSWER_RETRY: Duration = Duration::from_millis(50);
+
+/// Redis calls on a purchase's longest path, each bounded by `REDIS_TIMEOUT_MS`: the sale (a
+/// catalog miss), the clock reading, the stock lock; its answer lost, the last question for
+/// the buyer's entry (begun at most [`LOST_ANSWER_PATIENCE`] plus [`LOST_ANSWER_RETRY`]
+/// later), then the stock left.
+const REDIS_CALLS_OF_A_LOST_ANSWER: u32 = 5;
+
 /// The seckill gateway: risk control and the atomic stock lock, answered at once; the rest of
 /// the purchase goes to Kafka.
 #[derive(Parser, Clone, Debug)]
@@ -59,7 +68,9 @@ pub struct Config {
     pub concurrency_limit: NonZeroUsize,
 
     /// Longest time one API request may take before it answers 503.
-    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = NonZeroU64::new(2000).expect("2000 > 0"))]
+    /// Must outlast a purchase whose stock-lock answer was lost (five Redis deadlines and a
+    /// second's patience); the gateway refuses to start otherwise.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = NonZeroU64::new(2500).expect("2500 > 0"))]
     pub request_timeout_ms: NonZeroU64,
 
     /// Largest accepted request body.
@@ -129,20 +140,21 @@ impl Config {
         self.check_request_outlasts_the_lock()
     }
 
-    /// A purchase makes up to three Redis calls before its stock lock's run-by time passes
-    /// (the sale, a clock reading, the lock), then may ask for its lost answer for
-    /// [`LOST_ANSWER_PATIENCE`] and one call more. A request timeout shorter than that could
-    /// answer 503 while the lock still takes a unit: a sale nobody is told about.
+    /// A purchase whose stock-lock answer was lost makes up to
+    /// [`REDIS_CALLS_OF_A_LOST_ANSWER`] Redis calls and waits out [`LOST_ANSWER_PATIENCE`] and
+    /// one [`LOST_ANSWER_RETRY`] between them. A request timeout shorter than that could
+    /// answer 503 while the lock took a unit: a sale nobody is told about.
     fn check_request_outlasts_the_lock(&self) -> Result<(), String> {
-        let needed = self.redis.timeout() * 4 + LOST_ANSWER_PATIENCE;
+        let waits = LOST_ANSWER_PATIENCE + LOST_ANSWER_RETRY;
+        let needed = self.redis.timeout() * REDIS_CALLS_OF_A_LOST_ANSWER + waits;
         if self.request_timeout() > needed {
             return Ok(());
         }
         Err(format!(
-            "REQUEST_TIMEOUT_MS ({} ms) must exceed four Redis deadlines (REDIS_TIMEOUT_MS {} ms) plus {} ms: a request cut off sooner could answer 503 for a unit its stock lock still takes",
+            "REQUEST_TIMEOUT_MS ({} ms) must exceed {REDIS_CALLS_OF_A_LOST_ANSWER} Redis deadlines (REDIS_TIMEOUT_MS {} ms) plus {} ms: a request cut off sooner could answer 503 for a unit its stock lock took",
             self.request_timeout_ms,
             self.redis.redis_timeout_ms,
-            LOST_ANSWER_PATIENCE.as_millis()
+            waits.as_millis()
         ))
     }
 
@@ -194,9 +206,11 @@ mod tests {
     fn a_request_timeout_the_stock_lock_could_outlast_is_refused_by_name() {
         let mut config = with_secrets(SECRET, SECRET);
         config.redis.redis_timeout_ms = NonZeroU64::new(500).unwrap();
+        // Five deadlines of 500 ms, the patience (1 s) and one retry pause (50 ms).
+        config.request_timeout_ms = NonZeroU64::new(3_550).unwrap();
         let error = config.validate().unwrap_err();
         assert!(error.contains("REQUEST_TIMEOUT_MS"), "{error}");
-        config.request_timeout_ms = NonZeroU64::new(3_001).unwrap();
+        config.request_timeout_ms = NonZeroU64::new(3_551).unwrap();
         assert!(config.validate().is_ok());
     }
 

@@ -120,7 +120,8 @@ impl Probes {
 pub struct Expected<'a> {
     pub sale_id: &'a SaleId,
     pub stock: u64,
-    /// The sale's payment window: an expired order held its unit at least this long.
+    /// The shortest payment window of the run's orders: an expired order held its unit at
+    /// least this long.
     pub payment_window: Duration,
     /// Distinct users who tried to buy.
     pub demand: u64,

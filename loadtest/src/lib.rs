@@ -482,10 +482,15 @@ impl Crowd {
             None => Fates::default(),
         };
 
+        // The shortest window any order of the run had: windows close at the sale's end, so
+        // one locked now has the least left (an order expired no sooner than this after its
+        // lock).
+        let now = chrono::Utc::now();
+        let shortest_window = (sale.pay_by(now) - now).to_std().unwrap_or_default();
         let expected = Expected {
             sale_id: &sale.id,
             stock: u64::from(sale.stock),
-            payment_window: sale.payment_window(),
+            payment_window: shortest_window,
             demand: users as u64,
             holdings: &outcome.holdings,
             promised_nothing_locked: &outcome.promised_nothing_locked,

@@ -14,14 +14,17 @@ use std::time::Duration;
 use metrics::counter;
 use shared::consumer::batch::{Step, sleep_unless_shutdown};
 use shared::error::StoreError;
-use shared::event::TransitionEvent;
+use shared::event::{DecodeError, TransitionEvent};
 use shared::ids::SaleId;
 use shared::publisher::Publisher;
-use shared::stock::{StockLedger, TransitionId};
+use shared::stock::{DueTransition, StockLedger, TransitionId};
 use tokio_util::sync::CancellationToken;
 
 /// Transition events handed to the producer (first publishes and redeliveries).
 pub const TRANSITIONS_RELAYED_TOTAL: &str = "seckill_transitions_relayed_total";
+
+/// Transition outbox entries that were no valid event, logged and removed.
+pub const TRANSITIONS_DISCARDED_TOTAL: &str = "seckill_transitions_discarded_total";
 
 /// Events claimed per call.
 const CHUNK: usize = 500;
@@ -50,6 +53,7 @@ impl Relay {
         settings: RelaySettings,
     ) -> Self {
         counter!(TRANSITIONS_RELAYED_TOTAL).absolute(0);
+        counter!(TRANSITIONS_DISCARDED_TOTAL).absolute(0);
         Self {
             ledger,
             publisher,
@@ -94,23 +98,41 @@ impl Relay {
                 .due_transitions(sale_id, CHUNK, self.settings.redeliver_after)
                 .await?;
             let claimed = due.len();
-            relayed += due.iter().filter(|payload| self.publish(payload)).count();
+            for transition in &due {
+                match TransitionEvent::from_json(transition.payload.as_bytes()) {
+                    Ok(event) => {
+                        relayed += usize::from(self.publish(&event, &transition.payload));
+                    }
+                    Err(error) => self.discard(sale_id, transition, &error).await?,
+                }
+            }
             if claimed < CHUNK || relayed >= PASS_LIMIT {
                 return Ok(relayed);
             }
         }
     }
 
+    /// Removes an outbox entry that is no event (written by hand, or by another program):
+    /// left there it would be claimed forever and its sale would never settle. Its payload is
+    /// logged in full, for an operator to recover.
+    async fn discard(
+        &self,
+        sale_id: &SaleId,
+        transition: &DueTransition,
+        error: &DecodeError,
+    ) -> Result<(), StoreError> {
+        tracing::error!(%error, %sale_id, event_id = transition.event_id, payload = transition.payload,
+            "transition outbox entry is not a valid event; discarded");
+        self.ledger
+            .discard_transition(sale_id, &transition.event_id)
+            .await?;
+        counter!(TRANSITIONS_DISCARDED_TOTAL).increment(1);
+        Ok(())
+    }
+
     /// Queues one event on the producer; `false` if it could not be (it is due again later).
-    fn publish(&self, payload: &str) -> bool {
-        let event = match TransitionEvent::from_json(payload.as_bytes()) {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::error!(%error, payload, "transition outbox entry is not a valid event; leaving it for an operator");
-                return false;
-            }
-        };
-        match self.publisher.publish(&event, payload) {
+    fn publish(&self, event: &TransitionEvent, payload: &str) -> bool {
+        match self.publisher.publish(event, payload) {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!(%error, event_id = event.event_id, "publish failed; the event is due again later");

@@ -28,6 +28,10 @@ pub struct KeySpace {
 /// The keys of one sale, all in the same hash slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SaleKeys {
+    /// String: marks the sale id as used, for good. It never expires (settling leaves it out,
+    /// see [`SaleKeys::all`]): orders in the order table keep the id after the other keys are
+    /// gone, so a new sale under it would see its returning buyers' orders refused.
+    pub taken: String,
     /// String: the sale's fixed attributes (name, price, stock, window) as JSON.
     pub info: String,
     /// String: units left. Absent means the sale does not exist.
@@ -87,7 +91,8 @@ impl SaleKeys {
         ]
     }
 
-    /// Every key of the sale (the per-order SMS records aside: they expire on their own).
+    /// Every key of the sale that expires once the sale settled: all of them but
+    /// [`SaleKeys::taken`] (and the per-order SMS records, which expire on their own).
     pub fn all(&self) -> [&str; 17] {
         [
             &self.info,
@@ -126,6 +131,7 @@ impl KeySpace {
     pub fn sale(&self, sale_id: &SaleId) -> SaleKeys {
         let base = format!("{}:{{sale:{sale_id}}}", self.prefix);
         SaleKeys {
+            taken: format!("{base}:taken"),
             info: format!("{base}:info"),
             stock: format!("{base}:stock"),
             buyers: format!("{base}:buyers"),
@@ -205,7 +211,7 @@ mod tests {
         for key in keys
             .all()
             .into_iter()
-            .chain([keys.sms_sent_prefix.as_str()])
+            .chain([keys.taken.as_str(), keys.sms_sent_prefix.as_str()])
         {
             assert!(key.starts_with("test-1:"), "{key}");
             assert_eq!(hash_tag(key), "sale:s42", "{key}");

@@ -3,7 +3,7 @@
 //! Sales are immutable once created, so every gateway may cache them forever; only the stock
 //! counter beside them changes.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -34,8 +34,8 @@ pub struct Sale {
     pub stock: u32,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
-    /// How long a buyer has to pay, from the stock lock; an order unpaid by then expires and
-    /// its unit goes back on sale.
+    /// How long a buyer has to pay, from the stock lock, but never past `ends_at` (see
+    /// [`Sale::pay_by`]); an order unpaid by then expires and its unit goes back on sale.
     #[serde(default = "default_payment_window_secs")]
     #[schema(minimum = 1, maximum = 86_400, default = 900)]
     pub payment_window_secs: u32,
@@ -94,9 +94,13 @@ impl Sale {
         }
     }
 
-    /// How long a buyer has to pay.
-    pub fn payment_window(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(u64::from(self.payment_window_secs))
+    /// When a unit locked at `reserved_at` must be paid by: the payment window, closed at
+    /// the sale's end. A unit that comes back after the end cannot sell again, so a window
+    /// outliving the sale would only strand it; closed at `ends_at`, every order is final one
+    /// expiry sweep after the sale ends. Whole milliseconds, as the ledgers keep deadlines.
+    pub fn pay_by(&self, reserved_at: DateTime<Utc>) -> DateTime<Utc> {
+        let window = chrono::Duration::seconds(i64::from(self.payment_window_secs));
+        (reserved_at + window).min(self.ends_at).trunc_subsecs(3)
     }
 
     /// Whether purchases are accepted at `now` (stock aside).
@@ -169,5 +173,23 @@ mod tests {
         assert_eq!(s.state(s.ends_at, 10), SaleState::Ended);
         assert!(s.is_open_at(s.starts_at));
         assert!(!s.is_open_at(s.ends_at));
+    }
+
+    #[test]
+    fn a_payment_window_closes_at_the_sales_end() {
+        let s = sale();
+        let window = Duration::seconds(i64::from(s.payment_window_secs));
+        let early = s.ends_at - window - Duration::seconds(5);
+        assert_eq!(
+            s.pay_by(early),
+            (early + window).trunc_subsecs(3),
+            "the whole window fits"
+        );
+        let late = s.ends_at - Duration::seconds(5);
+        assert_eq!(
+            s.pay_by(late),
+            s.ends_at.trunc_subsecs(3),
+            "a window that would outlive the sale"
+        );
     }
 }

@@ -54,6 +54,14 @@ macro_rules! conformance {
     };
 }
 
+/// An event for one unit reserved now on this process's clock, with the default payment
+/// window: for tests that need an event, not a lock.
+pub fn reservation(order_id: OrderId, user_id: &UserId, price_cents: i64) -> ReservationEvent {
+    let now = Utc::now();
+    let window = chrono::Duration::seconds(i64::from(crate::sale::DEFAULT_PAYMENT_WINDOW_SECS));
+    ReservationEvent::new(order_id, user_id, price_cents, now, now + window)
+}
+
 /// Partitions of every test topic: more than one, so ordering across partitions is exercised.
 pub const TEST_PARTITIONS: u16 = 2;
 
@@ -177,18 +185,17 @@ impl TestEnv {
     /// the event and the payload the outbox holds.
     pub async fn reserve(&self, sale: &Sale, user_id: &str) -> (ReservationEvent, String) {
         let user_id: UserId = user_id.parse().expect("a valid user id");
+        let ledger = self.ledger();
+        let reserved_at = ledger.now().await.expect("the stock ledger is reachable");
         let event = ReservationEvent::new(
             OrderId::generate(&sale.id),
             &user_id,
             sale.price_cents,
-            sale.payment_window(),
+            reserved_at,
+            sale.pay_by(reserved_at),
         );
         let payload = event.to_json();
-        let outcome = self
-            .ledger()
-            .reserve(&event, &payload, sale.payment_window())
-            .await
-            .expect("reserve");
+        let outcome = ledger.reserve(&event, &payload).await.expect("reserve");
         assert!(
             matches!(outcome, Reservation::Reserved { .. }),
             "{outcome:?}"
@@ -224,9 +231,10 @@ impl TestEnv {
             .await
             .expect("the stock ledger is reachable")
             .into_iter()
-            .map(|json| {
-                let event = TransitionEvent::from_json(json.as_bytes()).expect("a valid event");
-                (event, json)
+            .map(|due| {
+                let event =
+                    TransitionEvent::from_json(due.payload.as_bytes()).expect("a valid event");
+                (event, due.payload)
             })
             .collect()
     }

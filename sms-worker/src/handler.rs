@@ -169,7 +169,8 @@ fn compose(event: &OrderEvent) -> Option<(SmsId, Sms)> {
             format!(
                 "Order {} is reserved for you: pay by {} UTC or it is released.",
                 reservation.order_id,
-                reservation.pay_by.format("%H:%M")
+                // To the second: a window closed at the sale's end rarely ends on a minute.
+                reservation.pay_by.format("%H:%M:%S")
             ),
         ),
         OrderEvent::Transition(transition) => {
@@ -227,5 +228,23 @@ impl<P: SmsProvider> Handler for SmsHandler<P> {
             self.send_once(&delivery.event).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use shared::ids::OrderId;
+
+    use super::*;
+
+    #[test]
+    fn the_reserved_message_tells_the_events_deadline_to_the_second() {
+        let pay_by: DateTime<Utc> = "2026-11-23T10:14:59.900Z".parse().unwrap();
+        let order_id = OrderId::generate(&"s1".parse().unwrap());
+        let mut event = shared::testing::reservation(order_id, &"u1".parse().unwrap(), 1999);
+        event.pay_by = pay_by;
+        let (_, sms) = compose(&OrderEvent::Reserved(event)).expect("a reserved message");
+        assert!(sms.text.contains("pay by 10:14:59 UTC"), "{}", sms.text);
     }
 }

@@ -10,14 +10,13 @@
 //! the reconciler re-publishes.
 
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, RawPathParamsRejection};
 use axum::extract::{FromRequest, RawPathParams, Request, State};
 use axum::http::StatusCode;
-use chrono::Utc;
 use metrics::{Counter, Histogram, counter, histogram};
 use serde::{Deserialize, Serialize};
 use shared::error::StoreError;
@@ -27,7 +26,7 @@ use shared::kafka::{TRACEPARENT_HEADER, traceparent_for};
 use shared::stock::Reservation;
 use utoipa::ToSchema;
 
-use crate::config::LOST_ANSWER_PATIENCE;
+use crate::config::{LOST_ANSWER_PATIENCE, LOST_ANSWER_RETRY};
 use crate::error::{ApiError, ErrorBody, NOTHING_LOCKED};
 use crate::extract::BodyLimit;
 use crate::push::tally::{PURCHASE_OUTCOMES, outcome_index};
@@ -182,7 +181,9 @@ async fn decide(
         .get(&sale_id)
         .await?
         .ok_or(ApiError::UnknownSale)?;
-    let now = Utc::now();
+    // One clock for the sale's window and the order's deadline: the ledger's, which decides
+    // payment and expiry (usually no round trip: the stock lock reads it too).
+    let now = state.ledger.now().await?;
     if !entry.sale.is_open_at(now) {
         return Err(ApiError::SaleNotOpen(entry.sale.state(now, 1)));
     }
@@ -193,14 +194,11 @@ async fn decide(
         OrderId::generate(&sale_id),
         &user_id,
         entry.sale.price_cents,
-        entry.sale.payment_window(),
+        now,
+        entry.sale.pay_by(now),
     );
     let payload = event.to_json();
-    let decided = match state
-        .ledger
-        .reserve(&event, &payload, entry.sale.payment_window())
-        .await
-    {
+    let decided = match state.ledger.reserve(&event, &payload).await {
         Ok(decided) => decided,
         Err(error) => lost_answer(state, &event, error).await?,
     };
@@ -261,7 +259,7 @@ async fn lost_answer(
         {
             Ok(holding) => break holding,
             Err(_) if Instant::now() < give_up_at => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(LOST_ANSWER_RETRY).await;
             }
             Err(_) => return Err(ApiError::from(error)),
         }

@@ -299,7 +299,7 @@ async fn a_lock_queued_behind_a_paused_redis_past_its_deadline_locks_nothing() {
     let mut config = test_config();
     config.redis.redis_url = redis.url();
     config.redis.redis_timeout_ms = std::num::NonZeroU64::new(200).unwrap();
-    config.request_timeout_ms = std::num::NonZeroU64::new(2_000).unwrap();
+    config.request_timeout_ms = std::num::NonZeroU64::new(2_500).unwrap();
     let app = spawn_app_with(config).await;
     let sale = app.create_open_sale(10).await;
     assert_eq!(app.purchase(&sale, &app.token("early")).await.status(), 202);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use order_worker::payments::PaymentResolver;
 use serde_json::Value;
 use shared::backends::Backends;
@@ -146,6 +146,28 @@ async fn returned_units_all_sell_to_latecomers_arriving_together() {
         .count();
     assert_eq!(accepted, UNITS as usize, "every returned unit sold again");
     assert_eq!(app.sale_view(&sale).await["remaining"], 0);
+}
+
+#[tokio::test]
+async fn a_window_that_would_outlive_the_sale_closes_at_its_end_for_the_api_and_the_message() {
+    let app = spawn_app().await;
+    let now = Utc::now().trunc_subsecs(0);
+    let ends_at = now + chrono::Duration::minutes(10);
+    // The default window is 15 minutes: longer than what is left of this sale.
+    let sale = app
+        .create_sale(1, now - chrono::Duration::minutes(1), ends_at)
+        .await;
+    let token = app.token("late-shopper");
+    let order_id = app.buy(&sale, &token).await;
+
+    let pending = order(&app, &order_id, &token).await;
+    let pay_by: DateTime<Utc> = pending["pay_by"].as_str().unwrap().parse().unwrap();
+    assert_eq!(pay_by, ends_at, "the API shows the deadline: {pending}");
+    let events = app.read_events(1).await;
+    assert_eq!(
+        events[0].0.pay_by, ends_at,
+        "the event the \"reserved\" SMS is written from carries the same deadline"
+    );
 }
 
 /// A provider on the test's books that misbehaves after each charge it makes.

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use order_worker::store::{DatabaseSettings, OrderStore, OrderStoreError, SaleOrders};
 use shared::consumer::Delivery;
-use shared::event::{ReservationEvent, TransitionEvent};
+use shared::event::TransitionEvent;
 use shared::ids::{OrderId, SaleId};
 use shared::stock::OrderStatus;
-use shared::testing::TestEnv;
+use shared::testing::{TestEnv, reservation};
 
 shared::conformance!(
     a_redelivered_batch_inserts_nothing_more,
@@ -48,12 +48,7 @@ fn sale_id() -> SaleId {
 fn order(sale_id: &SaleId, user: &str, price_cents: i64) -> Delivery {
     let user = user.parse().unwrap();
     Delivery {
-        event: ReservationEvent::new(
-            OrderId::generate(sale_id),
-            &user,
-            price_cents,
-            std::time::Duration::from_mins(15),
-        ),
+        event: reservation(OrderId::generate(sale_id), &user, price_cents),
         traceparent: None,
     }
 }

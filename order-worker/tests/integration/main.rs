@@ -10,7 +10,7 @@ use shared::consumer::{DLQ_REASON_HEADER, Delivery, Handler, HandlerError};
 use shared::event::{ReservationEvent, TransitionEvent};
 use shared::ids::OrderId;
 use shared::stock::{OrderStatus, OutboxSizes};
-use shared::testing::{RunningService, TestEnv, eventually, header, spawn_service};
+use shared::testing::{RunningService, TestEnv, eventually, header, reservation, spawn_service};
 use sqlx::PgPool;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -227,11 +227,10 @@ async fn a_second_order_for_the_same_buyer_is_refused_permanently_and_returns_no
     let sale = env.create_sale(10).await;
     let (original, _) = env.reserve(&sale, "frank").await;
     // A forged second order for the same buyer, which the stock script would never allow.
-    let forged = ReservationEvent::new(
+    let forged = reservation(
         shared::ids::OrderId::generate(&sale.id),
         &original.user_id,
         sale.price_cents,
-        sale.payment_window(),
     );
     let store = order_worker::store::open(&env.database_url, small()).unwrap();
     let handler = OrderHandler::new(store, env.ledger());
@@ -400,18 +399,10 @@ async fn a_lock_stamped_by_a_gateway_clock_an_hour_ahead_is_republished_on_redis
     let worker = start(&env, config(&env)).await;
     let sale = env.create_sale(10).await;
     let buyer = "kim".parse().unwrap();
-    let mut event = ReservationEvent::new(
-        OrderId::generate(&sale.id),
-        &buyer,
-        sale.price_cents,
-        sale.payment_window(),
-    );
+    let mut event = reservation(OrderId::generate(&sale.id), &buyer, sale.price_cents);
     event.reserved_at += chrono::Duration::hours(1); // the gateway's clock runs ahead
     let payload = event.to_json();
-    env.ledger()
-        .reserve(&event, &payload, sale.payment_window())
-        .await
-        .unwrap();
+    env.ledger().reserve(&event, &payload).await.unwrap();
 
     wait_until_created(&env, &event).await;
     worker.stop().await.expect("graceful shutdown returns Ok");
@@ -526,5 +517,45 @@ async fn a_settled_sale_leaves_the_sweep_and_its_keys_expire() {
         let retention_ms = 8 * 24 * 3600 * 1000;
         assert!(ttl_ms > 0 && ttl_ms <= retention_ms, "{key}: {ttl_ms} ms");
     }
+    worker.stop().await.expect("graceful shutdown returns Ok");
+}
+
+#[tokio::test]
+async fn a_transition_outbox_entry_that_is_no_event_is_discarded_so_its_sale_settles() {
+    let env = TestEnv::new();
+    let sale = env.create_sale(1).await;
+    let keys = env.keys().sale(&sale.id);
+    let mut redis = redis::Client::open(env.redis.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let broken = format!("{}.0:paid", sale.id);
+    let _: () = redis::pipe()
+        .hset(&keys.transitions, &broken, "{not an event")
+        .zadd(&keys.transitions_due, &broken, 0)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let worker = start(&env, config(&env)).await;
+
+    eventually("the broken entry removed", WAIT, async || {
+        let left: u64 = redis::AsyncCommands::hlen(&mut redis, &keys.transitions)
+            .await
+            .unwrap();
+        (left == 0).then_some(())
+    })
+    .await;
+    let due: u64 = redis::AsyncCommands::zcard(&mut redis, &keys.transitions_due)
+        .await
+        .unwrap();
+    assert_eq!(due, 0, "nothing left to claim either");
+    assert!(
+        env.ledger()
+            .settle_sale(&sale.id, true, Duration::from_mins(1))
+            .await
+            .unwrap(),
+        "nothing keeps the sale from settling"
+    );
     worker.stop().await.expect("graceful shutdown returns Ok");
 }

@@ -167,12 +167,10 @@ mod tests {
             .map(|i| {
                 let sale = "s".parse().unwrap();
                 let user = format!("u{i}").parse().unwrap();
-                let event = ReservationEvent::new(
-                    OrderId::generate(&sale),
-                    &user,
-                    100,
-                    Duration::from_mins(15),
-                );
+                let now = chrono::Utc::now();
+                let pay_by = now + chrono::Duration::minutes(15);
+                let event =
+                    ReservationEvent::new(OrderId::generate(&sale), &user, 100, now, pay_by);
                 let delivery = Delivery {
                     event,
                     traceparent: None,

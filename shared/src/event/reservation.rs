@@ -4,8 +4,6 @@
 //! script, so a re-publish by the reconciler is byte-for-byte the original event and consumers
 //! deduplicate it on `event_id`.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -24,22 +22,23 @@ pub struct ReservationEvent {
     pub user_id: UserId,
     pub price_cents: i64,
     pub quantity: u32,
+    /// When the unit was locked, on the ledger's clock (as the gateway read it just before).
     pub reserved_at: DateTime<Utc>,
-    /// When the order must be paid by, for the buyer's message. The deadline that counts is
-    /// the stock lock's, on the ledger's clock; this one is the gateway's reading of it.
+    /// When the order must be paid by: the very deadline the stock lock records and payment
+    /// and expiry are decided by, so the buyer's message tells what the ledger enforces.
     pub pay_by: DateTime<Utc>,
 }
 
 impl ReservationEvent {
-    /// A new event for one unit bought by `user_id`, reserved now, to be paid within
-    /// `payment_window`.
+    /// A new event for one unit bought by `user_id`, reserved at `reserved_at`, to be paid by
+    /// `pay_by` (see [`crate::sale::Sale::pay_by`]).
     pub fn new(
         order_id: OrderId,
         user_id: &UserId,
         price_cents: i64,
-        payment_window: Duration,
+        reserved_at: DateTime<Utc>,
+        pay_by: DateTime<Utc>,
     ) -> Self {
-        let reserved_at = Utc::now();
         Self {
             version: EVENT_VERSION,
             event_id: Uuid::now_v7(),
@@ -49,7 +48,7 @@ impl ReservationEvent {
             price_cents,
             quantity: 1,
             reserved_at,
-            pay_by: reserved_at + payment_window,
+            pay_by,
         }
     }
 
@@ -77,16 +76,20 @@ impl ReservationEvent {
 
 #[cfg(test)]
 mod tests {
+    use chrono::Duration;
+
     use super::*;
 
     /// A new event of `user` in `sale`.
     fn event(sale: &str, user: &str, price_cents: i64) -> ReservationEvent {
         let sale: SaleId = sale.parse().unwrap();
+        let now = Utc::now();
         ReservationEvent::new(
             OrderId::generate(&sale),
             &user.parse().unwrap(),
             price_cents,
-            Duration::from_mins(15),
+            now,
+            now + Duration::minutes(15),
         )
     }
 

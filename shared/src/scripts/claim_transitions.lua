@@ -8,7 +8,8 @@
 -- ARGV[1] at most this many events
 -- ARGV[2] redelivery delay (ms)
 --
--- Returns the events' JSON.
+-- Returns {event id, event JSON, event id, event JSON, ...}: the id removes an entry whose JSON
+-- is broken.
 
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -19,7 +20,7 @@ each_slice(due, function(event_ids)
   local redue, gone = {}, {}
   for i, event_id in ipairs(event_ids) do
     if found[i] then
-      events[#events + 1] = found[i]
+      events[#events + 1] = {event_id, found[i]}
       redue[#redue + 1] = now_ms + tonumber(ARGV[2])
       redue[#redue + 1] = event_id
     else

@@ -76,13 +76,19 @@ pub static SETTLE_SALE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("settle_sale.lua")));
 
 /// The source of `stats_apply.lua`, for a pipeline that loads it before running it.
-pub const STATS_APPLY_SOURCE: &str = include_str!("stats_apply.lua");
+pub const STATS_APPLY_SOURCE: &str = concat!(
+    include_str!("expire_with_sale.lua"),
+    include_str!("stats_apply.lua")
+);
 
 /// An event counted in its sale's statistics, once.
 pub static STATS_APPLY: LazyLock<Script> = LazyLock::new(|| Script::new(STATS_APPLY_SOURCE));
 
 /// The source of `stats_transition.lua`, for a pipeline that loads it before running it.
-pub const STATS_TRANSITION_SOURCE: &str = include_str!("stats_transition.lua");
+pub const STATS_TRANSITION_SOURCE: &str = concat!(
+    include_str!("expire_with_sale.lua"),
+    include_str!("stats_transition.lua")
+);
 
 /// A transition counted in its sale's statistics, once.
 pub static STATS_TRANSITION: LazyLock<Script> =

@@ -14,7 +14,8 @@
 -- ARGV[3] event JSON (published as is, and re-published as is by the reconciler)
 -- ARGV[4] run-by time (ms, Redis's clock): the caller stops waiting then, so a lock that only
 --         gets to run later (queued behind a paused or busy Redis) must lock nothing
--- ARGV[5] the sale's payment window (ms): the order must be paid by now + window
+-- ARGV[5] the order's pay-by time (ms, Redis's clock), as the event tells the buyer: the
+--         payment window from the gateway's reading of this clock, closed at the sale's end
 --
 -- Times are Redis's own (TIME): the reconciler measures ages on the same clock, whatever the
 -- clocks of the gateways and workers say.
@@ -48,6 +49,6 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[4], now_ms, ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[2], 'processing')
-redis.call('ZADD', KEYS[6], now_ms + tonumber(ARGV[5]), ARGV[2])
+redis.call('ZADD', KEYS[6], ARGV[5], ARGV[2])
 redis.call('HSET', KEYS[7], ARGV[2], ARGV[1])
 return {'reserved', remaining, ''}

@@ -3,6 +3,7 @@
 -- KEYS[1] stats events  set:  event ids already counted
 -- KEYS[2] stats         hash: sold, revenue_cents, and per status: created, paid, expired,
 --                             failed; paid_revenue_cents
+-- KEYS[3] info          the sale's, for its time to live (expire_with_sale.lua)
 -- ARGV[1] event id  ARGV[2] status  ARGV[3] the unit's price in cents
 --
 -- Returns 1 when counted, 0 when this event id was counted before (nothing changes).
@@ -14,4 +15,5 @@ redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 if ARGV[2] == 'paid' then
   redis.call('HINCRBY', KEYS[2], 'paid_revenue_cents', ARGV[3])
 end
+expire_with_sale()
 return 1

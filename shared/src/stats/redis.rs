@@ -50,6 +50,7 @@ impl StatsStore for RedisStatsStore {
                 .key(keys.stats)
                 .key(keys.stats_buyers)
                 .key(keys.stats_timeline)
+                .key(keys.info)
                 .arg(event.event_id.to_string())
                 .arg(event.user_id.as_str())
                 .arg(event.quantity)
@@ -68,6 +69,7 @@ impl StatsStore for RedisStatsStore {
             let mut invocation = scripts::STATS_TRANSITION.key(keys.stats_events);
             invocation
                 .key(keys.stats)
+                .key(keys.info)
                 .arg(&event.event_id)
                 .arg(event.status.as_str())
                 .arg(event.price_cents);

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use super::{
-    DuePayment, OrderStatus, OutboxEntry, OutboxSizes, Payment, PaymentIntent, Publication,
-    Reservation, StockLedger, TransitionId,
+    DuePayment, DueTransition, OrderStatus, OutboxEntry, OutboxSizes, Payment, PaymentIntent,
+    Publication, Reservation, StockLedger, TransitionId,
 };
 use crate::error::StoreError;
 use crate::event::{ReservationEvent, TransitionEvent};
@@ -131,6 +131,8 @@ impl MemoryStockLedger {
 impl StockLedger for MemoryStockLedger {
     async fn create_sale(&self, sale: &Sale) -> Result<bool, StoreError> {
         let mut sales = self.sales();
+        // A settled sale stays in the map (nothing expires here), so its id stays taken, as
+        // the marker key keeps it taken in Redis.
         if sales.contains_key(&sale.id) {
             return Ok(false);
         }
@@ -165,7 +167,6 @@ impl StockLedger for MemoryStockLedger {
         &self,
         event: &ReservationEvent,
         payload: &str,
-        payment_window: Duration,
     ) -> Result<Reservation, StoreError> {
         let mut sales = self.sales();
         let Some(book) = sales.get_mut(&event.sale_id) else {
@@ -186,10 +187,8 @@ impl StockLedger for MemoryStockLedger {
         book.unpublished.insert(order_id.clone(), now_ms());
         book.status
             .insert(order_id.clone(), OrderStatus::Processing);
-        book.deadlines.insert(
-            order_id.clone(),
-            now_ms() + payment_window.as_millis() as i64,
-        );
+        book.deadlines
+            .insert(order_id.clone(), event.pay_by.timestamp_millis());
         book.owners.insert(order_id, event.user_id.clone());
         Ok(Reservation::Reserved {
             remaining: book.stock,
@@ -354,7 +353,7 @@ impl StockLedger for MemoryStockLedger {
         sale_id: &SaleId,
         limit: usize,
         redeliver_after: Duration,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<DueTransition>, StoreError> {
         let mut sales = self.sales();
         let Some(book) = sales.get_mut(sale_id) else {
             return Ok(Vec::new());
@@ -373,14 +372,22 @@ impl StockLedger for MemoryStockLedger {
             .into_iter()
             .take(limit)
             .filter_map(|(_, event_id)| {
-                let event = book.transitions.get(&event_id).cloned();
-                match event {
-                    Some(_) => book.transitions_due.insert(event_id, again),
-                    None => book.transitions_due.remove(&event_id),
+                let Some(payload) = book.transitions.get(&event_id).cloned() else {
+                    book.transitions_due.remove(&event_id);
+                    return None;
                 };
-                event
+                book.transitions_due.insert(event_id.clone(), again);
+                Some(DueTransition { event_id, payload })
             })
             .collect())
+    }
+
+    async fn discard_transition(&self, sale_id: &SaleId, event_id: &str) -> Result<(), StoreError> {
+        if let Some(book) = self.sales().get_mut(sale_id) {
+            book.transitions.remove(event_id);
+            book.transitions_due.remove(event_id);
+        }
+        Ok(())
     }
 
     async fn mark_transitions_published(&self, events: &[TransitionId]) -> Result<(), StoreError> {

@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 pub use self::memory::MemoryStockLedger;
 pub use self::redis::{RedisStockLedger, reservation_from_reply};
@@ -83,6 +84,15 @@ impl TransitionId {
     }
 }
 
+/// A transition event handed to the relay: its id in the outbox, and its JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueTransition {
+    /// The outbox's key for it (`<order id>:<status>`), which removes it even when the JSON
+    /// does not parse.
+    pub event_id: String,
+    pub payload: String,
+}
+
 /// An outbox entry the reconciler may have to publish again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxEntry {
@@ -117,6 +127,8 @@ pub struct OutboxSizes {
 #[async_trait]
 pub trait StockLedger: Send + Sync {
     /// Stores a new sale and its stock counter; `false` when the id is taken (nothing changed).
+    /// An id stays taken after its sale settled and its keys expired: orders in the order
+    /// table still name it (docs/architecture.md, "The order lifecycle").
     async fn create_sale(&self, sale: &Sale) -> Result<bool, StoreError>;
 
     /// The sale with this id, if it exists.
@@ -128,13 +140,13 @@ pub trait StockLedger: Send + Sync {
     /// The stock lock, in one atomic step: an unknown sale, a buyer who already holds a unit
     /// and an empty stock are refused in that order with nothing written; otherwise one unit
     /// is taken and the buyer, the outbox entry (`payload`, the very bytes that will be
-    /// published), the unacknowledged mark, the status `processing` and the pay-by time (now
-    /// plus `payment_window`, on the ledger's clock) are recorded.
+    /// published), the unacknowledged mark, the status `processing` and the pay-by time are
+    /// recorded. The pay-by time is the event's own `pay_by`, so the buyer is told exactly the
+    /// deadline that payment and expiry are decided by.
     async fn reserve(
         &self,
         event: &ReservationEvent,
         payload: &str,
-        payment_window: Duration,
     ) -> Result<Reservation, StoreError>;
 
     /// Records the intent to charge `amount_cents` for `user_id`'s order: the first of a
@@ -175,18 +187,23 @@ pub trait StockLedger: Send + Sync {
     /// unit returned) once, however often this runs.
     async fn expire_due(&self, sale_id: &SaleId, limit: usize) -> Result<Vec<OrderId>, StoreError>;
 
-    /// Up to `limit` of the sale's transition events (JSON) due for publishing: recorded and
-    /// not yet handed out, or handed out `redeliver_after` ago without an acknowledgement.
-    /// Each one handed out is due again only after `redeliver_after`.
+    /// Up to `limit` of the sale's transition events due for publishing: recorded and not yet
+    /// handed out, or handed out `redeliver_after` ago without an acknowledgement. Each one
+    /// handed out is due again only after `redeliver_after`.
     async fn due_transitions(
         &self,
         sale_id: &SaleId,
         limit: usize,
         redeliver_after: Duration,
-    ) -> Result<Vec<String>, StoreError>;
+    ) -> Result<Vec<DueTransition>, StoreError>;
 
     /// Removes transition events the broker acknowledged from their sales' outboxes.
     async fn mark_transitions_published(&self, events: &[TransitionId]) -> Result<(), StoreError>;
+
+    /// Removes one transition event from the sale's outbox by its outbox id, published or
+    /// not: for an entry that is no event at all, which would otherwise keep the sale from
+    /// settling for good.
+    async fn discard_transition(&self, sale_id: &SaleId, event_id: &str) -> Result<(), StoreError>;
 
     /// When the order must be paid by (unix ms on the ledger's clock), while it awaits payment.
     async fn pay_by(&self, order_id: &OrderId) -> Result<Option<i64>, StoreError>;
@@ -214,6 +231,14 @@ pub trait StockLedger: Send + Sync {
     /// The ledger's clock, in unix milliseconds: the one clock every age and deadline is
     /// measured on (the stock lock stamps entries with it too).
     async fn now_ms(&self) -> Result<i64, StoreError>;
+
+    /// [`StockLedger::now_ms`] as a time: what a reservation is stamped with.
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        let now_ms = self.now_ms().await?;
+        DateTime::from_timestamp_millis(now_ms).ok_or_else(|| {
+            StoreError::Failed(format!("the ledger's clock is out of range: {now_ms} ms").into())
+        })
+    }
 
     /// The sales not settled yet ([`StockLedger::settle_sale`]).
     async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError>;

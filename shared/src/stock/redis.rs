@@ -15,8 +15,8 @@ use redis::AsyncCommands;
 
 use super::clock::RedisClock;
 use super::{
-    DuePayment, OrderStatus, OutboxEntry, OutboxSizes, Payment, PaymentIntent, Publication,
-    Reservation, StockLedger, TransitionId,
+    DuePayment, DueTransition, OrderStatus, OutboxEntry, OutboxSizes, Payment, PaymentIntent,
+    Publication, Reservation, StockLedger, TransitionId,
 };
 use crate::error::StoreError;
 use crate::event::ReservationEvent;
@@ -46,6 +46,16 @@ impl StockLedger for RedisStockLedger {
     async fn create_sale(&self, sale: &Sale) -> Result<bool, StoreError> {
         let keys = self.redis.keys().sale(&sale.id);
         let json = serde_json::to_string(sale).expect("a Sale always serialises");
+        // A taken id is refused before the index is touched: the id of a settled sale must
+        // not come back into the reconciler's sweep. (Should a concurrent create win between
+        // this check and the script, the index names its sale, rightly.)
+        let taken: u32 = self
+            .redis
+            .call(async |c| c.exists(&[&keys.taken, &keys.info]).await)
+            .await?;
+        if taken > 0 {
+            return Ok(false);
+        }
         // Index first: if the script then fails, a stray id in the index is harmless, while a
         // sale missing from it would escape the reconciler.
         let index = self.redis.keys().sales_index();
@@ -56,6 +66,7 @@ impl StockLedger for RedisStockLedger {
             .redis
             .call(async |c| {
                 scripts::CREATE_SALE
+                    .key(&keys.taken)
                     .key(&keys.info)
                     .key(&keys.stock)
                     .arg(&json)
@@ -90,7 +101,6 @@ impl StockLedger for RedisStockLedger {
         &self,
         event: &ReservationEvent,
         payload: &str,
-        payment_window: Duration,
     ) -> Result<Reservation, StoreError> {
         let keys = self.redis.keys().sale(&event.sale_id);
         let deadline = self.redis.deadline();
@@ -115,7 +125,7 @@ impl StockLedger for RedisStockLedger {
                     .arg(event.order_id.as_str())
                     .arg(payload)
                     .arg(run_by_ms)
-                    .arg(payment_window.as_millis() as u64)
+                    .arg(event.pay_by.timestamp_millis())
                     .invoke_async(c)
                     .await
             })
@@ -349,9 +359,10 @@ impl StockLedger for RedisStockLedger {
         sale_id: &SaleId,
         limit: usize,
         redeliver_after: Duration,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<DueTransition>, StoreError> {
         let keys = self.redis.keys().sale(sale_id);
-        self.redis
+        let pairs: Vec<(String, String)> = self
+            .redis
             .call(async |c| {
                 scripts::CLAIM_TRANSITIONS
                     .key(&keys.transitions)
@@ -359,6 +370,26 @@ impl StockLedger for RedisStockLedger {
                     .arg(limit)
                     .arg(redeliver_after.as_millis() as u64)
                     .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(pairs
+            .into_iter()
+            .map(|(event_id, payload)| DueTransition { event_id, payload })
+            .collect())
+    }
+
+    /// One pipelined round trip, as [`Self::mark_transitions_published`].
+    async fn discard_transition(&self, sale_id: &SaleId, event_id: &str) -> Result<(), StoreError> {
+        let keys = self.redis.keys().sale(sale_id);
+        self.redis
+            .call(async |c| {
+                redis::pipe()
+                    .hdel(&keys.transitions, event_id)
+                    .ignore()
+                    .zrem(&keys.transitions_due, event_id)
+                    .ignore()
+                    .query_async::<()>(c)
                     .await
             })
             .await

@@ -13,7 +13,7 @@ use shared::consumer::{
 };
 use shared::event::ReservationEvent;
 use shared::ids::OrderId;
-use shared::testing::{TestEnv, eventually, header};
+use shared::testing::{TestEnv, eventually, header, reservation};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -103,11 +103,10 @@ async fn publish(env: &TestEnv, count: usize) -> HashSet<Uuid> {
     let mut ids = HashSet::new();
     for _ in 0..count {
         let user = format!("user-{}", Uuid::new_v4().simple());
-        let event = ReservationEvent::new(
+        let event = reservation(
             OrderId::generate(&"bus-sale".parse().unwrap()),
             &user.parse().unwrap(),
             100,
-            Duration::from_mins(15),
         );
         env.publish_raw(&user, event.to_json().as_bytes()).await;
         ids.insert(event.event_id);
@@ -205,11 +204,10 @@ async fn a_failed_batch_is_retried_and_only_committed_events_are_not_redelivered
 async fn an_undecodable_message_is_dead_lettered_and_the_group_moves_on(env: TestEnv) {
     env.create_topics().await;
     env.publish_raw("k", b"{not an event").await;
-    let event = ReservationEvent::new(
+    let event = reservation(
         OrderId::generate(&"bus-sale".parse().unwrap()),
         &"k".parse().unwrap(),
         100,
-        Duration::from_mins(15),
     );
     env.publish_raw("k", event.to_json().as_bytes()).await;
     let recorder = Recorder::default();

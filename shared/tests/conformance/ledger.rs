@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use shared::event::{ReservationEvent, TransitionEvent};
 use shared::ids::{OrderId, SaleId, UserId};
-use shared::sale::DEFAULT_PAYMENT_WINDOW_SECS;
+use shared::sale::{DEFAULT_PAYMENT_WINDOW_SECS, Sale};
 use shared::stock::{
     OrderStatus, OutboxEntry, OutboxSizes, Payment, PaymentIntent, Publication, Reservation,
     StockLedger, TransitionId,
@@ -17,12 +17,14 @@ use shared::testing::TestEnv;
 shared::conformance!(
     reserve_decides_in_the_scripts_order,
     a_taken_sale_id_is_refused_and_the_first_sale_kept,
+    a_sale_id_stays_taken_after_its_sale_settled_and_its_keys_expired,
     a_stampede_sells_exactly_the_stock,
     completing_orders_is_idempotent_and_empties_the_outbox,
     a_batch_of_several_slices_completes_each_order_once,
     a_failed_order_returns_its_unit_once,
     a_payment_in_time_is_final_and_repeat_safe,
     an_order_unpaid_past_its_window_expires_and_its_unit_is_sold_again,
+    a_payment_window_closes_at_the_sales_end_and_the_sale_settles_one_sweep_later,
     a_late_payment_changes_nothing_and_the_sweep_expires_the_order,
     payment_and_expiry_race_with_exactly_one_winner_per_order,
     the_reconciler_sees_stale_unacknowledged_entries_oldest_first,
@@ -39,10 +41,11 @@ async fn attempt(
     user: &str,
 ) -> (ReservationEvent, Reservation) {
     let user: UserId = user.parse().unwrap();
-    let window = Duration::from_secs(u64::from(DEFAULT_PAYMENT_WINDOW_SECS));
-    let event = ReservationEvent::new(OrderId::generate(sale_id), &user, 1250, window);
+    let window = chrono::Duration::seconds(i64::from(DEFAULT_PAYMENT_WINDOW_SECS));
+    let now = ledger.now().await.unwrap();
+    let event = ReservationEvent::new(OrderId::generate(sale_id), &user, 1250, now, now + window);
     let outcome = ledger
-        .reserve(&event, &event.to_json(), window)
+        .reserve(&event, &event.to_json())
         .await
         .expect("the ledger answers");
     (event, outcome)
@@ -72,7 +75,7 @@ async fn claim_transitions(ledger: &dyn StockLedger, sale_id: &SaleId) -> Vec<Tr
         .await
         .unwrap()
         .iter()
-        .map(|json| TransitionEvent::from_json(json.as_bytes()).expect("a valid event"))
+        .map(|due| TransitionEvent::from_json(due.payload.as_bytes()).expect("a valid event"))
         .collect()
 }
 
@@ -172,6 +175,29 @@ async fn a_taken_sale_id_is_refused_and_the_first_sale_kept(env: TestEnv) {
     assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(5));
     assert!(ledger.active_sale_ids().await.unwrap().contains(&sale.id));
     assert_eq!(ledger.sale(&"absent".parse().unwrap()).await.unwrap(), None);
+}
+
+async fn a_sale_id_stays_taken_after_its_sale_settled_and_its_keys_expired(env: TestEnv) {
+    let ledger = env.ledger();
+    let sale = env.create_sale(3).await;
+    // An order names the sale (its row outlives the sale's keys); then the sale settles.
+    let (event, _) = env.reserve(&sale, "returning-buyer").await;
+    ledger
+        .fail_orders(&sale.id, &[&event.order_id])
+        .await
+        .unwrap();
+    relay_everything(ledger.as_ref(), &sale.id).await;
+    let retention = Duration::from_millis(50);
+    assert!(ledger.settle_sale(&sale.id, true, retention).await.unwrap());
+    tokio::time::sleep(retention * 4).await;
+
+    let mut reuse = sale.clone();
+    reuse.name = "Another sale under a used id".into();
+    assert!(
+        !ledger.create_sale(&reuse).await.unwrap(),
+        "the id is never given to another sale while an order may name it"
+    );
+    assert!(!ledger.active_sale_ids().await.unwrap().contains(&sale.id));
 }
 
 async fn a_stampede_sells_exactly_the_stock(env: TestEnv) {
@@ -299,8 +325,8 @@ async fn a_batch_of_several_slices_completes_each_order_once(env: TestEnv) {
         .await
         .unwrap();
     assert_eq!(transitions.len(), ORDERS as usize, "one event per order");
-    for json in &transitions {
-        let event = TransitionEvent::from_json(json.as_bytes()).expect("a valid event");
+    for due in &transitions {
+        let event = TransitionEvent::from_json(due.payload.as_bytes()).expect("a valid event");
         assert_eq!(event.status, OrderStatus::Created);
         assert_eq!(owners.get(&event.order_id), Some(&&event.user_id));
     }
@@ -423,6 +449,55 @@ async fn an_order_unpaid_past_its_window_expires_and_its_unit_is_sold_again(env:
             order_id: event.order_id.clone()
         },
         "a buyer whose order expired cannot buy again in that sale"
+    );
+}
+
+async fn a_payment_window_closes_at_the_sales_end_and_the_sale_settles_one_sweep_later(
+    env: TestEnv,
+) {
+    let ledger = env.ledger();
+    let now = ledger.now().await.unwrap();
+    // The default window, 15 minutes, in a sale that ends in a second and a half.
+    let sale = Sale {
+        id: "closing-soon".parse().unwrap(),
+        name: "Short sale".into(),
+        price_cents: 1250,
+        stock: 1,
+        starts_at: now - chrono::Duration::minutes(1),
+        ends_at: now + chrono::Duration::milliseconds(1500),
+        payment_window_secs: DEFAULT_PAYMENT_WINDOW_SECS,
+    };
+    assert!(ledger.create_sale(&sale).await.unwrap());
+    let (event, _) = env.reserve(&sale, "last-minute").await;
+    assert_eq!(event.pay_by, sale.ends_at, "{event:?}");
+    assert_eq!(
+        ledger.pay_by(&event.order_id).await.unwrap(),
+        Some(event.pay_by.timestamp_millis()),
+        "the ledger enforces the very deadline the buyer is told"
+    );
+    ledger
+        .complete_orders(&sale.id, &[&event.order_id])
+        .await
+        .unwrap();
+
+    while ledger.now().await.unwrap() <= sale.ends_at {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        ledger.pay(&event.order_id, &event.user_id).await.unwrap(),
+        Payment::Expired
+    );
+    assert_eq!(
+        ledger.expire_due(&sale.id, 10).await.unwrap(),
+        vec![event.order_id.clone()]
+    );
+    relay_everything(ledger.as_ref(), &sale.id).await;
+    assert!(
+        ledger
+            .settle_sale(&sale.id, true, Duration::from_mins(1))
+            .await
+            .unwrap(),
+        "no order outlives the sale's end by more than a sweep"
     );
 }
 

@@ -39,3 +39,45 @@ async fn a_redelivered_event_is_counted_once() {
         "nothing counted later"
     );
 }
+
+#[tokio::test]
+async fn statistics_counted_after_the_sale_settled_expire_with_it() {
+    let env = TestEnv::new();
+    let sale = env.create_sale(3).await;
+    assert!(
+        env.ledger()
+            .settle_sale(&sale.id, true, Duration::from_mins(10))
+            .await
+            .unwrap()
+    );
+    // A late redelivery, counted after the settle gave the sale's keys their expiry.
+    let late = shared::testing::reservation(
+        shared::ids::OrderId::generate(&sale.id),
+        &"latecomer".parse().unwrap(),
+        sale.price_cents,
+    );
+    assert_eq!(env.backends().stats().apply(&[&late]).await.unwrap(), 1);
+
+    let keys = env.keys().sale(&sale.id);
+    let mut redis = redis::Client::open(env.redis.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for key in [
+        &keys.stats,
+        &keys.stats_events,
+        &keys.stats_buyers,
+        &keys.stats_timeline,
+    ] {
+        let ttl_ms: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(
+            ttl_ms > 0,
+            "{key} expires with the sale, not never ({ttl_ms})"
+        );
+    }
+}
