@@ -69,7 +69,23 @@ impl StatsStore for MemoryStatsStore {
                 continue;
             }
             *tally.statuses.entry(event.status).or_default() += 1;
-            if event.status == OrderStatus::Paid {
+            // A payment undone by its order's failure (the charge refunded) is no sale, in
+            // whichever order the two events come (as `stats_transition.lua`).
+            let counted_as = |status| {
+                let event_id = TransitionEvent::event_id_of(&event.order_id, status);
+                tally.counted_transitions.contains(&event_id)
+            };
+            let payment_undone = match event.status {
+                OrderStatus::Paid => counted_as(OrderStatus::Failed),
+                OrderStatus::Failed => counted_as(OrderStatus::Paid),
+                _ => false,
+            };
+            if payment_undone {
+                *tally.statuses.entry(OrderStatus::Paid).or_default() -= 1;
+                if event.status == OrderStatus::Failed {
+                    tally.paid_revenue_cents -= event.price_cents;
+                }
+            } else if event.status == OrderStatus::Paid {
                 tally.paid_revenue_cents += event.price_cents;
             }
             counted += 1;

@@ -233,8 +233,17 @@ impl StockLedger for MemoryStockLedger {
         if let Some(book) = sales.get_mut(sale_id) {
             for order in orders {
                 let locked = book.outbox.remove(*order).is_some();
-                if locked && book.status.get(*order) == Some(&OrderStatus::Processing) {
-                    book.end_unpaid(order, OrderStatus::Failed);
+                match book.status.get(*order) {
+                    Some(OrderStatus::Processing) if locked => {
+                        book.end_unpaid(order, OrderStatus::Failed);
+                    }
+                    // Paid while processing: its charge is refunded by the payment resolver.
+                    Some(OrderStatus::Paid) if locked => {
+                        book.transition(order, OrderStatus::Failed, now_ms());
+                        book.stock += 1;
+                        book.payments_due.insert((*order).clone(), 0);
+                    }
+                    _ => {}
                 }
                 book.deadlines.remove(*order);
                 book.unpublished.remove(*order);

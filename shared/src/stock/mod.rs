@@ -224,8 +224,9 @@ pub trait StockLedger: Send + Sync {
     /// Marks orders of one sale as failed (their events went to the dead-letter topic, where an
     /// operator finds them) and compensates: each one's unit returns to stock, once, and it
     /// leaves the outbox and the reconciler's reach. Only an order still in the outbox and
-    /// still processing is compensated; any other id (never locked here, paid or expired
-    /// meanwhile, reported twice) changes nothing but leaving the outbox.
+    /// still processing, or paid while processing, is compensated; a paid one's payment is
+    /// opened again, due at once, for the payment resolver to refund. Any other id (never
+    /// locked here, expired meanwhile, reported twice) changes nothing but leaving the outbox.
     async fn fail_orders(&self, sale_id: &SaleId, orders: &[&OrderId]) -> Result<(), StoreError>;
 
     /// The ledger's clock, in unix milliseconds: the one clock every age and deadline is

@@ -207,7 +207,9 @@ impl StockLedger for RedisStockLedger {
                     .key(&keys.status)
                     .key(&keys.deadlines)
                     .key(&keys.stock)
-                    .key(&keys.transition_outbox()[..]);
+                    .key(&keys.transition_outbox()[..])
+                    .key(&keys.payments)
+                    .key(&keys.payments_due);
                 for order in orders {
                     invocation.arg(order.as_str());
                 }
@@ -216,7 +218,7 @@ impl StockLedger for RedisStockLedger {
             .await
     }
 
-    /// One round trip: `pay.lua`.
+    /// One round trip: `begin_payment.lua`.
     async fn begin_payment(
         &self,
         order_id: &OrderId,
@@ -249,6 +251,7 @@ impl StockLedger for RedisStockLedger {
         )?))
     }
 
+    /// One round trip: `pay.lua`.
     async fn pay(&self, order_id: &OrderId, user_id: &UserId) -> Result<Payment, StoreError> {
         let keys = self.redis.keys().sale(&order_id.sale_id());
         let outcome: String = self

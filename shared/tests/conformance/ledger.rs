@@ -33,6 +33,7 @@ shared::conformance!(
     a_sale_settles_once_its_outbox_is_empty_and_no_purchase_can_add_to_it,
     every_transition_is_recorded_once_and_relayed_until_acknowledged,
     an_unsettled_payment_keeps_its_sale_from_settling,
+    an_order_paid_before_its_row_was_refused_fails_and_its_payment_reopens_for_a_refund,
 );
 
 async fn attempt(
@@ -915,4 +916,50 @@ async fn an_unsettled_payment_keeps_its_sale_from_settling(env: TestEnv) {
     ledger.settle_payment(&event.order_id).await.unwrap();
     assert_eq!(ledger.open_payments(&sale.id).await.unwrap(), 0);
     assert!(ledger.settle_sale(&sale.id, true, retention).await.unwrap());
+}
+
+/// Paid while processing, then its row refused (its event dead-lettered): the order cannot
+/// exist, so it fails, its unit returns once, and its charge is left for the payment resolver
+/// to refund, due at once.
+async fn an_order_paid_before_its_row_was_refused_fails_and_its_payment_reopens_for_a_refund(
+    env: TestEnv,
+) {
+    let ledger = env.ledger();
+    let sale = env.create_sale(1).await;
+    let (event, _) = env.reserve(&sale, "rita").await;
+    let intent = ledger
+        .begin_payment(&event.order_id, &event.user_id, sale.price_cents)
+        .await
+        .unwrap();
+    assert_eq!(intent, PaymentIntent::Recorded);
+    assert_eq!(
+        ledger.pay(&event.order_id, &event.user_id).await.unwrap(),
+        Payment::Paid
+    );
+    assert_eq!(ledger.open_payments(&sale.id).await.unwrap(), 0);
+
+    for _ in 0..2 {
+        ledger
+            .fail_orders(&sale.id, &[&event.order_id])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        status_of(ledger.as_ref(), &event).await,
+        Some(OrderStatus::Failed)
+    );
+    assert_eq!(
+        ledger.remaining(&sale.id).await.unwrap(),
+        Some(1),
+        "returned once"
+    );
+    let now = after_all_so_far(ledger.as_ref()).await;
+    let due = ledger.claim_payments(&sale.id, now, 10).await.unwrap();
+    assert_eq!(
+        due.iter()
+            .map(|payment| (&payment.order_id, payment.status))
+            .collect::<Vec<_>>(),
+        [(&event.order_id, OrderStatus::Failed)],
+        "its charge is due for a refund at once"
+    );
 }

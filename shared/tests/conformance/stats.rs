@@ -12,6 +12,7 @@ shared::conformance!(
     an_event_is_counted_once_however_often_it_arrives,
     concurrent_redeliveries_count_each_event_once,
     each_transition_is_counted_once_by_status,
+    a_payment_undone_by_its_orders_failure_is_no_sale_whichever_event_comes_first,
 );
 
 async fn an_event_is_counted_once_however_often_it_arrives(env: TestEnv) {
@@ -106,5 +107,47 @@ async fn each_transition_is_counted_once_by_status(env: TestEnv) {
     assert_eq!(
         counted.sold, 0,
         "reservations are counted from their own events"
+    );
+}
+
+/// An order paid while processing whose row was then refused fails, and its charge is
+/// refunded: the statistics count it failed, never paid, in either order of its events.
+async fn a_payment_undone_by_its_orders_failure_is_no_sale_whichever_event_comes_first(
+    env: TestEnv,
+) {
+    let stats = env.backends().stats();
+    let sale = env.create_sale(10).await;
+    let (paid_first, _) = env.reserve(&sale, "pia").await;
+    let (failed_first, _) = env.reserve(&sale, "fred").await;
+    let (kept, _) = env.reserve(&sale, "kim").await;
+    let transition = |event: &shared::event::ReservationEvent, status| {
+        TransitionEvent::new(
+            &event.order_id,
+            &event.user_id,
+            700,
+            status,
+            1_795_000_000_000,
+        )
+    };
+    for events in [
+        [
+            transition(&paid_first, OrderStatus::Paid),
+            transition(&failed_first, OrderStatus::Failed),
+            transition(&kept, OrderStatus::Paid),
+        ],
+        [
+            transition(&paid_first, OrderStatus::Failed),
+            transition(&failed_first, OrderStatus::Paid),
+            transition(&kept, OrderStatus::Paid),
+        ],
+    ] {
+        let batch: Vec<&TransitionEvent> = events.iter().collect();
+        stats.apply_transitions(&batch).await.unwrap();
+    }
+    let counted = stats.read(&sale.id).await.unwrap();
+    assert_eq!((counted.paid, counted.failed), (1, 2), "{counted:?}");
+    assert_eq!(
+        counted.paid_revenue_cents, 700,
+        "only the kept order's payment"
     );
 }
