@@ -202,15 +202,27 @@ impl Gateway {
             .await?)
     }
 
+    /// A read of the gateway's API, asked again while the gateway answers 503 or cannot be
+    /// reached (for [`READ_PATIENCE`]), as a client polling a sale through a fault would: a
+    /// chaos run kills or pauses what the gateway reads from.
     async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
-        Ok(self
-            .http
-            .get(self.url(path))
-            .send()
-            .await?
-            .error_for_status()?)
+        let give_up_at = tokio::time::Instant::now() + READ_PATIENCE;
+        loop {
+            let answer = self.http.get(self.url(path)).send().await;
+            let transient = match &answer {
+                Ok(response) => response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+                Err(error) => error.is_connect() || error.is_timeout(),
+            };
+            if !transient || tokio::time::Instant::now() > give_up_at {
+                return Ok(answer?.error_for_status()?);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 }
+
+/// How long a read waits out a gateway that answers 503 or cannot be reached.
+const READ_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Sends a request and reads the parts of the answer a load test looks at.
 pub async fn answer(request: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error> {

@@ -15,20 +15,10 @@
 --
 -- Returns recorded, already_paid, expired, failed or not_found.
 
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
-  return 'not_found'
-end
-local status = redis.call('HGET', KEYS[2], ARGV[2]) or 'processing'
-if status == 'paid' then
-  return 'already_paid'
-end
-if status == 'expired' or status == 'failed' then
-  return status
-end
-local pay_by = redis.call('ZSCORE', KEYS[3], ARGV[2])
 local now_ms = clock_ms()
-if pay_by and now_ms > tonumber(pay_by) then
-  return 'expired'
+local refusal = payment_refusal(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], now_ms)
+if refusal then
+  return refusal
 end
 redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
 -- A repeated attempt moves the look on: the resolver leaves a payment alone while a request

@@ -22,22 +22,23 @@ macro_rules! with_slices {
     };
 }
 
-/// A script that reads Redis's clock, after the prelude that defines `clock_ms` (`clock.lua`).
+/// A script (its files in order) that reads Redis's clock, after the prelude that defines
+/// `clock_ms` (`clock.lua`).
 macro_rules! with_clock {
-    ($file:literal) => {
-        LazyLock::new(|| Script::new(concat!(include_str!("clock.lua"), include_str!($file))))
+    ($($file:literal),+) => {
+        LazyLock::new(|| Script::new(concat!(include_str!("clock.lua"), $(include_str!($file)),+)))
     };
 }
 
-/// A script that changes orders' statuses, after the preludes that read the clock, record
-/// each change's transition event (`transition.lua`) and slice its batch.
+/// A script (its files in order) that changes orders' statuses, after the preludes that read
+/// the clock, record each change's transition event (`transition.lua`) and slice its batch.
 macro_rules! with_transitions {
-    ($file:literal) => {
+    ($($file:literal),+) => {
         LazyLock::new(|| {
             Script::new(concat!(
                 include_str!("clock.lua"),
                 with_slices!("transition.lua"),
-                include_str!($file)
+                $(include_str!($file)),+
             ))
         })
     };
@@ -56,10 +57,12 @@ pub static ACKNOWLEDGE: LazyLock<Script> = LazyLock::new(|| Script::new(ACKNOWLE
 pub static FAIL_ORDERS: LazyLock<Script> = with_transitions!("fail_orders.lua");
 
 /// An order paid, or found too late to pay (and expired on the spot).
-pub static PAY: LazyLock<Script> = with_transitions!("pay.lua");
+pub static PAY: LazyLock<Script> = with_transitions!("payment_refusal.lua", "pay.lua");
 
-/// A payment intent recorded before the charge, or the reason there is nothing to charge.
-pub static BEGIN_PAYMENT: LazyLock<Script> = with_clock!("begin_payment.lua");
+/// A payment intent recorded before the charge, or the reason there is nothing to charge (the
+/// refusals `pay.lua` shares, `payment_refusal.lua`).
+pub static BEGIN_PAYMENT: LazyLock<Script> =
+    with_clock!("payment_refusal.lua", "begin_payment.lua");
 
 /// A sale's payment intents due for the resolver's look, each with its buyer and status.
 pub static CLAIM_PAYMENTS: LazyLock<Script> = with_clock!("claim_payments.lua");

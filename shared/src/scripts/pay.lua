@@ -23,21 +23,13 @@ local function settle_intent()
   redis.call('ZREM', KEYS[9], ARGV[2])
 end
 
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
-  return 'not_found'
-end
-local status = redis.call('HGET', KEYS[2], ARGV[2]) or 'processing'
-if status == 'paid' then
-  settle_intent()
-  return 'already_paid'
-end
-if status == 'expired' or status == 'failed' then
-  return status
-end
-local pay_by = redis.call('ZSCORE', KEYS[3], ARGV[2])
 local now_ms = clock_ms()
-if pay_by and now_ms > tonumber(pay_by) then
-  return 'expired'
+local refusal = payment_refusal(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], now_ms)
+if refusal == 'already_paid' then
+  settle_intent()
+end
+if refusal then
+  return refusal
 end
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], 'paid')
