@@ -27,6 +27,43 @@ shared::conformance!(
 
 const WAIT: Duration = Duration::from_mins(1);
 
+/// Cases only the real broker can answer (the embedded cluster has no topic configuration).
+mod real_broker {
+    use std::time::Duration;
+
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    use shared::testing::TestEnv;
+
+    /// The `retention.ms` the broker reports for `topic`.
+    async fn retention_ms(admin: &AdminClient<DefaultClientContext>, topic: &str) -> String {
+        let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+        let described = admin
+            .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
+            .await
+            .expect("the broker answers DescribeConfigs");
+        let resource = described[0].as_ref().expect("the topic's configuration");
+        let entry = resource.get("retention.ms").expect("a retention.ms entry");
+        entry.value.clone().expect("a retention.ms value")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn created_topics_carry_the_configured_retention_and_dead_letters_keep_four_times_it() {
+        let env = TestEnv::new();
+        env.create_topics().await;
+        let admin: AdminClient<DefaultClientContext> =
+            env.bus().client_config().create().expect("an admin client");
+        let three_days_ms = (72 * 3600 * 1000).to_string();
+        for topic in [&env.kafka.kafka_topic, &env.kafka.kafka_order_events_topic] {
+            assert_eq!(retention_ms(&admin, topic).await, three_days_ms, "{topic}");
+        }
+        assert_eq!(
+            retention_ms(&admin, &env.kafka.kafka_dlq_topic).await,
+            (4 * 72 * 3600 * 1000).to_string()
+        );
+    }
+}
+
 /// Records every event it is handed and every event it handled; fails the first attempt of
 /// a batch holding an event of `fail_once`.
 #[derive(Clone, Default)]
