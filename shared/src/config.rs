@@ -80,8 +80,8 @@ pub struct KafkaArgs {
 
     /// How long the broker keeps the reservation and order-event topics' events, in hours
     /// (`retention.ms`, set when this service creates them; the dead-letter topic keeps its
-    /// events four times as long). Every dedupe record and key outlives it: the workers refuse
-    /// a record lifetime that is not longer, since a redelivery could then find no record.
+    /// events four times as long). Every dedupe record and key outlives the events: the
+    /// workers refuse a record lifetime under twice this (see `require_outlives_topics`).
     #[arg(long, env = "KAFKA_TOPIC_RETENTION_HOURS", default_value_t = NonZeroU32::new(72).expect("72 > 0"))]
     pub kafka_topic_retention_hours: NonZeroU32,
 
@@ -102,20 +102,23 @@ impl KafkaArgs {
         Duration::from_hours(u64::from(self.kafka_topic_retention_hours.get()))
     }
 
-    /// Refuses a dedupe record lifetime (`variable`, `lifetime`) that does not outlive the
-    /// topics' retention: a redelivery of an event the topic still holds (after a rebalance, a
+    /// Refuses a dedupe record lifetime (`variable`, `lifetime`) shorter than twice the
+    /// topics' retention. A redelivery of an event the topic still holds (after a rebalance, a
     /// restart, a group that lost its offsets) must still find its record, or it takes effect
-    /// twice.
+    /// twice; and `retention.ms` is a minimum, not a maximum: the broker deletes whole
+    /// segments, so an event stays up to the retention plus one segment (`segment.ms`, half
+    /// the retention, see [`crate::kafka::EventBus::ensure_topics`]) plus the broker's
+    /// retention check interval. Twice the retention covers all three.
     pub fn require_outlives_topics(
         &self,
         variable: &str,
         lifetime: Duration,
     ) -> Result<(), String> {
-        if lifetime > self.topic_retention() {
+        if lifetime >= 2 * self.topic_retention() {
             return Ok(());
         }
         Err(format!(
-            "{variable} ({} s) must be longer than KAFKA_TOPIC_RETENTION_HOURS ({} h): a redelivered event the topic still keeps would find its record expired and take effect twice",
+            "{variable} ({} s) must be at least twice KAFKA_TOPIC_RETENTION_HOURS ({} h): the broker deletes events a whole segment at a time, so an event can stay half as long again as the retention, and a redelivered event must still find its record or it takes effect twice",
             lifetime.as_secs(),
             self.kafka_topic_retention_hours
         ))
@@ -300,24 +303,24 @@ mod tests {
     }
 
     #[test]
-    fn a_record_lifetime_within_the_topics_retention_is_refused_naming_both() {
+    fn a_record_lifetime_under_twice_the_topics_retention_is_refused_naming_both() {
         let args = KafkaArgs {
             kafka_topic_retention_hours: NonZeroU32::new(72).unwrap(),
             ..defaults()
         };
-        let three_days = Duration::from_hours(72);
+        let six_days = Duration::from_hours(144);
+        let a_second_short = Duration::from_secs(144 * 3600 - 1);
         let refused = args
-            .require_outlives_topics("SMS_RECORD_TTL_SECS", three_days)
+            .require_outlives_topics("SMS_RECORD_TTL_SECS", a_second_short)
             .unwrap_err();
         assert!(
-            refused.starts_with("SMS_RECORD_TTL_SECS (259200 s) must be longer than KAFKA_TOPIC_RETENTION_HOURS (72 h)"),
+            refused.starts_with(
+                "SMS_RECORD_TTL_SECS (518399 s) must be at least twice KAFKA_TOPIC_RETENTION_HOURS (72 h)"
+            ),
             "{refused}"
         );
         assert_eq!(
-            args.require_outlives_topics(
-                "SMS_RECORD_TTL_SECS",
-                three_days + Duration::from_secs(1)
-            ),
+            args.require_outlives_topics("SMS_RECORD_TTL_SECS", six_days),
             Ok(())
         );
     }

@@ -183,24 +183,20 @@ impl EventBus {
     /// accepted. An existing topic's retention is left as its operator set it.)
     ///
     /// Each topic's retention is set explicitly ([`Self::retention`],
-    /// [`Self::dead_letter_retention`]) rather than left to the broker's default, because the
-    /// dedupe records of the workers are sized against it.
+    /// [`Self::dead_letter_retention`], and a segment of half of it) rather than left to the
+    /// broker's defaults, because the dedupe records of the workers are sized against it.
     ///
     /// The wait matters to a consumer started beside the process that creates the topics: a
     /// broker may answer "already exists" while the creation is still under way, and a consumer
     /// that subscribes then finds no such topic and looks again only at its next metadata
     /// refresh, minutes later (found by `scripts/chaos`: an SMS worker idle for a whole run).
     pub async fn ensure_topics(&self) -> Result<(), KafkaError> {
-        let events_ms = self.retention.as_millis().to_string();
-        let dead_letters_ms = self.dead_letter_retention().as_millis().to_string();
+        let events = TopicRetention::of(self.retention);
+        let dead_letters = TopicRetention::of(self.dead_letter_retention());
         let topics = [
-            (self.topic.as_str(), self.partitions(), events_ms.as_str()),
-            (
-                self.order_events_topic.as_str(),
-                self.partitions(),
-                events_ms.as_str(),
-            ),
-            (self.dead_letter_topic.as_str(), 1, dead_letters_ms.as_str()),
+            (self.topic.as_str(), self.partitions(), &events),
+            (self.order_events_topic.as_str(), self.partitions(), &events),
+            (self.dead_letter_topic.as_str(), 1, &dead_letters),
         ];
         if let Some(cluster) = &self.embedded {
             // The embedded cluster does not answer CreateTopics; its own API creates them
@@ -213,9 +209,10 @@ impl EventBus {
         let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
         let new_topics: Vec<NewTopic<'_>> = topics
             .iter()
-            .map(|(topic, partitions, retention_ms)| {
+            .map(|(topic, partitions, retention)| {
                 NewTopic::new(topic, *partitions, TopicReplication::Fixed(1))
-                    .set("retention.ms", retention_ms)
+                    .set("retention.ms", &retention.retention_ms)
+                    .set("segment.ms", &retention.segment_ms)
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -232,6 +229,27 @@ impl EventBus {
             wait_until_listed(&admin, topic).await?;
         }
         Ok(())
+    }
+}
+
+/// A topic's `retention.ms` and `segment.ms`, as the broker takes them (milliseconds, text).
+///
+/// The broker deletes whole segments, and only once a segment was rolled, so an event stays up
+/// to `retention.ms + segment.ms`; Kafka's default `segment.ms` (7 days) would more than
+/// double a 3-day retention. Half the retention bounds an event's stay at one and a half times
+/// it, which is what the dedupe lifetimes are checked against
+/// ([`crate::config::KafkaArgs::require_outlives_topics`]).
+struct TopicRetention {
+    retention_ms: String,
+    segment_ms: String,
+}
+
+impl TopicRetention {
+    fn of(retention: Duration) -> Self {
+        Self {
+            retention_ms: retention.as_millis().to_string(),
+            segment_ms: (retention / 2).as_millis().to_string(),
+        }
     }
 }
 

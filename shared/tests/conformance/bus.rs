@@ -35,31 +35,43 @@ mod real_broker {
     use rdkafka::client::DefaultClientContext;
     use shared::testing::TestEnv;
 
-    /// The `retention.ms` the broker reports for `topic`.
-    async fn retention_ms(admin: &AdminClient<DefaultClientContext>, topic: &str) -> String {
+    /// The `retention.ms` and `segment.ms` the broker reports for `topic`.
+    async fn topic_retention(
+        admin: &AdminClient<DefaultClientContext>,
+        topic: &str,
+    ) -> (String, String) {
         let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
         let described = admin
             .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
             .await
             .expect("the broker answers DescribeConfigs");
         let resource = described[0].as_ref().expect("the topic's configuration");
-        let entry = resource.get("retention.ms").expect("a retention.ms entry");
-        entry.value.clone().expect("a retention.ms value")
+        let value = |name: &str| {
+            let entry = resource.get(name).expect("an entry");
+            entry.value.clone().expect(name)
+        };
+        (value("retention.ms"), value("segment.ms"))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn created_topics_carry_the_configured_retention_and_dead_letters_keep_four_times_it() {
+    async fn created_topics_carry_the_configured_retention_in_segments_of_half_of_it_and_dead_letters_keep_four_times_it()
+     {
         let env = TestEnv::new();
         env.create_topics().await;
         let admin: AdminClient<DefaultClientContext> =
             env.bus().client_config().create().expect("an admin client");
-        let three_days_ms = (72 * 3600 * 1000).to_string();
+        let three_days_ms = 72 * 3600 * 1000;
+        let retention = |ms: u64| (ms.to_string(), (ms / 2).to_string());
         for topic in [&env.kafka.kafka_topic, &env.kafka.kafka_order_events_topic] {
-            assert_eq!(retention_ms(&admin, topic).await, three_days_ms, "{topic}");
+            assert_eq!(
+                topic_retention(&admin, topic).await,
+                retention(three_days_ms),
+                "{topic}"
+            );
         }
         assert_eq!(
-            retention_ms(&admin, &env.kafka.kafka_dlq_topic).await,
-            (4 * 72 * 3600 * 1000).to_string()
+            topic_retention(&admin, &env.kafka.kafka_dlq_topic).await,
+            retention(4 * three_days_ms)
         );
     }
 }
