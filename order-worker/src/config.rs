@@ -62,8 +62,9 @@ pub struct Config {
     #[arg(long, env = "RECONCILE_TIMEOUT_MS", default_value_t = NonZeroU64::new(2000).expect("2000 > 0"))]
     pub reconcile_timeout_ms: NonZeroU64,
 
-    /// How long a settled sale's keys are kept before they expire: longer than the topic keeps
-    /// events, so a late redelivery still finds its order's keys.
+    /// How long a settled sale's keys (its statistics with them) are kept before they expire:
+    /// at least twice KAFKA_TOPIC_RETENTION_HOURS, so a late redelivery of any event the topics
+    /// still hold finds its order's keys.
     #[arg(long, env = "SALE_RETENTION_SECS", default_value_t = NonZeroU64::new(8 * 24 * 3600).expect("8 days > 0"))]
     pub sale_retention_secs: NonZeroU64,
 
@@ -106,6 +107,10 @@ impl Config {
         if self.reconcile_lease_ms <= self.reconcile_interval_ms.get() {
             return Err("RECONCILE_LEASE_MS must be longer than RECONCILE_INTERVAL_MS, or the lease lapses between sweeps".into());
         }
+        self.worker.kafka.require_outlives_topics(
+            "SALE_RETENTION_SECS",
+            Duration::from_secs(self.sale_retention_secs.get()),
+        )?;
         self.worker.validate()
     }
 
@@ -176,6 +181,8 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use std::num::{NonZeroU32, NonZeroU64};
+
     use super::Config;
 
     fn validate(database_url: &str) -> Result<(), String> {
@@ -202,6 +209,19 @@ mod tests {
             validate("mysql://u@h/db")
                 .unwrap_err()
                 .contains("DATABASE_URL must start")
+        );
+    }
+
+    #[test]
+    fn sale_keys_that_expire_before_the_topics_events_are_refused_by_name() {
+        let mut config: Config = shared::config::defaults();
+        config.database_url = "postgres://u@h/db".into();
+        config.worker.kafka.kafka_topic_retention_hours = NonZeroU32::new(96).unwrap();
+        config.sale_retention_secs = NonZeroU64::new(7 * 24 * 3600).unwrap();
+        let refused = config.validate().unwrap_err();
+        assert!(
+            refused.starts_with("SALE_RETENTION_SECS (604800 s) must be at least twice KAFKA_TOPIC_RETENTION_HOURS (96 h)"),
+            "{refused}"
         );
     }
 }

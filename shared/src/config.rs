@@ -78,6 +78,13 @@ pub struct KafkaArgs {
     #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = NonZeroU16::new(12).expect("12 > 0"))]
     pub kafka_topic_partitions: NonZeroU16,
 
+    /// How long the broker keeps the reservation and order-event topics' events, in hours
+    /// (`retention.ms`, set when this service creates them; the dead-letter topic keeps its
+    /// events four times as long). Every dedupe record and key outlives the events: the
+    /// workers refuse a record lifetime under twice this (see `require_outlives_topics`).
+    #[arg(long, env = "KAFKA_TOPIC_RETENTION_HOURS", default_value_t = NonZeroU32::new(72).expect("72 > 0"))]
+    pub kafka_topic_retention_hours: NonZeroU32,
+
     /// Events a producer holds at most while the broker has not taken them. Beyond it a
     /// publish fails at once and its event waits in the outbox for the reconciler, so a
     /// producer's memory stays flat whatever the broker does.
@@ -90,6 +97,33 @@ pub struct KafkaArgs {
 }
 
 impl KafkaArgs {
+    /// How long the reservation and order-event topics keep their events.
+    pub fn topic_retention(&self) -> Duration {
+        Duration::from_hours(u64::from(self.kafka_topic_retention_hours.get()))
+    }
+
+    /// Refuses a dedupe record lifetime (`variable`, `lifetime`) shorter than twice the
+    /// topics' retention. A redelivery of an event the topic still holds (after a rebalance, a
+    /// restart, a group that lost its offsets) must still find its record, or it takes effect
+    /// twice; and `retention.ms` is a minimum, not a maximum: the broker deletes whole
+    /// segments, so an event stays up to the retention plus one segment (`segment.ms`, half
+    /// the retention, see [`crate::kafka::EventBus::ensure_topics`]) plus the broker's
+    /// retention check interval. Twice the retention covers all three.
+    pub fn require_outlives_topics(
+        &self,
+        variable: &str,
+        lifetime: Duration,
+    ) -> Result<(), String> {
+        if lifetime >= 2 * self.topic_retention() {
+            return Ok(());
+        }
+        Err(format!(
+            "{variable} ({} s) must be at least twice KAFKA_TOPIC_RETENTION_HOURS ({} h): the broker deletes events a whole segment at a time, so an event can stay half as long again as the retention, and a redelivered event must still find its record or it takes effect twice",
+            lifetime.as_secs(),
+            self.kafka_topic_retention_hours
+        ))
+    }
+
     /// Refuses wiring that would silently publish nowhere.
     pub fn validate(&self) -> Result<(), String> {
         for (variable, value) in [
@@ -265,6 +299,29 @@ mod tests {
             args.validate()
                 .unwrap_err()
                 .starts_with("KAFKA_TOPIC is empty")
+        );
+    }
+
+    #[test]
+    fn a_record_lifetime_under_twice_the_topics_retention_is_refused_naming_both() {
+        let args = KafkaArgs {
+            kafka_topic_retention_hours: NonZeroU32::new(72).unwrap(),
+            ..defaults()
+        };
+        let six_days = Duration::from_hours(144);
+        let a_second_short = Duration::from_secs(144 * 3600 - 1);
+        let refused = args
+            .require_outlives_topics("SMS_RECORD_TTL_SECS", a_second_short)
+            .unwrap_err();
+        assert!(
+            refused.starts_with(
+                "SMS_RECORD_TTL_SECS (518399 s) must be at least twice KAFKA_TOPIC_RETENTION_HOURS (72 h)"
+            ),
+            "{refused}"
+        );
+        assert_eq!(
+            args.require_outlives_topics("SMS_RECORD_TTL_SECS", six_days),
+            Ok(())
         );
     }
 }

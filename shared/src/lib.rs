@@ -21,7 +21,7 @@
 //! | [`redis_client`] | one multiplexed, self-reconnecting Redis connection with a deadline on every call |
 //! | [`kafka`] | the event bus (brokers, topics, client settings; `mock:` embedded), trace headers |
 //! | [`publisher`] | the idempotent producer of an outbox and the recording of the broker's acknowledgements |
-//! | [`consumer`] | the one consumer loop: handler contract, retry policy, dead letters, offsets, lag |
+//! | [`consumer`] | the one consumer loop: handler contract, retry policy, dead letters, offsets, lag, starts without an offset |
 //! | [`worker`] | what every worker is around its handler: build, serve, `/healthz`, `/metrics` |
 //! | [`config`] | clap argument groups every binary flattens, and [`config::defaults`] |
 //! | [`shutdown`] | the SIGINT/SIGTERM token every binary stops on |

@@ -65,7 +65,8 @@ pub struct Config {
     #[arg(long, env = "SMS_CLAIM_TTL_MS", default_value_t = NonZeroU64::new(30_000).expect("30 s > 0"))]
     pub sms_claim_ttl_ms: NonZeroU64,
 
-    /// Lifetime of the per-order "sent" records that make redelivery harmless.
+    /// Lifetime of the per-order "sent" records that make redelivery harmless: at least twice
+    /// KAFKA_TOPIC_RETENTION_HOURS, so every event the topic can still deliver finds its record.
     #[arg(long, env = "SMS_RECORD_TTL_SECS", default_value_t = NonZeroU64::new(7 * 24 * 3600).expect("a week > 0"))]
     pub sms_record_ttl_secs: NonZeroU64,
 
@@ -122,6 +123,31 @@ impl WorkerConfig for Config {
         if self.sms_claim_ttl_ms <= self.sms_http_timeout_ms {
             return Err("SMS_CLAIM_TTL_MS must be longer than SMS_HTTP_TIMEOUT_MS, or a slow send would lose its claim to another instance".into());
         }
-        Ok(())
+        self.worker.kafka.require_outlives_topics(
+            "SMS_RECORD_TTL_SECS",
+            Duration::from_secs(self.sms_record_ttl_secs.get()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::{NonZeroU32, NonZeroU64};
+
+    use shared::worker::WorkerConfig;
+
+    use super::Config;
+
+    #[test]
+    fn sent_records_that_expire_before_the_topics_events_are_refused_by_name() {
+        let mut config: Config = shared::config::defaults();
+        assert_eq!(config.validate(), Ok(()), "the defaults agree");
+        config.worker.kafka.kafka_topic_retention_hours = NonZeroU32::new(7 * 24).unwrap();
+        config.sms_record_ttl_secs = NonZeroU64::new(13 * 24 * 3600).unwrap();
+        let refused = config.validate().unwrap_err();
+        assert!(
+            refused.starts_with("SMS_RECORD_TTL_SECS (1123200 s) must be at least twice KAFKA_TOPIC_RETENTION_HOURS (168 h)"),
+            "{refused}"
+        );
     }
 }

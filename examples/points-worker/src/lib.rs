@@ -23,8 +23,8 @@ pub const POINTS: &str = "points";
 #[derive(Parser, Clone, Debug)]
 #[command(name = "points-worker", version)]
 pub struct Config {
-    /// How long an event id is remembered, so a redelivery adds nothing: longer than the topic
-    /// keeps its events.
+    /// How long an event id is remembered, so a redelivery adds nothing: at least twice
+    /// KAFKA_TOPIC_RETENTION_HOURS, so every event the topic can still deliver is remembered.
     #[arg(long, env = "POINTS_DEDUP_RETENTION_SECS", default_value_t = NonZeroU64::new(30 * 24 * 3600).expect("30 days > 0"))]
     pub dedup_retention_secs: NonZeroU64,
 
@@ -49,6 +49,13 @@ impl WorkerConfig for Config {
             points: backends.counters(POINTS, retention),
         })
     }
+
+    fn validate(&self) -> Result<(), String> {
+        self.worker.kafka.require_outlives_topics(
+            "POINTS_DEDUP_RETENTION_SECS",
+            Duration::from_secs(self.dedup_retention_secs.get()),
+        )
+    }
 }
 
 /// Awards each buyer a point per whole unit of the price paid, once per payment.
@@ -72,5 +79,27 @@ impl Handler for PointsHandler {
         // A store that does not answer becomes `Unavailable`: the loop retries the batch.
         self.points.add_once(&awards).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::{NonZeroU32, NonZeroU64};
+
+    use shared::worker::WorkerConfig;
+
+    use super::Config;
+
+    #[test]
+    fn applied_ids_forgotten_before_the_topics_events_are_refused_by_name() {
+        let mut config: Config = shared::config::defaults();
+        assert_eq!(config.validate(), Ok(()), "the defaults agree");
+        config.worker.kafka.kafka_topic_retention_hours = NonZeroU32::new(24 * 30).unwrap();
+        config.dedup_retention_secs = NonZeroU64::new(30 * 24 * 3600).unwrap();
+        let refused = config.validate().unwrap_err();
+        assert!(
+            refused.starts_with("POINTS_DEDUP_RETENTION_SECS (2592000 s) must be at least twice KAFKA_TOPIC_RETENTION_HOURS (720 h)"),
+            "{refused}"
+        );
     }
 }

@@ -19,7 +19,8 @@
 //! | [`policy`] | the decision after each attempt (store, dead-letter, retry after d): a pure function |
 //! | [`batch`] | one batch, performing those decisions until it is settled or shutdown interrupts |
 //! | [`dead_letters`] | the dead-letter publisher |
-//! | [`lag`] | consumer lag from librdkafka's statistics |
+//! | [`context`] | what librdkafka reports besides messages: lag, new assignments |
+//! | [`starts`] | where a new partition starts: a loud warning when a group lost its offsets |
 //! | this file | Kafka: subscribing, gathering batches, storing offsets, the final commit |
 //!
 //! A known limit, kept for readability: while a batch is being retried the loop does not poll,
@@ -28,10 +29,11 @@
 //! stored); vector's Kafka source shows the pause-partitions-and-keep-polling alternative.
 
 pub mod batch;
+pub mod context;
 pub mod dead_letters;
 pub mod handler;
-pub mod lag;
 pub mod policy;
+pub mod starts;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -45,9 +47,9 @@ use rdkafka::message::BorrowedMessage;
 use tokio_util::sync::CancellationToken;
 
 use self::batch::{DeadLetterSink, Step, handle_batch, sleep_unless_shutdown};
+use self::context::LoopContext;
 use self::dead_letters::DeadLetters;
 pub use self::handler::{Delivery, Handler, HandlerError};
-use self::lag::LagReporter;
 pub use self::policy::RetryPolicy;
 use crate::event::Consumed;
 use crate::kafka::{EventBus, TRACEPARENT_HEADER, header};
@@ -60,6 +62,11 @@ pub const RETRIES_TOTAL: &str = "seckill_consumer_retries_total";
 pub const BATCH_SECONDS: &str = "seckill_consumer_batch_seconds";
 /// Messages between a group's committed offset and the partition's end.
 pub const LAG_MESSAGES: &str = "seckill_consumer_lag_messages";
+/// Partitions a group was assigned without a committed offset on a topic whose oldest events
+/// were deleted: a new group on a long-lived topic, or a group whose offsets expired. See
+/// [`starts`].
+pub const PARTITIONS_STARTED_WITHOUT_OFFSET_TOTAL: &str =
+    "seckill_consumer_partitions_started_without_offset_total";
 /// Non-fatal consumer errors (broker unreachable, rebalance hiccups), waited out.
 pub const CONSUMER_ERRORS_TOTAL: &str = "seckill_consumer_errors_total";
 
@@ -106,7 +113,7 @@ impl LoopSettings {
 
 /// The loop's resources: the consumer, the dead-letter producer, the settings, the handler.
 pub struct ConsumerLoop<H> {
-    consumer: StreamConsumer<LagReporter>,
+    consumer: StreamConsumer<LoopContext>,
     bus: EventBus,
     dead_letters: DeadLetters,
     settings: LoopSettings,
@@ -116,7 +123,7 @@ pub struct ConsumerLoop<H> {
 impl<H: Handler> ConsumerLoop<H> {
     /// Subscribes `settings.group` to the topics of the handler's events. Connects lazily.
     pub fn new(bus: &EventBus, settings: LoopSettings, handler: H) -> Result<Self, KafkaError> {
-        let consumer: StreamConsumer<LagReporter> = bus
+        let consumer: StreamConsumer<LoopContext> = bus
             .client_config()
             .set("group.id", &settings.group)
             .set("enable.auto.commit", "true")
@@ -124,7 +131,8 @@ impl<H: Handler> ConsumerLoop<H> {
             .set("enable.auto.offset.store", "false")
             // A group without committed offsets starts at the beginning of the topic: a
             // worker's first start must see what was published before it. (A new group added
-            // later therefore reads the whole retained history once.)
+            // later therefore reads the whole retained history once, and so does a group
+            // whose offsets expired: the dedupe records absorb it, and `starts` says so.)
             .set("auto.offset.reset", "earliest")
             // A killed instance's partitions move to the others after 10 s, not librdkafka's 45.
             .set("session.timeout.ms", "10000")
@@ -132,7 +140,7 @@ impl<H: Handler> ConsumerLoop<H> {
             // again within 5 s, not librdkafka's 5 minutes (found by `scripts/chaos`).
             .set("topic.metadata.refresh.interval.ms", "5000")
             .set("statistics.interval.ms", "5000")
-            .create_with_context(LagReporter::new(&settings.group))?;
+            .create_with_context(LoopContext::new(&settings.group))?;
         let topics: Vec<&str> = H::Event::STREAMS
             .iter()
             .map(|stream| bus.topic_of(*stream))
@@ -143,6 +151,8 @@ impl<H: Handler> ConsumerLoop<H> {
             counter!(CONSUMED_TOTAL, "group" => settings.group.clone(), "outcome" => outcome)
                 .absolute(0);
         }
+        counter!(PARTITIONS_STARTED_WITHOUT_OFFSET_TOTAL, "group" => settings.group.clone())
+            .absolute(0);
         Ok(Self {
             consumer,
             bus: bus.clone(),

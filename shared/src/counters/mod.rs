@@ -4,8 +4,9 @@
 //! At-least-once delivery brings an event again after a crash, a rebalance or a re-publish by
 //! the reconciler. [`Counters::add_once`] records the event id in the same atomic step as the
 //! addition, so the second delivery adds nothing. Ids are remembered for a retention the
-//! caller chooses: longer than any redelivery can take (the topic's retention is a safe
-//! bound).
+//! caller chooses: longer than any redelivery can take, i.e. at least twice the topics'
+//! retention, which the caller's `validate()` checks with
+//! [`crate::config::KafkaArgs::require_outlives_topics`].
 //!
 //! Two backends, one conformance suite: [`RedisCounters`] and [`MemoryCounters`], built by
 //! [`crate::backends::Backends::counters`] under a name of the caller's.

@@ -25,6 +25,9 @@ use crate::event::Stream;
 /// [`EventBus::connect`].
 pub const MOCK_SCHEME: &str = "mock:";
 
+/// The dead-letter topic keeps its events this many times as long as the event topics.
+const DEAD_LETTER_RETENTION_FACTOR: u32 = 4;
+
 /// Why [`EventBus::connect`] gave no bus.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -44,6 +47,9 @@ pub struct EventBus {
     order_events_topic: String,
     dead_letter_topic: String,
     partitions: NonZeroU16,
+    /// How long the event topics keep their events, set when [`EventBus::ensure_topics`]
+    /// creates them.
+    retention: Duration,
     /// The producers' queue bound, in events and in kilobytes.
     producer_queue_messages: NonZeroU32,
     producer_queue_kbytes: NonZeroU32,
@@ -78,6 +84,7 @@ impl EventBus {
             order_events_topic: args.kafka_order_events_topic.clone(),
             dead_letter_topic: args.kafka_dlq_topic.clone(),
             partitions: args.kafka_topic_partitions,
+            retention: args.topic_retention(),
             producer_queue_messages: args.kafka_producer_queue_messages,
             producer_queue_kbytes: args.kafka_producer_queue_kbytes,
             embedded,
@@ -117,6 +124,18 @@ impl EventBus {
     /// Partitions of the reservation and order-event topics when a service creates it.
     pub fn partitions(&self) -> i32 {
         i32::from(self.partitions.get())
+    }
+
+    /// How long the reservation and order-event topics keep their events (`retention.ms`).
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    /// How long the dead-letter topic keeps its events: four times the event topics (12 days
+    /// by default), so a poison message an operator has to look at survives a long weekend
+    /// and the investigation after it, in proportion to how long this deployment keeps events.
+    pub fn dead_letter_retention(&self) -> Duration {
+        self.retention * DEAD_LETTER_RETENTION_FACTOR
     }
 
     /// What `bootstrap.servers` is set to: the brokers, or the embedded cluster's address.
@@ -160,21 +179,29 @@ impl EventBus {
 
     /// Creates the reservation, order-event and dead-letter topics unless they exist, and returns
     /// once the broker lists them with partitions. (A topic a producer's metadata request
-    /// created first keeps the broker's default partition count; that is accepted.)
+    /// created first keeps the broker's default partition count and retention; that is
+    /// accepted. An existing topic's retention is left as its operator set it.)
+    ///
+    /// Each topic's retention is set explicitly ([`Self::retention`],
+    /// [`Self::dead_letter_retention`], and a segment of half of it) rather than left to the
+    /// broker's defaults, because the dedupe records of the workers are sized against it.
     ///
     /// The wait matters to a consumer started beside the process that creates the topics: a
     /// broker may answer "already exists" while the creation is still under way, and a consumer
     /// that subscribes then finds no such topic and looks again only at its next metadata
     /// refresh, minutes later (found by `scripts/chaos`: an SMS worker idle for a whole run).
     pub async fn ensure_topics(&self) -> Result<(), KafkaError> {
+        let events = TopicRetention::of(self.retention);
+        let dead_letters = TopicRetention::of(self.dead_letter_retention());
         let topics = [
-            (self.topic.as_str(), self.partitions()),
-            (self.order_events_topic.as_str(), self.partitions()),
-            (self.dead_letter_topic.as_str(), 1),
+            (self.topic.as_str(), self.partitions(), &events),
+            (self.order_events_topic.as_str(), self.partitions(), &events),
+            (self.dead_letter_topic.as_str(), 1, &dead_letters),
         ];
         if let Some(cluster) = &self.embedded {
-            // The embedded cluster does not answer CreateTopics; its own API creates them.
-            for (topic, partitions) in topics {
+            // The embedded cluster does not answer CreateTopics; its own API creates them
+            // (without a retention: it lives as long as its process).
+            for (topic, partitions, _) in topics {
                 cluster.create_topic(topic, partitions).await?;
             }
             return Ok(());
@@ -182,8 +209,10 @@ impl EventBus {
         let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
         let new_topics: Vec<NewTopic<'_>> = topics
             .iter()
-            .map(|(topic, partitions)| {
+            .map(|(topic, partitions, retention)| {
                 NewTopic::new(topic, *partitions, TopicReplication::Fixed(1))
+                    .set("retention.ms", &retention.retention_ms)
+                    .set("segment.ms", &retention.segment_ms)
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -196,10 +225,31 @@ impl EventBus {
                 }
             }
         }
-        for (topic, _) in topics {
+        for (topic, _, _) in topics {
             wait_until_listed(&admin, topic).await?;
         }
         Ok(())
+    }
+}
+
+/// A topic's `retention.ms` and `segment.ms`, as the broker takes them (milliseconds, text).
+///
+/// The broker deletes whole segments, and only once a segment was rolled, so an event stays up
+/// to `retention.ms + segment.ms`; Kafka's default `segment.ms` (7 days) would more than
+/// double a 3-day retention. Half the retention bounds an event's stay at one and a half times
+/// it, which is what the dedupe lifetimes are checked against
+/// ([`crate::config::KafkaArgs::require_outlives_topics`]).
+struct TopicRetention {
+    retention_ms: String,
+    segment_ms: String,
+}
+
+impl TopicRetention {
+    fn of(retention: Duration) -> Self {
+        Self {
+            retention_ms: retention.as_millis().to_string(),
+            segment_ms: (retention / 2).as_millis().to_string(),
+        }
     }
 }
 

@@ -27,6 +27,142 @@ shared::conformance!(
 
 const WAIT: Duration = Duration::from_mins(1);
 
+/// Cases only the real broker can answer (the embedded cluster has no topic configuration).
+mod real_broker {
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use metrics_exporter_prometheus::PrometheusHandle;
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{Offset, TopicPartitionList};
+    use shared::consumer::PARTITIONS_STARTED_WITHOUT_OFFSET_TOTAL;
+    use shared::ids::OrderId;
+    use shared::testing::{TestEnv, eventually, reservation};
+    use uuid::Uuid;
+
+    use super::{Member, Recorder, WAIT};
+
+    /// The `retention.ms` and `segment.ms` the broker reports for `topic`.
+    async fn topic_retention(
+        admin: &AdminClient<DefaultClientContext>,
+        topic: &str,
+    ) -> (String, String) {
+        let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+        let described = admin
+            .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
+            .await
+            .expect("the broker answers DescribeConfigs");
+        let resource = described[0].as_ref().expect("the topic's configuration");
+        let value = |name: &str| {
+            let entry = resource.get(name).expect("an entry");
+            entry.value.clone().expect(name)
+        };
+        (value("retention.ms"), value("segment.ms"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn created_topics_carry_the_configured_retention_in_segments_of_half_of_it_and_dead_letters_keep_four_times_it()
+     {
+        let env = TestEnv::new();
+        env.create_topics().await;
+        let admin: AdminClient<DefaultClientContext> =
+            env.bus().client_config().create().expect("an admin client");
+        let three_days_ms = 72 * 3600 * 1000;
+        let retention = |ms: u64| (ms.to_string(), (ms / 2).to_string());
+        for topic in [&env.kafka.kafka_topic, &env.kafka.kafka_order_events_topic] {
+            assert_eq!(
+                topic_retention(&admin, topic).await,
+                retention(three_days_ms),
+                "{topic}"
+            );
+        }
+        assert_eq!(
+            topic_retention(&admin, &env.kafka.kafka_dlq_topic).await,
+            retention(4 * three_days_ms)
+        );
+    }
+
+    /// Publishes one event to `partition` of the test's reservation topic; returns its id.
+    async fn publish_to(env: &TestEnv, partition: i32) -> Uuid {
+        let producer: FutureProducer = env.bus().producer_config().create().unwrap();
+        let event = reservation(
+            OrderId::generate(&"bus-sale".parse().unwrap()),
+            &"k".parse().unwrap(),
+            100,
+        );
+        let payload = event.to_json();
+        producer
+            .send(
+                FutureRecord::to(&env.kafka.kafka_topic)
+                    .partition(partition)
+                    .key("k")
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        event.event_id
+    }
+
+    /// The group's count of partitions started without an offset on trimmed history.
+    fn started_without_offset(prometheus: &PrometheusHandle, group: &str) -> Option<u64> {
+        let series = format!("{PARTITIONS_STARTED_WITHOUT_OFFSET_TOTAL}{{group=\"{group}\"}} ");
+        prometheus
+            .render()
+            .lines()
+            .find_map(|line| line.strip_prefix(&series)?.parse().ok())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_group_without_offsets_on_trimmed_history_replays_what_is_kept_and_counts_each_trimmed_partition()
+     {
+        let prometheus = shared::telemetry::prometheus();
+        let env = TestEnv::new();
+        env.create_topics().await;
+        let mut published = Vec::new();
+        for partition in [0, 0, 0, 1] {
+            published.push(publish_to(&env, partition).await);
+        }
+        // Partition 0 loses its first two events, as the topic's retention would delete them;
+        // partition 1 keeps its history whole.
+        let admin: AdminClient<DefaultClientContext> = env.bus().client_config().create().unwrap();
+        let mut trim = TopicPartitionList::new();
+        trim.add_partition_offset(&env.kafka.kafka_topic, 0, Offset::Offset(2))
+            .unwrap();
+        admin
+            .delete_records(&trim, &AdminOptions::new())
+            .await
+            .expect("the broker deletes records");
+
+        let recorder = Recorder::default();
+        let member = Member::join(&env, "trimmed", &recorder);
+        let kept: HashSet<Uuid> = published[2..].iter().copied().collect();
+        eventually("the events the topic still keeps", WAIT, async || {
+            (recorder.distinct() == kept).then_some(())
+        })
+        .await;
+        let group = format!("{}-trimmed", env.kafka.kafka_topic);
+        assert_eq!(
+            started_without_offset(&prometheus, &group),
+            Some(1),
+            "partition 0 started without an offset on trimmed history; partition 1 from its beginning"
+        );
+        member.stop().await;
+
+        // The same group again resumes from its committed offsets: nothing more to count.
+        let member = Member::join(&env, "trimmed", &recorder);
+        let later = publish_to(&env, 0).await;
+        eventually("the event published after the restart", WAIT, async || {
+            recorder.distinct().contains(&later).then_some(())
+        })
+        .await;
+        assert_eq!(started_without_offset(&prometheus, &group), Some(1));
+        member.stop().await;
+    }
+}
+
 /// Records every event it is handed and every event it handled; fails the first attempt of
 /// a batch holding an event of `fail_once`.
 #[derive(Clone, Default)]

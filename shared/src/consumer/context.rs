@@ -1,18 +1,21 @@
-//! Consumer lag per group and partition, published from librdkafka's periodic statistics.
+//! The consumer's context: what librdkafka reports besides messages. Its statistics become
+//! the lag gauges; each new assignment is checked for a start without a committed offset
+//! ([`super::starts`]).
 
 use metrics::gauge;
 use rdkafka::ClientContext;
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::statistics::Statistics;
 
 use super::LAG_MESSAGES;
+use super::starts::check_assignment;
 
-/// The consumer's context: turns each statistics report into the lag gauges.
-pub struct LagReporter {
+/// The context of one group's consumer.
+pub struct LoopContext {
     group: String,
 }
 
-impl LagReporter {
+impl LoopContext {
     pub fn new(group: &str) -> Self {
         Self {
             group: group.to_owned(),
@@ -20,7 +23,7 @@ impl LagReporter {
     }
 }
 
-impl ClientContext for LagReporter {
+impl ClientContext for LoopContext {
     fn stats(&self, statistics: Statistics) {
         for topic in statistics.topics.values() {
             for (partition, stats) in &topic.partitions {
@@ -41,4 +44,12 @@ impl ClientContext for LagReporter {
     }
 }
 
-impl ConsumerContext for LagReporter {}
+impl ConsumerContext for LoopContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assignment) = rebalance
+            && assignment.count() > 0
+        {
+            check_assignment(consumer, assignment, &self.group);
+        }
+    }
+}
