@@ -565,11 +565,14 @@ fn supply(expected: &Expected<'_>, observed: &Observed, verdict: &mut Verdict) {
 }
 
 /// Invariant 7's resale: returned units are sold again while latecomers want them.
+///
+/// A round may sell more than the units back when it began: an order whose payment's answer was
+/// unknown may expire during the round, and its unit sells too.
 fn resale(fates: &Fates, verdict: &mut Verdict) {
     for (number, round) in fates.rounds.iter().enumerate() {
         verdict.check(
             "resale",
-            round.buyers < round.offered || round.accepted == round.offered,
+            round.buyers < round.offered || round.accepted >= round.offered,
             || {
                 format!(
                     "returned units not sold again: resale round {} sold {} of {} units to {} latecomers",
@@ -795,6 +798,7 @@ mod tests {
     use shared::journal::Replay;
 
     use super::*;
+    use crate::lifecycle::Round;
 
     #[test]
     fn the_sms_ledger_counts_one_sales_deliveries_and_repeats_apart() {
@@ -934,6 +938,29 @@ mod tests {
             books.replay(line.to_string().as_bytes());
         }
         books
+    }
+
+    #[test]
+    fn a_round_that_sold_fewer_units_than_came_back_to_enough_latecomers_is_a_violation() {
+        let round = |offered, accepted| Round {
+            offered,
+            buyers: offered * 3,
+            accepted,
+        };
+        let verdict_of = |rounds: Vec<Round>| {
+            let fates = Fates {
+                rounds,
+                ..Fates::default()
+            };
+            let mut verdict = Verdict::default();
+            resale(&fates, &mut verdict);
+            verdict.violations
+        };
+        assert_eq!(verdict_of(vec![round(10, 9)]).len(), 1);
+        assert!(
+            verdict_of(vec![round(10, 10), round(4, 7)]).is_empty(),
+            "units of unknown payments that came back during a round sell too"
+        );
     }
 
     #[test]

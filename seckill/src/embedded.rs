@@ -63,6 +63,7 @@ impl Embedded {
             sms_rate_per_sec,
             payments: PaymentArgs {
                 payments_file: data_dir.join("payments.jsonl"),
+                payments_simulated_latency_ms: 0,
             },
             admin_token: secret(),
             jwt_secret: secret(),

@@ -307,6 +307,7 @@ fn payments_of_a_namespace() -> PaymentArgs {
     let id = uuid::Uuid::new_v4().simple().to_string();
     PaymentArgs {
         payments_file: std::env::temp_dir().join(format!("seckill-test-payments-{id}.jsonl")),
+        payments_simulated_latency_ms: 0,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod simulated;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use clap::Args;
@@ -49,18 +50,26 @@ pub trait PaymentProvider: Send + Sync {
     async fn charge_of(&self, order: &OrderId) -> Result<Charge, PaymentError>;
 }
 
-/// Where the simulated provider keeps its record.
+/// Where the simulated provider keeps its record, and how slowly it answers.
 #[derive(Args, Clone, Debug)]
 pub struct PaymentArgs {
     /// The simulated payment provider's record (JSON lines): every gateway and order worker of
     /// a deployment must name the same file, which stands in for the provider's own books.
     #[arg(long, env = "PAYMENTS_FILE", default_value = "payments.jsonl")]
     pub payments_file: PathBuf,
+
+    /// How long the simulated provider takes to answer a charge it made, as a real one takes
+    /// a few hundred milliseconds (the chaos run's window for a fault between charge and sale).
+    #[arg(long, env = "PAYMENTS_SIMULATED_LATENCY_MS", default_value_t = 0)]
+    pub payments_simulated_latency_ms: u64,
 }
 
 impl PaymentArgs {
     /// The provider these arguments name.
     pub fn provider(&self) -> Arc<dyn PaymentProvider> {
-        Arc::new(SimulatedProvider::new(self.payments_file.clone()))
+        Arc::new(SimulatedProvider::new(
+            self.payments_file.clone(),
+            Duration::from_millis(self.payments_simulated_latency_ms),
+        ))
     }
 }

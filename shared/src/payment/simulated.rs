@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -30,13 +31,17 @@ use crate::journal::{Journal, Replay};
 /// Approves every charge, honouring the order id as idempotency key, and records it.
 pub struct SimulatedProvider {
     books: Arc<Mutex<Journal<PaymentRecord>>>,
+    /// How long a charge's answer takes after the charge is booked.
+    latency: Duration,
 }
 
 impl SimulatedProvider {
-    /// The provider whose books are the file at `path` (created at the first call).
-    pub fn new(path: PathBuf) -> Self {
+    /// The provider whose books are the file at `path` (created at the first call), answering
+    /// each charge `latency` after booking it.
+    pub fn new(path: PathBuf, latency: Duration) -> Self {
         Self {
             books: Arc::new(Mutex::new(Journal::new(path))),
+            latency,
         }
     }
 
@@ -69,7 +74,9 @@ impl PaymentProvider for SimulatedProvider {
                 )
             })
         })
-        .await
+        .await?;
+        tokio::time::sleep(self.latency).await;
+        Ok(())
     }
 
     async fn refund(&self, order: &OrderId) -> Result<(), PaymentError> {
@@ -217,8 +224,8 @@ mod tests {
     async fn a_charge_is_made_once_per_order_however_often_asked_by_whichever_process() {
         let path = temp_file();
         let (gateway, other_gateway) = (
-            SimulatedProvider::new(path.clone()),
-            SimulatedProvider::new(path.clone()),
+            SimulatedProvider::new(path.clone(), Duration::ZERO),
+            SimulatedProvider::new(path.clone(), Duration::ZERO),
         );
         let order = order();
         gateway.charge(&order, 1250).await.unwrap();
@@ -238,7 +245,7 @@ mod tests {
     #[tokio::test]
     async fn a_refund_gives_a_charge_back_once_and_never_without_a_charge() {
         let path = temp_file();
-        let provider = SimulatedProvider::new(path.clone());
+        let provider = SimulatedProvider::new(path.clone(), Duration::ZERO);
         let (charged, never_charged) = (order(), order());
         provider.charge(&charged, 990).await.unwrap();
         provider.refund(&charged).await.unwrap();
