@@ -3,7 +3,7 @@
 //! from what the gateway believed: every charge of the sale ends with its order paid or with a
 //! refund; no order is charged twice; no refund without a charge; every paid order was charged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 
 use shared::ids::{OrderId, SaleId};
@@ -30,7 +30,7 @@ pub fn check<S: BuildHasher>(
 ) -> (Money, Vec<String>) {
     let mut money = Money::default();
     let mut violations = Vec::new();
-    let mut charged_for = Vec::new();
+    let mut charged_for = HashSet::new();
     for (order_id, account) in books.accounts() {
         if order_id.sale_id() != *sale_id {
             continue;
@@ -51,7 +51,7 @@ pub fn check<S: BuildHasher>(
         }
         if account.charges > 0 {
             money.charged += 1;
-            charged_for.push(order_id);
+            charged_for.insert(order_id);
         }
         if account.refunds > 0 {
             money.refunded += 1;

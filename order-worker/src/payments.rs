@@ -10,7 +10,7 @@
 //! | --- | --- | --- |
 //! | paid | (its charge is the sale) | the intent settled |
 //! | expired or failed | a charge | refunded, then settled |
-//! | expired or failed | nothing, or a refund | settled |
+//! | expired or failed | nothing, or a refund | its key voided (a charge still on its way is refused), settled |
 //! | awaiting payment | a charge | the order paid (or, if its window closed meanwhile, refunded) |
 //! | awaiting payment | nothing | left: the buyer may pay again, or the order expires, and then it is settled |
 //!
@@ -34,6 +34,9 @@ pub const PAYMENT_RESOLVE_FAILURES_TOTAL: &str = "seckill_payment_resolve_failur
 
 /// Intents read per call.
 const CHUNK: usize = 500;
+/// Most intents looked at per sale per sweep (each may call the provider); the rest wait for
+/// the next sweep.
+const SWEEP_LIMIT: usize = 10_000;
 
 pub struct PaymentResolver {
     ledger: Arc<dyn StockLedger>,
@@ -94,12 +97,14 @@ impl PaymentResolver {
     pub async fn resolve(&self, sale_id: &SaleId, now_ms: i64) -> Result<usize, StoreError> {
         let before_ms = now_ms.saturating_sub(self.resolve_after.as_millis() as i64);
         let mut settled = 0;
+        let mut looked_at = 0;
         loop {
             let due = self
                 .ledger
                 .claim_payments(sale_id, before_ms, CHUNK)
                 .await?;
             let chunk = due.len();
+            looked_at += chunk;
             for intent in due {
                 match self.settle(&intent).await {
                     Ok(how) => {
@@ -116,7 +121,7 @@ impl PaymentResolver {
                 }
             }
             // Each intent handed out is due again only after another full age: no loop.
-            if chunk < CHUNK {
+            if chunk < CHUNK || looked_at >= SWEEP_LIMIT {
                 return Ok(settled);
             }
         }
@@ -148,9 +153,10 @@ impl PaymentResolver {
         }
     }
 
-    /// Refunds the order's charge if the provider keeps one, then settles the intent.
+    /// Voids the order's key (a charge still on its way is refused from now on), refunds the
+    /// charge if the provider keeps one, then settles the intent.
     async fn give_back(&self, order: &OrderId) -> Result<Settled, ResolveError> {
-        let how = match self.provider.charge_of(order).await? {
+        let how = match self.provider.void(order).await? {
             Charge::Kept { amount_cents } => {
                 self.provider.refund(order).await?;
                 tracing::info!(%order, amount_cents, "refunded a charge whose order did not sell");

@@ -59,13 +59,16 @@ impl<S: Replay> Journal<S> {
             ),
         };
         handle.lock()?;
-        let appended = catch_up(handle, &mut self.read_to, &mut self.state).and_then(|()| {
+        let appended = catch_up(handle, &mut self.read_to, &mut self.state).and_then(|whole| {
             let (line, chosen) = choose(&self.state);
-            if let Some(mut line) = line {
-                line.push(b'\n');
-                (&*handle).write_all(&line)?;
-                self.read_to += line.len() as u64;
-                self.state.replay(&line[..line.len() - 1]);
+            if let Some(line) = line {
+                // A writer killed mid-line left a torn line: end it, so ours stays whole.
+                let mut bytes = if whole { Vec::new() } else { vec![b'\n'] };
+                bytes.extend_from_slice(&line);
+                bytes.push(b'\n');
+                (&*handle).write_all(&bytes)?;
+                self.read_to += bytes.len() as u64;
+                self.state.replay(&line);
             }
             Ok(chosen)
         });
@@ -77,7 +80,9 @@ impl<S: Replay> Journal<S> {
     pub fn read(path: &Path) -> io::Result<S> {
         let mut state = S::default();
         match File::open(path) {
-            Ok(file) => catch_up(&file, &mut 0, &mut state)?,
+            Ok(file) => {
+                catch_up(&file, &mut 0, &mut state)?;
+            }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
             Err(error) => return Err(error),
         }
@@ -85,9 +90,11 @@ impl<S: Replay> Journal<S> {
     }
 }
 
-/// Replays the lines appended since `read_to` into `state`. Called under the lock, where every
-/// line is whole; a reader without it ([`Journal::read`]) skips a half-written last line.
-fn catch_up<S: Replay>(mut handle: &File, read_to: &mut u64, state: &mut S) -> io::Result<()> {
+/// Replays the lines appended since `read_to` into `state`; returns whether the file ends
+/// with a whole line (or is empty). Under the lock every line is whole unless a writer was
+/// killed mid-write; a torn line does not parse and is skipped, as is a half-written last line
+/// seen by a reader without the lock ([`Journal::read`]).
+fn catch_up<S: Replay>(mut handle: &File, read_to: &mut u64, state: &mut S) -> io::Result<bool> {
     handle.seek(SeekFrom::Start(*read_to))?;
     let mut appended = Vec::new();
     handle.read_to_end(&mut appended)?;
@@ -97,7 +104,18 @@ fn catch_up<S: Replay>(mut handle: &File, read_to: &mut u64, state: &mut S) -> i
             state.replay(line);
         }
     }
-    Ok(())
+    let whole = match appended.last() {
+        Some(&last) => last == b'\n',
+        // Nothing new: whole unless this process has never seen the file's end before.
+        None if *read_to == 0 => true,
+        None => {
+            let mut last = [0];
+            handle.seek(SeekFrom::Start(*read_to - 1))?;
+            handle.read_exact(&mut last)?;
+            last[0] == b'\n'
+        }
+    };
+    Ok(whole)
 }
 
 #[cfg(test)]
@@ -139,6 +157,21 @@ mod tests {
             "its own line replayed once, the other's caught up"
         );
         assert_eq!(Journal::<Lines>::read(&path).unwrap().0, ["a", "b"]);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_line_torn_by_a_killed_writer_does_not_swallow_the_next_one() {
+        let path = temp_file();
+        std::fs::write(&path, "a\n{\"torn").unwrap();
+        let mut journal = Journal::<Lines>::new(path.clone());
+        journal.append(|_| (Some(b"b".to_vec()), ())).unwrap();
+        let lines = Journal::<Lines>::read(&path).unwrap().0;
+        assert_eq!(
+            lines,
+            ["a", "{\"torn", "b"],
+            "b stands on a line of its own"
+        );
         std::fs::remove_file(path).unwrap();
     }
 

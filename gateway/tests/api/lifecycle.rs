@@ -203,6 +203,10 @@ impl PaymentProvider for AfterCharging {
     async fn charge_of(&self, order: &OrderId) -> Result<Charge, PaymentError> {
         self.books.charge_of(order).await
     }
+
+    async fn void(&self, order: &OrderId) -> Result<Charge, PaymentError> {
+        self.books.void(order).await
+    }
 }
 
 /// A gateway charging through `then`, and the books it charges into.

@@ -119,5 +119,12 @@ async fn an_intent_never_charged_waits_while_the_order_is_open_and_is_dropped_wh
         Charge::None,
         "no refund without a charge"
     );
+    assert!(
+        env.payment_provider()
+            .charge(&event.order_id, sale.price_cents)
+            .await
+            .is_err(),
+        "a charge still on its way when the order ended is refused: its key was voided"
+    );
     assert_nothing_left(ledger.as_ref(), &sale).await;
 }

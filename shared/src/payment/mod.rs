@@ -1,11 +1,11 @@
-//! Where money moves: the payment provider, behind a trait of three calls.
+//! Where money moves: the payment provider, behind a trait of four calls.
 //!
 //! The order's state machine lives in the stock ledger; the provider only charges, refunds,
 //! and says what it holds for an order. Every call carries the order id as its idempotency
 //! key, so a repeated charge charges once and a repeated refund refunds once. The gateway
 //! charges (after recording the payment intent in the ledger); the reconciler's payment
-//! resolver refunds what did not become a sale and asks the provider where the gateway could
-//! not tell (`docs/architecture.md`, "Money"). Both are handed the provider by their
+//! resolver refunds what did not become a sale, voids the key of an order that ended
+//! uncharged, and asks the provider where the gateway could not tell (`docs/architecture.md`, "Money"). Both are handed the provider by their
 //! `build_on`; [`simulated`] is the one the demo, the compose stack and every test use, and
 //! its record is what the load test checks invariant 8 against.
 
@@ -48,6 +48,11 @@ pub trait PaymentProvider: Send + Sync {
 
     /// What the provider holds for the order: asked when a charge's outcome is unknown.
     async fn charge_of(&self, order: &OrderId) -> Result<Charge, PaymentError>;
+
+    /// Closes the order's key for good: a charge that reaches the provider afterwards is
+    /// refused, so one still on its way when its order ended can never land unseen. Returns
+    /// what the provider holds for the order at that moment. Idempotent.
+    async fn void(&self, order: &OrderId) -> Result<Charge, PaymentError>;
 }
 
 /// Where the simulated provider keeps its record, and how slowly it answers.

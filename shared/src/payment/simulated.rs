@@ -10,6 +10,7 @@
 //! {"order_id":"<order id>","op":"charge","amount_cents":1250}
 //! {"order_id":"<order id>","op":"refund","amount_cents":1250}
 //! {"order_id":"<order id>","op":"charge","amount_cents":1250,"repeat":true}
+//! {"order_id":"<order id>","op":"void","amount_cents":0}
 //! ```
 //!
 //! A repeat is a call whose idempotency key (the order id) the provider knew: answered as the
@@ -65,16 +66,21 @@ impl SimulatedProvider {
 impl PaymentProvider for SimulatedProvider {
     async fn charge(&self, order: &OrderId, amount_cents: i64) -> Result<(), PaymentError> {
         let order = order.clone();
-        self.with_books(move |journal| {
-            journal.append(|record| {
-                let repeat = record.charge_of(&order) != Charge::None;
-                (
-                    Some(Line::encoded(&order, Op::Charge, amount_cents, repeat)),
-                    (),
-                )
+        let accepted = self
+            .with_books(move |journal| {
+                journal.append(|record| {
+                    if record.voided(&order) && record.charge_of(&order) == Charge::None {
+                        return (None, false);
+                    }
+                    let repeat = record.charge_of(&order) != Charge::None;
+                    let line = Line::encoded(&order, Op::Charge, amount_cents, repeat);
+                    (Some(line), true)
+                })
             })
-        })
-        .await?;
+            .await?;
+        if !accepted {
+            return Err(PaymentError("the order's payment was voided".into()));
+        }
         tokio::time::sleep(self.latency).await;
         Ok(())
     }
@@ -111,6 +117,18 @@ impl PaymentProvider for SimulatedProvider {
         self.with_books(move |journal| journal.append(|record| (None, record.charge_of(&order))))
             .await
     }
+
+    async fn void(&self, order: &OrderId) -> Result<Charge, PaymentError> {
+        let order = order.clone();
+        self.with_books(move |journal| {
+            journal.append(|record| {
+                let line =
+                    (!record.voided(&order)).then(|| Line::encoded(&order, Op::Void, 0, false));
+                (line, record.charge_of(&order))
+            })
+        })
+        .await
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +136,8 @@ impl PaymentProvider for SimulatedProvider {
 enum Op {
     Charge,
     Refund,
+    /// The order's key closed: later charges are refused.
+    Void,
 }
 
 /// One line of the books.
@@ -153,6 +173,8 @@ pub struct Account {
     pub charged_cents: i64,
     /// Calls answered as repeats of an earlier one.
     pub repeats: u32,
+    /// The key was closed: no charge is taken any more.
+    pub voided: bool,
 }
 
 impl Account {
@@ -179,13 +201,20 @@ impl PaymentRecord {
         self.accounts.iter()
     }
 
+    fn voided(&self, order: &OrderId) -> bool {
+        self.accounts
+            .get(order)
+            .is_some_and(|account| account.voided)
+    }
+
     fn charge_of(&self, order: &OrderId) -> Charge {
         match self.accounts.get(order) {
-            None => Charge::None,
             Some(account) if account.kept() => Charge::Kept {
                 amount_cents: account.charged_cents,
             },
-            Some(_) => Charge::Refunded,
+            Some(account) if account.refunds > 0 => Charge::Refunded,
+            // Never seen, or only voided.
+            _ => Charge::None,
         }
     }
 }
@@ -203,6 +232,7 @@ impl Replay for PaymentRecord {
                 account.charged_cents = line.amount_cents;
             }
             (Op::Refund, false) => account.refunds += 1,
+            (Op::Void, false) => account.voided = true,
         }
     }
 }
@@ -239,6 +269,24 @@ mod tests {
         let account = record.accounts().find(|(id, _)| **id == order).unwrap().1;
         assert_eq!((account.charges, account.repeats), (1, 1));
         assert!(account.kept());
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_charge_that_arrives_after_its_orders_key_was_voided_is_refused() {
+        let path = temp_file();
+        let provider = SimulatedProvider::new(path.clone(), Duration::ZERO);
+        let (late, charged) = (order(), order());
+        provider.charge(&charged, 500).await.unwrap();
+        assert_eq!(provider.void(&late).await.unwrap(), Charge::None);
+        assert_eq!(
+            provider.void(&charged).await.unwrap(),
+            Charge::Kept { amount_cents: 500 },
+            "a void reports a charge already taken, for the caller to refund"
+        );
+
+        assert!(provider.charge(&late, 500).await.is_err());
+        assert_eq!(provider.charge_of(&late).await.unwrap(), Charge::None);
         std::fs::remove_file(path).unwrap();
     }
 
