@@ -147,6 +147,16 @@ impl TestEnv {
         self.backends.ledger()
     }
 
+    /// A plain connection to this namespace's Redis, for a test that looks at (or breaks) the
+    /// keys behind the stores. Real services only.
+    pub async fn redis_connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis.redis_url.as_str())
+            .expect("REDIS_URL parses")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis is reachable (run scripts/services up)")
+    }
+
     /// A payment provider on this namespace's books: hand one to each service under test.
     pub fn payment_provider(&self) -> Arc<dyn PaymentProvider> {
         self.payments.provider()

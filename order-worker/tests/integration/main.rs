@@ -251,11 +251,7 @@ async fn a_second_order_for_the_same_buyer_is_refused_permanently_and_returns_no
     // The sale never locked a unit for it, so failing it gives nothing back and records no
     // status (only the owner may read one through the ledger; so look at the key itself).
     assert_eq!(env.ledger().remaining(&sale.id).await.unwrap(), Some(9));
-    let mut redis = redis::Client::open(env.redis.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = env.redis_connection().await;
     let status: Option<String> = redis::AsyncCommands::hget(
         &mut redis,
         &env.keys().sale(&sale.id).status,
@@ -429,11 +425,7 @@ async fn an_event_the_broker_acknowledged_and_then_lost_is_republished() {
 #[tokio::test]
 async fn one_broken_sale_does_not_stop_the_sweep_of_the_others() {
     let env = TestEnv::new();
-    let mut redis = redis::Client::open(env.redis.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = env.redis_connection().await;
     // Sales whose outbox sets are not even sorted sets: every sweep of them fails.
     for _ in 0..8 {
         let broken = env.create_sale(1).await;
@@ -502,11 +494,7 @@ async fn a_settled_sale_leaves_the_sweep_and_its_keys_expire() {
         (!active.contains(&sale.id)).then_some(())
     })
     .await;
-    let mut redis = redis::Client::open(env.redis.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = env.redis_connection().await;
     let keys = env.keys().sale(&sale.id);
     for key in [&keys.info, &keys.stock, &keys.buyers, &keys.status] {
         let ttl_ms: i64 = redis::cmd("PTTL")
@@ -525,11 +513,7 @@ async fn a_transition_outbox_entry_that_is_no_event_is_discarded_so_its_sale_set
     let env = TestEnv::new();
     let sale = env.create_sale(1).await;
     let keys = env.keys().sale(&sale.id);
-    let mut redis = redis::Client::open(env.redis.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = env.redis_connection().await;
     let broken = format!("{}.0:paid", sale.id);
     let _: () = redis::pipe()
         .hset(&keys.transitions, &broken, "{not an event")

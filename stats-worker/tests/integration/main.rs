@@ -59,11 +59,7 @@ async fn statistics_counted_after_the_sale_settled_expire_with_it() {
     assert_eq!(env.backends().stats().apply(&[&late]).await.unwrap(), 1);
 
     let keys = env.keys().sale(&sale.id);
-    let mut redis = redis::Client::open(env.redis.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = env.redis_connection().await;
     for key in [
         &keys.stats,
         &keys.stats_events,
