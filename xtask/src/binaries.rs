@@ -13,7 +13,7 @@ use regex::Regex;
 
 /// The command line of `binary`, or `None` for a binary this tool does not know.
 ///
-/// A new service adds its line here (the README's "Add a consumer" walkthrough says so).
+/// A new service adds its line here (the "Add a consumer" walkthrough of `docs/guide.md` says so).
 pub fn command_of(binary: &str) -> Option<clap::Command> {
     Some(match binary {
         "gateway" => gateway::Config::command(),

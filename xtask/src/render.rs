@@ -1,4 +1,4 @@
-//! Draws the Grafana dashboard's panels from a native run, for the README: a real Prometheus
+//! Draws the Grafana dashboard's panels from a native run, for the docs: a real Prometheus
 //! (Debian's) scrapes the running instances every second, and each panel's own PromQL is
 //! evaluated by it over the run. Grafana itself is not involved; the picture shows the same
 //! queries over the same kind of data, drawn as SVG.

@@ -1,7 +1,7 @@
 //! An example fourth consumer: loyalty points, one per whole unit of currency of every paid
 //! order, counted exactly once per payment. It consumes the order-event topic (the orders'
-//! transitions) and ignores every transition but `paid`. It is the README's "Add a consumer" walkthrough followed
-//! line by line and kept in the repository, so CI builds it, tests it against the real
+//! transitions) and ignores every transition but `paid`. It is the "Add a consumer"
+//! walkthrough of `docs/guide.md` followed line by line and kept in the repository, so CI builds it, tests it against the real
 //! services, and runs it in the compose check: a configuration and a handler, nothing else.
 
 use std::num::NonZeroU64;

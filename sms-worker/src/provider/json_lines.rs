@@ -4,7 +4,7 @@
 //!
 //! Like a real gateway, it honours the idempotency key: a message whose key was delivered
 //! before is answered with success and not delivered again. That closes the worker's one gap
-//! (a crash between the provider's acceptance and the worker's record, see the README). The
+//! (a crash between the provider's acceptance and the worker's record, see `docs/guide.md`). The
 //! file is the provider's memory, so this holds across restarts and across every process that
 //! appends to the same file: the file is a [`Journal`], whose every append first catches up
 //! with the lines other processes wrote.

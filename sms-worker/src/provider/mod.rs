@@ -7,7 +7,7 @@
 //!
 //! The worker sends at least once (a crash after the provider accepted a message and before
 //! the worker recorded it sends it again); a provider that honours the idempotency key turns
-//! that into exactly-once delivery (see the README). The file provider honours it itself.
+//! that into exactly-once delivery (see `docs/guide.md`). The file provider honours it itself.
 
 pub mod http;
 pub mod json_lines;
