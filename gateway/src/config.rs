@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use shared::config::{KafkaArgs, RedisArgs, Secret, TelemetryArgs};
+use shared::front_door::FrontDoorArgs;
 use shared::payment::PaymentArgs;
 
 /// Shortest accepted HS256 secret: the key should be as long as the hash.
@@ -32,6 +33,16 @@ pub struct Config {
     /// Address the HTTP server listens on.
     #[arg(long, env = "GATEWAY_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen_addr: SocketAddr,
+
+    /// Address of `/metrics`, apart from the public API: the metrics describe the business
+    /// (sales, outcomes, lag) and are for the operator's Prometheus, not for buyers.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+
+    /// How often the stock ledger and Kafka are checked for `/readyz`, which answers with the
+    /// last check (a check older than three intervals counts as not ready).
+    #[arg(long, env = "READINESS_CHECK_MS", default_value_t = NonZeroU64::new(1000).expect("1000 > 0"))]
+    pub readiness_check_ms: NonZeroU64,
 
     /// HS256 secret that users' JWTs are signed with (at least 32 bytes).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
@@ -118,6 +129,9 @@ pub struct Config {
     pub demo_sign_in: bool,
 
     #[command(flatten)]
+    pub front_door: FrontDoorArgs,
+
+    #[command(flatten)]
     pub redis: RedisArgs,
 
     #[command(flatten)]
@@ -168,6 +182,10 @@ impl Config {
 
     pub fn stream_resync(&self) -> Duration {
         Duration::from_millis(self.stream_resync_ms.get())
+    }
+
+    pub fn readiness_check(&self) -> Duration {
+        Duration::from_millis(self.readiness_check_ms.get())
     }
 
     pub fn blacklist_sync(&self) -> Duration {

@@ -9,6 +9,7 @@
 //! | [`config`] | every flag and environment variable, and the refusal to start half-wired |
 //! | [`startup`] | build (dependencies from the configuration), then serve (until shutdown) |
 //! | [`routes`] | the HTTP API, overload protection, health and metrics |
+//! | [`readiness`] | the dependencies checked in the background, which `/readyz` answers with |
 //! | [`auth`] | user JWTs and the admin token, and their extractors |
 //! | [`extract`] | JSON bodies and path ids, rejected with the API's JSON errors |
 //! | [`risk`] | rate limits and the blacklist copy |
@@ -29,6 +30,7 @@ pub mod extract;
 pub mod openapi;
 pub mod pages;
 pub mod push;
+pub mod readiness;
 pub mod risk;
 pub mod routes;
 pub mod startup;

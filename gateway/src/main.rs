@@ -2,14 +2,18 @@
 
 use clap::Parser;
 use gateway::Config;
-use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     shared::telemetry::init(&config.telemetry);
     let gateway = gateway::build(&config)?;
-    let listener = TcpListener::bind(config.listen_addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    gateway::serve(gateway, listener, shared::shutdown::on_signal()).await
+    let api = config.front_door.listen(config.listen_addr)?;
+    let metrics = config.front_door.listen(config.metrics_addr)?;
+    tracing::info!(
+        addr = %api.local_addr()?,
+        metrics = %metrics.local_addr()?,
+        "gateway listening"
+    );
+    gateway::serve(gateway, api, metrics, shared::shutdown::on_signal()).await
 }

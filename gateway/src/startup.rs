@@ -3,15 +3,17 @@
 //! [`build`] turns a configuration into a [`Gateway`]: every dependency constructed, nothing
 //! contacted yet (the stores and Kafka connect lazily). [`build_on`] does the same on backends,
 //! a bus and a payment provider the caller built, which is how the all-in-one runner and the
-//! tests share them. [`serve`] runs a built gateway on a listener until its shutdown token is cancelled.
+//! tests share them. [`serve`] runs a built gateway on its two listeners (the API, and the
+//! metrics) through the front door (`shared::front_door`) until its shutdown token is
+//! cancelled.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use shared::backends::Backends;
 use shared::config::RefusedToStart;
 use shared::event::Stream;
+use shared::front_door;
 use shared::ids::OrderId;
 use shared::kafka::EventBus;
 use shared::payment::PaymentProvider;
@@ -61,11 +63,12 @@ pub fn build_on(
     })
 }
 
-/// Serves the gateway on `listener` until `shutdown` is cancelled, then drains in-flight
-/// requests and flushes queued events to the broker.
+/// Serves the gateway's API on `api` and its metrics on `metrics` until `shutdown` is
+/// cancelled, then drains in-flight requests and flushes queued events to the broker.
 pub async fn serve(
     gateway: Gateway,
-    listener: TcpListener,
+    api: TcpListener,
+    metrics: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (config, state) = (gateway.config, gateway.state);
@@ -84,6 +87,13 @@ pub async fn serve(
         config.blacklist_sync(),
         stop_housekeeping.clone(),
     ));
+    let checker = tokio::spawn({
+        let (state, stop) = (state.clone(), stop_housekeeping.clone());
+        async move {
+            let (ledger, publisher) = (state.ledger.as_ref(), &state.publisher);
+            state.readiness.keep_checking(ledger, publisher, stop).await;
+        }
+    });
     let feed = tokio::spawn(push::feed::run(
         gateway.bus.clone(),
         Arc::clone(&state.push.watchers),
@@ -96,25 +106,28 @@ pub async fn serve(
         }
     });
 
+    // The graceful shutdown waits for open connections, and an event stream stays open for
+    // minutes: the streams end when the shutdown begins.
+    let streams = state.push.closing.clone();
+    let ending = shutdown.clone();
+    tokio::spawn(async move {
+        ending.cancelled().await;
+        streams.cancel();
+    });
+    let door = &config.front_door;
     let app = routes::router(state.clone(), &config);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown({
-        // The graceful shutdown waits for open connections, and an event stream stays open
-        // for minutes: the streams end when the shutdown begins.
-        let streams = state.push.closing.clone();
-        async move {
-            shutdown.cancelled().await;
-            streams.cancel();
-        }
-    })
-    .await?;
+    let metrics_app = routes::metrics_router(state.clone());
+    let (served, metrics_served) = tokio::join!(
+        front_door::serve(api, app, door, shutdown.clone()),
+        front_door::serve(metrics, metrics_app, door, shutdown),
+    );
+    served?;
+    metrics_served?;
 
     tracing::info!("HTTP drained; flushing queued events");
     stop_housekeeping.cancel();
     housekeeper.await?;
+    checker.await?;
     feed.await?;
     let publisher = state.publisher.clone();
     let flush_timeout = Duration::from_millis(config.shutdown_flush_ms);

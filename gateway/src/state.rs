@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::extract::BodyLimit;
 use crate::push::Push;
 use crate::push::lag::GroupLags;
+use crate::readiness::Readiness;
 use crate::risk::blacklist::BlacklistCopy;
 use crate::risk::limits::RateLimits;
 
@@ -42,8 +43,8 @@ pub struct Inner {
     pub push: Push,
     pub prometheus: PrometheusHandle,
     pub body_limit: BodyLimit,
-    /// How long `/readyz` waits for each dependency.
-    pub probe_timeout: Duration,
+    /// The last background check of the dependencies, which `/readyz` answers with.
+    pub readiness: Readiness,
     /// The oldest the blacklist copy may be for `/readyz` to report ready.
     pub blacklist_max_age: Duration,
 }
@@ -95,7 +96,7 @@ impl AppState {
             push,
             prometheus: shared::telemetry::prometheus(),
             body_limit: BodyLimit(config.body_limit_bytes),
-            probe_timeout: Duration::from_secs(1),
+            readiness: Readiness::new(config.readiness_check()),
             blacklist_max_age: config.blacklist_sync() * BLACKLIST_SYNCS_MISSED_AT_MOST,
         }))
     }

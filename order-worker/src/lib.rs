@@ -106,7 +106,8 @@ pub fn build_on(
     let reservations = OrderHandler::new(Arc::clone(&orders), Arc::clone(&ledger));
     let transitions = TransitionHandler::new(Arc::clone(&orders), Arc::clone(&ledger));
     let worker = Worker::new(bus, config.loop_settings(), reservations)?
-        .and_consume(config.transition_loop_settings(), transitions)?;
+        .and_consume(config.transition_loop_settings(), transitions)?
+        .with_front_door(&config.worker.front_door);
     Ok(OrderWorker {
         worker,
         orders,

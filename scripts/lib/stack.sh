@@ -47,7 +47,7 @@ stack_start() { # name, then environment assignments and the command; appends to
 }
 
 stack_start_gateway() { # extra environment assignments
-  stack_start gateway GATEWAY_LISTEN_ADDR=127.0.0.1:18080 "$@" "$bin/gateway"
+  stack_start gateway GATEWAY_LISTEN_ADDR=127.0.0.1:18080 METRICS_ADDR=127.0.0.1:19180 "$@" "$bin/gateway"
   stack_wait_for "$gateway_url/readyz" gateway
 }
 

@@ -135,9 +135,7 @@ async fn flash_crowd(
         sms_file: Some(embedded.sms_file.clone()),
         sms_repeats_allowed: 0,
         payments_file: Some(embedded.payments.payments_file.clone()),
-        // In one process every service records into one registry, which the gateway serves
-        // too: its `/metrics` shows every group's lag.
-        metrics_urls: vec![format!("{}/metrics", services.gateway_url)],
+        metrics_urls: vec![services.metrics_url.clone()],
         settle_timeout: Duration::from_mins(2),
     };
     Ok(Report::Crowd(Box::new(
@@ -159,7 +157,7 @@ seckill is serving at {url} (embedded backends; orders and SMS under {data})
   live dashboard    {url}/dashboard?sale={sale}
   the demo sale     curl {url}/api/v1/sales/{sale}
   its statistics    curl {url}/api/v1/sales/{sale}/stats
-  metrics           curl {url}/metrics
+  metrics           curl {metrics}   (not on the public port)
   admin token       {token}
 
   a token, then a purchase (the crowd took every unit: expect 410 sold_out):
@@ -172,6 +170,7 @@ seckill is serving at {url} (embedded backends; orders and SMS under {data})
 
 Ctrl-C stops it.",
         data = cli.data_dir.display(),
+        metrics = services.metrics_url,
         token = embedded.admin_token.expose(),
     );
 }

@@ -36,6 +36,9 @@ type Tasks = JoinSet<(&'static str, anyhow::Result<()>)>;
 /// The running services.
 pub struct Services {
     pub gateway_url: String,
+    /// The gateway's `/metrics`: in one process every service records into one registry, so
+    /// it shows every worker's series too.
+    pub metrics_url: String,
     stop: CancellationToken,
     tasks: Tasks,
     /// How many services were started (the readiness wait notices one that stopped).
@@ -50,21 +53,23 @@ impl Services {
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
 
-        let listener = TcpListener::bind(listen).await.map_err(|error| {
+        let listener = stack.gateway.front_door.listen(listen).map_err(|error| {
             anyhow::anyhow!(
                 "cannot listen on {listen}: {error} (choose another address with --listen)"
             )
         })?;
         let gateway_url = format!("http://{}", listener.local_addr()?);
+        let metrics = free_port().await?;
+        let metrics_url = format!("http://{}/metrics", metrics.local_addr()?);
         let gateway = gateway::build_on(&stack.gateway, backends, bus, stack.payments.clone())?;
         spawn(
             &mut tasks,
             "gateway",
-            gateway::serve(gateway, listener, stop.clone()),
+            gateway::serve(gateway, listener, metrics, stop.clone()),
         );
 
-        // The workers' `/healthz` and `/metrics` listen on free ports: in one process they
-        // share one metrics registry, which the gateway's `/metrics` serves too.
+        // The workers' `/healthz` and `/metrics` listen on free ports too: in one process
+        // they share one metrics registry, which the gateway's `/metrics` serves.
         let orders = order_worker::build_on(
             &stack.order_worker,
             backends,
@@ -98,6 +103,7 @@ impl Services {
 
         let services = Self {
             gateway_url,
+            metrics_url,
             stop,
             started: tasks.len(),
             tasks,

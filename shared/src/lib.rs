@@ -22,6 +22,7 @@
 //! | [`kafka`] | the event bus (brokers, topics, client settings; `mock:` embedded), trace headers |
 //! | [`publisher`] | the idempotent producer of an outbox and the recording of the broker's acknowledgements |
 //! | [`consumer`] | the one consumer loop: handler contract, retry policy, dead letters, offsets, lag, starts without an offset |
+//! | [`front_door`] | how every service listens: a listen queue for a crowd, a header deadline, a connection cap |
 //! | [`worker`] | what every worker is around its handler: build, serve, `/healthz`, `/metrics` |
 //! | [`config`] | clap argument groups every binary flattens, and [`config::defaults`] |
 //! | [`shutdown`] | the SIGINT/SIGTERM token every binary stops on |
@@ -39,6 +40,7 @@ pub mod consumer;
 pub mod counters;
 pub mod error;
 pub mod event;
+pub mod front_door;
 pub mod ids;
 pub mod journal;
 pub mod kafka;

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backends::Backends;
 use crate::config::{KafkaArgs, RedisArgs, RefusedToStart, TelemetryArgs};
 use crate::consumer::{ConsumerLoop, Handler, LoopSettings};
+use crate::front_door::{self, FrontDoorArgs};
 use crate::kafka::EventBus;
 
 /// What every worker is told besides its own settings: where its dependencies are, where it
@@ -36,6 +37,9 @@ pub struct WorkerArgs {
     /// Address of this worker's `/healthz` and `/metrics`.
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:9100")]
     pub http_addr: SocketAddr,
+
+    #[command(flatten)]
+    pub front_door: FrontDoorArgs,
 
     #[command(flatten)]
     pub redis: RedisArgs,
@@ -99,10 +103,12 @@ pub struct Worker {
     loops: Vec<LoopRun>,
     bus: EventBus,
     prometheus: PrometheusHandle,
+    front_door: FrontDoorArgs,
 }
 
 impl Worker {
-    /// A worker consuming `bus` with `handler`. Connects lazily.
+    /// A worker consuming `bus` with `handler`, serving its HTTP port through the default
+    /// front door (see [`Worker::with_front_door`]). Connects lazily.
     pub fn new<H: Handler + 'static>(
         bus: &EventBus,
         settings: LoopSettings,
@@ -112,8 +118,16 @@ impl Worker {
             loops: Vec::new(),
             bus: bus.clone(),
             prometheus: crate::telemetry::prometheus(),
+            front_door: crate::config::defaults(),
         };
         worker.and_consume(settings, handler)
+    }
+
+    /// The worker, serving its HTTP port through `front_door`.
+    #[must_use]
+    pub fn with_front_door(mut self, front_door: &FrontDoorArgs) -> Self {
+        self.front_door = front_door.clone();
+        self
     }
 
     /// The worker with one more consumer loop, in the consumer group `settings.group`.
@@ -150,7 +164,8 @@ pub fn build_on<C: WorkerConfig>(
         .and_then(|()| config.validate())
         .map_err(RefusedToStart)?;
     let settings = config.loop_settings(&config.group());
-    Worker::new(bus, settings, config.handler(backends)?)
+    let worker = Worker::new(bus, settings, config.handler(backends)?)?;
+    Ok(worker.with_front_door(&config.worker_args().front_door))
 }
 
 /// Consumes until `shutdown` is cancelled, serving health and metrics on `http` meanwhile.
@@ -168,11 +183,11 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(move || async move { prometheus.render() }));
     let server_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(http, app)
-            .with_graceful_shutdown(server_shutdown.cancelled_owned())
-            .await
-    });
+    let front_door = worker.front_door;
+    let server =
+        tokio::spawn(
+            async move { front_door::serve(http, app, &front_door, server_shutdown).await },
+        );
     let mut loops = JoinSet::new();
     for run in worker.loops {
         loops.spawn(run(shutdown.clone()));
@@ -196,7 +211,7 @@ pub async fn main<C: WorkerConfig>() -> anyhow::Result<()> {
     let args = config.worker_args();
     crate::telemetry::init(&args.telemetry);
     let worker = build(&config)?;
-    let http = TcpListener::bind(args.http_addr).await?;
+    let http = args.front_door.listen(args.http_addr)?;
     tracing::info!(addr = %http.local_addr()?, group = config.group(), "worker starting");
     serve(worker, http, crate::shutdown::on_signal()).await
 }

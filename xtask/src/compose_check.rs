@@ -338,9 +338,9 @@ mod tests {
             (
                 |f| {
                     let first_job = &mut f.files.prometheus.scrape_configs[0];
-                    first_job.static_configs[0].targets = vec!["gateway:9100".into()];
+                    first_job.static_configs[0].targets = vec!["gateway:9999".into()];
                 },
-                "scrapes gateway:9100",
+                "scrapes gateway:9999",
             ),
             (
                 |f| {

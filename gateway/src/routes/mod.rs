@@ -7,8 +7,10 @@
 //! Overload protection wraps the API: one concurrency limit shared by every API route; a
 //! request beyond it is shed at once with 503 (a queue would only add latency to a request
 //! that is already late), and every request has a deadline. The event streams sit outside
-//! those two (they are long by design) and have a bound of their own. Health, metrics and
-//! the pages sit outside them all, so they answer even when the API is saturated.
+//! those two (they are long by design) and have a bound of their own. Health and the pages
+//! sit outside them all, so they answer even when the API is saturated; readiness answers
+//! from a background check, so a flood of probes costs no Redis or Kafka call. `/metrics`
+//! is not on this router at all: [`metrics_router`] serves it on its own address.
 
 mod admin;
 mod demo;
@@ -84,7 +86,6 @@ pub fn router(state: AppState, config: &Config) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
         .route("/api/v1/openapi.json", get(move || async move { document }))
         .merge(pages::router())
         .merge(api)
@@ -94,6 +95,13 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response()
         }))
+        .with_state(state)
+}
+
+/// `/metrics` (Prometheus text), for the operator's address only.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
         .with_state(state)
 }
 

@@ -90,3 +90,17 @@ async fn a_gateway_started_alone_refuses_in_process_stores_and_says_why() {
         "{error:#}"
     );
 }
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_address_never_on_the_public_port() {
+    let app = spawn_app().await;
+    let sale = app.create_open_sale(1).await;
+    assert_eq!(app.purchase(&sale, &app.token("meg")).await.status(), 202);
+    let public = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_error(public, 404, "not_found").await;
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("seckill_purchases_total"),
+        "the operator's address serves the series: {metrics}"
+    );
+}

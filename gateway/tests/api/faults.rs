@@ -94,9 +94,7 @@ async fn with_redis_stopped_a_purchase_answers_503_within_the_deadline() {
         "answered after {elapsed:?}"
     );
 
-    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 503);
-    let body: Value = ready.json().await.unwrap();
+    let body = app.readiness(503).await;
     assert_eq!(body["redis"], false);
     assert_eq!(
         app.http
@@ -116,15 +114,8 @@ async fn with_redis_unreachable_from_the_start_the_gateway_serves_503_not_errors
     let app = spawn_app_with(config).await;
     let token = app.token("alice");
     assert_error(app.purchase("some-sale", &token).await, 503, "unavailable").await;
-    assert_eq!(
-        app.http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    let body = app.readiness(503).await;
+    assert_eq!(body["redis"], false);
 }
 
 #[tokio::test]
@@ -149,9 +140,7 @@ async fn with_kafka_down_locks_succeed_and_the_outbox_keeps_the_event() {
         "the event waits for the reconciler as unpublished"
     );
 
-    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 503);
-    let body: Value = ready.json().await.unwrap();
+    let body = app.readiness(503).await;
     assert_eq!(body["kafka"], false);
     assert_eq!(body["redis"], true);
 }
@@ -177,15 +166,7 @@ async fn a_full_producer_queue_refuses_events_at_once_and_the_outbox_keeps_them(
             "{order_id}: answered 202, and waiting in the outbox for the reconciler"
         );
     }
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let refused: f64 = metrics
         .lines()
         .find(|line| line.starts_with("seckill_publish_failures_total{stage=\"enqueue\"}"))
@@ -351,22 +332,30 @@ async fn a_blacklist_copy_that_stopped_syncing_makes_the_gateway_not_ready() {
     config.redis.redis_url = redis.url();
     config.blacklist_sync_ms = std::num::NonZeroU64::new(100).unwrap();
     let app = spawn_app_with(config).await;
-    let ready = || async {
-        let response = app.http.get(app.url("/readyz")).send().await.unwrap();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
-        (status, body)
-    };
-    let (status, body) = ready().await;
-    assert_eq!(
-        (status.as_u16(), &body["blacklist"]),
-        (200, &Value::Bool(true)),
-        "{body}"
-    );
+    let body = app.readiness(200).await;
+    assert_eq!(body["blacklist"], true, "{body}");
 
     redis.kill();
     tokio::time::sleep(Duration::from_millis(600)).await; // more than three sync intervals
-    let (status, body) = ready().await;
-    assert_eq!(status, 503);
+    let response = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
     assert_eq!(body["blacklist"], false, "{body}");
+}
+
+#[tokio::test]
+async fn a_crowd_of_readiness_probes_is_answered_from_one_background_check() {
+    let mut config = test_config();
+    // One check in the whole test: every probe after it must answer with that check.
+    config.readiness_check_ms = std::num::NonZeroU64::new(600_000).unwrap();
+    let app = spawn_app_with(config).await;
+    let first = app.readiness(200).await;
+    let probes = (0..200).map(|_| async {
+        let response = app.http.get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    });
+    for body in futures::future::join_all(probes).await {
+        assert_eq!(body["checked_at"], first["checked_at"], "{body}");
+    }
 }

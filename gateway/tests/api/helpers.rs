@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{Duration as ChronoDuration, Utc};
 use gateway::Config;
@@ -30,6 +30,8 @@ pub const PARTITIONS: u16 = 4;
 
 pub struct TestApp {
     pub address: SocketAddr,
+    /// Where the gateway serves `/metrics`, apart from the API.
+    pub metrics_address: SocketAddr,
     pub http: reqwest::Client,
     pub config: Config,
     pub keys: KeySpace,
@@ -55,6 +57,8 @@ pub fn test_config() -> Config {
     config.rate_limit_ip_per_sec = 0;
     // The services' generous Redis deadline (slow debug builds), and a request that outlasts it.
     config.request_timeout_ms = std::num::NonZeroU64::new(12_000).expect("12 s > 0");
+    // Readiness follows a fault within a tenth of a second.
+    config.readiness_check_ms = std::num::NonZeroU64::new(100).expect("100 ms > 0");
     config
 }
 
@@ -115,12 +119,14 @@ pub async fn spawn_app_paying_through(
 async fn start(config: Config, payments: Arc<dyn PaymentProvider>) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("local addr");
+    let metrics = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let metrics_address = metrics.local_addr().expect("local addr");
     let backends = Backends::open(&config.redis).expect("REDIS_URL parses");
     let bus = EventBus::connect(&config.kafka).expect("KAFKA_BROKERS names a bus");
     let gateway = gateway::build_on(&config, &backends, &bus, payments)
         .expect("the test configuration builds");
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(gateway::serve(gateway, listener, shutdown.clone()));
+    let server = tokio::spawn(gateway::serve(gateway, listener, metrics, shutdown.clone()));
     // The probe always looks at the services' Redis, even when the gateway is pointed elsewhere.
     let redis = redis::Client::open(services_redis_url())
         .expect("REDIS_URL parses")
@@ -129,6 +135,7 @@ async fn start(config: Config, payments: Arc<dyn PaymentProvider>) -> TestApp {
         .expect("Redis is reachable (run scripts/services up)");
     TestApp {
         address,
+        metrics_address,
         http: reqwest::Client::new(),
         keys: KeySpace::new(&config.redis.redis_key_prefix),
         tokens: TokenKeys::new(JWT_SECRET, Duration::from_mins(10), None),
@@ -142,6 +149,37 @@ async fn start(config: Config, payments: Arc<dyn PaymentProvider>) -> TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
+    }
+
+    /// The body of `/readyz` once it answers `status` from a background check (the first
+    /// check may not have run yet when the test begins); fails after ten seconds.
+    pub async fn readiness(&self, status: u16) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let response = self
+                .http
+                .get(self.url("/readyz"))
+                .send()
+                .await
+                .expect("/readyz answers");
+            let answered = response.status().as_u16();
+            let body: Value = response.json().await.expect("/readyz answers JSON");
+            if answered == status && body["checked_at"].is_string() {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/readyz still answers {answered}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The gateway's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.metrics_address);
+        let response = self.http.get(url).send().await.expect("metrics answer");
+        response.text().await.expect("metrics are text")
     }
 
     /// A token for `user_id`, signed as the login service would.
