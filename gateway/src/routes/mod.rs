@@ -55,7 +55,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .routes(routes!(orders::get_order))
         .routes(routes!(orders::get_my_order))
         .routes(routes!(orders::pay_order));
-    if config.demo_sign_in {
+    if config.demo {
         api = api.routes(routes!(demo::sign_in));
     }
     let (api, mut openapi) = api.split_for_parts();
