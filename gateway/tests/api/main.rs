@@ -5,6 +5,7 @@
 mod edges;
 mod faults;
 mod generated;
+mod help;
 mod helpers;
 mod lifecycle;
 mod purchase;
