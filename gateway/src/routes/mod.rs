@@ -8,10 +8,12 @@
 //! request beyond it is shed at once with 503 (a queue would only add latency to a request
 //! that is already late), and every request has a deadline. The event streams sit outside
 //! those two (they are long by design) and have a bound of their own. Health, metrics and
-//! the pages sit outside them all, so they answer even when the API is saturated.
+//! the pages sit outside them all, so they answer even when the API is saturated. Every
+//! answer carries the browser's security headers (`headers`).
 
 mod admin;
 mod demo;
+mod headers;
 mod health;
 mod live;
 mod order_events;
@@ -94,6 +96,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response()
         }))
+        .layer(middleware::map_response(headers::add))
         .with_state(state)
 }
 
