@@ -81,7 +81,7 @@ async function signIn(event) {
   const user = $("user").value.trim();
   const { status, body } = await api("POST", "/api/v1/demo/sign-in", { body: { user_id: user } });
   if (status === 404) {
-    $("signed-in-as").textContent = "this gateway runs without --demo-sign-in";
+    $("signed-in-as").textContent = "this gateway does not run in demo mode (--demo)";
     return;
   }
   if (status !== 200) {

@@ -19,7 +19,8 @@ use shared::stock::reservation_from_reply;
 const SECRET: &str = "a-benchmark-secret-of-32-bytes!!";
 
 fn token_verification(c: &mut Criterion) {
-    let keys = TokenKeys::new(SECRET, Duration::from_hours(1), None);
+    let config: gateway::Config = shared::config::defaults();
+    let keys = TokenKeys::new(SECRET, Duration::from_hours(1), config.token_rules());
     let token = keys
         .mint(&"buyer-42".parse().expect("a user id"))
         .expect("a token");

@@ -1,7 +1,8 @@
-//! Who is calling: users by JWT (HS256, `sub` = user id, `exp`), admins by a bearer token.
+//! Who is calling: users by JWT (HS256, `sub` = user id), admins by a bearer token.
 //!
 //! In production a login service mints the user tokens; here `POST /api/v1/admin/tokens`
-//! stands in for it, with the same secret and claims.
+//! stands in for it, with the same secret and claims. What a token must say besides its
+//! signature (issuer, audience, issue time, lifetime) is `crate::claims`.
 //!
 //! The extractors [`User`] and [`Admin`] ask the application state for what they need — the
 //! [`TokenKeys`] or the [`AdminToken`] — through axum's `FromRef`, not for the whole state.
@@ -14,19 +15,12 @@ use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use shared::config::Secret;
 use shared::ids::UserId;
 
+use crate::claims::{Claims, DEMO_AUDIENCE, LEEWAY_SECS, TokenRules};
 use crate::error::ApiError;
-
-#[derive(Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    aud: Option<String>,
-}
 
 /// Signs and checks user tokens.
 pub struct TokenKeys {
@@ -34,41 +28,43 @@ pub struct TokenKeys {
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
-    audience: Option<String>,
+    rules: TokenRules,
 }
 
 impl TokenKeys {
-    /// Keys for tokens signed with `secret`, minted for `ttl`. With an `audience`, a token must
-    /// name it in `aud`; without one, `aud` is not looked at (a login service may set it for
-    /// its own reasons). A token used before its `nbf` is refused either way.
-    pub fn new(secret: &str, ttl: Duration, audience: Option<&str>) -> Self {
+    /// Keys for tokens signed with `secret`, minted for `ttl`, accepted when they follow
+    /// `rules`. A token used before its `nbf` is refused too.
+    pub fn new(secret: &str, ttl: Duration, rules: TokenRules) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
-        if let Some(audience) = audience {
-            validation.set_audience(&[audience]);
-            validation.set_required_spec_claims(&["exp", "sub", "aud"]);
-        } else {
-            validation.validate_aud = false;
-            validation.set_required_spec_claims(&["exp", "sub"]);
-        }
+        // The audience, the issuer and the issue time are `TokenRules::check`'s, which says
+        // which one is wrong.
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             validation,
             ttl,
-            audience: audience.map(str::to_owned),
+            rules,
         }
     }
 
-    /// A token for `user_id`, valid for the configured lifetime.
+    /// A token for `user_id` in the configured audience, valid for the configured lifetime.
     pub fn mint(&self, user_id: &UserId) -> Result<String, ApiError> {
-        let exp = jsonwebtoken::get_current_timestamp() + self.ttl.as_secs();
-        let claims = Claims {
-            sub: user_id.to_string(),
-            exp,
-            aud: self.audience.clone(),
-        };
+        self.mint_for(user_id, &self.rules.audience)
+    }
+
+    /// A demo sign-in's token for `user_id`: in the demo audience, which only a gateway in
+    /// demo mode accepts.
+    pub fn mint_demo(&self, user_id: &UserId) -> Result<String, ApiError> {
+        self.mint_for(user_id, DEMO_AUDIENCE)
+    }
+
+    fn mint_for(&self, user_id: &UserId, audience: &str) -> Result<String, ApiError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = self.rules.claims(user_id.as_str(), audience, now, self.ttl);
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|error| ApiError::Internal(format!("signing a token failed: {error}")))
     }
@@ -91,6 +87,9 @@ impl TokenKeys {
                 }
                 _ => ApiError::Unauthenticated("the token is not valid"),
             })?;
+        self.rules
+            .check(&data.claims, jsonwebtoken::get_current_timestamp())
+            .map_err(ApiError::Unauthenticated)?;
         data.claims
             .sub
             .parse()
@@ -201,47 +200,23 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use shared::config::Mode;
+
     use super::*;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
-    #[test]
-    fn a_minted_token_verifies_to_its_user() {
-        let keys = TokenKeys::new(SECRET, Duration::from_mins(1), None);
-        let token = keys.mint(&"alice".parse().unwrap()).unwrap();
-        assert_eq!(keys.verify(&token).unwrap().as_str(), "alice");
+    fn rules(mode: Mode) -> TokenRules {
+        TokenRules {
+            issuer: "seckill".into(),
+            audience: "seckill".into(),
+            max_lifetime: Duration::from_hours(1),
+            mode,
+        }
     }
 
-    #[test]
-    fn a_token_signed_with_another_secret_is_refused() {
-        let other_keys = TokenKeys::new(
-            "another-secret-another-secret-xx",
-            Duration::from_mins(1),
-            None,
-        );
-        let keys = TokenKeys::new(SECRET, Duration::from_mins(1), None);
-        let token = other_keys.mint(&"mallory".parse().unwrap()).unwrap();
-        let err = keys.verify(&token).unwrap_err();
-        assert!(matches!(
-            err,
-            ApiError::Unauthenticated("the token is not valid")
-        ));
-    }
-
-    #[test]
-    fn an_expired_token_is_refused_as_expired() {
-        let keys = TokenKeys::new(SECRET, Duration::from_mins(1), None);
-        let claims = Claims {
-            sub: "bob".into(),
-            exp: jsonwebtoken::get_current_timestamp() - 3600,
-            aud: None,
-        };
-        let token = jsonwebtoken::encode(&Header::default(), &claims, &keys.encoding).unwrap();
-        let err = keys.verify(&token).unwrap_err();
-        assert!(matches!(
-            err,
-            ApiError::Unauthenticated("the token has expired")
-        ));
+    fn keys(secret: &str, mode: Mode) -> TokenKeys {
+        TokenKeys::new(secret, Duration::from_mins(1), rules(mode))
     }
 
     /// A token with `claims` (JSON) signed with the test secret.
@@ -250,56 +225,94 @@ mod tests {
         jsonwebtoken::encode(&Header::default(), claims, &key).unwrap()
     }
 
+    /// Claims the test keys accept, for `sub`, issued now and expiring in a minute.
+    fn good_claims(sub: &str) -> serde_json::Value {
+        let now = jsonwebtoken::get_current_timestamp();
+        serde_json::json!({"sub": sub, "iat": now, "exp": now + 60, "iss": "seckill", "aud": "seckill"})
+    }
+
     #[test]
-    fn an_audience_is_ignored_unless_one_is_configured_and_then_required() {
-        let exp = jsonwebtoken::get_current_timestamp() + 60;
-        let for_shop = signed(&serde_json::json!({"sub": "carol", "exp": exp, "aud": "shop"}));
-        let without = signed(&serde_json::json!({"sub": "carol", "exp": exp}));
-        let any_audience = TokenKeys::new(SECRET, Duration::from_mins(1), None);
-        assert_eq!(any_audience.verify(&for_shop).unwrap().as_str(), "carol");
-        let shop_only = TokenKeys::new(SECRET, Duration::from_mins(1), Some("shop"));
-        assert_eq!(shop_only.verify(&for_shop).unwrap().as_str(), "carol");
-        let for_other = signed(&serde_json::json!({"sub": "carol", "exp": exp, "aud": "other"}));
-        assert!(shop_only.verify(&for_other).is_err());
-        assert!(
-            shop_only.verify(&without).is_err(),
-            "the audience is required"
-        );
-        let minted = shop_only.mint(&"dave".parse().unwrap()).unwrap();
-        assert_eq!(shop_only.verify(&minted).unwrap().as_str(), "dave");
+    fn a_minted_token_verifies_to_its_user() {
+        let keys = keys(SECRET, Mode::Deployment);
+        let token = keys.mint(&"alice".parse().unwrap()).unwrap();
+        assert_eq!(keys.verify(&token).unwrap().as_str(), "alice");
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_refused() {
+        let other_keys = keys("another-secret-another-secret-xx", Mode::Deployment);
+        let token = other_keys.mint(&"mallory".parse().unwrap()).unwrap();
+        let err = keys(SECRET, Mode::Deployment).verify(&token).unwrap_err();
+        assert!(matches!(
+            err,
+            ApiError::Unauthenticated("the token is not valid")
+        ));
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_as_expired() {
+        let mut claims = good_claims("bob");
+        claims["iat"] = serde_json::json!(jsonwebtoken::get_current_timestamp() - 3700);
+        claims["exp"] = serde_json::json!(jsonwebtoken::get_current_timestamp() - 3600);
+        let err = keys(SECRET, Mode::Deployment)
+            .verify(&signed(&claims))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ApiError::Unauthenticated("the token has expired")
+        ));
+    }
+
+    #[test]
+    fn a_demo_token_is_refused_by_a_deployment_sharing_the_secret() {
+        let demo = keys(SECRET, Mode::Demo);
+        let token = demo.mint_demo(&"carol".parse().unwrap()).unwrap();
+        assert_eq!(demo.verify(&token).unwrap().as_str(), "carol");
+        assert!(matches!(
+            keys(SECRET, Mode::Deployment).verify(&token),
+            Err(ApiError::Unauthenticated(
+                "the token is a demo token, and this gateway does not run in demo mode"
+            ))
+        ));
+    }
+
+    #[test]
+    fn a_token_without_the_claims_the_rules_require_is_refused_saying_which() {
+        let mut claims = good_claims("dave");
+        claims.as_object_mut().unwrap().remove("iat");
+        assert!(matches!(
+            keys(SECRET, Mode::Deployment).verify(&signed(&claims)),
+            Err(ApiError::Unauthenticated(
+                "the token has no issue time (iat)"
+            ))
+        ));
     }
 
     #[test]
     fn a_token_used_before_its_not_before_time_is_refused() {
         let now = jsonwebtoken::get_current_timestamp();
-        let early =
-            signed(&serde_json::json!({"sub": "erin", "exp": now + 3600, "nbf": now + 600}));
-        let keys = TokenKeys::new(SECRET, Duration::from_mins(1), None);
+        let mut early = good_claims("erin");
+        early["nbf"] = serde_json::json!(now + 600);
+        let keys = keys(SECRET, Mode::Deployment);
         assert!(matches!(
-            keys.verify(&early),
+            keys.verify(&signed(&early)),
             Err(ApiError::Unauthenticated("the token is not valid yet"))
         ));
-        let ripe = signed(&serde_json::json!({"sub": "erin", "exp": now + 3600, "nbf": now - 1}));
-        assert!(keys.verify(&ripe).is_ok());
+        let mut ripe = good_claims("erin");
+        ripe["nbf"] = serde_json::json!(now - 1);
+        assert!(keys.verify(&signed(&ripe)).is_ok());
     }
 
     #[test]
     fn garbage_is_not_a_token() {
-        let keys = TokenKeys::new(SECRET, Duration::from_mins(1), None);
-        assert!(keys.verify("not.a.jwt").is_err());
+        assert!(keys(SECRET, Mode::Deployment).verify("not.a.jwt").is_err());
     }
 
     #[test]
     fn a_token_whose_subject_is_no_user_id_is_refused() {
-        let keys = TokenKeys::new(SECRET, Duration::from_mins(1), None);
-        let claims = Claims {
-            sub: String::new(),
-            exp: jsonwebtoken::get_current_timestamp() + 60,
-            aud: None,
-        };
-        let token = jsonwebtoken::encode(&Header::default(), &claims, &keys.encoding).unwrap();
+        let token = signed(&good_claims(""));
         assert!(matches!(
-            keys.verify(&token),
+            keys(SECRET, Mode::Deployment).verify(&token),
             Err(ApiError::Unauthenticated(
                 "the token's subject is not a valid user id"
             ))

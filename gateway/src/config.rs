@@ -5,9 +5,11 @@ use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use clap::Parser;
-use shared::config::{KafkaArgs, RedisArgs, Secret, TelemetryArgs};
+use shared::config::{KafkaArgs, Mode, RedisArgs, Secret, TelemetryArgs};
 use shared::front_door::FrontDoorArgs;
 use shared::payment::PaymentArgs;
+
+use crate::claims::{DEMO_AUDIENCE, TokenRules};
 
 /// Shortest accepted HS256 secret: the key should be as long as the hash.
 const MIN_SECRET_BYTES: usize = 32;
@@ -44,20 +46,38 @@ pub struct Config {
     #[arg(long, env = "READINESS_CHECK_MS", default_value_t = NonZeroU64::new(1000).expect("1000 > 0"))]
     pub readiness_check_ms: NonZeroU64,
 
-    /// HS256 secret that users' JWTs are signed with (at least 32 bytes).
+    /// Demo mode, for a gateway nobody else can reach: placeholder and short secrets are
+    /// accepted, and `POST /api/v1/demo/sign-in` gives a token for any typed user name (in
+    /// the audience `seckill-demo`, which a gateway outside demo mode refuses). Announced
+    /// at start-up. Never on a gateway the internet can reach.
+    #[arg(long = "demo", env = "DEMO_MODE")]
+    pub demo: bool,
+
+    /// HS256 secret that users' JWTs are signed with: at least 32 bytes, and (outside demo
+    /// mode) not a published placeholder nor guessable.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
     pub jwt_secret: Secret,
 
-    /// Bearer token of the admin API (at least 32 bytes).
+    /// Bearer token of the admin API: the same rules as JWT_SECRET.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, default_value = "")]
     pub admin_token: Secret,
 
-    /// Audience (`aud`) the login service writes into users' tokens; when set, a token for any
-    /// other audience, or none, is refused. Unset: `aud` is not checked.
-    #[arg(long, env = "JWT_AUDIENCE")]
-    pub jwt_audience: Option<String>,
+    /// Issuer (`iss`) every user token must name: the login service's name for itself.
+    #[arg(long, env = "JWT_ISSUER", default_value = "seckill")]
+    pub jwt_issuer: String,
 
-    /// Lifetime of the user tokens minted by `POST /api/v1/admin/tokens`.
+    /// Audience (`aud`) every user token must name: the login service's name for this API.
+    /// A token for another audience, or none, is refused.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = "seckill")]
+    pub jwt_audience: String,
+
+    /// Longest lifetime (`exp - iat`) of a user token the gateway accepts, so a leaked
+    /// token is worth a bounded time; a token without `iat` is refused.
+    #[arg(long, env = "JWT_MAX_LIFETIME_SECS", default_value_t = NonZeroU64::new(3600).expect("3600 > 0"))]
+    pub jwt_max_lifetime_secs: NonZeroU64,
+
+    /// Lifetime of the user tokens minted by `POST /api/v1/admin/tokens` (and demo sign-in);
+    /// at most JWT_MAX_LIFETIME_SECS.
     #[arg(long, env = "TOKEN_TTL_SECS", default_value_t = 3600)]
     pub token_ttl_secs: u64,
 
@@ -123,11 +143,6 @@ pub struct Config {
     #[arg(long, env = "DASHBOARD_SMS_GROUP", default_value = "sms-worker")]
     pub dashboard_sms_group: String,
 
-    /// Offers `POST /api/v1/demo/sign-in`, a token for any typed user name, so the buyer's
-    /// page works without a login service. Never in production.
-    #[arg(long, env = "DEMO_SIGN_IN")]
-    pub demo_sign_in: bool,
-
     #[command(flatten)]
     pub front_door: FrontDoorArgs,
 
@@ -147,8 +162,11 @@ pub struct Config {
 impl Config {
     /// Refuses incomplete wiring with a sentence that names the variable to set.
     pub fn validate(&self) -> Result<(), String> {
-        self.jwt_secret.require("JWT_SECRET", MIN_SECRET_BYTES)?;
-        self.admin_token.require("ADMIN_TOKEN", MIN_SECRET_BYTES)?;
+        self.jwt_secret
+            .require("JWT_SECRET", MIN_SECRET_BYTES, self.mode())?;
+        self.admin_token
+            .require("ADMIN_TOKEN", MIN_SECRET_BYTES, self.mode())?;
+        self.check_token_rules()?;
         self.kafka.validate()?;
         self.redis.validate()?;
         self.check_request_outlasts_the_lock()
@@ -170,6 +188,54 @@ impl Config {
             self.redis.redis_timeout_ms,
             waits.as_millis()
         ))
+    }
+
+    /// Refuses token settings that cannot work: an empty issuer or audience, the demo
+    /// audience as the real one, or minted tokens the gateway would itself refuse.
+    fn check_token_rules(&self) -> Result<(), String> {
+        for (variable, value) in [
+            ("JWT_ISSUER", &self.jwt_issuer),
+            ("JWT_AUDIENCE", &self.jwt_audience),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!("{variable} is empty; set it to a non-empty value"));
+            }
+        }
+        if self.jwt_audience == DEMO_AUDIENCE {
+            return Err(format!(
+                "JWT_AUDIENCE must not be {DEMO_AUDIENCE}, the audience of demo sign-in's tokens: a deployment would accept tokens anyone can get from a demo"
+            ));
+        }
+        if self.token_ttl_secs > self.jwt_max_lifetime_secs.get() {
+            return Err(format!(
+                "TOKEN_TTL_SECS ({} s) exceeds JWT_MAX_LIFETIME_SECS ({} s): the gateway would mint tokens it refuses",
+                self.token_ttl_secs, self.jwt_max_lifetime_secs
+            ));
+        }
+        Ok(())
+    }
+
+    /// A demo with `--demo`, a deployment otherwise.
+    pub fn mode(&self) -> Mode {
+        if self.demo {
+            Mode::Demo
+        } else {
+            Mode::Deployment
+        }
+    }
+
+    /// What every accepted user token must say.
+    pub fn token_rules(&self) -> TokenRules {
+        TokenRules {
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            max_lifetime: Duration::from_secs(self.jwt_max_lifetime_secs.get()),
+            mode: self.mode(),
+        }
+    }
+
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_ttl_secs)
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -203,6 +269,7 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    const PLACEHOLDER: &str = shared::weak_secrets::PUBLISHED_PLACEHOLDERS[0];
 
     fn with_secrets(jwt: &str, admin: &str) -> Config {
         let mut config: Config = shared::config::defaults();
@@ -218,6 +285,52 @@ mod tests {
         let missing_admin = with_secrets(SECRET, "").validate().unwrap_err();
         assert!(missing_admin.contains("ADMIN_TOKEN"), "{missing_admin}");
         assert!(with_secrets(SECRET, SECRET).validate().is_ok());
+    }
+
+    #[test]
+    fn a_placeholder_secret_is_refused_outside_demo_mode_saying_why() {
+        let mut config = with_secrets(PLACEHOLDER, SECRET);
+        let refused = config.validate().unwrap_err();
+        assert!(
+            refused.starts_with("JWT_SECRET is a placeholder published with this repository"),
+            "{refused}"
+        );
+        let mut short_admin = with_secrets(SECRET, "short");
+        assert!(
+            short_admin
+                .validate()
+                .unwrap_err()
+                .starts_with("ADMIN_TOKEN must be at least 32 bytes")
+        );
+        config.demo = true;
+        short_admin.demo = true;
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(short_admin.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_token_lifetime_over_the_maximum_is_refused_naming_both() {
+        let mut config = with_secrets(SECRET, SECRET);
+        config.jwt_max_lifetime_secs = NonZeroU64::new(600).unwrap();
+        config.token_ttl_secs = 601;
+        let refused = config.validate().unwrap_err();
+        assert!(
+            refused.starts_with("TOKEN_TTL_SECS (601 s) exceeds JWT_MAX_LIFETIME_SECS (600 s)"),
+            "{refused}"
+        );
+        config.token_ttl_secs = 600;
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_demo_audience_cannot_be_the_real_one() {
+        let mut config = with_secrets(SECRET, SECRET);
+        config.jwt_audience = DEMO_AUDIENCE.into();
+        let refused = config.validate().unwrap_err();
+        assert!(
+            refused.starts_with("JWT_AUDIENCE must not be seckill-demo"),
+            "{refused}"
+        );
     }
 
     #[test]

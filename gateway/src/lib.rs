@@ -11,6 +11,7 @@
 //! | [`routes`] | the HTTP API, overload protection, health and metrics |
 //! | [`readiness`] | the dependencies checked in the background, which `/readyz` answers with |
 //! | [`auth`] | user JWTs and the admin token, and their extractors |
+//! | [`claims`] | what a user token must say: issuer, audience, issue time, lifetime, demo |
 //! | [`extract`] | JSON bodies and path ids, rejected with the API's JSON errors |
 //! | [`risk`] | rate limits and the blacklist copy |
 //! | [`push`] | what the event streams share: the transition feed, the stream bound, the probes |
@@ -24,6 +25,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod claims;
 pub mod config;
 pub mod error;
 pub mod extract;

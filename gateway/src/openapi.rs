@@ -39,7 +39,7 @@ impl Modify for Credentials {
         let mut user = Http::new(HttpAuthScheme::Bearer);
         user.bearer_format = Some("JWT".into());
         user.description = Some(
-            "A buyer's token from the login service (HS256; `sub` is the user id, `exp` required)."
+            "A buyer's token from the login service (HS256; `sub` is the user id; `exp`, `iat`, `iss` (JWT_ISSUER) and `aud` (JWT_AUDIENCE) required; `exp - iat` at most JWT_MAX_LIFETIME_SECS)."
                 .into(),
         );
         components.add_security_scheme(USER_TOKEN, SecurityScheme::Http(user));

@@ -3,6 +3,10 @@
 //! gateway alone and in the one-command demo. No framework, no build step, no CDN: the
 //! files under `gateway/assets/` are what the browser gets.
 //!
+//! The Content-Security-Policy every answer carries (`routes/headers.rs`) lets a page run only
+//! these files: no inline `<script>`, no `on…=` handler, no `style=` attribute (a test below
+//! keeps them out; the browser would silently ignore them).
+//!
 //! Everything the pages show comes from the public API: the buyer's page follows an order's
 //! event stream, the dashboard a sale's live stream (`routes/order_events.rs`,
 //! `routes/live.rs`).
@@ -70,4 +74,27 @@ fn file(media_type: &'static str, body: &'static str) -> impl IntoResponse {
         [(CONTENT_TYPE, media_type), (CACHE_CONTROL, "no-cache")],
         body,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pages_hold_nothing_inline_that_the_content_security_policy_would_block() {
+        for page in [BUYER_PAGE, DASHBOARD_PAGE] {
+            for tag in page.split('<').skip(1) {
+                let tag = tag.split('>').next().unwrap_or_default();
+                assert!(
+                    !tag.starts_with("script") || tag.contains("src="),
+                    "an inline script: <{tag}>"
+                );
+                assert!(!tag.contains("style="), "an inline style: <{tag}>");
+                let handler = tag
+                    .split_whitespace()
+                    .any(|attribute| attribute.starts_with("on") && attribute.contains('='));
+                assert!(!handler, "an inline event handler: <{tag}>");
+            }
+        }
+    }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::backends::Backends;
-use shared::config::RefusedToStart;
+use shared::config::{Mode, RefusedToStart};
 use shared::event::Stream;
 use shared::front_door;
 use shared::ids::OrderId;
@@ -54,6 +54,11 @@ pub fn build_on(
     payments: Arc<dyn PaymentProvider>,
 ) -> anyhow::Result<Gateway> {
     config.validate().map_err(RefusedToStart)?;
+    if config.mode() == Mode::Demo {
+        tracing::warn!(
+            "DEMO MODE: placeholder and short secrets are accepted, and POST /api/v1/demo/sign-in gives anyone a token for any user name (audience seckill-demo, refused outside demo mode); never let this gateway face the internet"
+        );
+    }
     let (publisher, acknowledgements) = Publisher::new(bus, Stream::Reservations)?;
     Ok(Gateway {
         config: config.clone(),

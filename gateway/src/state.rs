@@ -78,8 +78,8 @@ impl AppState {
         Self(Arc::new(Inner {
             tokens: Arc::new(TokenKeys::new(
                 config.jwt_secret.expose(),
-                Duration::from_secs(config.token_ttl_secs),
-                config.jwt_audience.as_deref(),
+                config.token_ttl(),
+                config.token_rules(),
             )),
             admin_token: AdminToken::new(config.admin_token.clone()),
             limits: RateLimits::new(

@@ -115,16 +115,23 @@ pub async fn abuse(args: Abuse) -> anyhow::Result<AbuseSummary> {
         .map(|i| format!("{}-bot-{i}", sale.id))
         .collect();
     let tokens = gateway.mint_tokens(&bots).await?;
-    let forged = sign(
-        &json!({"sub": "bot", "exp": now() + 600}),
-        "not-the-secret-not-the-secret-00",
-    );
+    // The claims of a token the gateway minted (its issuer and audience), issued long ago:
+    // a token refused for its age alone.
+    let mut claims: serde_json::Value =
+        jsonwebtoken::dangerous::insecure_decode_claims(tokens.first().context("no bots")?)
+            .context("the gateway minted a token without JSON claims")?;
+    claims["sub"] = json!("bot");
+    claims["iat"] = json!(now() - 1200);
+    claims["exp"] = json!(now() - 600);
     let expired = sign(
-        &json!({"sub": "bot", "exp": now() - 600}),
+        &claims,
         args.jwt_secret
             .as_deref()
             .unwrap_or("not-the-secret-not-the-secret-00"),
     );
+    claims["iat"] = json!(now());
+    claims["exp"] = json!(now() + 600);
+    let forged = sign(&claims, "not-the-secret-not-the-secret-00");
 
     let plan: Vec<(usize, Trick)> = (0..args.requests_per_bot)
         .flat_map(|i| (0..args.bots).map(move |bot| (bot, TRICKS[i % TRICKS.len()])))

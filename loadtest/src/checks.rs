@@ -302,6 +302,7 @@ pub async fn settle(
 /// The stock ledger behind `url`, read with a generous deadline (a loaded Redis is slow).
 fn open_ledger(url: &str, key_prefix: &str) -> anyhow::Result<Arc<dyn StockLedger>> {
     if url.starts_with(MEMORY_SCHEME) {
+        let url = shared::redact::url(url);
         anyhow::bail!(
             "--redis-url {url} names stores inside the process that runs the services; \
              a separate load test cannot see them (give it the services' redis:// URL)"

@@ -85,9 +85,10 @@ impl Prepared {
 
     /// A request to any plain-HTTP URL, with no credential (the benchmark's HTTP ceiling).
     pub fn to_url(method: &str, url: &str) -> anyhow::Result<Self> {
-        let rest = url
-            .strip_prefix("http://")
-            .with_context(|| format!("the load generator speaks plain HTTP, not {url}"))?;
+        let rest = url.strip_prefix("http://").with_context(|| {
+            let url = shared::redact::url(url);
+            format!("the load generator speaks plain HTTP, not {url}")
+        })?;
         let (authority, path) = rest.find('/').map_or((rest, "/"), |at| rest.split_at(at));
         Self::new(method, &[format!("http://{authority}")], path, &[])
     }

@@ -77,6 +77,7 @@ pub struct Target {
     #[arg(
         long = "gateway",
         env = "LOADTEST_GATEWAY_URL",
+        hide_env_values = true,
         value_delimiter = ',',
         default_value = "http://127.0.0.1:8080"
     )]
@@ -289,7 +290,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
             let outcome =
                 drive::drive(vec![0; args.requests], pacing, prepared, &args.cpu_of).await;
             let verdict = Verdict::unchecked("hammer measures only");
-            let summary = Summary::new("hammer", &args.url, &outcome, None, None, verdict);
+            let target = shared::redact::url(&args.url);
+            let summary = Summary::new("hammer", &target, &outcome, None, None, verdict);
             (Report::Crowd(Box::new(summary)), args.json)
         }
         Scenario::Abuse(args) => {

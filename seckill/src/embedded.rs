@@ -90,8 +90,9 @@ impl Embedded {
         config.listen_addr = listen;
         config.jwt_secret = self.jwt_secret.clone();
         config.admin_token = self.admin_token.clone();
-        // The buyer's page signs in by name: the demo has no login service.
-        config.demo_sign_in = true;
+        // A demo: the buyer's page signs in by name (there is no login service), and the
+        // gateway says so at start-up.
+        config.demo = true;
         config
     }
 

@@ -153,7 +153,7 @@ fn print_welcome(cli: &Cli, embedded: &Embedded, services: &Services, report: &R
         "
 seckill is serving at {url} (embedded backends; orders and SMS under {data})
 
-  the buyer's page  {url}/?sale={sale}   (sign in with any name: demo sign-in is on)
+  the buyer's page  {url}/?sale={sale}   (sign in with any name: demo mode is on)
   live dashboard    {url}/dashboard?sale={sale}
   the demo sale     curl {url}/api/v1/sales/{sale}
   its statistics    curl {url}/api/v1/sales/{sale}/stats

@@ -37,7 +37,7 @@ fn stack(env: &TestEnv, sms_file: PathBuf) -> Stack {
     gateway.admin_token = Secret::new(ADMIN_TOKEN);
     gateway.redis = env.redis.clone();
     gateway.kafka = env.kafka.clone();
-    gateway.demo_sign_in = true;
+    gateway.demo = true;
     gateway.rate_limit_user_per_sec = 0;
     // The test namespace's generous Redis deadline (slow debug builds), and a request that
     // outlasts it.

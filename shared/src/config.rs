@@ -18,8 +18,14 @@ use clap::{Args, Command, ValueEnum};
 /// Where Redis is and how long to wait for it.
 #[derive(Args, Clone, Debug)]
 pub struct RedisArgs {
-    /// Redis URL, e.g. redis://127.0.0.1:6379/0.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    /// Redis URL, e.g. redis://127.0.0.1:6379/0 (its value never shows here: it may carry a
+    /// password).
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379"
+    )]
     pub redis_url: String,
 
     /// Prefix of every Redis key, so several deployments (or parallel tests) can share one Redis.
@@ -201,18 +207,30 @@ impl Secret {
         &self.0
     }
 
-    /// Refuses a missing or short secret with a sentence naming its variable.
-    pub fn require(&self, variable: &str, min_len: usize) -> Result<(), String> {
+    /// Refuses a missing secret with a sentence naming its variable; in a
+    /// [`Mode::Deployment`], a short, published or guessable one too
+    /// ([`crate::weak_secrets`]).
+    pub fn require(&self, variable: &str, min_len: usize, mode: Mode) -> Result<(), String> {
         if self.0.is_empty() {
-            Err(format!(
+            return Err(format!(
                 "{variable} is not set; the service refuses to start without it"
-            ))
-        } else if self.0.len() < min_len {
-            Err(format!("{variable} must be at least {min_len} bytes long"))
-        } else {
-            Ok(())
+            ));
+        }
+        match mode {
+            Mode::Demo => Ok(()),
+            Mode::Deployment => {
+                crate::weak_secrets::weakness(variable, &self.0, min_len).map_or(Ok(()), Err)
+            }
         }
     }
+}
+
+/// Whether a service runs as a deployment or as a demo. A demo accepts conveniences a
+/// deployment refuses (placeholder secrets, sign-in by name) and says so at start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Deployment,
+    Demo,
 }
 
 impl FromStr for Secret {
@@ -242,22 +260,31 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_or_short_secret_is_refused_by_name() {
-        let missing = Secret::default().require("JWT_SECRET", 32).unwrap_err();
-        assert!(missing.starts_with("JWT_SECRET is not set"), "{missing}");
-        let short = "abc"
-            .parse::<Secret>()
-            .unwrap()
-            .require("JWT_SECRET", 32)
+    fn a_missing_secret_is_refused_by_name_even_in_a_demo() {
+        for mode in [Mode::Deployment, Mode::Demo] {
+            let missing = Secret::default()
+                .require("JWT_SECRET", 32, mode)
+                .unwrap_err();
+            assert!(missing.starts_with("JWT_SECRET is not set"), "{missing}");
+        }
+    }
+
+    #[test]
+    fn a_demo_accepts_the_weak_secrets_a_deployment_refuses() {
+        let placeholder = Secret::new(crate::weak_secrets::PUBLISHED_PLACEHOLDERS[0]);
+        let refused = placeholder
+            .require("JWT_SECRET", 32, Mode::Deployment)
             .unwrap_err();
-        assert!(short.contains("at least 32 bytes"), "{short}");
         assert!(
-            "x".repeat(32)
-                .parse::<Secret>()
-                .unwrap()
-                .require("JWT_SECRET", 32)
-                .is_ok()
+            refused.starts_with("JWT_SECRET is a placeholder"),
+            "{refused}"
         );
+        assert_eq!(placeholder.require("JWT_SECRET", 32, Mode::Demo), Ok(()));
+        let short = Secret::new("abc");
+        assert!(short.require("JWT_SECRET", 32, Mode::Deployment).is_err());
+        assert_eq!(short.require("JWT_SECRET", 32, Mode::Demo), Ok(()));
+        let random = Secret::new("q3Vh0x9LrT2mWc8kPzA7eNbY4sDfG6uJ");
+        assert_eq!(random.require("JWT_SECRET", 32, Mode::Deployment), Ok(()));
     }
 
     #[derive(Parser, Debug)]

@@ -25,6 +25,8 @@
 //! | [`front_door`] | how every service listens: a listen queue for a crowd, a header deadline, a connection cap |
 //! | [`worker`] | what every worker is around its handler: build, serve, `/healthz`, `/metrics` |
 //! | [`config`] | clap argument groups every binary flattens, and [`config::defaults`] |
+//! | [`weak_secrets`] | the secrets a deployment refuses: short, published placeholders, guessable |
+//! | [`redact`] | URLs with their passwords hidden, for logs and error messages |
 //! | [`shutdown`] | the SIGINT/SIGTERM token every binary stops on |
 //! | [`telemetry`] | tracing subscriber and the Prometheus recorder, installed once per process |
 //! | `testing` | (feature `testing`) per-test namespaces on the real or embedded backends, probes, `conformance!` |
@@ -49,6 +51,7 @@ pub mod lease;
 pub mod order_status;
 pub mod payment;
 pub mod publisher;
+pub mod redact;
 pub mod redis_client;
 pub mod sale;
 pub mod scripts;
@@ -59,4 +62,5 @@ pub mod stock;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod weak_secrets;
 pub mod worker;

@@ -48,8 +48,9 @@ pub struct Config {
     #[arg(long, env = "SMS_FILE")]
     pub sms_file: Option<PathBuf>,
 
-    /// URL the `http` provider POSTs to.
-    #[arg(long, env = "SMS_HTTP_URL", default_value = "")]
+    /// URL the `http` provider POSTs to (its value never shows here: it may carry a
+    /// credential).
+    #[arg(long, env = "SMS_HTTP_URL", hide_env_values = true, default_value = "")]
     pub sms_http_url: String,
 
     /// Timeout of one HTTP provider call.

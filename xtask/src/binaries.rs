@@ -171,6 +171,42 @@ mod tests {
         assert_eq!(shipped, BTreeSet::from(["gateway".into()]));
     }
 
+    /// A variable whose value may carry a credential: a URL (`user:password@`), a secret, a
+    /// token (not a token's lifetime), a password.
+    fn may_carry_a_credential(variable: &str) -> bool {
+        ["_URL", "_TOKEN"]
+            .iter()
+            .any(|suffix| variable.ends_with(suffix))
+            || ["SECRET", "PASSWORD"]
+                .iter()
+                .any(|word| variable.contains(word))
+    }
+
+    /// `command`'s and its subcommands' credential variables whose value `--help` would show.
+    fn shown_credentials(command: &clap::Command) -> Vec<String> {
+        let own = command.get_arguments().filter_map(|arg| {
+            let variable = arg.get_env()?.to_string_lossy().into_owned();
+            (may_carry_a_credential(&variable) && !arg.is_hide_env_values_set())
+                .then(|| format!("{} {variable}", command.get_name()))
+        });
+        own.chain(command.get_subcommands().flat_map(shown_credentials))
+            .collect()
+    }
+
+    #[test]
+    fn no_binary_shows_a_credential_from_the_environment_in_its_help() {
+        let shown: Vec<String> = workspace_binaries()
+            .unwrap()
+            .into_iter()
+            .flat_map(|(_, binaries)| binaries)
+            .filter_map(|binary| command_of(&binary))
+            .flat_map(|command| shown_credentials(&command))
+            .collect();
+        assert!(shown.is_empty(), "set hide_env_values on {shown:?}");
+        assert!(may_carry_a_credential("REDIS_URL") && may_carry_a_credential("ADMIN_TOKEN"));
+        assert!(!may_carry_a_credential("TOKEN_TTL_SECS"));
+    }
+
     #[test]
     fn the_loadtest_reads_the_variables_of_its_subcommand() {
         let args = ["flash-crowd".to_owned(), "--users=1".to_owned()];

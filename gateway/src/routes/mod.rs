@@ -10,10 +10,12 @@
 //! those two (they are long by design) and have a bound of their own. Health and the pages
 //! sit outside them all, so they answer even when the API is saturated; readiness answers
 //! from a background check, so a flood of probes costs no Redis or Kafka call. `/metrics`
-//! is not on this router at all: [`metrics_router`] serves it on its own address.
+//! is not on this router at all: [`metrics_router`] serves it on its own address. Every
+//! answer carries the browser's security headers (`headers`).
 
 mod admin;
 mod demo;
+mod headers;
 mod health;
 mod live;
 mod order_events;
@@ -57,7 +59,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .routes(routes!(orders::get_order))
         .routes(routes!(orders::get_my_order))
         .routes(routes!(orders::pay_order));
-    if config.demo_sign_in {
+    if config.demo {
         api = api.routes(routes!(demo::sign_in));
     }
     let (api, mut openapi) = api.split_for_parts();
@@ -95,6 +97,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response()
         }))
+        .layer(middleware::map_response(headers::add))
         .with_state(state)
 }
 

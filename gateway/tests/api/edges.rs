@@ -1,4 +1,4 @@
-//! The edges of input: tokens with claims a login service may add, path segments that are not
+//! The edges of input: tokens whose claims break one rule each, path segments that are not
 //! even text, bodies that break on the way in, and backends a lone gateway must not use. Each
 //! answers as the API table says, with the JSON error body, and writes nothing.
 
@@ -6,7 +6,9 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{ADMIN_TOKEN, JWT_SECRET, assert_error, spawn_app, test_config};
+use crate::helpers::{
+    ADMIN_TOKEN, JWT_SECRET, assert_error, claims, spawn_app, spawn_app_with, test_config,
+};
 
 fn signed(claims: &Value) -> String {
     let key = EncodingKey::from_secret(JWT_SECRET.as_bytes());
@@ -14,18 +16,104 @@ fn signed(claims: &Value) -> String {
 }
 
 #[tokio::test]
-async fn a_token_with_an_audience_buys_and_one_not_yet_valid_is_refused() {
+async fn a_token_must_name_its_issuer_audience_and_issue_time_and_live_briefly() {
     let app = spawn_app().await;
     let sale = app.create_open_sale(10).await;
     let now = jsonwebtoken::get_current_timestamp();
-    let with_audience = signed(&json!({"sub": "ann", "exp": now + 600, "aud": "shop"}));
-    assert_eq!(app.purchase(&sale, &with_audience).await.status(), 202);
-    let not_yet = signed(&json!({"sub": "ben", "exp": now + 600, "nbf": now + 300}));
-    let body = assert_error(app.purchase(&sale, &not_yet).await, 401, "unauthenticated").await;
-    assert!(
-        body["message"].as_str().unwrap().contains("not valid yet"),
-        "{body}"
+    let lifetime = app.config.jwt_max_lifetime_secs.get();
+    let without = |claim: &str| {
+        let mut claims = claims("ann", now, now + 600);
+        claims.as_object_mut().unwrap().remove(claim);
+        claims
+    };
+    let with = |claim: &str, value: Value| {
+        let mut claims = claims("ann", now, now + 600);
+        claims[claim] = value;
+        claims
+    };
+    let refused = [
+        (
+            with("iss", json!("elsewhere")),
+            "issuer (iss) is not the one",
+        ),
+        (without("iss"), "names no issuer (iss)"),
+        (
+            with("aud", json!("another-api")),
+            "for another audience (aud)",
+        ),
+        (without("aud"), "names no audience (aud)"),
+        (
+            with("aud", json!("seckill-demo")),
+            "does not run in demo mode",
+        ),
+        (without("iat"), "has no issue time (iat)"),
+        (
+            with("iat", json!(now + 300)),
+            "issue time (iat) is in the future",
+        ),
+        (
+            claims("ann", now, now + lifetime + 1),
+            "lives longer (exp - iat)",
+        ),
+        (with("nbf", json!(now + 300)), "not valid yet"),
+    ];
+    for (claims, message) in refused {
+        let response = app.purchase(&sale, &signed(&claims)).await;
+        let body = assert_error(response, 401, "unauthenticated").await;
+        assert!(
+            body["message"].as_str().unwrap().contains(message),
+            "{claims}: {body}"
+        );
+    }
+    let several_audiences = with("aud", json!(["another-api", "seckill"]));
+    assert_eq!(
+        app.purchase(&sale, &signed(&several_audiences))
+            .await
+            .status(),
+        202
     );
+}
+
+#[tokio::test]
+async fn a_demo_token_buys_on_a_demo_gateway_and_not_on_one_sharing_its_secret() {
+    let mut demo_config = test_config();
+    demo_config.demo = true;
+    let demo = spawn_app_with(demo_config).await;
+    let deployment = spawn_app().await;
+    let signed_in = demo
+        .http
+        .post(demo.url("/api/v1/demo/sign-in"))
+        .json(&json!({"user_id": "dora"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200);
+    let token = signed_in.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let demo_sale = demo.create_open_sale(10).await;
+    assert_eq!(demo.purchase(&demo_sale, &token).await.status(), 202);
+    let sale = deployment.create_open_sale(10).await;
+    let body = assert_error(
+        deployment.purchase(&sale, &token).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    assert_eq!(
+        body["message"],
+        "the token is a demo token, and this gateway does not run in demo mode"
+    );
+    let sign_in = deployment
+        .http
+        .post(deployment.url("/api/v1/demo/sign-in"))
+        .json(&json!({"user_id": "dora"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(sign_in, 404, "not_found").await;
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 
 use shared::testing::TopicCounter;
 
-use crate::helpers::{ADMIN_TOKEN, JWT_SECRET, PARTITIONS, TestApp, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, JWT_SECRET, PARTITIONS, TestApp, claims, spawn_app};
 
 /// Cases per run: enough to meet every operation with every kind of mutation many times.
 const CASES: u32 = 300;
@@ -410,7 +410,7 @@ fn token_text(world: &World, credential: Option<Credential>, token: &Token) -> O
     };
     let user_token = |index: usize| {
         signed(
-            json!({"sub": world.users[index], "exp": now + 600}),
+            claims(&world.users[index], now, now + 600),
             JWT_SECRET.as_bytes(),
         )
     };
@@ -426,24 +426,28 @@ fn token_text(world: &World, credential: Option<Credential>, token: &Token) -> O
         Token::Missing => return None,
         Token::Garbage(text) => text.clone(),
         Token::SignedWithAnotherSecret => signed(
-            json!({"sub": user, "exp": now + 600}),
+            claims(user, now, now + 600),
             b"another-secret-another-secret-!!",
         ),
-        Token::Expired => signed(
-            json!({"sub": user, "exp": now - 600}),
-            JWT_SECRET.as_bytes(),
-        ),
-        Token::NotYetValid => signed(
-            json!({"sub": user, "exp": now + 600, "nbf": now + 300}),
-            JWT_SECRET.as_bytes(),
-        ),
+        Token::Expired => signed(claims(user, now - 1200, now - 600), JWT_SECRET.as_bytes()),
+        Token::NotYetValid => {
+            let mut not_yet = claims(user, now, now + 600);
+            not_yet["nbf"] = json!(now + 300);
+            signed(not_yet, JWT_SECRET.as_bytes())
+        }
         Token::AlgorithmNone => {
             // A valid token's claims under the header {"alg":"none","typ":"JWT"}, unsigned.
             let claims = user_token(0);
             let claims = claims.split('.').nth(1).expect("a JWT has claims");
             format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{claims}.")
         }
-        Token::WithoutSubject => signed(json!({"exp": now + 600}), JWT_SECRET.as_bytes()),
+        Token::WithoutSubject => {
+            let mut without_subject = claims(user, now, now + 600);
+            without_subject
+                .as_object_mut()
+                .map(|claims| claims.remove("sub"));
+            signed(without_subject, JWT_SECRET.as_bytes())
+        }
     })
 }
 

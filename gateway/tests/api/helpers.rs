@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
+pub const JWT_SECRET: &str = "test-jwt-secret-of-the-gateway-tests!";
 pub const ADMIN_TOKEN: &str = "test-admin-token-test-admin-token!!";
 pub const PARTITIONS: u16 = 4;
 
@@ -138,12 +138,20 @@ async fn start(config: Config, payments: Arc<dyn PaymentProvider>) -> TestApp {
         metrics_address,
         http: reqwest::Client::new(),
         keys: KeySpace::new(&config.redis.redis_key_prefix),
-        tokens: TokenKeys::new(JWT_SECRET, Duration::from_mins(10), None),
+        tokens: TokenKeys::new(JWT_SECRET, Duration::from_mins(10), config.token_rules()),
         config,
         redis,
         shutdown,
         server: Some(server),
     }
+}
+
+/// The claims of a user token the test gateway's rules accept (issuer, audience, issue time),
+/// for `sub`, issued at `iat` and expiring at `exp` (seconds since the epoch): tests change
+/// or remove one to see it refused.
+pub fn claims(sub: &str, iat: u64, exp: u64) -> Value {
+    let config = test_config();
+    json!({"sub": sub, "iat": iat, "exp": exp, "iss": config.jwt_issuer, "aud": config.jwt_audience})
 }
 
 impl TestApp {

@@ -5,6 +5,8 @@
 mod edges;
 mod faults;
 mod generated;
+mod headers;
+mod help;
 mod helpers;
 mod lifecycle;
 mod purchase;

@@ -260,7 +260,7 @@ async fn a_forged_or_missing_token_is_refused_401_before_any_stream_opens() {
     let forged = gateway::auth::TokenKeys::new(
         "not-the-gateway-secret-not-the-secret",
         Duration::from_mins(5),
-        None,
+        app.config.token_rules(),
     )
     .mint(&"eve".parse().expect("a user id"))
     .expect("minted");

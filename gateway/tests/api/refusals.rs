@@ -9,7 +9,9 @@ use jsonwebtoken::{EncodingKey, Header};
 use redis::AsyncCommands;
 use serde_json::json;
 
-use crate::helpers::{JWT_SECRET, TestApp, assert_error, spawn_app, spawn_app_with, test_config};
+use crate::helpers::{
+    JWT_SECRET, TestApp, assert_error, claims, spawn_app, spawn_app_with, test_config,
+};
 
 /// What a refusal must leave unchanged.
 struct Snapshot {
@@ -53,6 +55,7 @@ async fn requests_without_a_valid_token_are_unauthenticated() {
     let sale = app.create_open_sale(10).await;
     let before = snapshot(&mut app).await;
     let url = app.url(&format!("/api/v1/sales/{sale}/orders"));
+    let now = jsonwebtoken::get_current_timestamp();
 
     let missing = app.http.post(&url).send().await.unwrap();
     assert_error(missing, 401, "unauthenticated").await;
@@ -68,7 +71,7 @@ async fn requests_without_a_valid_token_are_unauthenticated() {
 
     let forged = jsonwebtoken::encode(
         &Header::default(),
-        &json!({"sub": "mallory", "exp": jsonwebtoken::get_current_timestamp() + 600}),
+        &claims("mallory", now, now + 600),
         &EncodingKey::from_secret(b"not-the-secret-not-the-secret-!!"),
     )
     .unwrap();
@@ -76,7 +79,7 @@ async fn requests_without_a_valid_token_are_unauthenticated() {
 
     let expired = jsonwebtoken::encode(
         &Header::default(),
-        &json!({"sub": "late", "exp": jsonwebtoken::get_current_timestamp() - 600}),
+        &claims("late", now - 1200, now - 600),
         &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
     )
     .unwrap();

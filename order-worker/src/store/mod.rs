@@ -182,7 +182,8 @@ pub fn open(
     } else {
         Err(sqlx::Error::Configuration(
             format!(
-                "DATABASE_URL must start with postgres://, postgresql:// or sqlite:, not {database_url:?}"
+                "DATABASE_URL must start with postgres://, postgresql:// or sqlite:, not {:?}",
+                shared::redact::url(database_url)
             )
             .into(),
         ))

@@ -27,7 +27,8 @@ impl SmsProvider for HttpProvider {
             .json(sms)
             .send()
             .await
-            .map_err(|e| SmsError::Transient(e.to_string()))?;
+            // Without the URL, which may carry the provider's credential into the logs.
+            .map_err(|e| SmsError::Transient(e.without_url().to_string()))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
