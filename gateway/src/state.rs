@@ -67,13 +67,7 @@ impl AppState {
         payments: Arc<dyn PaymentProvider>,
     ) -> Self {
         let ledger = backends.ledger();
-        let push = Push::new(
-            GroupLags::new(bus, &config.dashboard_groups),
-            config.dashboard_sms_group.clone(),
-            config.max_streams.get(),
-            config.stream_heartbeat(),
-            config.stream_resync(),
-        );
+        let push = Push::new(config, GroupLags::new(bus, &config.dashboard_groups));
         Self(Arc::new(Inner {
             tokens: Arc::new(TokenKeys::new(
                 config.jwt_secret.expose(),

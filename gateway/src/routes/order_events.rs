@@ -21,12 +21,13 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use shared::ids::{OrderId, UserId};
 use shared::stock::OrderStatus;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 
 use super::orders::OrderView;
 use crate::auth::StreamUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::PathId;
+use crate::push::bounds::StreamPlace;
 use crate::push::watchers::Watch;
 use crate::state::AppState;
 
@@ -58,7 +59,7 @@ pub async fn order_events(
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(OrderStatus::named);
-    let slot = state.push.open_slot()?;
+    let place = state.push.order_streams.admit(user_id.clone())?;
     let watch = state.push.watchers.watch(&order_id);
     let view = OrderView::of(&state, order_id, user_id.clone())
         .await?
@@ -75,7 +76,7 @@ pub async fn order_events(
             seen,
             watch,
             events,
-            _slot: slot,
+            _place: place,
         }
         .run(view),
     );
@@ -93,7 +94,7 @@ struct Follow {
     watch: Watch,
     events: mpsc::Sender<Event>,
     /// The stream's place under the gateway's bound, given back when the stream ends.
-    _slot: OwnedSemaphorePermit,
+    _place: StreamPlace<UserId>,
 }
 
 impl Follow {
@@ -137,7 +138,7 @@ fn status_event(view: &OrderView) -> Event {
 }
 
 /// The events as the body's stream.
-pub(crate) fn receiver_stream(
+fn receiver_stream(
     received: mpsc::Receiver<Event>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::unfold(received, async |mut received| {
