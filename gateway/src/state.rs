@@ -13,6 +13,7 @@ use shared::publisher::Publisher;
 use shared::stats::StatsStore;
 use shared::stock::StockLedger;
 
+use crate::auth::stream::StreamTokens;
 use crate::auth::{AdminToken, TokenKeys};
 use crate::catalog::SaleCatalog;
 use crate::config::Config;
@@ -31,6 +32,7 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub tokens: Arc<TokenKeys>,
+    pub stream_tokens: Arc<StreamTokens>,
     pub admin_token: AdminToken,
     pub limits: RateLimits,
     pub blacklist: BlacklistCopy,
@@ -74,6 +76,7 @@ impl AppState {
                 Duration::from_secs(config.token_ttl_secs),
                 config.jwt_audience.as_deref(),
             )),
+            stream_tokens: Arc::new(StreamTokens::new(config.jwt_secret.expose())),
             admin_token: AdminToken::new(config.admin_token.clone()),
             limits: RateLimits::new(
                 Config::limit(config.rate_limit_global_per_sec),
@@ -98,6 +101,12 @@ impl AppState {
 impl FromRef<AppState> for Arc<TokenKeys> {
     fn from_ref(state: &AppState) -> Self {
         Arc::clone(&state.tokens)
+    }
+}
+
+impl FromRef<AppState> for Arc<StreamTokens> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.stream_tokens)
     }
 }
 

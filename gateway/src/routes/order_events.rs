@@ -24,9 +24,8 @@ use shared::stock::OrderStatus;
 use tokio::sync::mpsc;
 
 use super::orders::OrderView;
-use crate::auth::StreamUser;
+use crate::auth::stream::StreamUser;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::PathId;
 use crate::push::bounds::StreamPlace;
 use crate::push::watchers::Watch;
 use crate::state::AppState;
@@ -50,9 +49,8 @@ use crate::state::AppState;
     )
 )]
 pub async fn order_events(
-    StreamUser(user_id): StreamUser,
+    StreamUser { user_id, order_id }: StreamUser,
     State(state): State<AppState>,
-    PathId(order_id): PathId<OrderId>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let seen = headers

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
+use gateway::auth::stream::StreamTokens;
 use order_worker::store::DatabaseSettings;
+use serde_json::Value;
 use shared::testing::{RunningService, TestEnv, spawn_service};
 
 use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with};
@@ -47,21 +49,51 @@ async fn next_status(events: &mut EventStream) -> String {
         .to_owned()
 }
 
-/// Opens `order_id`'s stream with the token in the query string, as `EventSource` does.
+/// Opens `order_id`'s stream as a browser does: a stream token asked for with the user's
+/// token, then the stream with the stream token in the query string.
 async fn open(
     app: &TestApp,
     order_id: &str,
-    token: &str,
+    user_token: &str,
+    last_event_id: Option<&str>,
+) -> reqwest::Response {
+    let token = stream_token(app, order_id, user_token).await;
+    open_with(app, order_id, &token, last_event_id).await
+}
+
+/// Opens `order_id`'s stream with `access_token` in the query string.
+async fn open_with(
+    app: &TestApp,
+    order_id: &str,
+    access_token: &str,
     last_event_id: Option<&str>,
 ) -> reqwest::Response {
     let mut request = app
         .http
         .get(app.url(&format!("/api/v1/orders/{order_id}/events")))
-        .query(&[("access_token", token)]);
+        .query(&[("access_token", access_token)]);
     if let Some(id) = last_event_id {
         request = request.header("Last-Event-ID", id);
     }
     request.send().await.expect("stream request")
+}
+
+async fn ask_stream_token(app: &TestApp, order_id: &str, user_token: &str) -> reqwest::Response {
+    app.http
+        .post(app.url(&format!("/api/v1/orders/{order_id}/stream-token")))
+        .bearer_auth(user_token)
+        .send()
+        .await
+        .expect("stream token request")
+}
+
+/// A stream token for the owner's order.
+async fn stream_token(app: &TestApp, order_id: &str, user_token: &str) -> String {
+    let response = ask_stream_token(app, order_id, user_token).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("a JSON answer");
+    assert_eq!(body["expires_in"], 60, "{body}");
+    body["token"].as_str().expect("a token").to_owned()
 }
 
 async fn stream(app: &TestApp, order_id: &str, token: &str, last: Option<&str>) -> EventStream {
@@ -171,13 +203,17 @@ async fn a_forged_or_missing_token_is_refused_401_before_any_stream_opens() {
     )
     .mint(&"eve".parse().expect("a user id"))
     .expect("minted");
+    let forged_stream_token = StreamTokens::new("not-the-gateway-secret-not-the-secret")
+        .mint(
+            &order_id.parse().expect("an order id"),
+            &"eve".parse().expect("a user id"),
+        )
+        .expect("minted");
 
-    assert_error(
-        open(&app, &order_id, &forged, None).await,
-        401,
-        "unauthenticated",
-    )
-    .await;
+    for access_token in [&forged, &forged_stream_token] {
+        let refused = open_with(&app, &order_id, access_token, None).await;
+        assert_error(refused, 401, "unauthenticated").await;
+    }
     let in_header = app
         .http
         .get(app.url(&format!("/api/v1/orders/{order_id}/events")))
@@ -193,6 +229,90 @@ async fn a_forged_or_missing_token_is_refused_401_before_any_stream_opens() {
         .await
         .expect("stream request");
     assert_error(without, 401, "unauthenticated").await;
-    let strangers = open(&app, &order_id, &app.token("mallory"), None).await;
+    assert_error(
+        ask_stream_token(&app, &order_id, &forged).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn only_the_owner_gets_a_stream_token_and_it_opens_that_orders_stream_alone() {
+    let app = spawn_app().await;
+    let (sale, other_sale) = (app.create_open_sale(5).await, app.create_open_sale(5).await);
+    let token = app.token("flo");
+    let order_id = app.buy(&sale, &token).await;
+    let other_order = app.buy(&other_sale, &token).await;
+
+    let strangers = ask_stream_token(&app, &order_id, &app.token("mallory")).await;
     assert_error(strangers, 404, "not_found").await;
+
+    let stream_token = stream_token(&app, &order_id, &token).await;
+    let mut events = EventStream::of(open_with(&app, &order_id, &stream_token, None).await);
+    assert_eq!(next_status(&mut events).await, "processing");
+    let elsewhere = open_with(&app, &other_order, &stream_token, None).await;
+    assert_error(elsewhere, 401, "unauthenticated").await;
+}
+
+#[tokio::test]
+async fn a_stream_token_is_refused_by_every_route_but_its_stream() {
+    let app = spawn_app().await;
+    let sale = app.create_open_sale(5).await;
+    let token = app.token("gil");
+    let order_id = app.buy(&sale, &token).await;
+    let stream_token = stream_token(&app, &order_id, &token).await;
+
+    let attempts = [
+        app.http.get(app.url(&format!("/api/v1/orders/{order_id}"))),
+        app.http
+            .post(app.url(&format!("/api/v1/orders/{order_id}/payment"))),
+        app.http
+            .post(app.url(&format!("/api/v1/orders/{order_id}/stream-token"))),
+        app.http
+            .get(app.url(&format!("/api/v1/sales/{sale}/orders/mine"))),
+        app.http
+            .post(app.url(&format!("/api/v1/sales/{sale}/orders"))),
+        app.http
+            .get(app.url(&format!("/api/v1/orders/{order_id}/events"))),
+        app.http
+            .post(app.url("/api/v1/admin/tokens"))
+            .json(&serde_json::json!({"user_id": "gil"})),
+    ];
+    for attempt in attempts {
+        let response = attempt
+            .bearer_auth(&stream_token)
+            .send()
+            .await
+            .expect("a request");
+        let url = response.url().clone();
+        assert_eq!(response.status(), 401, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn a_user_token_in_the_url_is_refused_401_saying_to_ask_for_a_stream_token() {
+    let app = spawn_app().await;
+    let sale = app.create_open_sale(5).await;
+    let token = app.token("hal");
+    let order_id = app.buy(&sale, &token).await;
+
+    let refused = open_with(&app, &order_id, &token, None).await;
+    let body = assert_error(refused, 401, "unauthenticated").await;
+    let message = body["message"].as_str().expect("a message");
+    assert!(message.contains("stream-token"), "{message}");
+
+    let in_header = app
+        .http
+        .get(app.url(&format!("/api/v1/orders/{order_id}/events")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("stream request");
+    let mut events = EventStream::of(in_header);
+    assert_eq!(
+        next_status(&mut events).await,
+        "processing",
+        "the header still takes the user token"
+    );
 }
