@@ -6,6 +6,7 @@
 //! | [`watchers`] | which open stream waits for which order |
 //! | [`fanout`] | one producer per sale, shared by all of its dashboard viewers |
 //! | [`bounds`] | how many streams of each kind a gateway serves, in all and per client |
+//! | [`schema`] | how the OpenAPI document describes an event stream |
 //! | [`lag`] | each consumer group's lag, asked of the broker |
 //! | [`tally`] | a sale's purchase attempts by outcome at this gateway |
 //!
@@ -19,6 +20,7 @@ pub mod bounds;
 pub mod fanout;
 pub mod feed;
 pub mod lag;
+pub mod schema;
 pub mod tally;
 pub mod watchers;
 

@@ -9,7 +9,7 @@
 //! the dashboards have a bound of their own, per client address too (`crate::push::bounds`).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -20,13 +20,16 @@ use serde::Serialize;
 use shared::ids::SaleId;
 use shared::stats::SaleCounts;
 use tokio::sync::watch;
-use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
+use utoipa::{PartialSchema, ToSchema};
 
 use super::sales::SaleView;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::PathId;
 use crate::push::bounds::StreamPlace;
 use crate::push::lag::GroupLag;
+use crate::push::schema::{self, EventKind};
 use crate::push::tally::Outcomes;
 use crate::state::AppState;
 
@@ -72,7 +75,7 @@ impl Snapshot {
         match Self::of(state, sale_id).await {
             Ok(snapshot) => snapshot.map(|snapshot| {
                 Event::default()
-                    .event("snapshot")
+                    .event(SNAPSHOT_EVENT.name)
                     .json_data(snapshot)
                     .expect("a snapshot always serialises")
             }),
@@ -84,15 +87,38 @@ impl Snapshot {
     }
 }
 
+/// The body of a sale's live view, as the OpenAPI document declares it.
+pub struct SnapshotEvents;
+
+/// Each event of a sale's live view.
+const SNAPSHOT_EVENT: EventKind = EventKind {
+    name: "snapshot",
+    id: None,
+    when: "The sale's latest snapshot at once, then one every second.",
+};
+
+impl PartialSchema for SnapshotEvents {
+    fn schema() -> RefOr<Schema> {
+        schema::stream_of::<Snapshot>(&SNAPSHOT_EVENT)
+    }
+}
+
+impl ToSchema for SnapshotEvents {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schema::data_schemas::<Snapshot>(schemas);
+    }
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/sales/{sale_id}/live",
     tag = "sales",
     params(("sale_id" = SaleId, Path, description = "The sale")),
     responses(
-        (status = 200, description = "`text/event-stream`: an event named `snapshot` every second", content_type = "text/event-stream", body = Snapshot),
+        (status = 200, description = "The sale's `snapshot` events, as Server-Sent Events", content_type = "text/event-stream", body = SnapshotEvents),
         (status = 404, description = "`unknown_sale`: no sale has this id", body = ErrorBody),
-        (status = 503, description = "`unavailable`: every stream this gateway serves is taken, or the stores did not answer", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this address holds MAX_DASHBOARD_STREAMS_PER_IP dashboards at this gateway already (close one), or too many requests in all or from this address (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "`unavailable`: this gateway serves MAX_DASHBOARD_STREAMS dashboards already, or the stores did not answer; try again later", body = ErrorBody),
     )
 )]
 pub async fn sale_live(
@@ -120,7 +146,7 @@ pub async fn sale_live(
 /// goes; it ends when the sale's producer stops (the gateway shuts down).
 fn each_snapshot(
     snapshots: watch::Receiver<Option<Event>>,
-    place: StreamPlace<std::net::IpAddr>,
+    place: StreamPlace<IpAddr>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::unfold((snapshots, place), async |(mut snapshots, place)| {
         loop {

@@ -13,3 +13,4 @@ mod push;
 mod refusals;
 mod sse;
 mod stream_bounds;
+mod stream_schemas;
