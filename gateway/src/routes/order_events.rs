@@ -11,6 +11,9 @@
 //! The stream subscribes to this gateway's transition feed before it reads the order, so no
 //! transition falls between the two; and it reads the ledger again every resync interval,
 //! so a transition whose event never reached this gateway (a broker outage) shows within it.
+//!
+//! Who may open it: the owner, by the user token in the `Authorization` header or by a stream
+//! token in `?access_token=` (`crate::auth::stream`); how many: `crate::push::bounds`.
 
 use std::convert::Infallible;
 
