@@ -3,7 +3,9 @@
 // A purchase answers 202 "processing" at once; the rest of the order's life happens behind
 // the queue, and the gateway pushes each change on the order's event stream
 // (GET /api/v1/orders/{id}/events), which the browser's EventSource follows, resuming by
-// itself with Last-Event-ID after a dropped connection.
+// itself with Last-Event-ID after a dropped connection. EventSource cannot set headers, so the
+// stream's URL carries a stream token (POST /api/v1/orders/{id}/stream-token): it opens this
+// one stream for a minute, and a URL that leaks (a proxy's log) gives away nothing more.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -13,7 +15,8 @@ const page = {
   user: sessionStorage.getItem("seckill.user"),
   sale: null,
   order: null,
-  stream: null,
+  /** The order stream being followed: {orderId, stream}. */
+  following: null,
 };
 
 /** What each status, and each refusal of a purchase, means to a buyer. */
@@ -61,19 +64,43 @@ function showOrder(order) {
   const payable = order.status === "processing" || order.status === "created";
   $("pay").hidden = !payable;
   $("pay").disabled = !payable;
-  if (FINAL.has(order.status) && page.stream) {
-    page.stream.close();
-    page.stream = null;
-  }
+  if (FINAL.has(order.status)) stopFollowing();
   render();
 }
 
 /** Follows the order's event stream until a final status. */
-function follow(orderId) {
-  if (page.stream) page.stream.close();
-  const url = `/api/v1/orders/${encodeURIComponent(orderId)}/events?access_token=${encodeURIComponent(page.token)}`;
-  page.stream = new EventSource(url);
-  page.stream.addEventListener("status", (event) => showOrder(JSON.parse(event.data)));
+async function follow(orderId) {
+  stopFollowing();
+  const following = { orderId, stream: null };
+  page.following = following;
+  const { status, body } = await api("POST", `/api/v1/orders/${encodeURIComponent(orderId)}/stream-token`, { token: page.token });
+  if (page.following !== following) return;
+  // Signed out, or not this user's order: nothing to follow. Anything else passes.
+  if (status === 401 || status === 404) return;
+  if (status !== 200) {
+    followAgainLater(following);
+    return;
+  }
+  const url = `/api/v1/orders/${encodeURIComponent(orderId)}/events?access_token=${encodeURIComponent(body.token)}`;
+  following.stream = new EventSource(url);
+  following.stream.addEventListener("status", (event) => showOrder(JSON.parse(event.data)));
+  // EventSource reconnects by itself after a dropped connection; it gives up on a refusal (its
+  // token expired, the gateway's streams are full), and then the page asks for a new token.
+  following.stream.addEventListener("error", () => {
+    if (following.stream.readyState === EventSource.CLOSED) followAgainLater(following);
+  });
+}
+
+function followAgainLater(following) {
+  setTimeout(() => {
+    const stillWanted = page.following === following && page.order && !FINAL.has(page.order.status);
+    if (stillWanted) follow(following.orderId);
+  }, 2000);
+}
+
+function stopFollowing() {
+  if (page.following && page.following.stream) page.following.stream.close();
+  page.following = null;
 }
 
 async function signIn(event) {
@@ -100,7 +127,7 @@ function signedIn() {
   $("order-panel").hidden = true;
   $("timeline").replaceChildren();
   page.order = null;
-  if (page.stream) { page.stream.close(); page.stream = null; }
+  stopFollowing();
   findMyOrder();
   render();
 }

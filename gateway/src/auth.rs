@@ -6,16 +6,18 @@
 //!
 //! The extractors [`User`] and [`Admin`] ask the application state for what they need — the
 //! [`TokenKeys`] or the [`AdminToken`] — through axum's `FromRef`, not for the whole state.
+//! An order stream's URL takes a token of its own kind, in [`stream`].
+
+pub mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRef, FromRequestParts, Query};
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::Deserialize;
 use shared::config::Secret;
 use shared::ids::UserId;
 
@@ -94,40 +96,6 @@ impl TokenKeys {
             .sub
             .parse()
             .map_err(|_| ApiError::Unauthenticated("the token's subject is not a valid user id"))
-    }
-}
-
-/// The authenticated user of a stream: the `Authorization` header as for [`User`], or, when
-/// there is none, the query parameter `access_token`, because a browser's `EventSource`
-/// cannot set headers. (A token in a URL may end up in a proxy's access log: it is a
-/// short-lived token, and the header stays the way for every client that can set one.)
-pub struct StreamUser(pub UserId);
-
-#[derive(Deserialize)]
-struct AccessToken {
-    access_token: String,
-}
-
-impl<S> FromRequestParts<S> for StreamUser
-where
-    Arc<TokenKeys>: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        if parts.headers.contains_key(AUTHORIZATION) {
-            let User(user_id) = User::from_request_parts(parts, state).await?;
-            return Ok(Self(user_id));
-        }
-        let keys = Arc::<TokenKeys>::from_ref(state);
-        let Query(AccessToken { access_token }) =
-            Query::try_from_uri(&parts.uri).map_err(|_| {
-                ApiError::Unauthenticated(
-                    "the Authorization header or the access_token query parameter is missing",
-                )
-            })?;
-        keys.verify(&access_token).map(Self)
     }
 }
 

@@ -116,10 +116,25 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_FLUSH_MS", default_value_t = 5000)]
     pub shutdown_flush_ms: u64,
 
-    /// Open event streams (an order's, a dashboard's) this instance serves at once; beyond
-    /// it a new stream is answered 503 and the client polls instead.
-    #[arg(long, env = "MAX_STREAMS", default_value_t = NonZeroUsize::new(10_000).expect("10000 > 0"))]
-    pub max_streams: NonZeroUsize,
+    /// Buyers' order streams this instance serves at once; beyond it a new one is answered
+    /// 503 and the buyer's page polls instead.
+    #[arg(long, env = "MAX_ORDER_STREAMS", default_value_t = NonZeroUsize::new(10_000).expect("10000 > 0"))]
+    pub max_order_streams: NonZeroUsize,
+
+    /// Order streams one user may hold open at this instance (a buyer's tabs); beyond it 429.
+    #[arg(long, env = "MAX_ORDER_STREAMS_PER_USER", default_value_t = NonZeroUsize::new(4).expect("4 > 0"))]
+    pub max_order_streams_per_user: NonZeroUsize,
+
+    /// Dashboard streams (`/api/v1/sales/{id}/live`, which need no token) this instance serves
+    /// at once, apart from the order streams so that watchers cannot crowd out buyers;
+    /// beyond it 503.
+    #[arg(long, env = "MAX_DASHBOARD_STREAMS", default_value_t = NonZeroUsize::new(1_000).expect("1000 > 0"))]
+    pub max_dashboard_streams: NonZeroUsize,
+
+    /// Dashboard streams one client address may hold open at this instance; beyond it 429.
+    /// Behind a proxy every viewer shares the proxy's address: raise it there.
+    #[arg(long, env = "MAX_DASHBOARD_STREAMS_PER_IP", default_value_t = NonZeroUsize::new(8).expect("8 > 0"))]
+    pub max_dashboard_streams_per_ip: NonZeroUsize,
 
     /// How often an idle event stream sends a heartbeat comment, so proxies keep it open.
     #[arg(long, env = "STREAM_HEARTBEAT_MS", default_value_t = NonZeroU64::new(15_000).expect("15000 > 0"))]

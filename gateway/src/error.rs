@@ -52,6 +52,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("too many requests ({} limit); retry after the Retry-After delay", .0.limiter)]
     RateLimited(RateLimited),
+    /// A client holds as many event streams as it may; the sentence names the bound.
+    #[error("{0}")]
+    TooManyStreams(&'static str),
     /// A dependency failed or the gateway is saturated; the sentence says what to do.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -121,7 +124,7 @@ impl ApiError {
             Self::SoldOut => StatusCode::GONE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -144,7 +147,7 @@ impl ApiError {
             Self::SoldOut => "sold_out",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::RateLimited(_) => "rate_limited",
+            Self::RateLimited(_) | Self::TooManyStreams(_) => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }

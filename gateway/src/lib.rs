@@ -10,11 +10,11 @@
 //! | [`startup`] | build (dependencies from the configuration), then serve (until shutdown) |
 //! | [`routes`] | the HTTP API, overload protection, health and metrics |
 //! | [`readiness`] | the dependencies checked in the background, which `/readyz` answers with |
-//! | [`auth`] | user JWTs and the admin token, and their extractors |
+//! | [`auth`] | user JWTs, the admin token, an order stream's stream token; their extractors |
 //! | [`claims`] | what a user token must say: issuer, audience, issue time, lifetime, demo |
 //! | [`extract`] | JSON bodies and path ids, rejected with the API's JSON errors |
 //! | [`risk`] | rate limits and the blacklist copy |
-//! | [`push`] | what the event streams share: the transition feed, the stream bound, the probes |
+//! | [`push`] | what the event streams share: the transition feed, the snapshots, the bounds |
 //! | [`pages`] | the buyer's page and the dashboard, compiled in |
 //! | [`catalog`] | the sale cache and the local sold-out flag |
 //! | [`error`] | every failure's status and JSON body |

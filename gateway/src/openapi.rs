@@ -9,7 +9,7 @@
 use axum::body::Bytes;
 use axum::http::header;
 use axum::response::IntoResponse;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
@@ -18,6 +18,8 @@ use crate::error::ErrorBody;
 pub const USER_TOKEN: &str = "user_token";
 /// The security scheme of the operator's admin token.
 pub const ADMIN_TOKEN: &str = "admin_token";
+/// The security scheme of an order stream's URL (`crate::auth::stream`).
+pub const STREAM_TOKEN: &str = "stream_token";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,7 +32,8 @@ pub const ADMIN_TOKEN: &str = "admin_token";
 )]
 pub struct ApiDoc;
 
-/// Declares the two bearer credentials the operations refer to.
+/// Declares the credentials the operations refer to: two bearer tokens, and the stream token
+/// of an order stream's URL.
 struct Credentials;
 
 impl Modify for Credentials {
@@ -46,6 +49,11 @@ impl Modify for Credentials {
         let mut admin = Http::new(HttpAuthScheme::Bearer);
         admin.description = Some("The operator's ADMIN_TOKEN.".into());
         components.add_security_scheme(ADMIN_TOKEN, SecurityScheme::Http(admin));
+        let stream = ApiKeyValue::with_description(
+            "access_token",
+            "A stream token from `POST /api/v1/orders/{order_id}/stream-token`: opens that order's event stream for a minute, and nothing else.",
+        );
+        components.add_security_scheme(STREAM_TOKEN, SecurityScheme::ApiKey(ApiKey::Query(stream)));
     }
 }
 

@@ -13,6 +13,7 @@ use shared::publisher::Publisher;
 use shared::stats::StatsStore;
 use shared::stock::StockLedger;
 
+use crate::auth::stream::StreamTokens;
 use crate::auth::{AdminToken, TokenKeys};
 use crate::catalog::SaleCatalog;
 use crate::config::Config;
@@ -32,6 +33,7 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub tokens: Arc<TokenKeys>,
+    pub stream_tokens: Arc<StreamTokens>,
     pub admin_token: AdminToken,
     pub limits: RateLimits,
     pub blacklist: BlacklistCopy,
@@ -68,19 +70,14 @@ impl AppState {
         payments: Arc<dyn PaymentProvider>,
     ) -> Self {
         let ledger = backends.ledger();
-        let push = Push::new(
-            GroupLags::new(bus, &config.dashboard_groups),
-            config.dashboard_sms_group.clone(),
-            config.max_streams.get(),
-            config.stream_heartbeat(),
-            config.stream_resync(),
-        );
+        let push = Push::new(config, GroupLags::new(bus, &config.dashboard_groups));
         Self(Arc::new(Inner {
             tokens: Arc::new(TokenKeys::new(
                 config.jwt_secret.expose(),
                 config.token_ttl(),
                 config.token_rules(),
             )),
+            stream_tokens: Arc::new(StreamTokens::new(config.jwt_secret.expose())),
             admin_token: AdminToken::new(config.admin_token.clone()),
             limits: RateLimits::new(
                 Config::limit(config.rate_limit_global_per_sec),
@@ -105,6 +102,12 @@ impl AppState {
 impl FromRef<AppState> for Arc<TokenKeys> {
     fn from_ref(state: &AppState) -> Self {
         Arc::clone(&state.tokens)
+    }
+}
+
+impl FromRef<AppState> for Arc<StreamTokens> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.stream_tokens)
     }
 }
 

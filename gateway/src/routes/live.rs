@@ -3,30 +3,35 @@
 //! answered, the statistics the stats worker counted, and how far each consumer group trails
 //! (the SMS worker's lag is the SMS backlog). The page computes rates from two snapshots.
 //!
-//! Like `GET /api/v1/sales/{id}/stats` it needs no token: it shows counts, never a buyer.
+//! Like `GET /api/v1/sales/{id}/stats` it needs no token: it shows counts, never a buyer. So
+//! anyone may open it, many times: a snapshot is made once a second per sale at this gateway
+//! and sent to every viewer of the sale (`crate::push::fanout`), never read per viewer, and
+//! the dashboards have a bound of their own, per client address too (`crate::push::bounds`).
 
-use std::time::Duration;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use futures::Stream;
 use serde::Serialize;
 use shared::ids::SaleId;
-use shared::stats::SaleStats;
-use tokio::sync::mpsc;
-use utoipa::ToSchema;
+use shared::stats::SaleCounts;
+use tokio::sync::watch;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
+use utoipa::{PartialSchema, ToSchema};
 
-use super::order_events::receiver_stream;
 use super::sales::SaleView;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::PathId;
+use crate::push::bounds::StreamPlace;
 use crate::push::lag::GroupLag;
+use crate::push::schema::{self, EventKind};
 use crate::push::tally::Outcomes;
 use crate::state::AppState;
-
-/// How often a snapshot is sent.
-const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
 /// The sale at one moment, as the dashboard draws it.
 #[derive(Serialize, ToSchema)]
@@ -38,8 +43,8 @@ pub struct Snapshot {
     #[schema(value_type = std::collections::BTreeMap<String, u64>)]
     purchases: Outcomes,
     /// The stats worker's counts: reserved (`sold`), created, paid, expired, failed (without
-    /// the timeline, which `GET /api/v1/sales/{id}/stats` has).
-    orders: SaleStats,
+    /// the timeline, which `GET /api/v1/sales/{id}/stats` has: it grows with the sale).
+    orders: SaleCounts,
     /// Each consumer group's lag.
     consumers: Vec<GroupLag>,
     /// The group among `consumers` whose lag is the SMS backlog.
@@ -51,10 +56,6 @@ impl Snapshot {
         let Some(sale) = SaleView::of(state, sale_id).await? else {
             return Ok(None);
         };
-        let mut orders = state.stats.read(sale_id).await?;
-        // A point per second of selling, sent every second, would grow with the sale; the
-        // page draws its rates from successive snapshots instead.
-        orders.timeline.clear();
         Ok(Some(Self {
             at: Utc::now(),
             sale,
@@ -63,17 +64,48 @@ impl Snapshot {
                 .cached(sale_id.as_str())
                 .map(|entry| entry.purchases.outcomes())
                 .unwrap_or_default(),
-            orders,
+            orders: state.stats.counts(sale_id).await?,
             consumers: state.push.lags.read().await,
             sms_group: state.push.sms_group.clone(),
         }))
     }
 
-    fn event(&self) -> Event {
-        Event::default()
-            .event("snapshot")
-            .json_data(self)
-            .expect("a snapshot always serialises")
+    /// The snapshot as an event, serialised once for every viewer.
+    async fn event_of(state: &AppState, sale_id: &SaleId) -> Option<Event> {
+        match Self::of(state, sale_id).await {
+            Ok(snapshot) => snapshot.map(|snapshot| {
+                Event::default()
+                    .event(SNAPSHOT_EVENT.name)
+                    .json_data(snapshot)
+                    .expect("a snapshot always serialises")
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "a dashboard snapshot failed; trying again");
+                None
+            }
+        }
+    }
+}
+
+/// The body of a sale's live view, as the OpenAPI document declares it.
+pub struct SnapshotEvents;
+
+/// Each event of a sale's live view.
+const SNAPSHOT_EVENT: EventKind = EventKind {
+    name: "snapshot",
+    id: None,
+    when: "The sale's latest snapshot at once, then one every second.",
+};
+
+impl PartialSchema for SnapshotEvents {
+    fn schema() -> RefOr<Schema> {
+        schema::stream_of::<Snapshot>(&SNAPSHOT_EVENT)
+    }
+}
+
+impl ToSchema for SnapshotEvents {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schema::data_schemas::<Snapshot>(schemas);
     }
 }
 
@@ -83,44 +115,46 @@ impl Snapshot {
     tag = "sales",
     params(("sale_id" = SaleId, Path, description = "The sale")),
     responses(
-        (status = 200, description = "`text/event-stream`: an event named `snapshot` every second", content_type = "text/event-stream", body = Snapshot),
+        (status = 200, description = "The sale's `snapshot` events, as Server-Sent Events", content_type = "text/event-stream", body = SnapshotEvents),
         (status = 404, description = "`unknown_sale`: no sale has this id", body = ErrorBody),
-        (status = 503, description = "`unavailable`: every stream this gateway serves is taken, or the stores did not answer", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this address holds MAX_DASHBOARD_STREAMS_PER_IP dashboards at this gateway already (close one), or too many requests in all or from this address (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "`unavailable`: this gateway serves MAX_DASHBOARD_STREAMS dashboards already, or the stores did not answer; try again later", body = ErrorBody),
     )
 )]
 pub async fn sale_live(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     PathId(sale_id): PathId<SaleId>,
 ) -> Result<Response, ApiError> {
-    let slot = state.push.open_slot()?;
-    let first = Snapshot::of(&state, &sale_id)
-        .await?
-        .ok_or(ApiError::UnknownSale)?;
-    let (events, received) = mpsc::channel(2);
-    let heartbeat = state.push.heartbeat;
-    tokio::spawn(async move {
-        let _slot = slot;
-        let mut every = tokio::time::interval(SNAPSHOT_EVERY);
-        every.reset();
-        let mut snapshot = Some(first);
-        loop {
-            if let Some(snapshot) = snapshot.take()
-                && events.send(snapshot.event()).await.is_err()
-            {
-                return;
-            }
-            tokio::select! {
-                _ = every.tick() => {}
-                () = events.closed() => return,
-                () = state.push.closing.cancelled() => return,
-            }
-            match Snapshot::of(&state, &sale_id).await {
-                Ok(now) => snapshot = now,
-                Err(error) => tracing::warn!(%error, "a dashboard snapshot failed; trying again"),
-            }
+    let place = state.push.dashboard_streams.admit(peer.ip())?;
+    if state.catalog.get(&sale_id).await?.is_none() {
+        return Err(ApiError::UnknownSale);
+    }
+    let snapshots = state.push.snapshots.subscribe(&sale_id, {
+        let (state, sale_id) = (state.clone(), sale_id.clone());
+        move || {
+            let (state, sale_id) = (state.clone(), sale_id.clone());
+            async move { Snapshot::event_of(&state, &sale_id).await }
         }
     });
-    Ok(Sse::new(receiver_stream(received))
-        .keep_alive(KeepAlive::new().interval(heartbeat))
+    Ok(Sse::new(each_snapshot(snapshots, place))
+        .keep_alive(KeepAlive::new().interval(state.push.heartbeat))
         .into_response())
+}
+
+/// Each snapshot of the sale as the body's stream, holding the viewer's place until the viewer
+/// goes; it ends when the sale's producer stops (the gateway shuts down).
+fn each_snapshot(
+    snapshots: watch::Receiver<Option<Event>>,
+    place: StreamPlace<IpAddr>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures::stream::unfold((snapshots, place), async |(mut snapshots, place)| {
+        loop {
+            snapshots.changed().await.ok()?;
+            let latest = snapshots.borrow_and_update().clone();
+            if let Some(event) = latest {
+                return Some((Ok(event), (snapshots, place)));
+            }
+        }
+    })
 }

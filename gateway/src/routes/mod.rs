@@ -22,6 +22,7 @@ mod order_events;
 mod orders;
 mod purchase;
 mod sales;
+mod stream_token;
 
 use std::net::SocketAddr;
 
@@ -58,7 +59,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .routes(routes!(sales::get_stats))
         .routes(routes!(orders::get_order))
         .routes(routes!(orders::get_my_order))
-        .routes(routes!(orders::pay_order));
+        .routes(routes!(orders::pay_order))
+        .routes(routes!(stream_token::stream_token));
     if config.demo {
         api = api.routes(routes!(demo::sign_in));
     }

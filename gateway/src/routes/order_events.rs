@@ -11,6 +11,9 @@
 //! The stream subscribes to this gateway's transition feed before it reads the order, so no
 //! transition falls between the two; and it reads the ledger again every resync interval,
 //! so a transition whose event never reached this gateway (a broker outage) shows within it.
+//!
+//! Who may open it: the owner, by the user token in the `Authorization` header or by a stream
+//! token in `?access_token=` (`crate::auth::stream`); how many: `crate::push::bounds`.
 
 use std::convert::Infallible;
 
@@ -21,14 +24,42 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use shared::ids::{OrderId, UserId};
 use shared::stock::OrderStatus;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
+use utoipa::{PartialSchema, ToSchema};
 
 use super::orders::OrderView;
-use crate::auth::StreamUser;
+use crate::auth::stream::StreamUser;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::PathId;
+use crate::push::bounds::StreamPlace;
+use crate::push::schema::{self, EventKind};
 use crate::push::watchers::Watch;
 use crate::state::AppState;
+
+/// The body of an order's stream, as the OpenAPI document declares it.
+pub struct OrderEvents;
+
+/// Each event of an order's stream.
+const STATUS_EVENT: EventKind = EventKind {
+    name: "status",
+    id: Some("the order's status, which a client that reconnects sends back as Last-Event-ID"),
+    when: "The order as it stands at once (with Last-Event-ID: only if it moved on since), then \
+           the order each time its status moves on; a final status (paid, expired, failed) \
+           ends the stream.",
+};
+
+impl PartialSchema for OrderEvents {
+    fn schema() -> RefOr<Schema> {
+        schema::stream_of::<OrderView>(&STATUS_EVENT)
+    }
+}
+
+impl ToSchema for OrderEvents {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schema::data_schemas::<OrderView>(schemas);
+    }
+}
 
 #[utoipa::path(
     get,
@@ -36,29 +67,29 @@ use crate::state::AppState;
     tag = "orders",
     params(
         ("order_id" = OrderId, Path, description = "The order, as the purchase answered it"),
-        ("access_token" = Option<String>, Query, description = "The user token, for clients that cannot set the Authorization header (a browser's EventSource)"),
+        ("access_token" = Option<String>, Query, description = "A stream token from `POST /api/v1/orders/{order_id}/stream-token`, for clients that cannot set the Authorization header (a browser's EventSource). A user token here is refused."),
         ("Last-Event-ID" = Option<String>, Header, description = "The last status received: a resumed stream sends only what came after it"),
     ),
-    security(("user_token" = [])),
+    security(("user_token" = []), ("stream_token" = [])),
     responses(
-        (status = 200, description = "`text/event-stream`: events named `status`, each the order as `GET /api/v1/orders/{order_id}` shows it, until a final status", content_type = "text/event-stream", body = String),
-        (status = 204, description = "The client has seen the order's final status already: nothing more will come"),
-        (status = 401, description = "`unauthenticated`: no valid user token", body = ErrorBody),
+        (status = 200, description = "The order's `status` events until a final status, as Server-Sent Events", content_type = "text/event-stream", body = OrderEvents),
+        (status = 204, description = "The client has seen the order's final status already (its Last-Event-ID): nothing more will come, and EventSource stops reconnecting"),
+        (status = 401, description = "`unauthenticated`: neither a valid user token in the Authorization header nor a valid stream token for this order in `access_token`", body = ErrorBody),
         (status = 404, description = "`not_found`: no such order of this user", body = ErrorBody),
-        (status = 503, description = "`unavailable`: every stream this gateway serves is taken (poll instead), or the ledger did not answer", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this user holds MAX_ORDER_STREAMS_PER_USER streams at this gateway already (close one), or too many requests in all or from this address (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "`unavailable`: this gateway serves MAX_ORDER_STREAMS order streams already (poll `GET /api/v1/orders/{order_id}` instead), or the ledger did not answer", body = ErrorBody),
     )
 )]
 pub async fn order_events(
-    StreamUser(user_id): StreamUser,
+    StreamUser { user_id, order_id }: StreamUser,
     State(state): State<AppState>,
-    PathId(order_id): PathId<OrderId>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let seen = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .and_then(OrderStatus::named);
-    let slot = state.push.open_slot()?;
+    let place = state.push.order_streams.admit(user_id.clone())?;
     let watch = state.push.watchers.watch(&order_id);
     let view = OrderView::of(&state, order_id, user_id.clone())
         .await?
@@ -75,7 +106,7 @@ pub async fn order_events(
             seen,
             watch,
             events,
-            _slot: slot,
+            _place: place,
         }
         .run(view),
     );
@@ -93,7 +124,7 @@ struct Follow {
     watch: Watch,
     events: mpsc::Sender<Event>,
     /// The stream's place under the gateway's bound, given back when the stream ends.
-    _slot: OwnedSemaphorePermit,
+    _place: StreamPlace<UserId>,
 }
 
 impl Follow {
@@ -130,14 +161,14 @@ impl Follow {
 
 fn status_event(view: &OrderView) -> Event {
     Event::default()
-        .event("status")
+        .event(STATUS_EVENT.name)
         .id(view.status.as_str())
         .json_data(view)
         .expect("an order view always serialises")
 }
 
 /// The events as the body's stream.
-pub(crate) fn receiver_stream(
+fn receiver_stream(
     received: mpsc::Receiver<Event>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::unfold(received, async |mut received| {

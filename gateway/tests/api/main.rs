@@ -2,6 +2,7 @@
 //! (start them with `scripts/services up`; `scripts/test` does). Each test gets its own key
 //! prefix and topic, so tests run in parallel without seeing each other.
 
+mod dashboard;
 mod edges;
 mod faults;
 mod generated;
@@ -12,3 +13,6 @@ mod lifecycle;
 mod purchase;
 mod push;
 mod refusals;
+mod sse;
+mod stream_bounds;
+mod stream_schemas;

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{SaleStats, StatsStore, TimelinePoint};
+use super::{SaleCounts, SaleStats, StatsStore, TimelinePoint};
 use crate::error::StoreError;
 use crate::event::{ReservationEvent, TransitionEvent};
 use crate::ids::{SaleId, UserId};
@@ -34,6 +34,19 @@ struct Tally {
 impl Tally {
     fn count(&self, status: OrderStatus) -> u64 {
         self.statuses.get(&status).copied().unwrap_or(0)
+    }
+
+    fn counts(&self) -> SaleCounts {
+        SaleCounts {
+            sold: self.sold,
+            revenue_cents: self.revenue_cents,
+            buyers: self.buyers.len() as u64,
+            created: self.count(OrderStatus::Created),
+            paid: self.count(OrderStatus::Paid),
+            paid_revenue_cents: self.paid_revenue_cents,
+            expired: self.count(OrderStatus::Expired),
+            failed: self.count(OrderStatus::Failed),
+        }
     }
 }
 
@@ -98,19 +111,19 @@ impl StatsStore for MemoryStatsStore {
         Ok(sales
             .get(sale_id)
             .map_or_else(SaleStats::default, |tally| SaleStats {
-                sold: tally.sold,
-                revenue_cents: tally.revenue_cents,
-                buyers: tally.buyers.len() as u64,
-                created: tally.count(OrderStatus::Created),
-                paid: tally.count(OrderStatus::Paid),
-                paid_revenue_cents: tally.paid_revenue_cents,
-                expired: tally.count(OrderStatus::Expired),
-                failed: tally.count(OrderStatus::Failed),
+                counts: tally.counts(),
                 timeline: tally
                     .timeline
                     .iter()
                     .map(|(&second, &sold)| TimelinePoint { second, sold })
                     .collect(),
             }))
+    }
+
+    async fn counts(&self, sale_id: &SaleId) -> Result<SaleCounts, StoreError> {
+        let sales = self.sales.lock().expect("stats lock poisoned");
+        Ok(sales
+            .get(sale_id)
+            .map_or_else(SaleCounts::default, Tally::counts))
     }
 }

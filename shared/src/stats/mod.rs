@@ -19,9 +19,19 @@ use crate::error::StoreError;
 use crate::event::{ReservationEvent, TransitionEvent};
 use crate::ids::SaleId;
 
-/// What the statistics say about one sale.
+/// What the statistics say about one sale: its counts and how the sales spread over time.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct SaleStats {
+    #[serde(flatten)]
+    pub counts: SaleCounts,
+    /// Units sold per second, in time order.
+    pub timeline: Vec<TimelinePoint>,
+}
+
+/// The sale's counts alone: a read whose size does not grow with the sale's duration, for
+/// whoever asks often (the dashboard's snapshot, every second).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SaleCounts {
     /// Units reserved (every accepted purchase, resales included), and their value.
     pub sold: u64,
     pub revenue_cents: i64,
@@ -34,8 +44,6 @@ pub struct SaleStats {
     /// Orders expired unpaid, and orders that failed: their units went back on sale.
     pub expired: u64,
     pub failed: u64,
-    /// Units sold per second, in time order.
-    pub timeline: Vec<TimelinePoint>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -57,4 +65,7 @@ pub trait StatsStore: Send + Sync {
 
     /// The sale's statistics; all zero for a sale nothing was counted for.
     async fn read(&self, sale_id: &SaleId) -> Result<SaleStats, StoreError>;
+
+    /// The sale's counts, without the timeline ([`Self::read`]'s `counts`).
+    async fn counts(&self, sale_id: &SaleId) -> Result<SaleCounts, StoreError>;
 }

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use super::{SaleStats, StatsStore, TimelinePoint};
+use super::{SaleCounts, SaleStats, StatsStore, TimelinePoint};
 use crate::error::StoreError;
 use crate::event::{ReservationEvent, TransitionEvent};
 use crate::ids::SaleId;
+use crate::keys::SaleKeys;
 use crate::redis_client::Redis;
 use crate::scripts;
 
@@ -79,33 +80,59 @@ impl StatsStore for RedisStatsStore {
             .await
     }
 
+    /// One round trip: the counts' pipeline with the timeline's `HGETALL` added.
     async fn read(&self, sale_id: &SaleId) -> Result<SaleStats, StoreError> {
         let keys = self.redis.keys().sale(sale_id);
-        let (totals, buyers, timeline): (BTreeMap<String, i64>, u64, BTreeMap<i64, u64>) = self
+        let (totals, buyers, timeline): (Totals, u64, BTreeMap<i64, u64>) = self
             .redis
             .call(async |c| {
-                redis::pipe()
-                    .hgetall(&keys.stats)
-                    .scard(&keys.stats_buyers)
+                counts_pipeline(&keys)
                     .hgetall(&keys.stats_timeline)
                     .query_async(c)
                     .await
             })
             .await?;
-        let count = |field: &str| totals.get(field).copied().unwrap_or(0).max(0) as u64;
         Ok(SaleStats {
-            sold: count("sold"),
-            revenue_cents: totals.get("revenue_cents").copied().unwrap_or(0),
-            buyers,
-            created: count("created"),
-            paid: count("paid"),
-            paid_revenue_cents: totals.get("paid_revenue_cents").copied().unwrap_or(0),
-            expired: count("expired"),
-            failed: count("failed"),
+            counts: counts_of(&totals, buyers),
             timeline: timeline
                 .into_iter()
                 .map(|(second, sold)| TimelinePoint { second, sold })
                 .collect(),
         })
+    }
+
+    /// One round trip of two commands whose replies are as small as the counts.
+    async fn counts(&self, sale_id: &SaleId) -> Result<SaleCounts, StoreError> {
+        let keys = self.redis.keys().sale(sale_id);
+        let (totals, buyers): (Totals, u64) = self
+            .redis
+            .call(async |c| counts_pipeline(&keys).query_async(c).await)
+            .await?;
+        Ok(counts_of(&totals, buyers))
+    }
+}
+
+/// The `stats` hash: each count by name.
+type Totals = BTreeMap<String, i64>;
+
+/// `HGETALL` of the counts and `SCARD` of the distinct buyers.
+fn counts_pipeline(keys: &SaleKeys) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.hgetall(&keys.stats).scard(&keys.stats_buyers);
+    pipe
+}
+
+fn counts_of(totals: &Totals, buyers: u64) -> SaleCounts {
+    let count = |field: &str| totals.get(field).copied().unwrap_or(0).max(0) as u64;
+    let money = |field: &str| totals.get(field).copied().unwrap_or(0);
+    SaleCounts {
+        sold: count("sold"),
+        revenue_cents: money("revenue_cents"),
+        buyers,
+        created: count("created"),
+        paid: count("paid"),
+        paid_revenue_cents: money("paid_revenue_cents"),
+        expired: count("expired"),
+        failed: count("failed"),
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use shared::event::TransitionEvent;
-use shared::stats::{SaleStats, TimelinePoint};
+use shared::stats::{SaleCounts, SaleStats, TimelinePoint};
 use shared::stock::OrderStatus;
 use shared::testing::TestEnv;
 
@@ -13,6 +13,7 @@ shared::conformance!(
     concurrent_redeliveries_count_each_event_once,
     each_transition_is_counted_once_by_status,
     a_payment_undone_by_its_orders_failure_is_no_sale_whichever_event_comes_first,
+    the_counts_are_the_statistics_without_their_timeline,
 );
 
 async fn an_event_is_counted_once_however_often_it_arrives(env: TestEnv) {
@@ -26,9 +27,9 @@ async fn an_event_is_counted_once_however_often_it_arrives(env: TestEnv) {
     assert_eq!(stats.apply(&[&bob]).await.unwrap(), 0);
 
     let counted = stats.read(&sale.id).await.unwrap();
-    assert_eq!(counted.sold, 2);
-    assert_eq!(counted.revenue_cents, 2 * sale.price_cents);
-    assert_eq!(counted.buyers, 2);
+    assert_eq!(counted.counts.sold, 2);
+    assert_eq!(counted.counts.revenue_cents, 2 * sale.price_cents);
+    assert_eq!(counted.counts.buyers, 2);
     let mut seconds = vec![alice.reserved_at.timestamp(), bob.reserved_at.timestamp()];
     seconds.dedup();
     let timeline_total: u64 = counted.timeline.iter().map(|p| p.sold).sum();
@@ -68,7 +69,7 @@ async fn concurrent_redeliveries_count_each_event_once(env: TestEnv) {
         newly_counted, 20,
         "each event new exactly once across all workers"
     );
-    let counted = stats.read(&sale.id).await.unwrap();
+    let counted = stats.counts(&sale.id).await.unwrap();
     assert_eq!((counted.sold, counted.buyers), (20, 20));
     assert_eq!(counted.revenue_cents, 20 * sale.price_cents);
 }
@@ -93,7 +94,7 @@ async fn each_transition_is_counted_once_by_status(env: TestEnv) {
     let batch: Vec<&TransitionEvent> = events.iter().chain(&events).collect();
     assert_eq!(stats.apply_transitions(&batch).await.unwrap(), 5);
     assert_eq!(stats.apply_transitions(&batch).await.unwrap(), 0);
-    let counted = stats.read(&sale.id).await.unwrap();
+    let counted = stats.counts(&sale.id).await.unwrap();
     assert_eq!(
         (
             counted.created,
@@ -144,10 +145,35 @@ async fn a_payment_undone_by_its_orders_failure_is_no_sale_whichever_event_comes
         let batch: Vec<&TransitionEvent> = events.iter().collect();
         stats.apply_transitions(&batch).await.unwrap();
     }
-    let counted = stats.read(&sale.id).await.unwrap();
+    let counted = stats.counts(&sale.id).await.unwrap();
     assert_eq!((counted.paid, counted.failed), (1, 2), "{counted:?}");
     assert_eq!(
         counted.paid_revenue_cents, 700,
         "only the kept order's payment"
     );
+}
+
+/// The dashboard reads the counts every second: the same figures as a full read, without the
+/// timeline that grows with every second of selling.
+async fn the_counts_are_the_statistics_without_their_timeline(env: TestEnv) {
+    let stats = env.backends().stats();
+    let sale = env.create_sale(10).await;
+    assert_eq!(stats.counts(&sale.id).await.unwrap(), SaleCounts::default());
+    let (reserved, _) = env.reserve(&sale, "cora").await;
+    let (paid, _) = env.reserve(&sale, "paco").await;
+    stats.apply(&[&reserved, &paid]).await.unwrap();
+    let payment = TransitionEvent::new(
+        &paid.order_id,
+        &paid.user_id,
+        700,
+        OrderStatus::Paid,
+        1_795_000_000_000,
+    );
+    stats.apply_transitions(&[&payment]).await.unwrap();
+
+    let full = stats.read(&sale.id).await.unwrap();
+    assert!(!full.timeline.is_empty(), "the full read has the timeline");
+    let counts = stats.counts(&sale.id).await.unwrap();
+    assert_eq!(counts, full.counts);
+    assert_eq!((counts.sold, counts.buyers, counts.paid), (2, 2, 1));
 }

@@ -24,14 +24,14 @@ async fn a_redelivered_event_is_counted_once() {
     let store = env.backends().stats();
     let stats = eventually("both orders counted", WAIT, async || {
         let stats = store.read(&sale.id).await.ok()?;
-        (stats.sold >= 2).then_some(stats)
+        (stats.counts.sold >= 2).then_some(stats)
     })
     .await;
     worker.stop().await.expect("graceful shutdown returns Ok");
 
-    assert_eq!(stats.sold, 2);
-    assert_eq!(stats.revenue_cents, 2 * sale.price_cents);
-    assert_eq!(stats.buyers, 2);
+    assert_eq!(stats.counts.sold, 2);
+    assert_eq!(stats.counts.revenue_cents, 2 * sale.price_cents);
+    assert_eq!(stats.counts.buyers, 2);
     assert_eq!(stats.timeline.iter().map(|p| p.sold).sum::<u64>(), 2);
     assert_eq!(
         store.read(&sale.id).await.unwrap(),
