@@ -61,6 +61,7 @@ async fn a_thousand_viewers_of_a_sale_cost_redis_what_one_viewer_costs() {
     // Nothing else of the gateway's talks to Redis while the test counts; and no consumer
     // group to ask the broker about, so a snapshot is sent as soon as its reads are answered.
     config.blacklist_sync_ms = std::num::NonZeroU64::new(3_600_000).expect("an hour > 0");
+    config.readiness_check_ms = std::num::NonZeroU64::new(3_600_000).expect("an hour > 0");
     config.dashboard_groups.clear();
     config.max_dashboard_streams = VIEWERS.try_into().expect("> 0");
     config.max_dashboard_streams_per_ip = VIEWERS.try_into().expect("> 0");
