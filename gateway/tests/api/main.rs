@@ -2,8 +2,10 @@
 //! (start them with `scripts/services up`; `scripts/test` does). Each test gets its own key
 //! prefix and topic, so tests run in parallel without seeing each other.
 
+mod document;
 mod edges;
 mod faults;
+mod front_door;
 mod generated;
 mod helpers;
 mod lifecycle;
