@@ -16,7 +16,8 @@ use uuid::Uuid;
 
 /// Longest sale id accepted; ids appear in every Redis key of the sale.
 pub const MAX_SALE_ID_LEN: usize = 64;
-/// Longest user id accepted, in bytes.
+/// Longest user id accepted, in characters: counted as the OpenAPI document's `maxLength`
+/// counts, so an id the document declares valid is one the gateway accepts.
 pub const MAX_USER_ID_LEN: usize = 128;
 
 /// A string that is not a valid id of its kind; the message says what a valid one looks like.
@@ -28,8 +29,7 @@ pub struct InvalidId {
 }
 
 /// Declares a `String` newtype that can only hold values `valid` accepts; `pattern` and
-/// `max_chars` say the same in the OpenAPI document (which counts characters, where a user
-/// id's limit is in bytes: its description says so).
+/// `max_chars` say exactly the same in the OpenAPI document.
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $rule:expr, max_chars: $max_chars:expr, pattern: $pattern:expr, $valid:expr) => {
         $(#[$doc])*
@@ -126,12 +126,17 @@ string_id!(
 );
 
 string_id!(
-    /// The id of a user, as the login service issues it: 1 to 128 bytes, no control characters.
+    /// The id of a user, as the login service issues it: 1 to 128 characters, no control
+    /// characters.
     UserId,
-    "a user id is 1 to 128 bytes without control characters",
+    "a user id is 1 to 128 characters without control characters",
     max_chars: MAX_USER_ID_LEN,
-    pattern: "^[^\\u0000-\\u001F\\u007F-\\u009F]+$",
-    |id| !id.is_empty() && id.len() <= MAX_USER_ID_LEN && !id.chars().any(char::is_control)
+    pattern: "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$",
+    |id| {
+        !id.is_empty()
+            && id.chars().count() <= MAX_USER_ID_LEN
+            && !id.chars().any(char::is_control)
+    }
 );
 
 string_id!(
@@ -211,6 +216,9 @@ mod tests {
         assert!("user-1".parse::<UserId>().is_ok());
         assert!("".parse::<UserId>().is_err());
         assert!("u".repeat(MAX_USER_ID_LEN + 1).parse::<UserId>().is_err());
+        // Characters, as the document's maxLength counts them, not bytes.
+        assert!("€".repeat(MAX_USER_ID_LEN).parse::<UserId>().is_ok());
+        assert!("€".repeat(MAX_USER_ID_LEN + 1).parse::<UserId>().is_err());
         assert!("a\nb".parse::<UserId>().is_err());
     }
 

@@ -26,7 +26,12 @@ pub const MAX_PAYMENT_WINDOW_SECS: u32 = 86_400;
 #[serde(deny_unknown_fields)]
 pub struct Sale {
     pub id: SaleId,
-    #[schema(min_length = 1, max_length = 200)]
+    /// 1 to 200 characters, not all white space (Unicode's White_Space).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: String,
     #[schema(minimum = 0, maximum = 10_000_000_000_i64)]
     pub price_cents: i64,
@@ -125,6 +130,20 @@ mod tests {
             starts_at: now - Duration::minutes(1),
             ends_at: now + Duration::minutes(1),
             payment_window_secs: DEFAULT_PAYMENT_WINDOW_SECS,
+        }
+    }
+
+    #[test]
+    fn the_documented_name_pattern_refuses_exactly_the_blank_characters_validate_trims() {
+        let schema = serde_json::to_value(<Sale as utoipa::PartialSchema>::schema()).unwrap();
+        let pattern = schema["properties"]["name"]["pattern"].as_str().unwrap();
+        let not_blank = regex::Regex::new(pattern).unwrap();
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+            assert_eq!(
+                not_blank.is_match(c.encode_utf8(&mut [0; 4])),
+                !c.is_whitespace(),
+                "{c:?}"
+            );
         }
     }
 

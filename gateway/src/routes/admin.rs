@@ -18,11 +18,13 @@ use crate::state::AppState;
     post,
     path = "/api/v1/admin/sales",
     tag = "admin",
+    // The one rule of the body its schema cannot state, quoted as the 400 words it.
+    description = "Creates a sale and pre-warms its stock. One rule between two fields is beyond the schema, and a sale that breaks it is refused with 400 `invalid_request` and this message: `ends_at must be after starts_at`.",
     request_body = Sale,
     security(("admin_token" = [])),
     responses(
         (status = 201, description = "The sale, created with its stock", body = Sale),
-        (status = 400, description = "`invalid_request`: the sale is not valid (the message says which field)", body = ErrorBody),
+        (status = 400, description = "`invalid_request`: the body is not a sale as the schema describes it, or `ends_at` is not after `starts_at` (the message says which field)", body = ErrorBody),
         (status = 401, description = "`unauthenticated`: no valid admin token", body = ErrorBody),
         (status = 409, description = "`sale_exists`: a sale with this id already exists", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over the limit", body = ErrorBody),

@@ -21,8 +21,10 @@ use crate::state::AppState;
         (status = 200, description = "A token for the user, in the demo audience `seckill-demo` (only in demo mode)", body = TokenResponse),
         (status = 400, description = "`invalid_request`: not a valid user name", body = ErrorBody),
         (status = 404, description = "`not_found`: the gateway does not run in demo mode", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over the limit", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body is not JSON", body = ErrorBody),
         (status = 429, description = "`rate_limited`: too many requests (in all, or from this address); see Retry-After", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the gateway is at capacity; try again", body = ErrorBody),
     )
 )]
 pub async fn sign_in(

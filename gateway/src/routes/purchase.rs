@@ -91,7 +91,7 @@ pub struct Accepted {
     params(("sale_id" = SaleId, Path, description = "The sale to buy in")),
     request_body(
         content = Option<PurchaseRequest>,
-        description = "Optional: no body, `{}` or `{\"quantity\": 1}` (one unit per buyer)"
+        description = "Optional: no body, `null`, `{}` or `{\"quantity\": 1}` (one unit per buyer)"
     ),
     security(("user_token" = [])),
     responses(
@@ -291,15 +291,20 @@ fn body_refusal(rejection: &BytesRejection, BodyLimit(limit_bytes): BodyLimit) -
     }
 }
 
-/// An empty body is fine; otherwise it must be `{"quantity": 1}` or `{}`.
+/// An empty body is fine, and so is `null`; otherwise it must be `{"quantity": 1}` or `{}`.
+///
+/// `null` is a purchase because it says nothing, as no body does and as `"quantity": null`
+/// does one level down; a client that serialises an absent optional body as `null` must not
+/// be told its request is malformed. The document declares it so (the body's schema is
+/// `oneOf: [null, PurchaseRequest]`, and a fuzzer following it sends `null`).
 fn check_body(body: &[u8]) -> Result<(), ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
-    let request: PurchaseRequest = serde_json::from_slice(body).map_err(|error| {
+    let request: Option<PurchaseRequest> = serde_json::from_slice(body).map_err(|error| {
         ApiError::BadRequest(format!("the body is not a purchase request: {error}"))
     })?;
-    match request.quantity {
+    match request.unwrap_or_default().quantity {
         None | Some(1) => Ok(()),
         Some(other) => Err(ApiError::BadRequest(format!(
             "quantity must be 1 (one unit per buyer), not {other}"
@@ -312,8 +317,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_empty_body_or_a_quantity_of_one_is_a_purchase() {
-        for body in ["", "  ", "{}", r#"{"quantity":1}"#] {
+    fn an_empty_or_null_body_or_a_quantity_of_one_is_a_purchase() {
+        for body in [
+            "",
+            "  ",
+            "null",
+            "{}",
+            r#"{"quantity":1}"#,
+            r#"{"quantity":null}"#,
+        ] {
             assert!(check_body(body.as_bytes()).is_ok(), "{body:?}");
         }
     }

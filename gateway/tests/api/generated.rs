@@ -5,8 +5,12 @@
 //!
 //! Whatever comes in, the gateway must never answer 5xx, must answer every 4xx with the JSON
 //! error body, must answer only statuses the document lists for the operation, and must write
-//! nothing to Redis or the topic when it refuses. Valid requests succeed now and then (a sale
-//! created, a unit bought), so later cases meet a gateway with state, as in production.
+//! nothing to Redis or the topic when it refuses. A request the document declares valid (every
+//! path parameter, the body and the credential as the document describes them) must not be
+//! told it is malformed: never 400, 401 or 415, save for a 400 whose message is a rule the
+//! operation's description names (a rule between two fields, which a schema cannot state).
+//! Valid requests succeed now and then (a sale created, a unit bought), so later cases meet a
+//! gateway with state, as in production.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,15 +21,21 @@ use chrono::Utc;
 use jsonwebtoken::{EncodingKey, Header};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
-use reqwest::Method;
+use regex::Regex;
 use serde_json::{Map, Value, json};
 
 use shared::testing::TopicCounter;
 
+use crate::document::{self, Credential, Operation, RequestBody};
 use crate::helpers::{ADMIN_TOKEN, JWT_SECRET, PARTITIONS, TestApp, claims, spawn_app};
 
 /// Cases per run: enough to meet every operation with every kind of mutation many times.
+/// `GENERATED_CASES` raises it for a longer hunt.
 const CASES: u32 = 300;
+
+/// What tells a client its request is malformed: never the answer to a request the document
+/// declares valid (but see [`names_a_rule_of`]).
+const MALFORMED: [u16; 3] = [400, 401, 415];
 
 #[test]
 fn generated_requests_never_fail_the_server_and_refusals_write_nothing() {
@@ -39,15 +49,23 @@ fn generated_requests_never_fail_the_server_and_refusals_write_nothing() {
         (app, world)
     });
     let app = RefCell::new(app);
-    let answers = RefCell::new(BTreeMap::<u16, u32>::new());
+    // Answers by whether the request was declared valid, then by status.
+    let answers = RefCell::new(BTreeMap::<(bool, u16), u32>::new());
+    let cases = std::env::var("GENERATED_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(CASES);
     let mut runner = TestRunner::new(ProptestConfig {
-        cases: CASES,
+        cases,
         failure_persistence: None,
         ..ProptestConfig::default()
     });
     let result = runner.run(&world.case_strategy(), |case| {
         let status = runtime.block_on(check(&mut app.borrow_mut(), &world, &case))?;
-        *answers.borrow_mut().entry(status).or_default() += 1;
+        *answers
+            .borrow_mut()
+            .entry((case.valid, status))
+            .or_default() += 1;
         Ok(())
     });
     let app = app.into_inner();
@@ -56,32 +74,27 @@ fn generated_requests_never_fail_the_server_and_refusals_write_nothing() {
         panic!("{failure}");
     }
     let answers = answers.into_inner();
-    eprintln!("answers by status: {answers:?}");
+    eprintln!("answers by (declared valid, status): {answers:?}");
     // The generator reaches past the front door: some requests succeed, and the refusals come
     // from each gate in turn (the body's validation, the token, the lookup), not one check
     // refusing everything. Rarer refusals (409, 410, 413, 429) come and go with the draw.
-    assert!(answers.keys().any(|status| *status < 300), "{answers:?}");
+    assert!(
+        answers.keys().any(|(_, status)| *status < 300),
+        "{answers:?}"
+    );
     for gate in [400, 401, 404] {
-        assert!(answers.contains_key(&gate), "no {gate}: {answers:?}");
+        assert!(
+            answers.keys().any(|(_, status)| *status == gate),
+            "no {gate}: {answers:?}"
+        );
     }
-}
-
-/// One operation of the document.
-#[derive(Clone, Debug)]
-struct Operation {
-    method: Method,
-    path: String,
-    /// The path parameters' names and schemas, in path order.
-    parameters: Vec<(String, Value)>,
-    body: Option<Value>,
-    credential: Option<Credential>,
-    documented: BTreeSet<u16>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Credential {
-    User,
-    Admin,
+    // What the generator declares valid is valid indeed: some of it succeeds.
+    assert!(
+        answers
+            .keys()
+            .any(|(valid, status)| *valid && *status < 300),
+        "{answers:?}"
+    );
 }
 
 /// What the generator knows: the document, and ids that exist (so valid requests reach the
@@ -98,17 +111,8 @@ struct World {
 
 impl World {
     async fn discover(app: &TestApp) -> Self {
-        let document: Value = app
-            .http
-            .get(app.url("/api/v1/openapi.json"))
-            .send()
-            .await
-            .expect("the document is served")
-            .json()
-            .await
-            .expect("the document is JSON");
-        assert_eq!(document["openapi"], "3.1.0");
-        let operations = operations(&document);
+        let document = document::fetch(app).await;
+        let operations = document::operations(&document);
         assert!(operations.len() >= 9, "every route is described");
         let sale_id = app.create_open_sale(1_000).await;
         let users: Vec<String> = (0..4).map(|i| format!("generated-buyer-{i}")).collect();
@@ -144,65 +148,73 @@ impl World {
 
     fn operation_strategy(&self, index: usize) -> BoxedStrategy<Case> {
         let operation = &self.operations[index];
-        let segments: Vec<BoxedStrategy<Segment>> = operation
+        let segments: Vec<BoxedStrategy<(Segment, bool)>> = operation
             .parameters
             .iter()
             .map(|(name, schema)| self.segment_strategy(name, schema))
             .collect();
         let body = match &operation.body {
-            Some(schema) => self.body_strategy(schema),
+            Some(body) => self.body_strategy(body),
             None => prop_oneof![
-                4 => Just(Body::None),
-                1 => any::<Vec<u8>>().prop_map(|bytes| Body::Raw { bytes, content_type: "application/octet-stream" }),
+                4 => Just((Body::None, true)),
+                1 => any::<Vec<u8>>().prop_map(|bytes| (Body::Raw { bytes, content_type: "application/octet-stream" }, false)),
             ]
             .boxed(),
         };
+        let public = operation.credential.is_none();
         (segments, body, token_strategy(self.users.len()))
-            .prop_map(move |(segments, body, token)| Case {
-                operation: index,
-                segments,
-                body,
-                token,
+            .prop_map(move |(segments, (body, valid_body), token)| {
+                let valid_segments = segments.iter().all(|(_, valid)| *valid);
+                let valid_token = public || matches!(token, Token::Right(_));
+                Case {
+                    operation: index,
+                    segments: segments.into_iter().map(|(segment, _)| segment).collect(),
+                    body,
+                    token,
+                    valid: valid_segments && valid_body && valid_token,
+                }
             })
             .boxed()
     }
 
-    /// A path segment: valid for its schema, an id that exists, or something worse.
-    fn segment_strategy(&self, name: &str, schema: &Value) -> BoxedStrategy<Segment> {
+    /// A path segment: valid for its schema, an id that exists, or something worse; and
+    /// whether it is valid for certain.
+    fn segment_strategy(&self, name: &str, schema: &Value) -> BoxedStrategy<(Segment, bool)> {
         let known = match name {
             "sale_id" => self.sale_id.clone(),
             "order_id" => self.order_id.clone(),
             _ => self.users[0].clone(),
         };
+        let unsure = |segment| (segment, false);
         prop_oneof![
-            3 => valid_value(&self.document, schema).prop_map(|value| Segment::Encoded(text_of(&value))),
-            3 => Just(Segment::Encoded(known)),
-            1 => odd_text().prop_map(Segment::Encoded),
-            1 => "[0-9]{20,40}".prop_map(Segment::Encoded),
-            1 => ".{65,300}".prop_map(Segment::Encoded),
+            3 => valid_value(&self.document, schema).prop_map(|value| (Segment::Encoded(text_of(&value)), true)),
+            3 => Just((Segment::Encoded(known), true)),
+            1 => odd_text().prop_map(Segment::Encoded).prop_map(unsure),
+            1 => "[0-9]{20,40}".prop_map(Segment::Encoded).prop_map(unsure),
+            1 => ".{65,300}".prop_map(Segment::Encoded).prop_map(unsure),
             1 => prop::sample::select(vec!["%FF", "%C0%AF", "%00", "%E2%82", "..", "%2F", "%25"])
-                .prop_map(|raw| Segment::Raw(raw.to_owned())),
+                .prop_map(|raw| (Segment::Raw(raw.to_owned()), false)),
         ]
         .boxed()
     }
 
-    fn body_strategy(&self, schema: &Value) -> BoxedStrategy<Body> {
-        let valid = valid_value(&self.document, schema);
+    /// A body, and whether it is valid for certain (a mutation may leave it valid, by chance).
+    fn body_strategy(&self, body: &RequestBody) -> BoxedStrategy<(Body, bool)> {
+        let valid = valid_value(&self.document, &body.schema);
         let limit = self.body_limit;
+        let json = |bytes: &[u8]| Body::Raw {
+            bytes: bytes.to_vec(),
+            content_type: "application/json",
+        };
         prop_oneof![
-            4 => valid.clone().prop_map(Body::Json),
+            6 => valid.clone().prop_map(|value| (Body::Json(value), true)),
             4 => (valid, any::<prop::sample::Index>(), odd_value(), 0..4_u8)
-                .prop_map(|(value, field, odd, how)| Body::Json(mutate(value, field, odd, how))),
-            1 => prop::sample::select(RAW_BODIES.to_vec()).prop_map(|text| Body::Raw {
-                bytes: text.as_bytes().to_vec(),
-                content_type: "application/json",
-            }),
-            1 => any::<Vec<u8>>().prop_map(|bytes| Body::Raw { bytes, content_type: "application/json" }),
-            1 => Just(Body::Raw {
-                bytes: format!("{{\"name\":\"{}\"}}", "x".repeat(limit)).into_bytes(),
-                content_type: "application/json",
-            }),
-            1 => Just(Body::Raw { bytes: b"{}".to_vec(), content_type: "text/plain" }),
+                .prop_map(|(value, field, odd, how)| (Body::Json(mutate(value, field, odd, how)), false)),
+            1 => Just((Body::None, !body.required)),
+            1 => prop::sample::select(RAW_BODIES.to_vec()).prop_map(move |text| (json(text.as_bytes()), false)),
+            1 => any::<Vec<u8>>().prop_map(move |bytes| (json(&bytes), false)),
+            1 => Just((json(format!("{{\"name\":\"{}\"}}", "x".repeat(limit)).as_bytes()), false)),
+            1 => Just((Body::Raw { bytes: b"{}".to_vec(), content_type: "text/plain" }, false)),
         ]
         .boxed()
     }
@@ -228,6 +240,8 @@ struct Case {
     segments: Vec<Segment>,
     body: Body,
     token: Token,
+    /// Every part as the document describes it: the request must not be called malformed.
+    valid: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -265,7 +279,7 @@ enum Token {
 
 fn token_strategy(users: usize) -> BoxedStrategy<Token> {
     prop_oneof![
-        6 => (0..users).prop_map(Token::Right),
+        10 => (0..users).prop_map(Token::Right),
         1 => Just(Token::OtherKind),
         1 => Just(Token::Missing),
         1 => "[!-~]{0,80}".prop_map(Token::Garbage),
@@ -349,6 +363,14 @@ async fn check(app: &mut TestApp, world: &World, case: &Case) -> Result<u16, Tes
         error["message"].as_str().is_some_and(|m| !m.is_empty()),
         "no message: {error}"
     );
+    if case.valid && !structural && MALFORMED.contains(&status) {
+        prop_assert!(
+            status == 400 && names_a_rule_of(operation, &error),
+            "{} {} answered {status} to a request the document declares valid: {error}",
+            operation.method,
+            operation.path
+        );
+    }
     prop_assert!(
         app.redis_fingerprint().await == redis_before,
         "the refusal {error} wrote to Redis"
@@ -362,25 +384,30 @@ async fn check(app: &mut TestApp, world: &World, case: &Case) -> Result<u16, Tes
     Ok(status)
 }
 
+/// Whether a 400 is the one refusal a valid request may meet: a rule the schema cannot state,
+/// which the operation's description names in the very words of the error's message.
+fn names_a_rule_of(operation: &Operation, error: &Value) -> bool {
+    error["error"] == "invalid_request"
+        && error["message"]
+            .as_str()
+            .is_some_and(|message| operation.description.contains(message))
+}
+
 fn request(
     app: &TestApp,
     world: &World,
     operation: &Operation,
     case: &Case,
 ) -> reqwest::RequestBuilder {
-    let mut path = String::new();
-    let mut segments = case.segments.iter();
-    for part in operation.path.split('/').skip(1) {
-        path.push('/');
-        if part.starts_with('{') {
-            match segments.next().expect("a segment per parameter") {
-                Segment::Encoded(text) => path.push_str(&encode_segment(text)),
-                Segment::Raw(text) => path.push_str(text),
-            }
-        } else {
-            path.push_str(part);
-        }
-    }
+    let segments: Vec<String> = case
+        .segments
+        .iter()
+        .map(|segment| match segment {
+            Segment::Encoded(text) => encode_segment(text),
+            Segment::Raw(text) => text.clone(),
+        })
+        .collect();
+    let path = operation.path_with(&segments);
     let mut request = app.http.request(operation.method.clone(), app.url(&path));
     if let Some(token) = token_text(world, operation.credential, &case.token) {
         request = request.header(reqwest::header::AUTHORIZATION, format!("Bearer {token}"));
@@ -451,61 +478,8 @@ fn token_text(world: &World, credential: Option<Credential>, token: &Token) -> O
     })
 }
 
-/// Every operation of the document, with its parameters' and body's schemas resolved.
-fn operations(document: &Value) -> Vec<Operation> {
-    let mut found = Vec::new();
-    for (path, item) in document["paths"].as_object().expect("paths") {
-        for (method, operation) in item.as_object().expect("a path item") {
-            let method: Method = method.to_uppercase().parse().expect("an HTTP method");
-            let parameters = operation["parameters"]
-                .as_array()
-                .map(|parameters| {
-                    parameters
-                        .iter()
-                        .filter(|parameter| parameter["in"] == "path")
-                        .map(|parameter| {
-                            let name = parameter["name"].as_str().expect("a name").to_owned();
-                            (name, parameter["schema"].clone())
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let body = operation["requestBody"]["content"]["application/json"]["schema"]
-                .as_object()
-                .map(|schema| Value::Object(schema.clone()));
-            let credential = operation["security"]
-                .as_array()
-                .and_then(|schemes| schemes.first())
-                .map(|scheme| {
-                    if scheme.get("admin_token").is_some() {
-                        Credential::Admin
-                    } else if scheme.get("user_token").is_some() {
-                        Credential::User
-                    } else {
-                        panic!("an unknown security scheme: {scheme}")
-                    }
-                });
-            let documented = operation["responses"]
-                .as_object()
-                .expect("responses")
-                .keys()
-                .map(|status| status.parse().expect("a numeric status"))
-                .collect();
-            found.push(Operation {
-                method,
-                path: path.clone(),
-                parameters,
-                body,
-                credential,
-                documented,
-            });
-        }
-    }
-    found
-}
-
-/// A value the schema accepts (as far as a schema can say: `validate()` may still refuse it,
-/// as a sale that ends before it starts).
+/// A value the schema accepts (as far as a schema can say: the operation may still refuse it
+/// by a rule its description names, as a sale that ends before it starts).
 fn valid_value(document: &Value, schema: &Value) -> BoxedStrategy<Value> {
     if let Some(reference) = schema["$ref"].as_str() {
         let name = reference.trim_start_matches("#/components/schemas/");
@@ -535,7 +509,9 @@ fn valid_value(document: &Value, schema: &Value) -> BoxedStrategy<Value> {
         Some("integer") => {
             let minimum = schema["minimum"].as_i64().unwrap_or(i64::MIN);
             let maximum = schema["maximum"].as_i64().unwrap_or(i64::MAX);
-            (minimum..=maximum).prop_map(Value::from).boxed()
+            prop_oneof![Just(minimum), Just(maximum), minimum..=maximum]
+                .prop_map(Value::from)
+                .boxed()
         }
         Some("null") => Just(Value::Null).boxed(),
         Some("boolean") => any::<bool>().prop_map(Value::from).boxed(),
@@ -572,27 +548,76 @@ fn object_value(document: &Value, schema: &Value) -> BoxedStrategy<Value> {
         .boxed()
 }
 
+/// A string of the schema's length, matching its pattern (searched for, as JSON Schema does,
+/// unless anchored), with the edges drawn often: blank text, the longest allowed.
 fn string_value(schema: &Value) -> BoxedStrategy<Value> {
     if schema["format"] == "date-time" {
-        let now = Utc::now();
-        return (-7_200_i64..7_200)
-            .prop_map(move |seconds| {
-                Value::from((now + chrono::Duration::seconds(seconds)).to_rfc3339())
-            })
-            .boxed();
+        return date_time().prop_map(Value::from).boxed();
     }
-    if let Some(pattern) = schema["pattern"].as_str() {
-        let unanchored = pattern.trim_start_matches('^').trim_end_matches('$');
-        return proptest::string::string_regex(unanchored)
-            .expect("the document's patterns are regular expressions")
-            .prop_map(Value::from)
-            .boxed();
-    }
-    let minimum = schema["minLength"].as_u64().unwrap_or(0) as usize;
-    let maximum = schema["maxLength"].as_u64().unwrap_or(64) as usize;
-    proptest::collection::vec(any::<char>(), minimum..=maximum)
-        .prop_map(|chars| Value::from(chars.into_iter().collect::<String>()))
+    let minimum = schema["minLength"].as_u64().map_or(0, |n| n as usize);
+    let maximum = schema["maxLength"].as_u64().map_or(64, |n| n as usize);
+    let pattern = schema["pattern"].as_str();
+    let drawn = match pattern {
+        None => text(minimum, maximum),
+        Some(pattern) => match pattern.strip_prefix('^').and_then(|p| p.strip_suffix('$')) {
+            Some(whole) => matching(whole),
+            None => (
+                text(0, maximum / 2),
+                matching(pattern),
+                text(0, maximum / 2),
+            )
+                .prop_map(|(before, found, after)| before + &found + &after)
+                .boxed(),
+        },
+    };
+    let pattern = pattern.map(|pattern| Regex::new(pattern).expect("a regular expression"));
+    drawn
+        .prop_filter("within the schema's length and pattern", move |text| {
+            (minimum..=maximum).contains(&text.chars().count())
+                && pattern
+                    .as_ref()
+                    .is_none_or(|pattern| pattern.is_match(text))
+        })
+        .prop_map(Value::from)
         .boxed()
+}
+
+fn matching(pattern: &str) -> BoxedStrategy<String> {
+    proptest::string::string_regex(pattern)
+        .expect("the document's patterns are regular expressions")
+        .boxed()
+}
+
+/// Text of `minimum` to `maximum` characters: any, only white space, or as long as allowed.
+fn text(minimum: usize, maximum: usize) -> BoxedStrategy<String> {
+    // Some of Unicode's White_Space.
+    let blank = prop::sample::select(vec![
+        ' ', '\t', '\n', '\u{85}', '\u{A0}', '\u{2007}', '\u{2028}', '\u{3000}',
+    ]);
+    prop_oneof![
+        2 => proptest::collection::vec(any::<char>(), minimum..=maximum),
+        1 => proptest::collection::vec(blank, minimum..=maximum),
+        1 => proptest::collection::vec(any::<char>(), maximum),
+    ]
+    .prop_map(String::from_iter)
+    .boxed()
+}
+
+/// An RFC 3339 date-time: mostly near now (so sales open and close), else any at all, with
+/// every separator, offset and precision the format allows.
+fn date_time() -> BoxedStrategy<String> {
+    let now = Utc::now();
+    let near = (-7_200_i64..7_200)
+        .prop_map(move |seconds| (now + chrono::Duration::seconds(seconds)).to_rfc3339());
+    let date = (0..=9999_u32, 1..=12_u32, 1..=28_u32)
+        .prop_map(|(year, month, day)| format!("{year:04}-{month:02}-{day:02}"));
+    let time = (0..=23_u32, 0..=59_u32, 0..=59_u32, "(\\.[0-9]{1,9})?").prop_map(
+        |(hour, minute, second, fraction)| format!("{hour:02}:{minute:02}:{second:02}{fraction}"),
+    );
+    let offset = "[Zz]|[+-](0[0-9]|1[0-9]|2[0-3]):[0-5][0-9]";
+    let any = (date, prop::sample::select(vec!["T", "t"]), time, offset)
+        .prop_map(|(date, separator, time, offset)| format!("{date}{separator}{time}{offset}"));
+    prop_oneof![3 => near, 1 => any].boxed()
 }
 
 /// Values that belong nowhere: past every integer type, fractions, wrong kinds, odd text.

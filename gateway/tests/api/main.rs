@@ -3,8 +3,10 @@
 //! prefix and topic, so tests run in parallel without seeing each other.
 
 mod dashboard;
+mod document;
 mod edges;
 mod faults;
+mod front_door;
 mod generated;
 mod headers;
 mod help;
