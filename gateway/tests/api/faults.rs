@@ -2,15 +2,13 @@
 
 use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{assert_error, create_topics, spawn_app_with, test_config};
+use crate::redis_proxy::RedisProxy;
 
 /// A private redis-server on a free port, killed on drop.
 struct PrivateRedis {
@@ -176,73 +174,9 @@ async fn a_full_producer_queue_refuses_events_at_once_and_the_outbox_keeps_them(
     assert!(refused >= 3.0, "a queue of 2 refused the rest: {refused}");
 }
 
-/// A TCP proxy in front of Redis that can hold back the next reply on its way to the gateway,
-/// as a network that delivered the request and then stalled: the script runs, its answer is
-/// late.
-struct StallingProxy {
-    address: std::net::SocketAddr,
-    stall_next_reply: Arc<AtomicBool>,
-}
-
-impl StallingProxy {
-    async fn start(upstream: String, stall: Duration) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let address = listener.local_addr().expect("local addr");
-        let stall_next_reply = Arc::new(AtomicBool::new(false));
-        let armed = Arc::clone(&stall_next_reply);
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let server = tokio::net::TcpStream::connect(&upstream)
-                    .await
-                    .expect("Redis is reachable");
-                let (mut client_reads, mut client_writes) = client.into_split();
-                let (mut server_reads, mut server_writes) = server.into_split();
-                tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut client_reads, &mut server_writes).await;
-                });
-                let armed = Arc::clone(&armed);
-                tokio::spawn(async move {
-                    let mut chunk = vec![0; 64 * 1024];
-                    while let Ok(read) = server_reads.read(&mut chunk).await {
-                        if read == 0 {
-                            break;
-                        }
-                        if armed.swap(false, Ordering::SeqCst) {
-                            tokio::time::sleep(stall).await;
-                        }
-                        if client_writes.write_all(&chunk[..read]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        Self {
-            address,
-            stall_next_reply,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://{}", self.address)
-    }
-
-    fn stall_next_reply(&self) {
-        self.stall_next_reply.store(true, Ordering::SeqCst);
-    }
-}
-
 #[tokio::test]
 async fn a_lock_whose_answer_was_lost_is_answered_202_with_its_order_and_published() {
-    let upstream = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let upstream = upstream
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    // Longer than the 200 ms deadline of one Redis call, shorter than a request's.
-    let proxy = StallingProxy::start(upstream, Duration::from_millis(500)).await;
+    let proxy = RedisProxy::start().await;
     let mut config = test_config();
     config.redis.redis_url = proxy.url();
     config.redis.redis_timeout_ms = std::num::NonZeroU64::new(200).unwrap();
@@ -254,7 +188,8 @@ async fn a_lock_whose_answer_was_lost_is_answered_202_with_its_order_and_publish
     assert_eq!(app.purchase(&sale, &app.token("early")).await.status(), 202);
     assert_eq!(app.wait_for_acknowledgements(&sale).await, 0);
 
-    proxy.stall_next_reply();
+    // Longer than the 200 ms deadline of one Redis call, shorter than a request's.
+    proxy.stall_next_reply(Duration::from_millis(500));
     let response = app.purchase(&sale, &app.token("stalled")).await;
     assert_eq!(
         response.status(),

@@ -14,6 +14,7 @@ mod helpers;
 mod lifecycle;
 mod purchase;
 mod push;
+mod redis_proxy;
 mod refusals;
 mod sse;
 mod stream_bounds;

@@ -5,20 +5,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with, test_config};
+use crate::helpers::{spawn_app_with, test_config};
 use crate::sse::{EventStream, Frame};
-
-/// The document as served.
-async fn document(app: &TestApp) -> Value {
-    app.http
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .expect("the document is served")
-        .json()
-        .await
-        .expect("the document is JSON")
-}
 
 /// What the document says of one event of the stream at `path`: the schema of its fields and
 /// the schema of its data, each ready to validate (a root that carries the components its
@@ -118,7 +106,7 @@ async fn every_frame_of_each_stream_is_what_the_document_declares() {
     let mut config = test_config();
     config.stream_heartbeat_ms = 200.try_into().expect("200 ms > 0");
     let app = spawn_app_with(config).await;
-    let document = document(&app).await;
+    let document = crate::document::fetch(&app).await;
     let sale = app.create_open_sale(5).await;
     let token = app.token("ivy");
     let order_id = app.buy(&sale, &token).await;
@@ -151,7 +139,7 @@ async fn every_status_a_stream_answers_is_documented() {
     config.max_dashboard_streams_per_ip = 1.try_into().expect("1 > 0");
     config.max_order_streams_per_user = 1.try_into().expect("1 > 0");
     let app = spawn_app_with(config).await;
-    let document = document(&app).await;
+    let document = crate::document::fetch(&app).await;
     let documented = |path: &str| -> Vec<u16> {
         document["paths"][path]["get"]["responses"]
             .as_object()
