@@ -113,7 +113,12 @@ pub async fn serve(
                 Ok(accepted) => accepted,
                 Err(error) if is_one_connections(&error) => continue,
                 Err(error) => {
-                    tracing::error!(%error, "accepting a connection failed; pausing");
+                    // EMFILE and ENFILE: every connection is a file descriptor.
+                    if matches!(error.raw_os_error(), Some(23 | 24)) {
+                        tracing::error!(%error, "out of file descriptors; the open-file limit (ulimit -n) must exceed MAX_CONNECTIONS; pausing");
+                    } else {
+                        tracing::error!(%error, "accepting a connection failed; pausing");
+                    }
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     continue;
                 }
