@@ -44,7 +44,6 @@ ENV LOG_FORMAT=json
 
 FROM runtime AS gateway
 ENV GATEWAY_LISTEN_ADDR=0.0.0.0:8080
-ENV METRICS_ADDR=0.0.0.0:9100
 EXPOSE 8080
 HEALTHCHECK --interval=5s --timeout=2s --retries=12 CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
 CMD ["gateway"]

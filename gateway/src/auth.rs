@@ -21,7 +21,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use shared::config::Secret;
 use shared::ids::UserId;
 
-use crate::claims::{Claims, DEMO_AUDIENCE, LEEWAY_SECS, TokenRules};
+use crate::claims::{Claims, LEEWAY_SECS, TokenRules};
 use crate::error::ApiError;
 
 /// Signs and checks user tokens.
@@ -53,19 +53,13 @@ impl TokenKeys {
         }
     }
 
-    /// A token for `user_id` in the configured audience, valid for the configured lifetime.
+    /// A token for `user_id`, valid for the configured lifetime: in the configured audience,
+    /// or, in demo mode, in the demo audience, so that nothing a demo mints (demo sign-in,
+    /// or the admin call with the demo's published admin token) buys at a deployment that
+    /// shares its secret.
     pub fn mint(&self, user_id: &UserId) -> Result<String, ApiError> {
-        self.mint_for(user_id, &self.rules.audience)
-    }
-
-    /// A demo sign-in's token for `user_id`: in the demo audience, which only a gateway in
-    /// demo mode accepts.
-    pub fn mint_demo(&self, user_id: &UserId) -> Result<String, ApiError> {
-        self.mint_for(user_id, DEMO_AUDIENCE)
-    }
-
-    fn mint_for(&self, user_id: &UserId, audience: &str) -> Result<String, ApiError> {
         let now = jsonwebtoken::get_current_timestamp();
+        let audience = self.rules.minting_audience();
         let claims = self.rules.claims(user_id.as_str(), audience, now, self.ttl);
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|error| ApiError::Internal(format!("signing a token failed: {error}")))
@@ -232,9 +226,9 @@ mod tests {
     }
 
     #[test]
-    fn a_demo_token_is_refused_by_a_deployment_sharing_the_secret() {
+    fn every_token_a_demo_mints_is_refused_by_a_deployment_sharing_the_secret() {
         let demo = keys(SECRET, Mode::Demo);
-        let token = demo.mint_demo(&"carol".parse().unwrap()).unwrap();
+        let token = demo.mint(&"carol".parse().unwrap()).unwrap();
         assert_eq!(demo.verify(&token).unwrap().as_str(), "carol");
         assert!(matches!(
             keys(SECRET, Mode::Deployment).verify(&token),

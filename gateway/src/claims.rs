@@ -78,6 +78,14 @@ impl TokenRules {
         }
     }
 
+    /// The audience of the tokens this gateway mints: its own, or in demo mode the demo's.
+    pub fn minting_audience(&self) -> &str {
+        match self.mode {
+            Mode::Deployment => &self.audience,
+            Mode::Demo => DEMO_AUDIENCE,
+        }
+    }
+
     /// Why a token with `claims` (signature and expiry already checked) is refused at `now`,
     /// as the sentence of its 401; `Ok` when it is accepted.
     pub(crate) fn check(&self, claims: &Claims, now: u64) -> Result<(), &'static str> {

@@ -10,7 +10,6 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use shared::publisher::Publisher;
 use shared::stock::StockLedger;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 const CHECKS_MISSED_AT_MOST: u32 = 3;
 
 /// What the last check saw of the gateway's dependencies.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug)]
 pub struct Checked {
     /// The stock ledger (Redis) answered.
     pub redis: bool,
@@ -27,7 +26,6 @@ pub struct Checked {
     pub kafka: bool,
     /// When the check was made (every `/readyz` in between answers the same).
     pub checked_at: DateTime<Utc>,
-    #[serde(skip)]
     at: Instant,
 }
 

@@ -77,7 +77,10 @@ impl AppState {
                 config.token_ttl(),
                 config.token_rules(),
             )),
-            stream_tokens: Arc::new(StreamTokens::new(config.jwt_secret.expose())),
+            stream_tokens: Arc::new(StreamTokens::new(
+                config.jwt_secret.expose(),
+                &config.token_rules(),
+            )),
             admin_token: AdminToken::new(config.admin_token.clone()),
             limits: RateLimits::new(
                 Config::limit(config.rate_limit_global_per_sec),

@@ -1,9 +1,10 @@
 //! The front door every service listens with: a listen queue sized for a crowd, a deadline on
 //! a request's headers, and a cap on connections that answers at once.
 //!
-//! A flash sale's crowd arrives in one second. `axum::serve` listens with the kernel's small
-//! default queue (128): a burst of connects beyond it is dropped, and each dropped buyer's
-//! client waits a second before it tries again. It also builds hyper without a timer, so a
+//! A flash sale's crowd arrives in one second. `axum::serve` takes a listener bound the usual
+//! way, which asks the kernel for a queue of 128 (what std and mio ask for): a burst of
+//! connects beyond it is dropped, and each dropped buyer's client waits a second before it
+//! tries again. It also builds hyper without a timer, so a
 //! client that sends half a request line and stalls holds its connection forever, and it caps
 //! nothing. This module serves an axum [`Router`] on hyper's HTTP/1.1 connection itself,
 //! with those three bounds (`docs/architecture.md`, "Security and the front door"):
@@ -40,6 +41,14 @@ use tower::util::Oneshot;
 
 /// How long a connection beyond the cap may take to receive its 503.
 const TURN_AWAY_WITHIN: Duration = Duration::from_secs(1);
+
+/// Connections beyond the cap being told so at once; past this many, one more is closed
+/// without an answer, so a flood beyond the cap cannot take every file descriptor.
+const TURNING_AWAY_AT_MOST: usize = 256;
+
+/// `accept`'s errors for running out of file descriptors: the process's (EMFILE) or the
+/// system's (ENFILE).
+const OUT_OF_FILE_DESCRIPTORS: [i32; 2] = [24, 23];
 
 /// How long the accept loop rests after an error that is not one connection's (out of file
 /// descriptors, say), instead of spinning on it.
@@ -102,6 +111,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let connections = Arc::new(Semaphore::new(door.max_connections.get() as usize));
+    let turning_away = Arc::new(Semaphore::new(TURNING_AWAY_AT_MOST));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(door.header_read_timeout());
@@ -111,21 +121,30 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
-                Err(error) if is_one_connections(&error) => continue,
+                Err(error) if concerns_one_connection(&error) => continue,
                 Err(error) => {
-                    // EMFILE and ENFILE: every connection is a file descriptor.
-                    if matches!(error.raw_os_error(), Some(23 | 24)) {
+                    let out_of_descriptors = error
+                        .raw_os_error()
+                        .is_some_and(|code| OUT_OF_FILE_DESCRIPTORS.contains(&code));
+                    if out_of_descriptors {
                         tracing::error!(%error, "out of file descriptors; the open-file limit (ulimit -n) must exceed MAX_CONNECTIONS; pausing");
                     } else {
                         tracing::error!(%error, "accepting a connection failed; pausing");
                     }
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                    continue;
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
+                    }
                 }
             },
         };
         let Ok(place) = Arc::clone(&connections).try_acquire_owned() else {
-            tokio::spawn(turn_away(stream));
+            if let Ok(turning) = Arc::clone(&turning_away).try_acquire_owned() {
+                tokio::spawn(async move {
+                    turn_away(stream).await;
+                    drop(turning);
+                });
+            }
             continue;
         };
         // Answers are small: sent at once, not held back for a delayed acknowledgement.
@@ -148,6 +167,9 @@ pub async fn serve(
             }
         });
     }
+    // New connects are refused from now on, so clients go to another instance at once
+    // instead of waiting in a queue nobody will take from.
+    drop(listener);
     // Every place back means every connection closed.
     let _all = connections
         .acquire_many(door.max_connections.get())
@@ -188,7 +210,7 @@ async fn turn_away(mut stream: TcpStream) {
 
 /// Whether an accept error concerns only the connection being accepted (the client gave
 /// up), so the loop goes on at once.
-fn is_one_connections(error: &io::Error) -> bool {
+fn concerns_one_connection(error: &io::Error) -> bool {
     matches!(
         error.kind(),
         io::ErrorKind::ConnectionAborted
@@ -215,7 +237,13 @@ mod tests {
     fn hello(door: FrontDoorArgs) -> (SocketAddr, CancellationToken) {
         let listener = door.listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = Router::new().route("/", get(|| async { "hello" }));
+        let app = Router::new().route("/", get(|| async { "hello" })).route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                "slow"
+            }),
+        );
         let stop = CancellationToken::new();
         let serving = stop.clone();
         tokio::spawn(async move { serve(listener, app, &door, serving).await });
@@ -236,13 +264,14 @@ mod tests {
     #[tokio::test]
     async fn a_burst_of_connects_waits_in_the_listen_queue_instead_of_being_dropped() {
         // Nobody accepts: every connect of the burst must complete its handshake from the
-        // queue. With the kernel's default queue of 128 the rest would be dropped and retried
-        // a second later (a SYN's first retransmission), which the deadline below is under.
+        // queue. With the usual queue of 128 the rest would be dropped and retried a second
+        // later (a SYN's first retransmission), which the deadline below is under. (The
+        // kernel caps the queue at net.core.somaxconn, 4096 on Linux since 5.4.)
         let listener = door(1, 1000)
             .listen("127.0.0.1:0".parse().unwrap())
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let connects = (0..1000).map(|_| TcpStream::connect(addr));
+        let connects = (0..600).map(|_| TcpStream::connect(addr));
         let connected = tokio::time::timeout(
             Duration::from_millis(900),
             futures::future::join_all(connects),
@@ -302,16 +331,45 @@ mod tests {
         let body: serde_json::Value =
             serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
         assert_eq!(body["error"], "unavailable");
-        // A place that frees up serves again.
+        // A place that frees up serves again, once the server saw the client go.
         drop(held.pop());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut next = TcpStream::connect(addr).await.unwrap();
-        next.write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut next = TcpStream::connect(addr).await.unwrap();
+            next.write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let answer = until_closed(&mut next, Duration::from_secs(5)).await;
+            if answer.starts_with("HTTP/1.1 200 OK") {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{answer}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn once_shutdown_begins_new_connects_are_refused_while_answers_finish() {
+        let (addr, stop) = hello(door(1000, 10_000));
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /slow HTTP/1.1\r\nhost: test\r\n\r\n")
             .await
             .unwrap();
-        let answer = until_closed(&mut next, Duration::from_secs(5)).await;
-        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
         stop.cancel();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let refused = TcpStream::connect(addr).await;
+        assert_eq!(
+            refused.map(|_| ()).unwrap_err().kind(),
+            io::ErrorKind::ConnectionRefused,
+            "a client learns at once that this instance no longer serves"
+        );
+        let answer = until_closed(&mut slow, Duration::from_secs(10)).await;
+        assert!(
+            answer.ends_with("slow"),
+            "the answer under way finished: {answer}"
+        );
     }
 
     #[test]

@@ -10,8 +10,10 @@
 //! - it lives [`STREAM_TOKEN_LIFETIME`], checked when a stream opens (an open stream
 //!   outlives it; `EventSource`'s reconnects within the minute reuse it, and a page asks for
 //!   another after that);
-//! - it is signed with a key of its own, derived from `JWT_SECRET`, and carries no `sub`: no
-//!   check of a user token can take it for one, so every other route refuses it;
+//! - it is signed with a key of its own, derived from `JWT_SECRET`, the issuer and the audience
+//!   this gateway mints for, and carries no `sub`: no check of a user token can take it for
+//!   one, so every other route refuses it, and neither a demo nor another API sharing the
+//!   secret can mint one this gateway takes;
 //! - the query string refuses a user token, with a message saying what to send instead.
 //!
 //! The `Authorization` header keeps taking the user token, for every client that can set it.
@@ -28,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use shared::ids::{OrderId, UserId};
 
 use super::TokenKeys;
+use crate::claims::TokenRules;
 use crate::error::ApiError;
 use crate::extract::PathId;
 
@@ -37,9 +40,9 @@ pub const STREAM_TOKEN_LIFETIME: Duration = Duration::from_mins(1);
 /// The audience of every stream token.
 const AUDIENCE: &str = "seckill-order-stream";
 
-/// What the signing key is derived for: `HMAC(JWT_SECRET, label)` is a key no other token
-/// is signed with.
-const KEY_LABEL: &[u8] = b"seckill order-stream token signing key";
+/// What the signing key is derived for: `HMAC(JWT_SECRET, label, issuer, audience)` is a
+/// key no other token is signed with.
+const KEY_LABEL: &str = "seckill order-stream token signing key";
 
 #[derive(Serialize, Deserialize)]
 struct StreamClaims {
@@ -58,11 +61,16 @@ pub struct StreamTokens {
 }
 
 impl StreamTokens {
-    /// Keys derived from `secret` (`JWT_SECRET`), so every gateway of a deployment accepts the
-    /// tokens any of them minted.
-    pub fn new(secret: &str) -> Self {
+    /// Keys derived from `secret` (`JWT_SECRET`) and what `rules` mint for, so every gateway
+    /// of a deployment accepts the tokens any of them minted, and only those.
+    pub fn new(secret: &str, rules: &TokenRules) -> Self {
+        let label = format!(
+            "{KEY_LABEL}\n{}\n{}",
+            rules.issuer,
+            rules.minting_audience()
+        );
         let key = jsonwebtoken::crypto::sign(
-            KEY_LABEL,
+            label.as_bytes(),
             &EncodingKey::from_secret(secret.as_bytes()),
             Algorithm::HS256,
         )
@@ -153,9 +161,25 @@ where
 
 #[cfg(test)]
 mod tests {
+    use shared::config::Mode;
+
     use super::*;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn rules(mode: Mode) -> TokenRules {
+        TokenRules {
+            issuer: "seckill".into(),
+            audience: "seckill".into(),
+            max_lifetime: Duration::from_hours(1),
+            mode,
+        }
+    }
+
+    /// A deployment's stream tokens, signed with `secret`.
+    fn tokens(secret: &str) -> StreamTokens {
+        StreamTokens::new(secret, &rules(Mode::Deployment))
+    }
 
     fn order(sale: &str) -> OrderId {
         OrderId::generate(&sale.parse().expect("a sale id"))
@@ -163,7 +187,7 @@ mod tests {
 
     #[test]
     fn a_stream_token_opens_its_order_only() {
-        let tokens = StreamTokens::new(SECRET);
+        let tokens = tokens(SECRET);
         let (mine, other) = (order("s1"), order("s1"));
         let token = tokens.mint(&mine, &"ada".parse().unwrap()).unwrap();
         assert_eq!(tokens.verify(&token, &mine).unwrap().as_str(), "ada");
@@ -177,14 +201,8 @@ mod tests {
 
     #[test]
     fn a_stream_token_is_no_user_token_and_a_user_token_no_stream_token() {
-        let rules = crate::claims::TokenRules {
-            issuer: "seckill".into(),
-            audience: "seckill".into(),
-            max_lifetime: Duration::from_hours(1),
-            mode: shared::config::Mode::Deployment,
-        };
-        let users = TokenKeys::new(SECRET, Duration::from_hours(1), rules);
-        let streams = StreamTokens::new(SECRET);
+        let users = TokenKeys::new(SECRET, Duration::from_hours(1), rules(Mode::Deployment));
+        let streams = tokens(SECRET);
         let order_id = order("s1");
         let ada: UserId = "ada".parse().unwrap();
         let stream_token = streams.mint(&order_id, &ada).unwrap();
@@ -198,7 +216,7 @@ mod tests {
 
     #[test]
     fn a_stream_token_lives_a_minute_and_is_then_refused_as_expired() {
-        let streams = StreamTokens::new(SECRET);
+        let streams = tokens(SECRET);
         let order_id = order("s1");
         let token = streams.mint(&order_id, &"ada".parse().unwrap()).unwrap();
         let claims = jsonwebtoken::dangerous::insecure_decode::<StreamClaims>(&token)
@@ -221,11 +239,20 @@ mod tests {
     #[test]
     fn gateways_sharing_a_secret_accept_each_others_stream_tokens_and_no_one_elses() {
         let order_id = order("s1");
-        let token = StreamTokens::new(SECRET)
+        let token = tokens(SECRET)
             .mint(&order_id, &"ada".parse().unwrap())
             .unwrap();
-        assert!(StreamTokens::new(SECRET).verify(&token, &order_id).is_ok());
-        let elsewhere = StreamTokens::new("another-secret-another-secret-xx");
+        assert!(tokens(SECRET).verify(&token, &order_id).is_ok());
+        let elsewhere = tokens("another-secret-another-secret-xx");
         assert!(elsewhere.verify(&token, &order_id).is_err());
+    }
+
+    #[test]
+    fn a_demo_sharing_the_secret_mints_no_stream_token_a_deployment_takes() {
+        let order_id = order("s1");
+        let demo = StreamTokens::new(SECRET, &rules(Mode::Demo));
+        let token = demo.mint(&order_id, &"ada".parse().unwrap()).unwrap();
+        assert!(demo.verify(&token, &order_id).is_ok());
+        assert!(tokens(SECRET).verify(&token, &order_id).is_err());
     }
 }

@@ -66,16 +66,26 @@ where
             self.closing.clone(),
         );
         tokio::spawn(async move {
+            // However the producer ends (its last subscriber gone, the gateway closing, a
+            // panic while making a value), its channel leaves the map: a later subscriber
+            // starts a new producer instead of waiting on a dead one.
+            let leaves = Leaves {
+                key,
+                channels,
+                sender: sender.clone(),
+            };
             let mut every = tokio::time::interval(period);
             every.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = every.tick() => {}
-                    () = closing.cancelled() => break,
+                    () = closing.cancelled() => return,
                     () = sender.closed() => {
-                        let mut channels = channels.lock().expect("fan-out lock poisoned");
+                        // Under the lock a subscriber joins through: nobody can join between
+                        // the count and the removal.
+                        let mut channels = leaves.channels.lock().expect("fan-out lock poisoned");
                         if sender.receiver_count() == 0 {
-                            channels.remove(&key);
+                            channels.remove(&leaves.key);
                             return;
                         }
                         continue;
@@ -85,18 +95,41 @@ where
                     sender.send_replace(Some(value));
                 }
             }
-            channels.lock().expect("fan-out lock poisoned").remove(&key);
         });
         receiver
     }
 
     /// How many keys have a producer now.
+    #[cfg(test)]
     pub fn producers(&self) -> usize {
         self.lock().len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Channels<K, T>> {
         self.channels.lock().expect("fan-out lock poisoned")
+    }
+}
+
+/// Removes a producer's channel from the map when the producer ends, unless a newer
+/// producer's channel took its place.
+struct Leaves<K: Hash + Eq, T> {
+    key: K,
+    channels: Arc<Mutex<Channels<K, T>>>,
+    sender: watch::Sender<Option<T>>,
+}
+
+impl<K: Hash + Eq, T> Drop for Leaves<K, T> {
+    fn drop(&mut self) {
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if channels
+            .get(&self.key)
+            .is_some_and(|current| current.same_channel(&self.sender))
+        {
+            channels.remove(&self.key);
+        }
     }
 }
 

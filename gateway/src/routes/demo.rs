@@ -31,6 +31,6 @@ pub async fn sign_in(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<UserRef>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let token = state.tokens.mint_demo(&request.user_id)?;
+    let token = state.tokens.mint(&request.user_id)?;
     Ok(Json(TokenResponse { token }))
 }

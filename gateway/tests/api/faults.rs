@@ -180,8 +180,10 @@ async fn a_lock_whose_answer_was_lost_is_answered_202_with_its_order_and_publish
     let mut config = test_config();
     config.redis.redis_url = proxy.url();
     config.redis.redis_timeout_ms = std::num::NonZeroU64::new(200).unwrap();
-    // No blacklist poll while the reply is held, so the held reply is the stock lock's.
+    // No blacklist poll or readiness check while the reply is held, so the held reply is the
+    // stock lock's.
     config.blacklist_sync_ms = std::num::NonZeroU64::new(3_600_000).unwrap();
+    config.readiness_check_ms = std::num::NonZeroU64::new(3_600_000).unwrap();
     let mut app = spawn_app_with(config).await;
     let sale = app.create_open_sale(10).await;
     // A first purchase loads the script, and its acknowledgement is recorded, before the stall.

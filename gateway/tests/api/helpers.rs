@@ -20,7 +20,6 @@ use shared::keys::{KeySpace, SaleKeys};
 use shared::payment::PaymentProvider;
 use shared::sale::DEFAULT_PAYMENT_WINDOW_SECS;
 use shared::testing::{TestEnv, delete_keys, header, read_topic, topic_message_count};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -117,9 +116,11 @@ pub async fn spawn_app_paying_through(
 }
 
 async fn start(config: Config, payments: Arc<dyn PaymentProvider>) -> TestApp {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    // The listen queue a deployment has, so a test's crowd of connects queues as a crowd's does.
+    let free = "127.0.0.1:0".parse().expect("an address");
+    let listener = config.front_door.listen(free).expect("bind");
     let address = listener.local_addr().expect("local addr");
-    let metrics = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let metrics = config.front_door.listen(free).expect("bind");
     let metrics_address = metrics.local_addr().expect("local addr");
     let backends = Backends::open(&config.redis).expect("REDIS_URL parses");
     let bus = EventBus::connect(&config.kafka).expect("KAFKA_BROKERS names a bus");

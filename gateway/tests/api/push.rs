@@ -203,12 +203,15 @@ async fn a_forged_or_missing_token_is_refused_401_before_any_stream_opens() {
     )
     .mint(&"eve".parse().expect("a user id"))
     .expect("minted");
-    let forged_stream_token = StreamTokens::new("not-the-gateway-secret-not-the-secret")
-        .mint(
-            &order_id.parse().expect("an order id"),
-            &"eve".parse().expect("a user id"),
-        )
-        .expect("minted");
+    let forged_stream_token = StreamTokens::new(
+        "not-the-gateway-secret-not-the-secret",
+        &app.config.token_rules(),
+    )
+    .mint(
+        &order_id.parse().expect("an order id"),
+        &"eve".parse().expect("a user id"),
+    )
+    .expect("minted");
 
     for access_token in [&forged, &forged_stream_token] {
         let refused = open_with(&app, &order_id, access_token, None).await;
