@@ -156,11 +156,6 @@ impl Backends {
                 .clone(),
         }
     }
-
-    /// Whether the state lives in this process only (and so is invisible to any other).
-    pub fn is_in_memory(&self) -> bool {
-        matches!(self.0.counters, CounterSets::Memory(_))
-    }
 }
 
 #[cfg(test)]
@@ -191,7 +186,6 @@ mod tests {
             &backends.counters("points", retention),
             &backends.counters("miles", retention)
         ));
-        assert!(other.is_in_memory());
     }
 
     #[test]
