@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+use super::scored_set::ScoredSet;
 use super::{
     DuePayment, DueTransition, OrderStatus, OutboxEntry, OutboxSizes, Payment, PaymentIntent,
     Publication, Reservation, StockLedger, TransitionId,
@@ -33,20 +34,20 @@ struct SaleBook {
     /// order id → event JSON
     outbox: HashMap<OrderId, String>,
     /// order id → reservation (or deferral) time, unix ms
-    unpublished: HashMap<OrderId, i64>,
+    unpublished: ScoredSet<OrderId>,
     /// order id → acknowledgement (or deferral) time, unix ms
-    acknowledged: HashMap<OrderId, i64>,
+    acknowledged: ScoredSet<OrderId>,
     status: HashMap<OrderId, OrderStatus>,
     /// order id → pay-by time, unix ms, while the order awaits payment
-    deadlines: HashMap<OrderId, i64>,
+    deadlines: ScoredSet<OrderId>,
     /// order id → its buyer
     owners: HashMap<OrderId, UserId>,
     /// The transition outbox: event id → event JSON, until the broker acknowledges it
     transitions: HashMap<String, String>,
     /// event id → when it is due for (re)publishing, unix ms
-    transitions_due: HashMap<String, i64>,
+    transitions_due: ScoredSet<String>,
     /// The payment intents: order id → when the resolver may look at it, unix ms
-    payments_due: HashMap<OrderId, i64>,
+    payments_due: ScoredSet<OrderId>,
     /// Settled: no longer among the active sales.
     settled: bool,
 }
@@ -100,13 +101,13 @@ impl SaleBook {
             OrderStatus::Failed => Some(Payment::Failed),
             OrderStatus::Processing | OrderStatus::Created => self
                 .deadlines
-                .get(order_id)
-                .is_some_and(|&pay_by| now_ms() > pay_by)
+                .score(order_id)
+                .is_some_and(|pay_by| now_ms() > pay_by)
                 .then_some(Payment::Expired),
         }
     }
 
-    fn stamps(&mut self, publication: Publication) -> &mut HashMap<OrderId, i64> {
+    fn stamps(&mut self, publication: Publication) -> &mut ScoredSet<OrderId> {
         match publication {
             Publication::Unacknowledged => &mut self.unpublished,
             Publication::Acknowledged => &mut self.acknowledged,
@@ -141,14 +142,14 @@ impl StockLedger for MemoryStockLedger {
             stock: sale.stock,
             buyers: HashMap::new(),
             outbox: HashMap::new(),
-            unpublished: HashMap::new(),
-            acknowledged: HashMap::new(),
+            unpublished: ScoredSet::default(),
+            acknowledged: ScoredSet::default(),
             status: HashMap::new(),
-            deadlines: HashMap::new(),
+            deadlines: ScoredSet::default(),
             owners: HashMap::new(),
             transitions: HashMap::new(),
-            transitions_due: HashMap::new(),
-            payments_due: HashMap::new(),
+            transitions_due: ScoredSet::default(),
+            payments_due: ScoredSet::default(),
             settled: false,
         };
         sales.insert(sale.id.clone(), book);
@@ -199,7 +200,7 @@ impl StockLedger for MemoryStockLedger {
         let mut sales = self.sales();
         for order in orders {
             if let Some(book) = sales.get_mut(&order.sale_id())
-                && book.unpublished.remove(order).is_some()
+                && book.unpublished.remove(order)
             {
                 book.acknowledged.insert(order.clone(), now_ms());
             }
@@ -297,18 +298,11 @@ impl StockLedger for MemoryStockLedger {
         let Some(book) = sales.get_mut(sale_id) else {
             return Ok(Vec::new());
         };
-        let mut due: Vec<(i64, OrderId)> = book
-            .payments_due
-            .iter()
-            .filter(|&(_, &at)| at <= before_ms)
-            .map(|(order, &at)| (at, order.clone()))
-            .collect();
-        due.sort();
-        due.truncate(limit);
+        let due = book.payments_due.up_to(before_ms, limit);
         let now = now_ms();
         Ok(due
             .into_iter()
-            .filter_map(|(_, order_id)| {
+            .filter_map(|order_id| {
                 book.payments_due.insert(order_id.clone(), now);
                 Some(DuePayment {
                     user_id: book.owners.get(&order_id)?.clone(),
@@ -338,22 +332,11 @@ impl StockLedger for MemoryStockLedger {
         let Some(book) = sales.get_mut(sale_id) else {
             return Ok(Vec::new());
         };
-        let now = now_ms();
-        // Oldest deadline first, as the sorted set gives them.
-        let mut due: Vec<(i64, OrderId)> = book
+        Ok(book
             .deadlines
-            .iter()
-            .filter(|&(_, &pay_by)| pay_by <= now)
-            .map(|(order, &pay_by)| (pay_by, order.clone()))
-            .collect();
-        due.sort_unstable();
-        Ok(due
+            .up_to(now_ms(), limit)
             .into_iter()
-            .take(limit)
-            .filter_map(|(_, order)| {
-                book.end_unpaid(&order, OrderStatus::Expired)
-                    .then_some(order)
-            })
+            .filter(|order| book.end_unpaid(order, OrderStatus::Expired))
             .collect())
     }
 
@@ -368,19 +351,11 @@ impl StockLedger for MemoryStockLedger {
             return Ok(Vec::new());
         };
         let now = now_ms();
-        // By score, then by member, as the sorted set gives them.
-        let mut due: Vec<(i64, String)> = book
-            .transitions_due
-            .iter()
-            .filter(|&(_, &at)| at <= now)
-            .map(|(event_id, &at)| (at, event_id.clone()))
-            .collect();
-        due.sort_unstable();
+        let due = book.transitions_due.up_to(now, limit);
         let again = now + redeliver_after.as_millis() as i64;
         Ok(due
             .into_iter()
-            .take(limit)
-            .filter_map(|(_, event_id)| {
+            .filter_map(|event_id| {
                 let Some(payload) = book.transitions.get(&event_id).cloned() else {
                     book.transitions_due.remove(&event_id);
                     return None;
@@ -415,7 +390,7 @@ impl StockLedger for MemoryStockLedger {
         Ok(self
             .sales()
             .get(&order_id.sale_id())
-            .and_then(|book| book.deadlines.get(order_id).copied()))
+            .and_then(|book| book.deadlines.score(order_id)))
     }
 
     async fn now_ms(&self) -> Result<i64, StoreError> {
@@ -442,18 +417,11 @@ impl StockLedger for MemoryStockLedger {
         let Some(book) = sales.get_mut(sale_id) else {
             return Ok(Vec::new());
         };
-        // Sorted like a Redis sorted set: by score, then by member.
-        let mut stale: Vec<(i64, OrderId)> = book
+        Ok(book
             .stamps(publication)
-            .iter()
-            .filter(|&(_, &at)| at <= before_ms)
-            .map(|(order, &at)| (at, order.clone()))
-            .collect();
-        stale.sort_unstable();
-        Ok(stale
+            .up_to(before_ms, limit)
             .into_iter()
-            .take(limit)
-            .map(|(_, order_id)| OutboxEntry {
+            .map(|order_id| OutboxEntry {
                 payload: book.outbox.get(&order_id).cloned(),
                 order_id,
             })
@@ -465,9 +433,7 @@ impl StockLedger for MemoryStockLedger {
         for order in orders {
             if let Some(book) = sales.get_mut(&order.sale_id()) {
                 for publication in [Publication::Unacknowledged, Publication::Acknowledged] {
-                    if let Some(at) = book.stamps(publication).get_mut(order) {
-                        *at = at_ms;
-                    }
+                    book.stamps(publication).rescore(order, at_ms);
                 }
             }
         }

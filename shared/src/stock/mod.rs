@@ -9,6 +9,7 @@
 mod clock;
 mod memory;
 mod redis;
+mod scored_set;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
