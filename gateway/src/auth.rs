@@ -166,9 +166,10 @@ mod tests {
 
     use super::*;
 
-    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    pub(super) const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
-    fn rules(mode: Mode) -> TokenRules {
+    /// The rules of a gateway with the default issuer and audience, in `mode`.
+    pub(super) fn rules(mode: Mode) -> TokenRules {
         TokenRules {
             issuer: "seckill".into(),
             audience: "seckill".into(),

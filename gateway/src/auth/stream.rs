@@ -164,17 +164,7 @@ mod tests {
     use shared::config::Mode;
 
     use super::*;
-
-    const SECRET: &str = "0123456789abcdef0123456789abcdef";
-
-    fn rules(mode: Mode) -> TokenRules {
-        TokenRules {
-            issuer: "seckill".into(),
-            audience: "seckill".into(),
-            max_lifetime: Duration::from_hours(1),
-            mode,
-        }
-    }
+    use crate::auth::tests::{SECRET, rules};
 
     /// A deployment's stream tokens, signed with `secret`.
     fn tokens(secret: &str) -> StreamTokens {
