@@ -15,6 +15,7 @@
 //! | [`journal`] | a JSON-lines file several processes append to under a lock: the stand-in providers' memory |
 //! | [`sms_records`] | which SMS (per order and kind) were sent, shared by every SMS worker |
 //! | [`counters`] | counters that add once per event id: the primitive for a consumer's own effect |
+//! | [`expiring_map`] | a map whose entries expire: the memory twin of keys with a time to live |
 //! | [`backends`] | Redis or in-process memory behind every store trait, chosen by `REDIS_URL` |
 //! | [`keys`] | the Redis key layout; every key of a sale shares one hash tag |
 //! | [`scripts`] | the Lua scripts, one per atomic step of a Redis backend |
@@ -42,6 +43,7 @@ pub mod consumer;
 pub mod counters;
 pub mod error;
 pub mod event;
+pub mod expiring_map;
 pub mod front_door;
 pub mod ids;
 pub mod journal;

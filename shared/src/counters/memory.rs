@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{Counters, Increment};
 use crate::error::StoreError;
+use crate::expiring_map::ExpiringMap;
 
 pub struct MemoryCounters {
     retention: Duration,
@@ -19,11 +20,8 @@ pub struct MemoryCounters {
 #[derive(Default)]
 struct State {
     values: HashMap<String, i64>,
-    /// event id → when it was applied
-    applied: HashMap<Uuid, Instant>,
-    /// Forgotten ids are dropped when the map reaches this size (then twice the remembered
-    /// ones), so pruning costs amortised O(1) per event.
-    prune_at: usize,
+    /// The event ids applied and still remembered.
+    applied: ExpiringMap<Uuid, ()>,
 }
 
 impl MemoryCounters {
@@ -41,21 +39,15 @@ impl Counters for MemoryCounters {
     async fn add_once(&self, increments: &[Increment<'_>]) -> Result<u64, StoreError> {
         let now = Instant::now();
         let mut state = self.state.lock().expect("counters lock poisoned");
-        let remembered = |applied_at: &Instant| now.duration_since(*applied_at) < self.retention;
-        if state.applied.len() >= state.prune_at {
-            state.applied.retain(|_, applied_at| remembered(applied_at));
-            state.prune_at = (state.applied.len() * 2).max(1024);
-        }
         let mut new = 0;
         for increment in increments {
-            if state
-                .applied
-                .get(&increment.event_id)
-                .is_some_and(remembered)
-            {
+            if state.applied.get(&increment.event_id, now).is_some() {
                 continue;
             }
-            state.applied.insert(increment.event_id, now);
+            let forgotten_at = now + self.retention;
+            state
+                .applied
+                .insert(increment.event_id, (), forgotten_at, now);
             *state.values.entry(increment.key.to_owned()).or_default() += increment.amount;
             new += 1;
         }

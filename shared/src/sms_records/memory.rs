@@ -1,7 +1,6 @@
 //! SMS records in this process's memory, with the Redis backend's semantics (an expired claim
 //! or record is absent).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -9,6 +8,7 @@ use async_trait::async_trait;
 
 use super::{Claim, SmsId, SmsRecords};
 use crate::error::StoreError;
+use crate::expiring_map::ExpiringMap;
 
 #[derive(Default)]
 pub struct MemorySmsRecords {
@@ -17,11 +17,8 @@ pub struct MemorySmsRecords {
 
 #[derive(Default)]
 struct Records {
-    /// message → (sent, or the claiming holder) and expiry
-    by_message: HashMap<SmsId, (Record, Instant)>,
-    /// Expired records are dropped when the map reaches this size (then twice the live
-    /// records), so pruning costs amortised O(1) per record.
-    prune_at: usize,
+    /// message → sent, or the claiming holder, until it expires
+    by_message: ExpiringMap<SmsId, Record>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -32,19 +29,12 @@ enum Record {
 
 impl Records {
     fn live(&self, message: &SmsId, now: Instant) -> Option<&Record> {
-        self.by_message
-            .get(message)
-            .filter(|(_, expiry)| *expiry > now)
-            .map(|(record, _)| record)
+        self.by_message.get(message, now)
     }
 
     fn set(&mut self, message: &SmsId, record: Record, now: Instant, ttl: Duration) {
-        if self.by_message.len() >= self.prune_at {
-            self.by_message.retain(|_, (_, expiry)| *expiry > now);
-            self.prune_at = (self.by_message.len() * 2).max(1024);
-        }
         let expiry = now + ttl.max(Duration::from_millis(1));
-        self.by_message.insert(message.clone(), (record, expiry));
+        self.by_message.insert(message.clone(), record, expiry, now);
     }
 }
 
