@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use gateway::Config;
@@ -19,7 +19,7 @@ use shared::kafka::EventBus;
 use shared::keys::{KeySpace, SaleKeys};
 use shared::payment::PaymentProvider;
 use shared::sale::DEFAULT_PAYMENT_WINDOW_SECS;
-use shared::testing::{TestEnv, delete_keys, header, read_topic, topic_message_count};
+use shared::testing::{TestEnv, delete_keys, eventually, header, read_topic, topic_message_count};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -163,25 +163,17 @@ impl TestApp {
     /// The body of `/readyz` once it answers `status` from a background check (the first
     /// check may not have run yet when the test begins); fails after ten seconds.
     pub async fn readiness(&self, status: u16) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let response = self
-                .http
-                .get(self.url("/readyz"))
-                .send()
-                .await
-                .expect("/readyz answers");
-            let answered = response.status().as_u16();
-            let body: Value = response.json().await.expect("/readyz answers JSON");
-            if answered == status && body["checked_at"].is_string() {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "/readyz still answers {answered}: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            &format!("/readyz to answer {status}"),
+            Duration::from_secs(10),
+            async || {
+                let response = self.http.get(self.url("/readyz")).send().await.ok()?;
+                let answered = response.status().as_u16();
+                let body: Value = response.json().await.ok()?;
+                (answered == status && body["checked_at"].is_string()).then_some(body)
+            },
+        )
+        .await
     }
 
     /// The gateway's Prometheus text.
