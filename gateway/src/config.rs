@@ -5,7 +5,7 @@ use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use clap::Parser;
-use shared::config::{KafkaArgs, Mode, RedisArgs, Secret, TelemetryArgs};
+use shared::config::{KafkaArgs, Mode, RedisArgs, Secret, TelemetryArgs, require_non_empty};
 use shared::front_door::FrontDoorArgs;
 use shared::payment::PaymentArgs;
 
@@ -208,14 +208,10 @@ impl Config {
     /// Refuses token settings that cannot work: an empty issuer or audience, the demo
     /// audience as the real one, or minted tokens the gateway would itself refuse.
     fn check_token_rules(&self) -> Result<(), String> {
-        for (variable, value) in [
+        require_non_empty(&[
             ("JWT_ISSUER", &self.jwt_issuer),
             ("JWT_AUDIENCE", &self.jwt_audience),
-        ] {
-            if value.trim().is_empty() {
-                return Err(format!("{variable} is empty; set it to a non-empty value"));
-            }
-        }
+        ])?;
         if self.jwt_audience == DEMO_AUDIENCE {
             return Err(format!(
                 "JWT_AUDIENCE must not be {DEMO_AUDIENCE}, the audience of demo sign-in's tokens: a deployment would accept tokens anyone can get from a demo"

@@ -132,16 +132,12 @@ impl KafkaArgs {
 
     /// Refuses wiring that would silently publish nowhere.
     pub fn validate(&self) -> Result<(), String> {
-        for (variable, value) in [
+        require_non_empty(&[
             ("KAFKA_BROKERS", &self.kafka_brokers),
             ("KAFKA_TOPIC", &self.kafka_topic),
             ("KAFKA_ORDER_EVENTS_TOPIC", &self.kafka_order_events_topic),
             ("KAFKA_DLQ_TOPIC", &self.kafka_dlq_topic),
-        ] {
-            if value.trim().is_empty() {
-                return Err(format!("{variable} is empty; set it to a non-empty value"));
-            }
-        }
+        ])?;
         let topics = [
             &self.kafka_topic,
             &self.kafka_order_events_topic,
@@ -187,6 +183,14 @@ pub fn defaults<C: Args>() -> C {
         .try_get_matches_from(["defaults"])
         .expect("every setting has a default");
     C::from_arg_matches(&matches).expect("the defaults parse")
+}
+
+/// Refuses the first setting of `settings` (variable, value) that is empty or blank, naming it.
+pub fn require_non_empty(settings: &[(&str, &str)]) -> Result<(), String> {
+    match settings.iter().find(|(_, value)| value.trim().is_empty()) {
+        Some((variable, _)) => Err(format!("{variable} is empty; set it to a non-empty value")),
+        None => Ok(()),
+    }
 }
 
 /// Why a service refuses to start: a sentence that names the setting to change.
