@@ -25,7 +25,7 @@ use shared::stock::StockLedger;
 use crate::api::Gateway;
 use crate::drive::{Holding, Told};
 use crate::lifecycle::{Fate, Fates};
-use crate::{money, oversell};
+use crate::{money, oversell, prometheus};
 
 /// Where the checks may look besides the API.
 #[derive(Args, Clone, Debug)]
@@ -327,14 +327,9 @@ async fn consumer_lag(gateway: &Gateway, metrics_urls: &[String]) -> String {
         let Ok(text) = gateway.text(url).await else {
             continue;
         };
-        for line in text.lines().filter(|l| l.starts_with(LAG_MESSAGES)) {
-            let group = line
-                .split("group=\"")
-                .nth(1)
-                .and_then(|rest| rest.split('"').next());
-            let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
-            if let (Some(group), Some(value)) = (group, value) {
-                *lag.entry(group.to_owned()).or_default() += value;
+        for sample in prometheus::samples(&text, LAG_MESSAGES) {
+            if let Some(group) = sample.label("group") {
+                *lag.entry(group.to_owned()).or_default() += sample.value;
             }
         }
     }
@@ -379,15 +374,15 @@ fn show(value: Option<u64>) -> String {
 /// One sale's lines of the SMS file (the file provider's format, see
 /// `sms_worker::provider::json_lines`).
 #[derive(Debug, Default, PartialEq)]
-struct SmsLedger {
+pub(crate) struct SmsLedger {
     /// The message ids (`<order id>:<kind>`) of the messages delivered.
-    delivered: Vec<String>,
+    pub(crate) delivered: Vec<String>,
     /// Messages sent again, which the provider knew by their key and did not deliver.
     repeats: u64,
 }
 
 impl SmsLedger {
-    fn read(path: &Path, sale_id: &SaleId) -> anyhow::Result<Self> {
+    pub(crate) fn read(path: &Path, sale_id: &SaleId) -> anyhow::Result<Self> {
         match std::fs::read_to_string(path) {
             Ok(text) => Ok(Self::parse(&text, sale_id)),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),

@@ -28,6 +28,9 @@ use shared::ids::OrderId;
 use crate::connection::{Answer, Connections, Prepared};
 use crate::cpu::{Meter, Watched};
 
+/// The label of attempts that got no HTTP answer (refused, reset, timed out).
+pub const NO_ANSWER: &str = "error";
+
 /// How attempts are paced.
 #[derive(Clone, Copy, Debug)]
 pub enum Pacing {
@@ -347,7 +350,7 @@ impl Tally {
             .into_iter()
             .map(|(status, code, count)| {
                 let label = match (status, code) {
-                    (None, _) => "error".to_owned(),
+                    (None, _) => NO_ANSWER.to_owned(),
                     (Some(status), None) => status.to_string(),
                     (Some(status), Some(code)) => format!("{status} {code}"),
                 };

@@ -16,6 +16,8 @@
 //! | [`checks`] | settling, then the invariants against the API, PostgreSQL, Redis, the SMS file, the payment books |
 //! | [`oversell`] | invariant 1 over time: the units surely held at each instant, at most the stock |
 //! | [`money`] | invariant 8 from the payment provider's books: every charge ended paid or refunded |
+//! | [`prometheus`] | the services' metrics read by the name constants they export |
+//! | [`proof`] | the real services as processes, faults struck, every sale checked: e2e, chaos, nemesis |
 //! | [`report`] | the table and the JSON summary |
 
 pub mod abuse;
@@ -27,6 +29,8 @@ pub mod drive;
 pub mod lifecycle;
 pub mod money;
 pub mod oversell;
+pub mod prometheus;
+pub mod proof;
 pub mod report;
 
 use std::path::PathBuf;
@@ -66,6 +70,12 @@ pub enum Scenario {
     Abuse(abuse::Abuse),
     /// POSTs to any URL, measuring only (the benchmark's HTTP ceiling).
     Hammer(Hammer),
+    /// The end-to-end proof: the real services as processes, one crowd, an order worker killed.
+    E2e(proof::e2e::E2e),
+    /// The fault table, one fault at a time, each against its own crowd.
+    Chaos(proof::chaos::Chaos),
+    /// Faults drawn from a seed, overlapping, while sale after sale plays its whole life.
+    Nemesis(proof::nemesis::Nemesis),
 }
 
 /// Where the gateway is, and how to act as its admin.
@@ -205,6 +215,7 @@ pub struct Hammer {
 pub enum Report {
     Crowd(Box<Summary>),
     Abuse(abuse::AbuseSummary),
+    Proof(Box<proof::Record>),
 }
 
 impl Report {
@@ -212,6 +223,7 @@ impl Report {
         match self {
             Self::Crowd(summary) => summary.print(),
             Self::Abuse(summary) => summary.print(),
+            Self::Proof(record) => record.print(),
         }
     }
 
@@ -219,6 +231,7 @@ impl Report {
         match self {
             Self::Crowd(summary) => serde_json::to_string(summary),
             Self::Abuse(summary) => serde_json::to_string(summary),
+            Self::Proof(record) => serde_json::to_string(record),
         }
         .expect("a summary always serialises")
     }
@@ -227,6 +240,7 @@ impl Report {
         match self {
             Self::Crowd(summary) => &summary.violations,
             Self::Abuse(summary) => &summary.violations,
+            Self::Proof(record) => &record.violations,
         }
     }
 }
@@ -297,6 +311,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         Scenario::Abuse(args) => {
             let json = args.target.json.clone();
             (Report::Abuse(abuse::abuse(args).await?), json)
+        }
+        Scenario::E2e(args) => (Report::Crowd(Box::new(proof::e2e::run(args).await?)), None),
+        Scenario::Chaos(args) => (
+            Report::Proof(Box::new(proof::chaos::run(args).await?)),
+            None,
+        ),
+        Scenario::Nemesis(args) => {
+            let record = proof::nemesis::run(args).await?;
+            (Report::Proof(Box::new(record)), None)
         }
     };
     if let Some(path) = json_path {
@@ -446,6 +469,13 @@ impl Crowd {
         gateways: &[Gateway],
         probes: Option<&Probes>,
     ) -> anyhow::Result<Summary> {
+        self.play(gateways).await?.check(probes).await
+    }
+
+    /// The crowd's part of [`Crowd::run`]: the sale created, the attempts made, the payments
+    /// and resale rounds played; nothing checked yet. A proof that strikes faults meanwhile
+    /// checks only once it has healed them.
+    pub async fn play(self, gateways: &[Gateway]) -> anyhow::Result<Played> {
         let gateway = gateways
             .first()
             .context("no gateway to send the crowd at")?;
@@ -479,32 +509,79 @@ impl Crowd {
 
         let fates = match lifecycle {
             Some(lifecycle) => {
-                lifecycle::live_on(lifecycle, &mut buyers, &sale, pacing, &mut outcome).await?
+                Some(lifecycle::live_on(lifecycle, &mut buyers, &sale, pacing, &mut outcome).await?)
             }
-            None => Fates::default(),
+            None => None,
         };
-
         // The shortest window any order of the run had: windows close at the sale's end, so
         // one locked now has the least left (an order expired no sooner than this after its
         // lock).
         let now = chrono::Utc::now();
         let shortest_window = (sale.pay_by(now) - now).to_std().unwrap_or_default();
+        Ok(Played {
+            scenario,
+            gateway: gateway.clone(),
+            sale,
+            demand: users,
+            shortest_window,
+            tokens: buyers.tokens,
+            outcome,
+            fates,
+        })
+    }
+}
+
+/// A crowd that has played its part, and what it was told: the record the checks hold the
+/// system's state against.
+pub struct Played {
+    scenario: &'static str,
+    /// The gateway that created the sale and answers the checks.
+    gateway: Gateway,
+    sale: Sale,
+    /// Distinct users of the first crowd.
+    demand: usize,
+    shortest_window: std::time::Duration,
+    tokens: Vec<String>,
+    outcome: Outcome,
+    /// With a lifecycle: each order's fate and the resale rounds.
+    fates: Option<Fates>,
+}
+
+impl Played {
+    /// The sale the crowd bought from.
+    pub fn sale_id(&self) -> &SaleId {
+        &self.sale.id
+    }
+
+    /// With probes: waits for the pipeline to settle and checks the invariants against what
+    /// the crowd was told; without: the measurements alone.
+    pub async fn check(self, probes: Option<&Probes>) -> anyhow::Result<Summary> {
+        let Self {
+            scenario,
+            gateway,
+            sale,
+            demand,
+            shortest_window,
+            tokens,
+            outcome,
+            fates,
+        } = self;
         let expected = Expected {
             sale_id: &sale.id,
             stock: u64::from(sale.stock),
             payment_window: shortest_window,
-            demand: users as u64,
+            demand: demand as u64,
             holdings: &outcome.holdings,
             promised_nothing_locked: &outcome.promised_nothing_locked,
             started: outcome.started,
-            tokens: &buyers.tokens,
-            fates: lifecycle.map(|_| &fates),
+            tokens: &tokens,
+            fates: fates.as_ref(),
             sms_repeats_allowed: probes.map_or(0, |probes| probes.sms_repeats_allowed),
         };
         let observed = match probes {
             Some(probes) => {
-                eprintln!("waiting for the pipeline to settle");
-                Some(checks::settle(gateway, probes, &expected).await?)
+                eprintln!("waiting for the pipeline of sale {} to settle", sale.id);
+                Some(checks::settle(&gateway, probes, &expected).await?)
             }
             None => None,
         };
@@ -517,7 +594,7 @@ impl Crowd {
             sale.id.as_str(),
             &outcome,
             observed.as_ref(),
-            lifecycle.map(|_| &fates),
+            fates.as_ref(),
             verdict,
         ))
     }

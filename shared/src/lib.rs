@@ -28,6 +28,7 @@
 //! | [`config`] | clap argument groups every binary flattens, and [`config::defaults`] |
 //! | [`weak_secrets`] | the secrets a deployment refuses: short, published placeholders, guessable |
 //! | [`redact`] | URLs with their passwords hidden, for logs and error messages |
+//! | [`poll`] | waiting for what another process brings about: a check polled until a deadline |
 //! | [`shutdown`] | the SIGINT/SIGTERM token every binary stops on |
 //! | [`telemetry`] | tracing subscriber and the Prometheus recorder, installed once per process |
 //! | `testing` | (feature `testing`) per-test namespaces on the real or embedded backends, probes, `conformance!` |
@@ -52,6 +53,7 @@ pub mod keys;
 pub mod lease;
 pub mod order_status;
 pub mod payment;
+pub mod poll;
 pub mod publisher;
 pub mod redact;
 pub mod redis_client;

@@ -446,16 +446,11 @@ pub fn delete_keys(redis_url: &str, prefix: &str) {
 pub async fn eventually<T, F: AsyncFnMut() -> Option<T>>(
     what: &str,
     timeout: Duration,
-    mut check: F,
+    check: F,
 ) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::poll::until(timeout, Duration::from_millis(50), check)
+        .await
+        .unwrap_or_else(|| panic!("timed out waiting for {what}"))
 }
 
 /// A service started in-process by a test, stopped gracefully by [`RunningService::stop`].

@@ -1,0 +1,111 @@
+//! The fault table of `docs/architecture.md` as values: each fault is injected, lasts a while,
+//! and is healed the way an orchestrator heals it (a killed process started again, a crashed
+//! service restarted, a paused Redis left to resume). Chaos strikes one per scenario; the
+//! nemesis draws several, overlapping, from a seed.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use crate::proof::services::{self, Service};
+use crate::proof::stack::{Role, Stack};
+
+/// One fault and how long it lasts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Processes SIGKILLed together, started again after `down`.
+    Kill { roles: Vec<Role>, down: Duration },
+    /// A service crashed (SIGKILL; PostgreSQL's immediate stop), started again after `down`.
+    Crash { service: Service, down: Duration },
+    /// Every Redis client paused for `pause`: past a Redis call's deadline and a request's.
+    PauseRedis { pause: Duration },
+}
+
+/// What a fault needs to strike: the stack's processes and the services' Redis.
+pub struct Target<'a> {
+    pub stack: &'a Mutex<Stack>,
+    pub redis_url: &'a str,
+}
+
+/// What a fault holds while it lasts: two faults never hold the same thing at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Resource {
+    Process(Role),
+    Service(Service),
+}
+
+impl Fault {
+    /// Injects the fault, waits out its length, heals it.
+    pub async fn strike(&self, target: &Target<'_>) -> anyhow::Result<()> {
+        self.inject(target).await?;
+        tokio::time::sleep(self.length()).await;
+        self.heal(target).await
+    }
+
+    /// How long the fault lasts before it is healed.
+    pub fn length(&self) -> Duration {
+        match self {
+            Self::Kill { down, .. } | Self::Crash { down, .. } => *down,
+            Self::PauseRedis { pause } => *pause,
+        }
+    }
+
+    /// What it holds while it lasts.
+    pub fn resources(&self) -> Vec<Resource> {
+        match self {
+            Self::Kill { roles, .. } => roles.iter().copied().map(Resource::Process).collect(),
+            Self::Crash { service, .. } => vec![Resource::Service(*service)],
+            Self::PauseRedis { .. } => vec![Resource::Service(Service::Redis)],
+        }
+    }
+
+    async fn inject(&self, target: &Target<'_>) -> anyhow::Result<()> {
+        match self {
+            Self::Kill { roles, .. } => {
+                let mut stack = target.stack.lock().await;
+                for role in roles {
+                    stack.kill(*role).await?;
+                }
+                Ok(())
+            }
+            Self::Crash { service, .. } => service.crash().await,
+            Self::PauseRedis { pause } => services::pause_redis(target.redis_url, *pause).await,
+        }
+    }
+
+    async fn heal(&self, target: &Target<'_>) -> anyhow::Result<()> {
+        match self {
+            Self::Kill { roles, .. } => {
+                let mut stack = target.stack.lock().await;
+                for role in roles {
+                    stack.restart(*role).await?;
+                }
+                Ok(())
+            }
+            Self::Crash { service, .. } => service.start().await,
+            // The pause lapses by itself.
+            Self::PauseRedis { .. } => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Kill { roles, down } => {
+                let names: Vec<String> = roles.iter().map(Role::to_string).collect();
+                write!(
+                    f,
+                    "kill {} for {:.1} s",
+                    names.join(" and "),
+                    down.as_secs_f64()
+                )
+            }
+            Self::Crash { service, down } => {
+                write!(f, "crash {service} for {:.1} s", down.as_secs_f64())
+            }
+            Self::PauseRedis { pause } => write!(f, "pause redis {:.1} s", pause.as_secs_f64()),
+        }
+    }
+}
