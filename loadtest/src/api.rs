@@ -35,7 +35,7 @@ pub struct SaleView {
     pub remaining: u64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct StatsView {
     pub sold: u64,
     pub revenue_cents: i64,

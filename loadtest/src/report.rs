@@ -117,10 +117,10 @@ impl Summary {
                 &outcome.promised_nothing_locked,
             )
             .len() as u64,
-            orders: observed.orders,
+            orders: observed.orders.map(|rows| rows.rows),
             sms: observed.sms,
             sms_repeats: observed.sms_repeats,
-            stats_sold: observed.stats_sold,
+            stats_sold: observed.stats.sold,
             remaining: observed.remaining,
             outbox: observed.outbox,
             duplicates: observed.duplicates,

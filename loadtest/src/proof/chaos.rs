@@ -161,8 +161,9 @@ pub(crate) const SETTINGS: &[(&str, &str)] = &[
 
 /// A crowd of `users` for `stock` units of the sale `sale_id`, two attempts each at 200 a
 /// second; 70% of the winners pay within `window_secs`, and one round of latecomers buys the
-/// units that come back.
+/// units that come back. `proof` names the run in its summary.
 pub(crate) fn crowd(
+    proof: &'static str,
     sale_id: &str,
     stock: u32,
     users: usize,
@@ -171,7 +172,7 @@ pub(crate) fn crowd(
     let mut sale = open_sale(Some(sale_id.parse()?), stock, 1999);
     sale.payment_window_secs = window_secs;
     Ok(Crowd {
-        scenario: "chaos",
+        scenario: proof,
         users,
         attempts_per_user: 2,
         sale,
@@ -219,7 +220,7 @@ async fn one(run: &Run, scenario: Scenario) -> anyhow::Result<(Option<Summary>, 
     stack.lock().await.start_all(own).await?;
 
     // The window is longer than the crowd: unpaid orders expire after it has passed.
-    let crowd = crowd(&namespace.name, 600, 1500, 20)?;
+    let crowd = crowd("chaos", &namespace.name, 600, 1500, 20)?;
     let progress = run.progress(&namespace, &crowd.sale)?;
     let gateways = run.gateways()?;
     let target = Target {
@@ -416,5 +417,26 @@ impl Rate {
             span_secs: (last - first) / 1000,
             busiest_second: per_second.values().copied().max().unwrap_or(0),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_is_read_from_the_providers_arrival_times() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("sms.jsonl");
+        let lines: Vec<String> = [1_000, 1_200, 1_900, 2_100, 4_999, 5_000]
+            .iter()
+            .map(|at| format!(r#"{{"idempotency_key":"s.o:created","at_ms":{at}}}"#))
+            .collect();
+        std::fs::write(&file, lines.join("\n")).expect("written");
+        let rate = Rate::of(&file).expect("read");
+        assert_eq!(
+            (rate.messages, rate.span_secs, rate.busiest_second),
+            (6, 4, 3)
+        );
     }
 }

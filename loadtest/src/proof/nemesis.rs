@@ -203,7 +203,7 @@ pub async fn run(args: Nemesis) -> anyhow::Result<Record> {
         let (gateways, sale_id) = (&gateways, format!("{}-{k}", namespace.name));
         async move {
             tokio::time::sleep_until(start + begins).await;
-            chaos::crowd(&sale_id, 200, 600, WINDOW_SECS)?
+            chaos::crowd("nemesis", &sale_id, 200, 600, WINDOW_SECS)?
                 .play(gateways)
                 .await
         }

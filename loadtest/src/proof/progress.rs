@@ -14,7 +14,7 @@ use shared::ids::SaleId;
 use shared::payment::PaymentRecord;
 
 use crate::api::Gateway;
-use crate::checks::SmsLedger;
+use crate::checks::sms_ledger::SmsLedger;
 
 /// A step of a purchase, counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
