@@ -577,6 +577,7 @@ impl Played {
             tokens: &tokens,
             fates: fates.as_ref(),
             sms_repeats_allowed: probes.map_or(0, |probes| probes.sms_repeats_allowed),
+            faults_while_buying: probes.is_some_and(|probes| probes.faults_while_buying),
         };
         let observed = match probes {
             Some(probes) => {

@@ -7,7 +7,16 @@ use clap::Parser;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let report = loadtest::run(loadtest::Cli::parse()).await?;
+    let stop = shared::shutdown::on_signal();
+    // On SIGINT or SIGTERM the run is dropped, and with it every process a proof started.
+    let finished = tokio::select! {
+        report = loadtest::run(loadtest::Cli::parse()) => Some(report?),
+        () = stop.cancelled() => None,
+    };
+    let Some(report) = finished else {
+        eprintln!("stopped by a signal: nothing was checked");
+        std::process::exit(130);
+    };
     report.print();
     println!("{}", report.to_json());
     if !report.violations().is_empty() {

@@ -1,4 +1,4 @@
-# Shared by scripts/e2e, scripts/bench and scripts/compose-check (source it).
+# Shared by the proofs' entry points (scripts/e2e, chaos, nemesis), scripts/bench, scripts/profile and
 #
 #   stack_prepare   starts the real services (scripts/services), exports their URLs, and builds
 #                   every binary of the workspace in release mode into $bin

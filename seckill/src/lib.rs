@@ -134,6 +134,7 @@ async fn flash_crowd(
         ledger: Some(embedded.backends.ledger()),
         sms_file: Some(embedded.sms_file.clone()),
         sms_repeats_allowed: 0,
+        faults_while_buying: false,
         payments_file: Some(embedded.payments.payments_file.clone()),
         metrics_urls: vec![services.metrics_url.clone()],
         settle_timeout: Duration::from_mins(2),

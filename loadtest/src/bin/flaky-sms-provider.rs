@@ -1,4 +1,4 @@
-//! `flaky-sms-provider`: an SMS gateway that fails for a while, for `scripts/chaos`.
+//! `flaky-sms-provider`: an SMS gateway that fails for a while, for the chaos proof (`loadtest chaos`).
 //!
 //! It accepts the SMS worker's HTTP provider calls (`POST /sms`, JSON `{idempotency_key, to,
 //! text}`) and appends each accepted message, with the millisecond it arrived, as a JSON line

@@ -89,6 +89,13 @@ fn supply(expected: &Expected<'_>, observed: &Observed, verdict: &mut Verdict) {
             )
         },
     );
+    if expected.faults_while_buying {
+        let because =
+            "faults struck while the crowd bought: a unit left unsold is no safety violation";
+        verdict.skip("stranded_stock", because);
+        verdict.skip("resale", because);
+        return;
+    }
     if expected.demand < expected.stock {
         verdict.skip(
             "stranded_stock",
@@ -432,6 +439,7 @@ mod tests {
                 tokens: &self.tokens,
                 fates: self.fates.as_ref(),
                 sms_repeats_allowed: 0,
+                faults_while_buying: false,
             }
         }
 
@@ -535,6 +543,45 @@ mod tests {
                 check: "resale",
                 because: "no --pay-ratio: no unit comes back"
             }]
+        );
+    }
+
+    #[test]
+    fn faults_while_buying_waive_units_left_unsold_but_no_safety_check() {
+        let mut run = Run::sold_out(3);
+        run.stock = 4;
+        let observed = run.observed(|_| OrderStatus::Created);
+        let strict = verdict(&run.expected(), &observed);
+        assert_eq!(
+            strict.violations,
+            [
+                "stranded stock: 1 units remain",
+                "stranded stock: 3 accepted of 4"
+            ]
+        );
+
+        let faulted = Expected {
+            faults_while_buying: true,
+            ..run.expected()
+        };
+        let waived = verdict(&faulted, &observed);
+        assert_eq!(waived.violations, Vec::<String>::new());
+        let skipped: Vec<&str> = waived.skipped.iter().map(|s| s.check).collect();
+        assert_eq!(skipped, ["stranded_stock", "resale"]);
+
+        let doubled = Observed {
+            orders: observed.orders.map(|rows| SaleOrders {
+                rows: rows.rows + 1,
+                ..rows
+            }),
+            ..run.observed(|_| OrderStatus::Created)
+        };
+        let violations = verdict(&faulted, &doubled).violations;
+        assert!(
+            violations
+                .iter()
+                .any(|v| v.starts_with("orders lost or doubled")),
+            "{violations:?}"
         );
     }
 
@@ -694,6 +741,7 @@ mod tests {
         let repeat_violations = |allowed| {
             let expected = Expected {
                 sms_repeats_allowed: allowed,
+                faults_while_buying: false,
                 ..run.expected()
             };
             verdict(&expected, &observed).violations

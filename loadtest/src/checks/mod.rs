@@ -54,6 +54,8 @@ pub struct Expected<'a> {
     pub fates: Option<&'a Fates>,
     /// Messages the SMS worker may send again because the run killed it.
     pub sms_repeats_allowed: u64,
+    /// Faults struck while the crowd bought: stranded stock and resale are not checked.
+    pub faults_while_buying: bool,
 }
 
 impl Expected<'_> {

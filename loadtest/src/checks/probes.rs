@@ -67,6 +67,9 @@ pub struct Probes {
     pub sms_file: Option<PathBuf>,
     /// Messages the SMS worker may send again (see [`CheckArgs::sms_repeats_allowed`]).
     pub sms_repeats_allowed: u64,
+    /// Faults struck while the crowd bought (the nemesis): a unit left unsold then is no
+    /// safety violation, so stranded stock and resale are not checked; everything else is.
+    pub faults_while_buying: bool,
     /// The payment provider's books; enables the money check.
     pub payments_file: Option<PathBuf>,
     /// `/metrics` URLs to read consumer lag from while settling (each address of a host name).
@@ -94,6 +97,7 @@ impl Probes {
             ledger,
             sms_file: args.sms_file.clone(),
             sms_repeats_allowed: args.sms_repeats_allowed,
+            faults_while_buying: false,
             payments_file: args.payments_file.clone(),
             metrics_urls: args.metrics_urls.clone(),
             settle_timeout: Duration::from_secs(args.settle_timeout_secs),

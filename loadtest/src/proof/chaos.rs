@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use gateway::error::ApiError;
 use order_worker::payments::PAYMENTS_SETTLED_TOTAL;
-use shared::consumer::CONSUMED_TOTAL;
+use shared::consumer::{CONSUMED_TOTAL, DEAD_LETTERED};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
@@ -204,6 +204,7 @@ pub async fn run(args: Chaos) -> anyhow::Result<Record> {
         };
         record.add(scenario.name(), summary, violations);
     }
+    record.save(&run)?;
     Ok(record)
 }
 
@@ -252,22 +253,25 @@ async fn one(run: &Run, scenario: Scenario) -> anyhow::Result<(Option<Summary>, 
     {
         violations.push(format!("no answer was {label}: the fault left no trace"));
     }
-    match scenario {
-        Scenario::RedisKilledWhilePaying => {
-            violations.extend(payments_left_were_settled(&summary).await);
+    if scenario == Scenario::RedisKilledWhilePaying {
+        violations.extend(payments_left_were_settled(&summary).await);
+    }
+    if let Some(provider) = &provider {
+        match provider
+            .undeliverable_is_dead_lettered(run, &gateways)
+            .await
+        {
+            Ok(found) => violations.extend(found),
+            Err(error) => violations.push(format!("the undeliverable purchase failed: {error:#}")),
         }
-        Scenario::SmsProviderFailing => {
-            let provider = provider.expect("the provider's scenario starts it");
-            violations.extend(
-                provider
-                    .undeliverable_is_dead_lettered(run, &gateways)
-                    .await?,
-            );
-            violations.extend(provider.stop().await?);
-        }
-        _ => {}
     }
     stack.lock().await.stop().await;
+    if let Some(provider) = provider {
+        match provider.stop().await {
+            Ok(found) => violations.extend(found),
+            Err(error) => violations.push(format!("the provider's file was unreadable: {error:#}")),
+        }
+    }
     Ok((Some(summary), violations))
 }
 
@@ -341,7 +345,9 @@ impl FlakyProvider {
             watched: Vec::new(),
         };
         crowd.play(gateways).await?;
-        let dead = [("group", "sms-worker"), ("outcome", "dead_lettered")];
+        // The SMS worker's consumer group is its name.
+        let group = Role::SmsWorker.to_string();
+        let dead = [("group", group.as_str()), ("outcome", DEAD_LETTERED)];
         let dead_lettered = shared::poll::until(
             Duration::from_secs(90),
             Duration::from_millis(500),

@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 
 use crate::proof::faults::{Fault, Target};
 use crate::proof::progress::Step;
-use crate::proof::stack::Role;
+use crate::proof::stack::{Role, Stopped};
 use crate::proof::{Run, ServiceUrls, metrics};
 use crate::report::Summary;
 use crate::{Crowd, Lifecycle, Pacing, open_sale, prometheus};
@@ -83,7 +83,7 @@ pub async fn run(args: E2e) -> anyhow::Result<Summary> {
             .push(format!("the order worker was not killed: {error:#}"));
     }
 
-    for worker in [Role::OrderWorker(1), Role::SmsWorker, Role::StatsWorker] {
+    for worker in Role::WORKERS {
         // librdkafka reports lag every 5 s: a worker restarted moments ago may need one more.
         let reported = shared::poll::until(
             Duration::from_secs(15),
@@ -101,12 +101,18 @@ pub async fn run(args: E2e) -> anyhow::Result<Summary> {
         }
     }
     // Graceful shutdown: on SIGTERM every service finishes its batch, commits and exits 0.
-    for (role, status) in stack.lock().await.stop().await {
-        if !status.success() {
-            summary
+    for (role, stopped) in stack.lock().await.stop().await {
+        match stopped {
+            Stopped::Exited(status) if status.success() => {}
+            Stopped::Exited(status) => summary
                 .violations
-                .push(format!("{role} exited {status} after SIGTERM, not 0"));
+                .push(format!("{role} exited {status} after SIGTERM, not 0")),
+            Stopped::Hung => summary
+                .violations
+                .push(format!("{role} had not stopped 15 s after SIGTERM")),
         }
     }
+    let path = run.dir.join("summary.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&summary)?)?;
     Ok(summary)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 use crate::proof::services::{self, Service};
-use crate::proof::stack::{Role, Stack};
+use crate::proof::stack::{Role, Stack, serving};
 
 /// One fault and how long it lasts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,11 +36,13 @@ pub enum Resource {
 }
 
 impl Fault {
-    /// Injects the fault, waits out its length, heals it.
+    /// Injects the fault, waits out its length, heals it. It is healed even when it did not
+    /// strike whole (one of two processes not killed): nothing is left broken for the checks.
     pub async fn strike(&self, target: &Target<'_>) -> anyhow::Result<()> {
-        self.inject(target).await?;
+        let injected = self.inject(target).await;
         tokio::time::sleep(self.length()).await;
-        self.heal(target).await
+        let healed = self.heal(target).await;
+        injected.and(healed)
     }
 
     /// How long the fault lasts before it is healed.
@@ -60,33 +62,60 @@ impl Fault {
         }
     }
 
-    async fn inject(&self, target: &Target<'_>) -> anyhow::Result<()> {
+    /// Strikes: every process of a kill is killed, even when one of them fails.
+    pub async fn inject(&self, target: &Target<'_>) -> anyhow::Result<()> {
         match self {
             Self::Kill { roles, .. } => {
                 let mut stack = target.stack.lock().await;
+                let mut failures = Vec::new();
                 for role in roles {
-                    stack.kill(*role).await?;
+                    if let Err(error) = stack.kill(*role).await {
+                        failures.push(format!("{error:#}"));
+                    }
                 }
-                Ok(())
+                all_or_nothing(&failures)
             }
             Self::Crash { service, .. } => service.crash().await,
             Self::PauseRedis { pause } => services::pause_redis(target.redis_url, *pause).await,
         }
     }
 
-    async fn heal(&self, target: &Target<'_>) -> anyhow::Result<()> {
+    /// Heals: every process a kill took is started again and must serve (the stack is held
+    /// only to start them, not while they come up).
+    pub async fn heal(&self, target: &Target<'_>) -> anyhow::Result<()> {
         match self {
             Self::Kill { roles, .. } => {
-                let mut stack = target.stack.lock().await;
-                for role in roles {
-                    stack.restart(*role).await?;
+                let mut failures = Vec::new();
+                let mut started = Vec::new();
+                {
+                    let mut stack = target.stack.lock().await;
+                    for role in roles {
+                        match stack.restart(*role) {
+                            Ok(()) => started.push(*role),
+                            Err(error) => failures.push(format!("{error:#}")),
+                        }
+                    }
                 }
-                Ok(())
+                for role in started {
+                    if let Err(error) = serving(role).await {
+                        failures.push(format!("{error:#}"));
+                    }
+                }
+                all_or_nothing(&failures)
             }
             Self::Crash { service, .. } => service.start().await,
             // The pause lapses by itself.
             Self::PauseRedis { .. } => Ok(()),
         }
+    }
+}
+
+/// One error naming every failure, if there was any.
+fn all_or_nothing(failures: &[String]) -> anyhow::Result<()> {
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(failures.join("; ")))
     }
 }
 

@@ -48,6 +48,10 @@ pub struct ServiceUrls {
     /// Redis: the stock ledger the checks read, and the one a fault pauses.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: String,
+
+    /// The Kafka-protocol brokers.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: String,
 }
 
 /// The longest wait for a stack's pipeline to drain once its crowd has played.
@@ -86,18 +90,21 @@ impl Run {
 
     /// The namespace `<run id>-<name>`: a key prefix, topics, payment books and an SMS file of
     /// its own.
-    pub fn namespace(&self, name: &str) -> Namespace {
-        let name = format!("{}-{name}", self.id);
+    pub fn namespace(&self, label: &str) -> Namespace {
         Namespace {
-            sms_file: self.dir.join(format!("{name}-sms.jsonl")),
-            payments_file: self.dir.join(format!("{name}-payments.jsonl")),
-            name,
+            name: format!("{}-{label}", self.id),
+            sms_file: self.dir.join(format!("{label}-sms.jsonl")),
+            payments_file: self.dir.join(format!("{label}-payments.jsonl")),
+            logs: self.dir.join(label),
         }
     }
 
     /// A stack in `namespace`; `settings` come after the run's own, so they win.
     pub fn stack(&self, namespace: &Namespace, settings: &[(&str, &str)]) -> Stack {
         let mut common: Settings = [
+            ("REDIS_URL", self.urls.redis_url.clone()),
+            ("DATABASE_URL", self.urls.database_url.clone()),
+            ("KAFKA_BROKERS", self.urls.kafka_brokers.clone()),
             ("REDIS_KEY_PREFIX", namespace.name.clone()),
             ("KAFKA_TOPIC", namespace.name.clone()),
             ("KAFKA_DLQ_TOPIC", format!("{}.dlq", namespace.name)),
@@ -125,7 +132,7 @@ impl Run {
                 .iter()
                 .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
         );
-        Stack::new(&self.bin_dir, &self.dir, common)
+        Stack::new(&self.bin_dir, &namespace.logs, common)
     }
 
     /// The stack's gateways, as a crowd's target.
@@ -151,7 +158,7 @@ impl Run {
             sms_repeats_allowed,
             payments_file: Some(namespace.payments_file.clone()),
             settle_timeout_secs: SETTLE_TIMEOUT_SECS,
-            metrics_urls: [Role::OrderWorker(1), Role::SmsWorker, Role::StatsWorker]
+            metrics_urls: Role::WORKERS
                 .iter()
                 .map(|role| role.metrics_url())
                 .collect(),
@@ -187,16 +194,24 @@ impl Run {
 
 /// A namespace of a run: where its stack keeps its state.
 pub struct Namespace {
-    /// The Redis key prefix and the topics' name; the base of its sales' ids.
+    /// The Redis key prefix and the topics' name (`<run id>-<label>`); the base of its sales'
+    /// ids.
     pub name: String,
+    /// Its processes' logs: `<logs>-<role>.log`.
+    logs: PathBuf,
     /// The SMS worker's file (the file provider's), or the flaky provider's.
     pub sms_file: PathBuf,
     pub payments_file: PathBuf,
 }
 
-/// The metrics text of `url`, empty when it cannot be read.
+/// The metrics text of `url`, empty when it cannot be read within a second.
 pub async fn metrics(url: &str) -> String {
-    let read = async { reqwest::get(url).await?.error_for_status()?.text().await };
+    let read = async {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(1))
+            .build()?;
+        http.get(url).send().await?.error_for_status()?.text().await
+    };
     read.await.unwrap_or_default()
 }
 
@@ -252,6 +267,13 @@ impl Record {
         });
     }
 
+    /// Writes the record as `record.json` in the run's directory.
+    pub fn save(&self, run: &Run) -> anyhow::Result<()> {
+        let path = run.dir.join("record.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
     pub fn print(&self) {
         println!(
             "{} run {} (logs in .runs/{})",
@@ -270,7 +292,7 @@ impl Record {
         let show = |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |v| v.to_string());
         for line in &self.lines {
             let Some(summary) = &line.summary else {
-                println!("{:<28} {:>60}", line.name, line.violations.len());
+                println!("{:<28} {:>56}", line.name, line.violations.len());
                 continue;
             };
             println!(

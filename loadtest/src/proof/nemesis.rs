@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::time::Duration;
 
 use clap::Args;
@@ -18,10 +19,12 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::Played;
 use crate::proof::faults::{Fault, Resource, Target};
 use crate::proof::services::{self, Service};
-use crate::proof::stack::Role;
-use crate::proof::{Record, Run, ServiceUrls, chaos};
+use crate::proof::stack::{Role, Stack};
+use crate::proof::{Namespace, Record, Run, ServiceUrls, chaos};
+use crate::report::Summary;
 
 #[derive(Args, Clone, Debug)]
 pub struct Nemesis {
@@ -53,21 +56,54 @@ const RECOVERY: Duration = Duration::from_secs(5);
 /// A fault the schedule placed, and what came of it.
 #[derive(Debug, serde::Serialize)]
 pub struct Struck {
-    /// When it was injected, from the start of the faults.
-    pub at_ms: u64,
     pub fault: String,
-    /// When it was healed; `None` when it did not strike or heal.
-    pub healed_ms: Option<u64>,
+    /// When the schedule placed it, from the start of the faults.
+    pub planned_ms: u64,
+    /// When it had struck (the processes killed, the service crashed or paused).
+    pub injected_ms: u64,
+    /// When it was healed (every process serving again, the service answering).
+    pub healed_ms: u64,
+    /// Whether a sale's crowd or latecomers were buying meanwhile.
+    pub met_buyers: bool,
+    /// Why it did not strike or heal whole, if it did not.
     pub error: Option<String>,
+    /// Whether it killed the SMS worker (which may send one message again).
+    #[serde(skip)]
+    kills_sms_worker: bool,
+}
+
+impl Struck {
+    /// From its injection to its healing, in ms from the start of the faults.
+    fn lasted(&self) -> Range<u64> {
+        self.injected_ms..self.healed_ms.max(self.injected_ms + 1)
+    }
+
+    /// Whether it lasted while something happened during `span`.
+    fn overlaps(&self, span: &Range<u64>) -> bool {
+        let lasted = self.lasted();
+        span.start < lasted.end && lasted.start < span.end
+    }
 }
 
 impl fmt::Display for Struck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:>7.1} s  {}", self.at_ms as f64 / 1000.0, self.fault)?;
-        match (&self.error, self.healed_ms) {
-            (Some(error), _) => write!(f, ": failed: {error}"),
-            (None, Some(healed)) => write!(f, ", healed at {:.1} s", healed as f64 / 1000.0),
-            (None, None) => Ok(()),
+        let secs = |ms: u64| ms as f64 / 1000.0;
+        write!(
+            f,
+            "{:>7.1} s  {} (struck {:.1} s, healed {:.1} s{})",
+            secs(self.planned_ms),
+            self.fault,
+            secs(self.injected_ms),
+            secs(self.healed_ms),
+            if self.met_buyers {
+                ", buyers meanwhile"
+            } else {
+                ""
+            }
+        )?;
+        match &self.error {
+            Some(error) => write!(f, ": failed: {error}"),
+            None => Ok(()),
         }
     }
 }
@@ -108,27 +144,24 @@ impl Schedule {
 
     /// Strikes every fault at its moment from `start`; what came of each.
     async fn strike(&self, target: &Target<'_>, start: Instant) -> Vec<Struck> {
+        let since = move |instant: Instant| instant.duration_since(start).as_millis() as u64;
         let strikes = self.strikes.iter().map(|(at, fault)| async move {
             tokio::time::sleep_until(start + *at).await;
-            let result = fault.strike(target).await;
-            let since = |instant: Instant| instant.duration_since(start).as_millis() as u64;
+            let injected = fault.inject(target).await;
+            let injected_ms = since(Instant::now());
+            tokio::time::sleep(fault.length()).await;
+            let healed = fault.heal(target).await;
             Struck {
-                at_ms: at.as_millis() as u64,
                 fault: fault.to_string(),
-                healed_ms: result.is_ok().then(|| since(Instant::now())),
-                error: result.err().map(|error| format!("{error:#}")),
+                planned_ms: at.as_millis() as u64,
+                injected_ms,
+                healed_ms: since(Instant::now()),
+                met_buyers: false,
+                error: injected.and(healed).err().map(|error| format!("{error:#}")),
+                kills_sms_worker: matches!(fault, Fault::Kill { roles, .. } if roles.contains(&Role::SmsWorker)),
             }
         });
         futures::future::join_all(strikes).await
-    }
-
-    /// SMS worker kills: each may leave one message sent again.
-    fn sms_worker_kills(&self) -> u64 {
-        let kills_sms = |fault: &Fault| matches!(fault, Fault::Kill { roles, .. } if roles.contains(&Role::SmsWorker));
-        self.strikes
-            .iter()
-            .filter(|(_, fault)| kills_sms(fault))
-            .count() as u64
     }
 }
 
@@ -196,6 +229,7 @@ pub async fn run(args: Nemesis) -> anyhow::Result<Record> {
     };
 
     let start = Instant::now();
+    let since = |instant: Instant| instant.duration_since(start).as_millis() as u64;
     let sales = (0..)
         .map(|k| SALE_EVERY * k)
         .take_while(|begins| *begins + SALE_LIFE <= duration.max(SALE_LIFE));
@@ -203,48 +237,92 @@ pub async fn run(args: Nemesis) -> anyhow::Result<Record> {
         let (gateways, sale_id) = (&gateways, format!("{}-{k}", namespace.name));
         async move {
             tokio::time::sleep_until(start + begins).await;
-            chaos::crowd("nemesis", &sale_id, 200, 600, WINDOW_SECS)?
-                .play(gateways)
-                .await
+            let began = since(Instant::now());
+            let played = match chaos::crowd("nemesis", &sale_id, 200, 600, WINDOW_SECS) {
+                Ok(crowd) => crowd.play(gateways).await,
+                Err(error) => Err(error),
+            };
+            (began..since(Instant::now()), played)
         }
     });
-    let (played, struck) = tokio::join!(
+    let (played, mut struck) = tokio::join!(
         futures::future::join_all(plays),
         schedule.strike(&target, start)
     );
 
-    // Healed: every service answering, every process serving, before anything is checked.
-    for service in [Service::Redis, Service::Broker, Service::Postgres] {
-        service.start().await?;
-    }
-    stack.lock().await.revive().await?;
-
     let mut record = Record::new("nemesis", &run);
     record.seed = Some(seed);
-    let probes = run.probes(&namespace, schedule.sms_worker_kills())?;
-    for (k, played) in played.into_iter().enumerate() {
-        let name = format!("sale-{k}");
-        match played {
-            Ok(played) => {
-                let summary = played.check(Some(&probes)).await?;
-                let violations = summary.violations.clone();
-                record.add(name, Some(summary), violations);
-            }
-            Err(error) => {
-                let violation = format!("its crowd could not play: {error:#}");
-                record.add(name, None, vec![violation]);
-            }
-        }
+    record.add("healing".to_owned(), None, heal(&stack).await);
+    for struck in &mut struck {
+        struck.met_buyers = played.iter().any(|(buying, _)| struck.overlaps(buying));
     }
-    let failed: Vec<String> = struck
+    for (k, (buying, played)) in played.into_iter().enumerate() {
+        let name = format!("sale-{k}");
+        let (summary, violations) = check_sale(&run, &namespace, &buying, played, &struck).await;
+        record.add(name, summary, violations);
+    }
+    let mut faults: Vec<String> = struck
         .iter()
         .filter(|struck| struck.error.is_some())
-        .map(|struck| format!("the fault did not strike or heal: {struck}"))
+        .map(|struck| format!("the fault did not strike or heal whole: {struck}"))
         .collect();
-    record.add("faults".to_owned(), None, failed);
+    if !struck.iter().any(|struck| struck.met_buyers) {
+        faults.push("no fault struck while buyers bought: the run proved nothing".to_owned());
+    }
+    record.add("faults".to_owned(), None, faults);
     record.faults = struck;
     stack.lock().await.stop().await;
+    record.save(&run)?;
     Ok(record)
+}
+
+/// Every service answering, every process serving, before anything is checked; what would
+/// not come back.
+async fn heal(stack: &Mutex<Stack>) -> Vec<String> {
+    let mut failures = Vec::new();
+    for service in [Service::Redis, Service::Broker, Service::Postgres] {
+        if let Err(error) = service.start().await {
+            failures.push(format!("{service} did not start again: {error:#}"));
+        }
+    }
+    if let Err(error) = stack.lock().await.revive().await {
+        failures.push(format!("the stack did not serve again: {error:#}"));
+    }
+    failures
+}
+
+/// One sale, bought during `buying` (ms from the start of the faults), held to every
+/// invariant; the checks of units left unsold are waived if a fault lasted while it bought.
+async fn check_sale(
+    run: &Run,
+    namespace: &Namespace,
+    buying: &Range<u64>,
+    played: anyhow::Result<Played>,
+    struck: &[Struck],
+) -> (Option<Summary>, Vec<String>) {
+    let played = match played {
+        Ok(played) => played,
+        Err(error) => return (None, vec![format!("its crowd could not play: {error:#}")]),
+    };
+    // A killed SMS worker may send again one message of any sale whose SMS were pending.
+    let sms_kills = struck
+        .iter()
+        .filter(|struck| struck.kills_sms_worker && struck.injected_ms >= buying.start)
+        .count() as u64;
+    let checked = match run.probes(namespace, sms_kills) {
+        Ok(mut probes) => {
+            probes.faults_while_buying = struck.iter().any(|struck| struck.overlaps(buying));
+            played.check(Some(&probes)).await
+        }
+        Err(error) => Err(error),
+    };
+    match checked {
+        Ok(summary) => {
+            let violations = summary.violations.clone();
+            (Some(summary), violations)
+        }
+        Err(error) => (None, vec![format!("it could not be checked: {error:#}")]),
+    }
 }
 
 #[cfg(test)]

@@ -80,8 +80,10 @@ impl Progress {
             Step::SmsSent => SmsLedger::read(&self.sms_file, &self.sale_id)
                 .map_or(0, |sms| sms.delivered.len() as u64),
             Step::UnitsCounted => self.gateway.stats(sale).await.map_or(0, |stats| stats.sold),
-            Step::Charges => PaymentRecord::read(&self.payments_file)
-                .map_or(0, |books| books.accounts().count() as u64),
+            Step::Charges => PaymentRecord::read(&self.payments_file).map_or(0, |books| {
+                let charged = books.accounts().filter(|(_, account)| account.charges > 0);
+                charged.count() as u64
+            }),
         }
     }
 

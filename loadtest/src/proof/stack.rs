@@ -35,6 +35,14 @@ impl Role {
         Self::StatsWorker,
     ];
 
+    /// The consumers: every process but the gateways.
+    pub const WORKERS: [Self; 4] = [
+        Self::OrderWorker(1),
+        Self::OrderWorker(2),
+        Self::SmsWorker,
+        Self::StatsWorker,
+    ];
+
     fn binary(self) -> &'static str {
         match self {
             Self::Gateway(_) => "gateway",
@@ -102,11 +110,27 @@ impl fmt::Display for Role {
 /// Settings given to a process, `NAME=value` as its environment.
 pub type Settings = Vec<(String, String)>;
 
+/// How long a process may take to stop after SIGTERM before it is killed (and reported).
+const STOP_PATIENCE: Duration = Duration::from_secs(15);
+/// How long a process may take to serve once started.
+const START_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How a process of the stack ended when it was stopped.
+#[derive(Debug)]
+pub enum Stopped {
+    /// It exited by itself after SIGTERM, with this status.
+    Exited(ExitStatus),
+    /// It had not exited `STOP_PATIENCE` after SIGTERM, and was killed.
+    Hung,
+}
+
 /// The processes of one namespace.
 pub struct Stack {
     bin_dir: PathBuf,
+    /// Where each process appends its output: `<logs>-<role>.log`.
     logs: PathBuf,
-    /// Given to every process: the namespace, the run's secrets, the scenario's settings.
+    /// Given to every process: the services, the namespace, the run's secrets, the proof's
+    /// settings.
     common: Settings,
     /// Each role's own settings, kept to start it again as it was first started.
     own: BTreeMap<Role, Settings>,
@@ -114,7 +138,7 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// A stack whose processes are the binaries in `bin_dir`, logging to `logs/<role>.log`.
+    /// A stack whose processes are the binaries in `bin_dir`, logging to `<logs>-<role>.log`.
     pub fn new(bin_dir: &Path, logs: &Path, common: Settings) -> Self {
         Self {
             bin_dir: bin_dir.to_owned(),
@@ -125,13 +149,6 @@ impl Stack {
         }
     }
 
-    /// Starts `role` with its own `settings` besides the common ones, and waits until it
-    /// serves.
-    pub async fn start(&mut self, role: Role, settings: Settings) -> anyhow::Result<()> {
-        self.own.insert(role, settings);
-        self.restart(role).await
-    }
-
     /// Starts every role, with the settings of `own` where it names them, and waits until
     /// each serves.
     pub async fn start_all(&mut self, mut own: BTreeMap<Role, Settings>) -> anyhow::Result<()> {
@@ -140,27 +157,37 @@ impl Stack {
             self.spawn(role)?;
         }
         for role in Role::ALL {
-            self.wait_until_serving(role).await?;
+            serving(role).await?;
         }
         Ok(())
     }
 
-    /// Starts `role` again as it was first started (after [`Stack::kill`]), and waits until
-    /// it serves.
-    pub async fn restart(&mut self, role: Role) -> anyhow::Result<()> {
-        self.spawn(role)?;
-        self.wait_until_serving(role).await
+    /// Starts `role` again as it was first started (after [`Stack::kill`]); [`serving`] waits
+    /// until it serves, without holding the stack.
+    pub fn restart(&mut self, role: Role) -> anyhow::Result<()> {
+        self.spawn(role)
     }
 
-    /// Starts every role that is not running (a fault's restart that failed), and waits until
-    /// each serves.
+    /// Starts every role whose process is gone (a restart that failed, a process that exited
+    /// by itself), and waits until each serves.
     pub async fn revive(&mut self) -> anyhow::Result<()> {
-        let stopped: Vec<Role> = Role::ALL
-            .into_iter()
-            .filter(|role| !self.running.contains_key(role))
-            .collect();
-        for role in stopped {
-            self.restart(role).await?;
+        let mut gone = Vec::new();
+        for role in Role::ALL {
+            let exited = match self.running.get_mut(&role) {
+                Some(child) => child.try_wait()?.is_some(),
+                None => true,
+            };
+            if exited {
+                self.running.remove(&role);
+                gone.push(role);
+            }
+        }
+        for role in &gone {
+            eprintln!("starting {role} again: its process was gone");
+            self.spawn(*role)?;
+        }
+        for role in gone {
+            serving(role).await?;
         }
         Ok(())
     }
@@ -175,8 +202,8 @@ impl Stack {
         Ok(())
     }
 
-    /// SIGTERM to every process, then each one's exit status once it stopped.
-    pub async fn stop(&mut self) -> Vec<(Role, ExitStatus)> {
+    /// SIGTERM to every process, then how each one ended.
+    pub async fn stop(&mut self) -> Vec<(Role, Stopped)> {
         for child in self.running.values() {
             if let Some(pid) = child
                 .id()
@@ -187,15 +214,20 @@ impl Stack {
         }
         let mut stopped = Vec::new();
         for (role, mut child) in std::mem::take(&mut self.running) {
-            if let Ok(status) = child.wait().await {
-                stopped.push((role, status));
-            }
+            let ended =
+                if let Ok(Ok(status)) = tokio::time::timeout(STOP_PATIENCE, child.wait()).await {
+                    Stopped::Exited(status)
+                } else {
+                    let _ = child.kill().await;
+                    Stopped::Hung
+                };
+            stopped.push((role, ended));
         }
         stopped
     }
 
     fn spawn(&mut self, role: Role) -> anyhow::Result<()> {
-        let log_path = self.logs.join(format!("{role}.log"));
+        let log_path = PathBuf::from(format!("{}-{role}.log", self.logs.display()));
         // Appended: a process started again keeps its predecessor's log above its own.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -216,26 +248,20 @@ impl Stack {
         self.running.insert(role, child);
         Ok(())
     }
+}
 
-    async fn wait_until_serving(&mut self, role: Role) -> anyhow::Result<()> {
-        let url = role.ready_url();
-        let http = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Some(child) = self.running.get_mut(&role)
-                && let Some(status) = child.try_wait()?
-            {
-                anyhow::bail!("{role} exited with {status}; see {role}.log");
-            }
-            if http
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|answer| answer.status().is_success())
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        anyhow::bail!("{role} did not serve {url} within 30 s; see {role}.log")
-    }
+/// Waits until `role` serves (its readiness or liveness answers 2xx).
+pub async fn serving(role: Role) -> anyhow::Result<()> {
+    let url = role.ready_url();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()?;
+    let served = shared::poll::until(START_PATIENCE, Duration::from_millis(100), async || {
+        let answer = http.get(&url).send().await.ok()?;
+        answer.status().is_success().then_some(())
+    })
+    .await;
+    served.with_context(|| {
+        format!("{role} did not serve {url} within {START_PATIENCE:?}; see its log")
+    })
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::policy::{Attempts, Decision, RetryPolicy};
-use super::{CONSUMED_TOTAL, Delivery, Handler, RETRIES_TOTAL};
+use super::{CONSUMED_TOTAL, Delivery, Handler, PROCESSED, RETRIES_TOTAL};
 use crate::event::Consumed;
 use crate::kafka::trace_id_of;
 
@@ -60,7 +60,7 @@ where
         attempts = counted;
         match decision {
             Decision::Store => {
-                counter!(CONSUMED_TOTAL, "group" => group.to_owned(), "outcome" => "processed")
+                counter!(CONSUMED_TOTAL, "group" => group.to_owned(), "outcome" => PROCESSED)
                     .increment(deliveries.len() as u64);
                 for delivery in &deliveries {
                     let trace_id = delivery.traceparent.as_deref().and_then(trace_id_of);

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch::{DeadLetterSink, Step, sleep_unless_shutdown};
 use super::policy::RetryPolicy;
-use super::{CONSUMED_TOTAL, DLQ_GROUP_HEADER, DLQ_REASON_HEADER, DLQ_TOPIC_HEADER};
+use super::{CONSUMED_TOTAL, DEAD_LETTERED, DLQ_GROUP_HEADER, DLQ_REASON_HEADER, DLQ_TOPIC_HEADER};
 use crate::kafka::{EventBus, TRACEPARENT_HEADER, header, trace_id_of};
 
 /// How long one dead-letter publish may take before it is tried again.
@@ -80,7 +80,7 @@ impl<'a> DeadLetterSink<&BorrowedMessage<'a>> for DeadLetters {
             }
             match self.producer.send(record, SEND_TIMEOUT).await {
                 Ok(_) => {
-                    counter!(CONSUMED_TOTAL, "group" => group.to_owned(), "outcome" => "dead_lettered")
+                    counter!(CONSUMED_TOTAL, "group" => group.to_owned(), "outcome" => DEAD_LETTERED)
                         .increment(1);
                     tracing::error!(
                         group,

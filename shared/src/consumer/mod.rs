@@ -56,6 +56,10 @@ use crate::kafka::{EventBus, TRACEPARENT_HEADER, header};
 
 /// Messages a group finished with, by outcome (`processed`, `dead_lettered`).
 pub const CONSUMED_TOTAL: &str = "seckill_consumer_messages_total";
+/// [`CONSUMED_TOTAL`]'s `outcome`: handled (or skipped as seen before) and committed.
+pub const PROCESSED: &str = "processed";
+/// [`CONSUMED_TOTAL`]'s `outcome`: given up on and sent to the dead-letter topic.
+pub const DEAD_LETTERED: &str = "dead_lettered";
 /// Failed handler attempts that will be retried.
 pub const RETRIES_TOTAL: &str = "seckill_consumer_retries_total";
 /// Time to handle one batch, retries included.
@@ -147,7 +151,7 @@ impl<H: Handler> ConsumerLoop<H> {
             .collect();
         consumer.subscribe(&topics)?;
         // From zero, so the first burst shows in `rate()` (see the gateway's purchase counters).
-        for outcome in ["processed", "dead_lettered"] {
+        for outcome in [PROCESSED, DEAD_LETTERED] {
             counter!(CONSUMED_TOTAL, "group" => settings.group.clone(), "outcome" => outcome)
                 .absolute(0);
         }
