@@ -75,35 +75,50 @@ impl Gateway {
         format!("{}{path}", self.base)
     }
 
+    /// Creates `sale` through the admin API, again while the gateway cannot answer; a `409
+    /// sale_exists` after a lost answer is the sale that call created.
     pub async fn create_sale(&self, sale: &Sale) -> anyhow::Result<()> {
-        let response = self
-            .http
-            .post(self.url("/api/v1/admin/sales"))
-            .bearer_auth(&self.admin_token)
-            .json(sale)
-            .send()
-            .await
-            .context("is the gateway running?")?;
-        if response.status() != 201 {
+        // Whether an earlier call may have reached the gateway (a refused connection did not).
+        let mut may_exist = false;
+        let give_up_at = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let response = self
+                .http
+                .post(self.url("/api/v1/admin/sales"))
+                .bearer_auth(&self.admin_token)
+                .json(sale)
+                .send()
+                .await;
+            if transient(&response) && tokio::time::Instant::now() < give_up_at {
+                may_exist |= !matches!(&response, Err(error) if error.is_connect());
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
+            let response = response.context("is the gateway running?")?;
+            let taken = response.status() == reqwest::StatusCode::CONFLICT;
+            if response.status() == 201 || (taken && may_exist) {
+                return Ok(());
+            }
             bail!(
                 "creating the sale failed: {} {}",
                 response.status(),
                 response.text().await?
             );
         }
-        Ok(())
     }
 
-    /// One token per user, minted through the admin API, 64 at a time.
+    /// Tokens for `users`, minted by the admin API (repeated while the gateway cannot answer:
+    /// a token minted twice is as good as once).
     pub async fn mint_tokens(&self, users: &[String]) -> anyhow::Result<Vec<String>> {
         futures::stream::iter(users)
             .map(|user| async move {
                 let body: Value = self
-                    .http
-                    .post(self.url("/api/v1/admin/tokens"))
-                    .bearer_auth(&self.admin_token)
-                    .json(&json!({ "user_id": user }))
-                    .send()
+                    .patiently(|| {
+                        self.http
+                            .post(self.url("/api/v1/admin/tokens"))
+                            .bearer_auth(&self.admin_token)
+                            .json(&json!({ "user_id": user }))
+                    })
                     .await?
                     .error_for_status()?
                     .json()
@@ -202,29 +217,45 @@ impl Gateway {
             .await?)
     }
 
-    /// A read of the gateway's API, asked again while the gateway answers 503 or cannot be
-    /// reached (for [`READ_PATIENCE`]), as a client polling a sale through a fault would: a
-    /// chaos run kills or pauses what the gateway reads from.
+    /// A read of the gateway's API, asked again while the gateway cannot answer, as a client
+    /// polling a sale through a fault would: the proofs kill or pause what the gateway reads.
     async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
-        let give_up_at = tokio::time::Instant::now() + READ_PATIENCE;
+        Ok(self
+            .patiently(|| self.http.get(self.url(path)))
+            .await?
+            .error_for_status()?)
+    }
+
+    /// Sends what `request` builds, again while the gateway cannot answer (refused, timed
+    /// out, 503), for up to [`PATIENCE`]: only for calls that are safe to repeat.
+    async fn patiently(
+        &self,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> reqwest::Result<reqwest::Response> {
+        let give_up_at = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let answer = self.http.get(self.url(path)).send().await;
-            let transient = match &answer {
-                Ok(response) => response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE,
-                Err(error) => error.is_connect() || error.is_timeout(),
-            };
-            if !transient || tokio::time::Instant::now() > give_up_at {
-                return Ok(answer?.error_for_status()?);
+            let answer = request().send().await;
+            if !transient(&answer) || tokio::time::Instant::now() > give_up_at {
+                return answer;
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
 }
 
-/// How long a read waits out a gateway that answers 503 or cannot be reached.
-const READ_PATIENCE: Duration = Duration::from_secs(30);
+/// How long a call that is safe to repeat waits out a gateway that cannot answer: longer than
+/// a gateway's restart or a Redis failover.
+const PATIENCE: Duration = Duration::from_secs(30);
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
-/// Sends a request and reads the parts of the answer a load test looks at.
+/// Whether `answer` says only that the gateway could not answer now.
+fn transient(answer: &reqwest::Result<reqwest::Response>) -> bool {
+    match answer {
+        Ok(response) => response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        Err(error) => error.is_connect() || error.is_timeout(),
+    }
+}
+
 pub async fn answer(request: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error> {
     let response = request.send().await?;
     let status = response.status().as_u16();

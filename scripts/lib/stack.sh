@@ -1,4 +1,5 @@
-# Shared by the proofs' entry points (scripts/e2e, chaos, nemesis), scripts/bench, scripts/profile and
+# Shared by the entry points of the proofs (scripts/e2e, chaos, nemesis), scripts/bench, scripts/profile
+# and scripts/compose-check (source it).
 #
 #   stack_prepare   starts the real services (scripts/services), exports their URLs, and builds
 #                   every binary of the workspace in release mode into $bin
