@@ -128,6 +128,8 @@ pub struct Outcome {
     /// connection); in closed loop about zero.
     pub send_delay_us: Histogram<u64>,
     pub elapsed: Duration,
+    /// When requests were being sent: one span per round of attempts.
+    pub sending: Vec<std::ops::Range<Instant>>,
     /// CPU time spent while the requests ran, by process: the load generator's own
     /// ([`crate::cpu::LOADTEST`]) and each watched server's.
     pub cpu: BTreeMap<String, Duration>,
@@ -146,6 +148,7 @@ impl Outcome {
         let _ = self.latency_us.add(&later.latency_us);
         let _ = self.send_delay_us.add(&later.send_delay_us);
         self.elapsed += later.elapsed;
+        self.sending.extend(later.sending);
         for (process, spent) in later.cpu {
             *self.cpu.entry(process).or_default() += spent;
         }
@@ -379,6 +382,7 @@ impl Tally {
             latency_us: self.latency_us,
             send_delay_us: self.send_delay_us,
             elapsed,
+            sending: vec![self.round_start..self.round_start + elapsed],
             cpu,
         }
     }

@@ -19,9 +19,11 @@
 //! | [`prometheus`] | the services' metrics read by the name constants they export |
 //! | [`proof`] | the real services as processes, faults struck, every sale checked: e2e, chaos, nemesis |
 //! | [`report`] | the table and the JSON summary |
+//! | [`bench`] | the benchmark: rates and CPU per request per process against their ceilings |
 
 pub mod abuse;
 pub mod api;
+pub mod bench;
 pub mod checks;
 pub mod connection;
 pub mod cpu;
@@ -76,6 +78,8 @@ pub enum Scenario {
     Chaos(proof::chaos::Chaos),
     /// Faults drawn from a seed, overlapping, while sale after sale plays its whole life.
     Nemesis(proof::nemesis::Nemesis),
+    /// The benchmark: the stack's rates and CPU per request per process against its ceilings.
+    Bench(bench::Bench),
 }
 
 /// Where the gateway is, and how to act as its admin.
@@ -216,6 +220,7 @@ pub enum Report {
     Crowd(Box<Summary>),
     Abuse(abuse::AbuseSummary),
     Proof(Box<proof::Record>),
+    Bench(Box<bench::report::BenchReport>),
 }
 
 impl Report {
@@ -224,6 +229,7 @@ impl Report {
             Self::Crowd(summary) => summary.print(),
             Self::Abuse(summary) => summary.print(),
             Self::Proof(record) => record.print(),
+            Self::Bench(report) => report.print(),
         }
     }
 
@@ -232,6 +238,7 @@ impl Report {
             Self::Crowd(summary) => serde_json::to_string(summary),
             Self::Abuse(summary) => serde_json::to_string(summary),
             Self::Proof(record) => serde_json::to_string(record),
+            Self::Bench(report) => serde_json::to_string(report),
         }
         .expect("a summary always serialises")
     }
@@ -241,6 +248,8 @@ impl Report {
             Self::Crowd(summary) => &summary.violations,
             Self::Abuse(summary) => &summary.violations,
             Self::Proof(record) => &record.violations,
+            // A benchmark reports; it never fails.
+            Self::Bench(_) => &[],
         }
     }
 }
@@ -299,13 +308,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
             )
         }
         Scenario::Hammer(args) => {
-            let prepared = Prepared::to_url("POST", &args.url)?;
             let pacing = Pacing::new(args.rate, args.concurrency);
-            let outcome =
-                drive::drive(vec![0; args.requests], pacing, prepared, &args.cpu_of).await;
-            let verdict = Verdict::unchecked("hammer measures only");
-            let target = shared::redact::url(&args.url);
-            let summary = Summary::new("hammer", &target, &outcome, None, None, verdict);
+            let summary = hammer(&args.url, args.requests, pacing, &args.cpu_of).await?;
             (Report::Crowd(Box::new(summary)), args.json)
         }
         Scenario::Abuse(args) => {
@@ -317,6 +321,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
             Report::Proof(Box::new(proof::chaos::run(args).await?)),
             None,
         ),
+        Scenario::Bench(args) => (Report::Bench(Box::new(bench::run(args).await?)), None),
         Scenario::Nemesis(args) => {
             let record = proof::nemesis::run(args).await?;
             (Report::Proof(Box::new(record)), None)
@@ -326,6 +331,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         std::fs::write(path, report.to_json())?;
     }
     Ok(report)
+}
+
+/// `requests` POSTs to `url`, measured only: the HTTP ceiling a server of the same stack as
+/// the gateway reaches.
+pub async fn hammer(
+    url: &str,
+    requests: usize,
+    pacing: Pacing,
+    watched: &[Watched],
+) -> anyhow::Result<Summary> {
+    let prepared = Prepared::to_url("POST", url)?;
+    let outcome = drive::drive(vec![0; requests], pacing, prepared, watched).await;
+    let verdict = Verdict::unchecked("hammer measures only");
+    let target = shared::redact::url(url);
+    Ok(Summary::new(
+        "hammer", &target, &outcome, None, None, verdict,
+    ))
 }
 
 /// A sale open from a second ago for an hour.
@@ -548,9 +570,9 @@ pub struct Played {
 }
 
 impl Played {
-    /// The sale the crowd bought from.
-    pub fn sale_id(&self) -> &SaleId {
-        &self.sale.id
+    /// When the crowd's attempts were being sent: the first crowd's, then each resale round's.
+    pub fn sending(&self) -> &[std::ops::Range<std::time::Instant>] {
+        &self.outcome.sending
     }
 
     /// With probes: waits for the pipeline to settle and checks the invariants against what

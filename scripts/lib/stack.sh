@@ -75,7 +75,3 @@ stack_start_release_broker() { # port: a broker of the run's own, release build,
   echo "the release broker did not open port $1" >&2
   exit 1
 }
-
-stack_peak_rss_mb() { # name: the process's peak resident memory, in MB
-  awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/${pids[$1]}/status"
-}

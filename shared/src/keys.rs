@@ -80,6 +80,19 @@ pub struct SaleKeys {
 }
 
 impl SaleKeys {
+    /// The keys of the stock lock (`reserve.lua`), in the order the script takes them.
+    pub fn reserve(&self) -> [&str; 7] {
+        [
+            &self.stock,
+            &self.buyers,
+            &self.outbox,
+            &self.unpublished,
+            &self.status,
+            &self.deadlines,
+            &self.owners,
+        ]
+    }
+
     /// The keys every status-changing script ends with (`transition.lua`): the sale, the
     /// owners, and the transition outbox.
     pub fn transition_outbox(&self) -> [&str; 4] {

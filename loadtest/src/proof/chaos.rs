@@ -308,7 +308,7 @@ impl FlakyProvider {
         let log = run.dir.join("flaky-sms-provider.log");
         let output = std::fs::File::create(&log)?;
         let file = namespace.sms_file.clone();
-        let child = Command::new(run.bin_dir.join("flaky-sms-provider"))
+        let child = Command::new(run.binary("flaky-sms-provider"))
             .args(["--listen", FLAKY_PROVIDER, "--file"])
             .arg(&file)
             .args([

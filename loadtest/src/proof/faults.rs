@@ -53,6 +53,17 @@ impl Fault {
         }
     }
 
+    /// Whether it can keep a purchase from being answered (a gateway gone, Redis gone or
+    /// paused): units may then stay unsold while buyers want them, which is no safety
+    /// violation. The other faults only delay what follows a purchase.
+    pub fn hinders_purchases(&self) -> bool {
+        match self {
+            Self::Kill { roles, .. } => roles.iter().any(|role| matches!(role, Role::Gateway(_))),
+            Self::Crash { service, .. } => *service == Service::Redis,
+            Self::PauseRedis { .. } => true,
+        }
+    }
+
     /// What it holds while it lasts.
     pub fn resources(&self) -> Vec<Resource> {
         match self {

@@ -186,6 +186,11 @@ impl Run {
         })
     }
 
+    /// The path of the workspace binary `name` (built beside the load test).
+    pub fn binary(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+
     /// The services' Redis (a fault pauses it).
     pub fn redis_url(&self) -> &str {
         &self.urls.redis_url

@@ -63,13 +63,16 @@ pub struct Struck {
     pub injected_ms: u64,
     /// When it was healed (every process serving again, the service answering).
     pub healed_ms: u64,
-    /// Whether a sale's crowd or latecomers were buying meanwhile.
+    /// Whether a sale's crowd or latecomers were sending attempts meanwhile.
     pub met_buyers: bool,
     /// Why it did not strike or heal whole, if it did not.
     pub error: Option<String>,
     /// Whether it killed the SMS worker (which may send one message again).
     #[serde(skip)]
     kills_sms_worker: bool,
+    /// Whether it could keep purchases from being answered ([`Fault::hinders_purchases`]).
+    #[serde(skip)]
+    hinders_purchases: bool,
 }
 
 impl Struck {
@@ -159,6 +162,7 @@ impl Schedule {
                 met_buyers: false,
                 error: injected.and(healed).err().map(|error| format!("{error:#}")),
                 kills_sms_worker: matches!(fault, Fault::Kill { roles, .. } if roles.contains(&Role::SmsWorker)),
+                hinders_purchases: fault.hinders_purchases(),
             }
         });
         futures::future::join_all(strikes).await
@@ -238,11 +242,21 @@ pub async fn run(args: Nemesis) -> anyhow::Result<Record> {
         async move {
             tokio::time::sleep_until(start + begins).await;
             let began = since(Instant::now());
+            // When its attempts were being sent, in ms from the start of the faults.
+            let sending = |played: &Played| -> Vec<Range<u64>> {
+                let from_start = |at: std::time::Instant| since(Instant::from_std(at));
+                played
+                    .sending()
+                    .iter()
+                    .map(|span| from_start(span.start)..from_start(span.end))
+                    .collect()
+            };
             let played = match chaos::crowd("nemesis", &sale_id, 200, 600, WINDOW_SECS) {
                 Ok(crowd) => crowd.play(gateways).await,
                 Err(error) => Err(error),
             };
-            (began..since(Instant::now()), played)
+            let sent = played.as_ref().map(sending).unwrap_or_default();
+            (Sale { began, sent }, played)
         }
     });
     let (played, mut struck) = tokio::join!(
@@ -254,11 +268,13 @@ pub async fn run(args: Nemesis) -> anyhow::Result<Record> {
     record.seed = Some(seed);
     record.add("healing".to_owned(), None, heal(&stack).await);
     for struck in &mut struck {
-        struck.met_buyers = played.iter().any(|(buying, _)| struck.overlaps(buying));
+        struck.met_buyers = played
+            .iter()
+            .any(|(sale, _)| sale.sent.iter().any(|span| struck.overlaps(span)));
     }
-    for (k, (buying, played)) in played.into_iter().enumerate() {
+    for (k, (sale, played)) in played.into_iter().enumerate() {
         let name = format!("sale-{k}");
-        let (summary, violations) = check_sale(&run, &namespace, &buying, played, &struck).await;
+        let (summary, violations) = check_sale(&run, &namespace, &sale, played, &struck).await;
         record.add(name, summary, violations);
     }
     let mut faults: Vec<String> = struck
@@ -291,12 +307,19 @@ async fn heal(stack: &Mutex<Stack>) -> Vec<String> {
     failures
 }
 
-/// One sale, bought during `buying` (ms from the start of the faults), held to every
+/// When a sale's life began, and when its attempts were being sent (the first crowd's and each
+/// resale round's), in ms from the start of the faults.
+struct Sale {
+    began: u64,
+    sent: Vec<Range<u64>>,
+}
+
+/// One sale, held to every
 /// invariant; the checks of units left unsold are waived if a fault lasted while it bought.
 async fn check_sale(
     run: &Run,
     namespace: &Namespace,
-    buying: &Range<u64>,
+    sale: &Sale,
     played: anyhow::Result<Played>,
     struck: &[Struck],
 ) -> (Option<Summary>, Vec<String>) {
@@ -307,11 +330,13 @@ async fn check_sale(
     // A killed SMS worker may send again one message of any sale whose SMS were pending.
     let sms_kills = struck
         .iter()
-        .filter(|struck| struck.kills_sms_worker && struck.injected_ms >= buying.start)
+        .filter(|struck| struck.kills_sms_worker && struck.injected_ms >= sale.began)
         .count() as u64;
     let checked = match run.probes(namespace, sms_kills) {
         Ok(mut probes) => {
-            probes.faults_while_buying = struck.iter().any(|struck| struck.overlaps(buying));
+            probes.faults_while_buying = struck.iter().any(|struck| {
+                struck.hinders_purchases && sale.sent.iter().any(|span| struck.overlaps(span))
+            });
             played.check(Some(&probes)).await
         }
         Err(error) => Err(error),

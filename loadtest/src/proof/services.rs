@@ -75,12 +75,17 @@ pub async fn pause_redis(redis_url: &str, pause: Duration) -> anyhow::Result<()>
 /// Every write fsynced before Redis answers, as the compose stack runs it, whatever started this
 /// Redis: a lock answered 202 survives a crash.
 pub async fn make_redis_durable(redis_url: &str) -> anyhow::Result<()> {
+    set_redis_fsync(redis_url, "always").await
+}
+
+/// Sets when Redis fsyncs its append-only log: `always` (before every answer) or `everysec`.
+pub async fn set_redis_fsync(redis_url: &str, policy: &str) -> anyhow::Result<()> {
     let client = redis::Client::open(redis_url)?;
     let mut connection = client.get_multiplexed_async_connection().await?;
     redis::cmd("CONFIG")
         .arg("SET")
         .arg("appendfsync")
-        .arg("always")
+        .arg(policy)
         .query_async::<()>(&mut connection)
         .await?;
     Ok(())

@@ -162,6 +162,18 @@ impl Stack {
         Ok(())
     }
 
+    /// Starts `role` alone, with its own `settings`, and waits until it serves.
+    pub async fn start(&mut self, role: Role, settings: Settings) -> anyhow::Result<()> {
+        self.own.insert(role, settings);
+        self.spawn(role)?;
+        serving(role).await
+    }
+
+    /// The process id of `role`, while it runs.
+    pub fn pid(&self, role: Role) -> Option<u32> {
+        self.running.get(&role)?.id()
+    }
+
     /// Starts `role` again as it was first started (after [`Stack::kill`]); [`serving`] waits
     /// until it serves, without holding the stack.
     pub fn restart(&mut self, role: Role) -> anyhow::Result<()> {

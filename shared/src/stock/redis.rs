@@ -114,13 +114,7 @@ impl StockLedger for RedisStockLedger {
             .redis
             .call(async |c| {
                 scripts::RESERVE
-                    .key(&keys.stock)
-                    .key(&keys.buyers)
-                    .key(&keys.outbox)
-                    .key(&keys.unpublished)
-                    .key(&keys.status)
-                    .key(&keys.deadlines)
-                    .key(&keys.owners)
+                    .key(&keys.reserve()[..])
                     .arg(event.user_id.as_str())
                     .arg(event.order_id.as_str())
                     .arg(payload)
