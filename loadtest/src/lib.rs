@@ -80,6 +80,8 @@ pub enum Scenario {
     Nemesis(proof::nemesis::Nemesis),
     /// The benchmark: the stack's rates and CPU per request per process against its ceilings.
     Bench(bench::Bench),
+    /// Flamegraphs of the gateway under the benchmark's purchase and sold-out crowds.
+    Profile(bench::profile::Profile),
 }
 
 /// Where the gateway is, and how to act as its admin.
@@ -221,6 +223,8 @@ pub enum Report {
     Abuse(abuse::AbuseSummary),
     Proof(Box<proof::Record>),
     Bench(Box<bench::report::BenchReport>),
+    /// Files a run wrote (the profile's flamegraphs).
+    Written(Vec<PathBuf>),
 }
 
 impl Report {
@@ -230,6 +234,11 @@ impl Report {
             Self::Abuse(summary) => summary.print(),
             Self::Proof(record) => record.print(),
             Self::Bench(report) => report.print(),
+            Self::Written(paths) => {
+                for path in paths {
+                    println!("{} written", path.display());
+                }
+            }
         }
     }
 
@@ -239,6 +248,7 @@ impl Report {
             Self::Abuse(summary) => serde_json::to_string(summary),
             Self::Proof(record) => serde_json::to_string(record),
             Self::Bench(report) => serde_json::to_string(report),
+            Self::Written(paths) => serde_json::to_string(paths),
         }
         .expect("a summary always serialises")
     }
@@ -249,7 +259,7 @@ impl Report {
             Self::Abuse(summary) => &summary.violations,
             Self::Proof(record) => &record.violations,
             // A benchmark reports; it never fails.
-            Self::Bench(_) => &[],
+            Self::Bench(_) | Self::Written(_) => &[],
         }
     }
 }
@@ -322,6 +332,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
             None,
         ),
         Scenario::Bench(args) => (Report::Bench(Box::new(bench::run(args).await?)), None),
+        Scenario::Profile(args) => (Report::Written(bench::profile::run(args).await?), None),
         Scenario::Nemesis(args) => {
             let record = proof::nemesis::run(args).await?;
             (Report::Proof(Box::new(record)), None)

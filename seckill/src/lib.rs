@@ -148,7 +148,7 @@ fn print_welcome(cli: &Cli, embedded: &Embedded, services: &Services, report: &R
     let url = &services.gateway_url;
     let sale = match report {
         Report::Crowd(summary) => summary.sale_id.as_str(),
-        Report::Abuse(_) | Report::Proof(_) | Report::Bench(_) => "",
+        Report::Abuse(_) | Report::Proof(_) | Report::Bench(_) | Report::Written(_) => "",
     };
     println!(
         "

@@ -24,6 +24,9 @@ mod purchase;
 mod sales;
 mod stream_token;
 
+/// The purchase attempts counted (the profile samples once they begin).
+pub use purchase::PURCHASES_TOTAL;
+
 use std::net::SocketAddr;
 
 use axum::error_handling::HandleErrorLayer;

@@ -22,11 +22,13 @@
 //! | [`processes`] | the broker and hello-world as child processes, pids, peak memory, a quiet machine |
 //! | [`ceilings`] | the HTTP and Redis ceilings |
 //! | [`drain`] | each worker draining a backlog alone |
+//! | [`profile`] | flamegraphs of the gateway under the purchase and sold-out crowds (`loadtest profile`) |
 //! | [`report`] | the table and the JSON |
 
 pub mod ceilings;
 pub mod drain;
 pub mod processes;
+pub mod profile;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -78,10 +80,10 @@ pub const TARGETS: [report::Target; 6] = [
     report::Target::at_most("gateway peak RSS (MB)", 64.0),
 ];
 
-const BROKER_PORT: u16 = 19092;
+pub(crate) const BROKER_PORT: u16 = 19092;
 const HELLO_PORT: u16 = 18181;
 /// The gateway as deployed, except a global limit high enough not to be what is measured.
-const GATEWAY: &[(&str, &str)] = &[
+pub(crate) const GATEWAY: &[(&str, &str)] = &[
     ("RATE_LIMIT_GLOBAL_PER_SEC", "10000000"),
     ("RUST_LOG", "warn"),
 ];
@@ -290,7 +292,7 @@ fn hello_url() -> String {
 
 /// One attempt per buyer for `stock` units, tokens minted before the clock starts; the CPU of
 /// `watched` measured over the attempts alone.
-async fn crowd(
+pub(crate) async fn crowd(
     gateway: &[Gateway],
     buyers: usize,
     stock: usize,
