@@ -1,6 +1,6 @@
 //! Waiting for what another process brings about: a check polled at a steady pace until it
 //! yields, or a deadline passes. Tests wait through it (`testing::eventually`), and so do the
-//! proofs that watch a pipeline settle.
+//! proofs (the moment a fault strikes, a restarted process serving, a backlog drained).
 
 use std::time::Duration;
 

@@ -99,8 +99,7 @@ impl Backlog {
         spent.remove(crate::cpu::LOADTEST);
         let drained = handled - first;
         let text = metrics(&worker.metrics_url()).await;
-        let group = [("group", worker.to_string())];
-        let group: Vec<(&str, &str)> = group.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let group = [("group", worker.binary())];
         let batch_seconds = prometheus::sum(&text, &format!("{BATCH_SECONDS}_sum"), &group);
         let consumed = prometheus::sum(&text, CONSUMED_TOTAL, &group);
         let drain = Drain {
@@ -132,6 +131,6 @@ impl Backlog {
                 .map_or(0, |rows| rows.rows);
         }
         let text = metrics(&worker.metrics_url()).await;
-        prometheus::sum(&text, CONSUMED_TOTAL, &[("group", &worker.to_string())]) as u64
+        prometheus::sum(&text, CONSUMED_TOTAL, &[("group", worker.binary())]) as u64
     }
 }

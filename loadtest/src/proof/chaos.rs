@@ -345,9 +345,10 @@ impl FlakyProvider {
             watched: Vec::new(),
         };
         crowd.play(gateways).await?;
-        // The SMS worker's consumer group is its name.
-        let group = Role::SmsWorker.to_string();
-        let dead = [("group", group.as_str()), ("outcome", DEAD_LETTERED)];
+        let dead = [
+            ("group", Role::SmsWorker.binary()),
+            ("outcome", DEAD_LETTERED),
+        ];
         let dead_lettered = shared::poll::until(
             Duration::from_secs(90),
             Duration::from_millis(500),

@@ -43,7 +43,8 @@ impl Role {
         Self::StatsWorker,
     ];
 
-    fn binary(self) -> &'static str {
+    /// Its binary's name, which is also a worker's consumer group (`CONSUMER_GROUP`'s default).
+    pub fn binary(self) -> &'static str {
         match self {
             Self::Gateway(_) => "gateway",
             Self::OrderWorker(_) => "order-worker",
