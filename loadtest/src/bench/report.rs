@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::TARGETS;
 use super::ceilings::Ceiling;
 use super::drain::Drain;
+use super::{PURCHASE_AT, TARGETS};
 use crate::cpu::LOADTEST;
 use crate::report::Summary;
 
@@ -178,11 +178,19 @@ impl BenchReport {
             .get("order-worker")
             .cloned()
             .unwrap_or_default();
+        let half_load = format!("{PURCHASE_AT} 50% (");
+        let half_load_p99 = measured
+            .latency
+            .iter()
+            .find(|latency| latency.name.starts_with(&half_load))
+            .map_or(f64::NAN, |latency| latency.p99_ms);
+        // In the order of TARGETS.
         let figures = [
             measured.hammer.requests_per_sec / measured.wrk.requests_per_sec,
             measured.purchase.requests_per_sec / measured.redis.requests_per_sec,
             measured.purchase.cpu("gateway") / hello_us,
             measured.sold_out.cpu("gateway") / hello_us,
+            half_load_p99,
             order_drain.per_sec as f64,
             measured.rss_mb.get("gateway").copied().unwrap_or_default(),
         ];
