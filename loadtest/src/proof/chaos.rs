@@ -22,9 +22,9 @@ use crate::proof::faults::{Fault, Target};
 use crate::proof::progress::Step;
 use crate::proof::services::{self, Service};
 use crate::proof::stack::{Role, Settings};
-use crate::proof::{Namespace, Record, Run, ServiceUrls, metrics};
+use crate::proof::{FAULTED_STACK, Namespace, Record, Run, ServiceUrls, faulted_crowd, metrics};
 use crate::report::Summary;
-use crate::{Crowd, Lifecycle, Pacing, open_sale, prometheus};
+use crate::{Crowd, Pacing, open_sale, prometheus};
 
 #[derive(Args, Clone, Debug)]
 pub struct Chaos {
@@ -150,41 +150,6 @@ impl Scenario {
     }
 }
 
-/// The settings of every chaos stack.
-pub(crate) const SETTINGS: &[(&str, &str)] = &[
-    ("RECONCILE_INTERVAL_MS", "500"),
-    ("SMS_RATE_PER_SEC", "400"),
-    ("RUST_LOG", "warn"),
-    // A provider as slow as a real one: a fault can strike between a charge and its sale.
-    ("PAYMENTS_SIMULATED_LATENCY_MS", "100"),
-];
-
-/// A crowd of `users` for `stock` units of the sale `sale_id`, two attempts each at 200 a
-/// second; 70% of the winners pay within `window_secs`, and one round of latecomers buys the
-/// units that come back. `proof` names the run in its summary.
-pub(crate) fn crowd(
-    proof: &'static str,
-    sale_id: &str,
-    stock: u32,
-    users: usize,
-    window_secs: u32,
-) -> anyhow::Result<Crowd> {
-    let mut sale = open_sale(Some(sale_id.parse()?), stock, 1999);
-    sale.payment_window_secs = window_secs;
-    Ok(Crowd {
-        scenario: proof,
-        users,
-        attempts_per_user: 2,
-        sale,
-        pacing: Pacing::new(Some(200), 256),
-        lifecycle: Some(Lifecycle {
-            pay_ratio: 0.7,
-            resale_rounds: 1,
-        }),
-        watched: Vec::new(),
-    })
-}
-
 /// Runs the scenarios one after the other.
 pub async fn run(args: Chaos) -> anyhow::Result<Record> {
     let run = Run::new("chaos", args.urls)?;
@@ -216,12 +181,12 @@ async fn one(run: &Run, scenario: Scenario) -> anyhow::Result<(Option<Summary>, 
     } else {
         None
     };
-    let stack = Mutex::new(run.stack(&namespace, SETTINGS));
+    let stack = Mutex::new(run.stack(&namespace, FAULTED_STACK));
     let own = BTreeMap::from([(Role::SmsWorker, scenario.sms_worker(&namespace))]);
     stack.lock().await.start_all(own).await?;
 
     // The window is longer than the crowd: unpaid orders expire after it has passed.
-    let crowd = crowd("chaos", &namespace.name, 600, 1500, 20)?;
+    let crowd = faulted_crowd("chaos", &namespace.name, 600, 1500, 20)?;
     let progress = run.progress(&namespace, &crowd.sale)?;
     let gateways = run.gateways()?;
     let target = Target {

@@ -37,6 +37,7 @@ use crate::checks::{CheckArgs, Probes};
 use crate::proof::progress::Progress;
 use crate::proof::stack::{Role, Settings, Stack};
 use crate::report::Summary;
+use crate::{Crowd, Lifecycle, Pacing, open_sale};
 
 /// Where the real services are (`scripts/services env` exports both).
 #[derive(Args, Clone, Debug)]
@@ -218,6 +219,41 @@ pub async fn metrics(url: &str) -> String {
         http.get(url).send().await?.error_for_status()?.text().await
     };
     read.await.unwrap_or_default()
+}
+
+/// The settings of every stack a fault strikes (chaos, the nemesis).
+pub(crate) const FAULTED_STACK: &[(&str, &str)] = &[
+    ("RECONCILE_INTERVAL_MS", "500"),
+    ("SMS_RATE_PER_SEC", "400"),
+    ("RUST_LOG", "warn"),
+    // A provider as slow as a real one: a fault can strike between a charge and its sale.
+    ("PAYMENTS_SIMULATED_LATENCY_MS", "100"),
+];
+
+/// A crowd of `users` for `stock` units of the sale `sale_id`, two attempts each at 200 a
+/// second; 70% of the winners pay within `window_secs`, and one round of latecomers buys the
+/// units that come back. `proof` names the run in its summary.
+pub(crate) fn faulted_crowd(
+    proof: &'static str,
+    sale_id: &str,
+    stock: u32,
+    users: usize,
+    window_secs: u32,
+) -> anyhow::Result<Crowd> {
+    let mut sale = open_sale(Some(sale_id.parse()?), stock, 1999);
+    sale.payment_window_secs = window_secs;
+    Ok(Crowd {
+        scenario: proof,
+        users,
+        attempts_per_user: 2,
+        sale,
+        pacing: Pacing::new(Some(200), 256),
+        lifecycle: Some(Lifecycle {
+            pay_ratio: 0.7,
+            resale_rounds: 1,
+        }),
+        watched: Vec::new(),
+    })
 }
 
 /// What a proof found, sale by sale: printed as a table, and as one JSON object.

@@ -23,7 +23,7 @@ use crate::Played;
 use crate::proof::faults::{Fault, Resource, Target};
 use crate::proof::services::{self, Service};
 use crate::proof::stack::{Role, Stack};
-use crate::proof::{Namespace, Record, Run, ServiceUrls, chaos};
+use crate::proof::{FAULTED_STACK, Namespace, Record, Run, ServiceUrls, faulted_crowd};
 use crate::report::Summary;
 
 #[derive(Args, Clone, Debug)]
@@ -222,7 +222,7 @@ pub async fn run(args: Nemesis) -> anyhow::Result<Record> {
     }
 
     let namespace = run.namespace("sales");
-    let stack = Mutex::new(run.stack(&namespace, chaos::SETTINGS));
+    let stack = Mutex::new(run.stack(&namespace, FAULTED_STACK));
     let sms_file = namespace.sms_file.display().to_string();
     let own = BTreeMap::from([(Role::SmsWorker, vec![("SMS_FILE".into(), sms_file)])]);
     stack.lock().await.start_all(own).await?;
@@ -251,7 +251,7 @@ pub async fn run(args: Nemesis) -> anyhow::Result<Record> {
                     .map(|span| from_start(span.start)..from_start(span.end))
                     .collect()
             };
-            let played = match chaos::crowd("nemesis", &sale_id, 200, 600, WINDOW_SECS) {
+            let played = match faulted_crowd("nemesis", &sale_id, 200, 600, WINDOW_SECS) {
                 Ok(crowd) => crowd.play(gateways).await,
                 Err(error) => Err(error),
             };
