@@ -12,9 +12,10 @@ use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gateway::auth::TokenKeys;
 use gateway::risk::limits::RateLimits;
+use redis::FromRedisValue;
 use shared::event::ReservationEvent;
 use shared::ids::{OrderId, SaleId, UserId};
-use shared::stock::reservation_from_reply;
+use shared::stock::ReserveReply;
 
 const SECRET: &str = "a-benchmark-secret-of-32-bytes!!";
 
@@ -69,7 +70,7 @@ fn lua_reply(c: &mut Criterion) {
         redis::Value::BulkString(Vec::new()),
     ]);
     c.bench_function("reserve.lua reply read", |b| {
-        b.iter(|| reservation_from_reply(black_box(reply.clone())).expect("a reply"));
+        b.iter(|| ReserveReply::from_redis_value(black_box(reply.clone())).expect("a reply"));
     });
 }
 

@@ -61,8 +61,12 @@ impl TokenKeys {
         let now = jsonwebtoken::get_current_timestamp();
         let audience = self.rules.minting_audience();
         let claims = self.rules.claims(user_id.as_str(), audience, now, self.ttl);
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|error| ApiError::Internal(format!("signing a token failed: {error}")))
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(
+            |error| ApiError::Internal {
+                during: "signing a token",
+                source: Box::new(error),
+            },
+        )
     }
 
     /// The user whose token the `Authorization` header carries, for a handler that looks at

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use shared::error::StoreError;
 use shared::ids::SaleId;
 use shared::sale::Sale;
-use shared::stock::StockLedger;
+use shared::stock::Sales;
 
 use crate::push::tally::PurchaseTally;
 
@@ -68,12 +68,12 @@ impl CatalogEntry {
 }
 
 pub struct SaleCatalog {
-    ledger: Arc<dyn StockLedger>,
+    ledger: Arc<dyn Sales>,
     entries: RwLock<HashMap<SaleId, Arc<CatalogEntry>>>,
 }
 
 impl SaleCatalog {
-    pub fn new(ledger: Arc<dyn StockLedger>) -> Self {
+    pub fn new(ledger: Arc<dyn Sales>) -> Self {
         Self {
             ledger,
             entries: RwLock::default(),

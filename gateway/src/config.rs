@@ -5,7 +5,9 @@ use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use clap::Parser;
-use shared::config::{KafkaArgs, Mode, RedisArgs, Secret, TelemetryArgs, require_non_empty};
+use shared::config::{
+    KafkaArgs, Mode, RedisArgs, RefusedToStart, Secret, TelemetryArgs, require_non_empty,
+};
 use shared::front_door::FrontDoorArgs;
 use shared::payment::PaymentArgs;
 
@@ -176,7 +178,7 @@ pub struct Config {
 
 impl Config {
     /// Refuses incomplete wiring with a sentence that names the variable to set.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), RefusedToStart> {
         self.jwt_secret
             .require("JWT_SECRET", MIN_SECRET_BYTES, self.mode())?;
         self.admin_token
@@ -191,7 +193,7 @@ impl Config {
     /// [`REDIS_CALLS_OF_A_LOST_ANSWER`] Redis calls and waits out [`LOST_ANSWER_PATIENCE`] and
     /// one [`LOST_ANSWER_RETRY`] between them. A request timeout shorter than that could
     /// answer 503 while the lock took a unit: a sale nobody is told about.
-    fn check_request_outlasts_the_lock(&self) -> Result<(), String> {
+    fn check_request_outlasts_the_lock(&self) -> Result<(), RefusedToStart> {
         let waits = LOST_ANSWER_PATIENCE + LOST_ANSWER_RETRY;
         let needed = self.redis.timeout() * REDIS_CALLS_OF_A_LOST_ANSWER + waits;
         if self.request_timeout() > needed {
@@ -202,12 +204,12 @@ impl Config {
             self.request_timeout_ms,
             self.redis.redis_timeout_ms,
             waits.as_millis()
-        ))
+        ).into())
     }
 
     /// Refuses token settings that cannot work: an empty issuer or audience, the demo
     /// audience as the real one, or minted tokens the gateway would itself refuse.
-    fn check_token_rules(&self) -> Result<(), String> {
+    fn check_token_rules(&self) -> Result<(), RefusedToStart> {
         require_non_empty(&[
             ("JWT_ISSUER", &self.jwt_issuer),
             ("JWT_AUDIENCE", &self.jwt_audience),
@@ -215,13 +217,13 @@ impl Config {
         if self.jwt_audience == DEMO_AUDIENCE {
             return Err(format!(
                 "JWT_AUDIENCE must not be {DEMO_AUDIENCE}, the audience of demo sign-in's tokens: a deployment would accept tokens anyone can get from a demo"
-            ));
+            ).into());
         }
         if self.token_ttl_secs > self.jwt_max_lifetime_secs.get() {
             return Err(format!(
                 "TOKEN_TTL_SECS ({} s) exceeds JWT_MAX_LIFETIME_SECS ({} s): the gateway would mint tokens it refuses",
                 self.token_ttl_secs, self.jwt_max_lifetime_secs
-            ));
+            ).into());
         }
         Ok(())
     }
@@ -291,9 +293,9 @@ mod tests {
 
     #[test]
     fn the_gateway_refuses_to_start_without_its_secrets_naming_them() {
-        let missing_jwt = with_secrets("", SECRET).validate().unwrap_err();
+        let missing_jwt = with_secrets("", SECRET).validate().unwrap_err().0;
         assert!(missing_jwt.contains("JWT_SECRET"), "{missing_jwt}");
-        let missing_admin = with_secrets(SECRET, "").validate().unwrap_err();
+        let missing_admin = with_secrets(SECRET, "").validate().unwrap_err().0;
         assert!(missing_admin.contains("ADMIN_TOKEN"), "{missing_admin}");
         assert!(with_secrets(SECRET, SECRET).validate().is_ok());
     }
@@ -301,7 +303,7 @@ mod tests {
     #[test]
     fn a_placeholder_secret_is_refused_outside_demo_mode_saying_why() {
         let mut config = with_secrets(PLACEHOLDER, SECRET);
-        let refused = config.validate().unwrap_err();
+        let refused = config.validate().unwrap_err().0;
         assert!(
             refused.starts_with("JWT_SECRET is a placeholder published with this repository"),
             "{refused}"
@@ -311,6 +313,7 @@ mod tests {
             short_admin
                 .validate()
                 .unwrap_err()
+                .0
                 .starts_with("ADMIN_TOKEN must be at least 32 bytes")
         );
         config.demo = true;
@@ -324,7 +327,7 @@ mod tests {
         let mut config = with_secrets(SECRET, SECRET);
         config.jwt_max_lifetime_secs = NonZeroU64::new(600).unwrap();
         config.token_ttl_secs = 601;
-        let refused = config.validate().unwrap_err();
+        let refused = config.validate().unwrap_err().0;
         assert!(
             refused.starts_with("TOKEN_TTL_SECS (601 s) exceeds JWT_MAX_LIFETIME_SECS (600 s)"),
             "{refused}"
@@ -337,7 +340,7 @@ mod tests {
     fn the_demo_audience_cannot_be_the_real_one() {
         let mut config = with_secrets(SECRET, SECRET);
         config.jwt_audience = DEMO_AUDIENCE.into();
-        let refused = config.validate().unwrap_err();
+        let refused = config.validate().unwrap_err().0;
         assert!(
             refused.starts_with("JWT_AUDIENCE must not be seckill-demo"),
             "{refused}"
@@ -350,7 +353,7 @@ mod tests {
         config.redis.redis_timeout_ms = NonZeroU64::new(500).unwrap();
         // Five deadlines of 500 ms, the patience (1 s) and one retry pause (50 ms).
         config.request_timeout_ms = NonZeroU64::new(3_550).unwrap();
-        let error = config.validate().unwrap_err();
+        let error = config.validate().unwrap_err().0;
         assert!(error.contains("REQUEST_TIMEOUT_MS"), "{error}");
         config.request_timeout_ms = NonZeroU64::new(3_551).unwrap();
         assert!(config.validate().is_ok());

@@ -1,8 +1,9 @@
 //! Every way a request can fail, and the status and JSON body each one answers with.
 //!
 //! Handlers return `Result<_, ApiError>`; the body is always
-//! `{"error": "<code>", "message": "<sentence>"}`. An internal failure answers an opaque 500
-//! and its cause is logged once, here.
+//! `{"error": "<code>", "message": "<sentence>"}`. A failure beneath (a store's, a signer's)
+//! travels as the error's `source` and is logged once, here, when the answer is rendered: an
+//! internal failure answers an opaque 500.
 
 use std::sync::LazyLock;
 
@@ -11,11 +12,12 @@ use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use shared::error::StoreError;
+use shared::error::{Cause, StoreError};
 use shared::ids::OrderId;
 use shared::sale::SaleState;
 use utoipa::ToSchema;
 
+use crate::outcome::ErrorCode;
 use crate::risk::limits::RateLimited;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +57,23 @@ pub enum ApiError {
     /// A client holds as many event streams as it may; the sentence names the bound.
     #[error("{0}")]
     TooManyStreams(&'static str),
-    /// A dependency failed or the gateway is saturated; the sentence says what to do.
+    /// The gateway is saturated, or knows that nothing was locked; the sentence says so.
     #[error("{0}")]
     Unavailable(&'static str),
-    #[error("internal error")]
-    Internal(String),
+    /// A store gave no answer, so what the request did is unknown; the sentence says how a
+    /// retry finds out.
+    #[error("{}", store_unavailable(.0))]
+    StoreUnavailable(#[from] StoreError),
+    /// The request outlived the gateway's deadline for any request.
+    #[error("the gateway did not finish this request within {0:?}; {RETRY_FINDS_OUT}")]
+    DeadlinePassed(std::time::Duration),
+    /// A failure the caller cannot act on: an opaque 500 that names only the step.
+    #[error("internal error while {during}")]
+    Internal {
+        during: &'static str,
+        #[source]
+        source: Cause,
+    },
 }
 
 fn state_name(state: SaleState) -> &'static str {
@@ -71,15 +85,23 @@ fn state_name(state: SaleState) -> &'static str {
     }
 }
 
-/// What a 503 says when a Redis call outlived its deadline. The script may still have run
-/// after we stopped waiting, so the answer cannot promise that nothing was locked; it says how
-/// a retry finds out instead.
-pub const SLOW_STOCK: &str = "the stock service did not answer in time; try again (if the purchase went through, the retry answers already_purchased with its order id)";
+/// How a retry finds out what a request whose answer was lost did: a purchase that went
+/// through answers `already_purchased` with its order id, and a payment is idempotent.
+const RETRY_FINDS_OUT: &str =
+    "try again (if a purchase went through, the retry answers already_purchased with its order id)";
 
-/// What a 503 says when a Redis call failed. Usually nothing was locked (Redis refused the
-/// connection), but a connection lost after the script was sent cannot tell, so the answer
-/// again says how a retry finds out.
-pub const FAILED_STOCK: &str = "the stock service is unreachable; try again (if the purchase went through, the retry answers already_purchased with its order id)";
+/// What a 503 says when a store gave no answer. A script may still have run after the gateway
+/// stopped waiting (or after the connection broke on the way back), so the answer cannot
+/// promise that nothing happened; it says how a retry finds out instead. The store's own
+/// failure stays out of the body (it is logged).
+fn store_unavailable(error: &StoreError) -> String {
+    match error {
+        StoreError::Timeout(deadline) => {
+            format!("the store did not answer within {deadline:?}; {RETRY_FINDS_OUT}")
+        }
+        StoreError::Failed(_) => format!("the store is unreachable; {RETRY_FINDS_OUT}"),
+    }
+}
 
 /// What a 503 says when the stock lock's answer was lost and the ledger, asked after it, held
 /// nothing for the order: the buyer is promised that nothing was locked.
@@ -90,7 +112,7 @@ pub const NOTHING_LOCKED: &str =
 pub const AT_CAPACITY: &str = "the gateway is at capacity; nothing was locked, try again";
 
 /// Whether a 503's message promises that nothing was locked (the load test holds the gateway
-/// to it); [`SLOW_STOCK`] and [`FAILED_STOCK`] promise nothing.
+/// to it); a store's silence ([`ApiError::StoreUnavailable`]) promises nothing.
 pub fn promises_nothing_locked(message: &str) -> bool {
     message == NOTHING_LOCKED || message == AT_CAPACITY
 }
@@ -98,10 +120,8 @@ pub fn promises_nothing_locked(message: &str) -> bool {
 /// The body of every answer that is not a success.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// What went wrong, for programs: one of the codes of `docs/architecture.md`
-    /// (`invalid_request`, `unauthenticated`, `sold_out`, …).
-    #[schema(example = "sold_out")]
-    error: &'static str,
+    /// What went wrong, for programs: one of the codes of `docs/architecture.md`.
+    error: ErrorCode,
     /// What went wrong and what to do, for people.
     message: String,
     /// The buyer's existing order, on `already_purchased`.
@@ -125,31 +145,35 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited(_) | Self::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) | Self::StoreUnavailable(_) | Self::DeadlinePassed(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// The machine-readable `error` code of the API (`docs/architecture.md`).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadRequest(_) => "invalid_request",
-            Self::Unauthenticated(_) => "unauthenticated",
-            Self::Blacklisted => "blacklisted",
-            Self::SaleNotOpen(_) => "sale_not_open",
-            Self::UnknownSale => "unknown_sale",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::AlreadyPurchased { .. } => "already_purchased",
-            Self::SaleExists => "sale_exists",
-            Self::OrderExpired => "order_expired",
-            Self::OrderFailed => "order_failed",
-            Self::SoldOut => "sold_out",
-            Self::PayloadTooLarge(_) => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::RateLimited(_) | Self::TooManyStreams(_) => "rate_limited",
-            Self::Unavailable(_) => "unavailable",
-            Self::Internal(_) => "internal",
+            Self::BadRequest(_) => ErrorCode::InvalidRequest,
+            Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Self::Blacklisted => ErrorCode::Blacklisted,
+            Self::SaleNotOpen(_) => ErrorCode::SaleNotOpen,
+            Self::UnknownSale => ErrorCode::UnknownSale,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::AlreadyPurchased { .. } => ErrorCode::AlreadyPurchased,
+            Self::SaleExists => ErrorCode::SaleExists,
+            Self::OrderExpired => ErrorCode::OrderExpired,
+            Self::OrderFailed => ErrorCode::OrderFailed,
+            Self::SoldOut => ErrorCode::SoldOut,
+            Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Self::RateLimited(_) | Self::TooManyStreams(_) => ErrorCode::RateLimited,
+            Self::Unavailable(_) | Self::StoreUnavailable(_) | Self::DeadlinePassed(_) => {
+                ErrorCode::Unavailable
+            }
+            Self::Internal { .. } => ErrorCode::Internal,
         }
     }
 }
@@ -157,16 +181,6 @@ impl ApiError {
 impl From<RateLimited> for ApiError {
     fn from(refusal: RateLimited) -> Self {
         Self::RateLimited(refusal)
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        tracing::warn!(%error, "stock ledger call failed");
-        match error {
-            StoreError::Timeout(_) => Self::Unavailable(SLOW_STOCK),
-            StoreError::Failed(_) => Self::Unavailable(FAILED_STOCK),
-        }
     }
 }
 
@@ -193,8 +207,12 @@ impl IntoResponse for ApiError {
             )
                 .into_response();
         }
-        if let Self::Internal(cause) = &self {
-            tracing::error!(cause, "request failed");
+        match &self {
+            Self::StoreUnavailable(error) => tracing::warn!(%error, "a store gave no answer"),
+            Self::Internal { during, source } => {
+                tracing::error!(during, error = %source, "request failed");
+            }
+            _ => {}
         }
         let body = ErrorBody {
             error: self.code(),
@@ -259,6 +277,16 @@ mod tests {
             ),
             (ApiError::SoldOut, 410, "sold_out"),
             (ApiError::Unavailable("Redis is down"), 503, "unavailable"),
+            (
+                ApiError::StoreUnavailable(StoreError::Timeout(Duration::from_millis(500))),
+                503,
+                "unavailable",
+            ),
+            (
+                ApiError::DeadlinePassed(Duration::from_secs(4)),
+                503,
+                "unavailable",
+            ),
             (ApiError::BadRequest("bad".into()), 400, "invalid_request"),
         ];
         for (error, status, code) in cases {
@@ -283,8 +311,32 @@ mod tests {
 
     #[tokio::test]
     async fn an_internal_error_does_not_leak_its_cause() {
-        let (status, body, _) = body_of(ApiError::Internal("secret detail".into())).await;
+        let error = ApiError::Internal {
+            during: "signing a token",
+            source: "secret detail".into(),
+        };
+        assert_eq!(
+            std::error::Error::source(&error).map(ToString::to_string),
+            Some("secret detail".to_owned()),
+            "the cause travels as the source, for the log"
+        );
+        let (status, body, _) = body_of(error).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["message"], "internal error while signing a token");
         assert!(!body.to_string().contains("secret detail"));
+    }
+
+    #[tokio::test]
+    async fn a_silent_store_is_named_without_its_failure_and_the_retry_explained() {
+        let refused = std::io::Error::other("connection refused by 10.0.0.7:6379");
+        let (_, body, _) = body_of(ApiError::StoreUnavailable(StoreError::Failed(Box::new(
+            refused,
+        ))))
+        .await;
+        let message = body["message"].as_str().unwrap();
+        assert!(message.starts_with("the store is unreachable"), "{message}");
+        assert!(message.contains("already_purchased"), "{message}");
+        assert!(!message.contains("10.0.0.7"), "{message}");
+        assert!(!promises_nothing_locked(message));
     }
 }

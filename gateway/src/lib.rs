@@ -18,6 +18,7 @@
 //! | [`pages`] | the buyer's page and the dashboard, compiled in |
 //! | [`catalog`] | the sale cache and the local sold-out flag |
 //! | [`error`] | every failure's status and JSON body |
+//! | [`outcome`] | the answers' vocabulary: refusal codes, a purchase attempt's outcome |
 //! | [`state`] | what handlers share |
 //!
 //! The stock lock itself, the event and the producer live in `shared`, because the workers
@@ -30,6 +31,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod outcome;
 pub mod pages;
 pub mod push;
 pub mod readiness;

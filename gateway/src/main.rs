@@ -6,7 +6,7 @@ use gateway::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    shared::telemetry::init(&config.telemetry);
+    shared::telemetry::init_logs(&config.telemetry);
     let gateway = gateway::build(&config)?;
     let api = config.front_door.listen(config.listen_addr)?;
     let metrics = config.front_door.listen(config.metrics_addr)?;

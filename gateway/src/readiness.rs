@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use shared::publisher::Publisher;
-use shared::stock::StockLedger;
+use shared::stock::Sales;
 use tokio_util::sync::CancellationToken;
 
 /// Intervals a check may miss before its last result is too old to answer with.
@@ -46,7 +46,7 @@ impl Readiness {
     /// Checks `ledger` and `publisher` every interval until `stop`.
     pub async fn keep_checking(
         &self,
-        ledger: &dyn StockLedger,
+        ledger: &dyn Sales,
         publisher: &Publisher,
         stop: CancellationToken,
     ) {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::backends::Backends;
-use shared::config::{Mode, RefusedToStart};
+use shared::config::Mode;
 use shared::event::Stream;
 use shared::front_door;
 use shared::ids::OrderId;
@@ -53,7 +53,7 @@ pub fn build_on(
     bus: &EventBus,
     payments: Arc<dyn PaymentProvider>,
 ) -> anyhow::Result<Gateway> {
-    config.validate().map_err(RefusedToStart)?;
+    config.validate()?;
     if config.mode() == Mode::Demo {
         tracing::warn!(
             "DEMO MODE: placeholder and short secrets are accepted, and POST /api/v1/demo/sign-in gives anyone a token for any user name (audience seckill-demo, refused outside demo mode); never let this gateway face the internet"
@@ -62,7 +62,14 @@ pub fn build_on(
     let (publisher, acknowledgements) = Publisher::new(bus, Stream::Reservations)?;
     Ok(Gateway {
         config: config.clone(),
-        state: AppState::new(config, backends, bus, publisher, payments),
+        state: AppState::new(
+            config,
+            backends,
+            bus,
+            publisher,
+            payments,
+            shared::telemetry::install_metrics(),
+        ),
         bus: bus.clone(),
         acknowledgements,
     })

@@ -18,6 +18,7 @@ use crate::auth::{AdminToken, TokenKeys};
 use crate::catalog::SaleCatalog;
 use crate::config::Config;
 use crate::extract::BodyLimit;
+use crate::outcome::PurchaseMetrics;
 use crate::push::Push;
 use crate::push::lag::GroupLags;
 use crate::readiness::Readiness;
@@ -44,6 +45,7 @@ pub struct Inner {
     pub payments: Arc<dyn PaymentProvider>,
     pub push: Push,
     pub prometheus: PrometheusHandle,
+    pub purchase_metrics: PurchaseMetrics,
     pub body_limit: BodyLimit,
     /// The last background check of the dependencies, which `/readyz` answers with.
     pub readiness: Readiness,
@@ -61,13 +63,15 @@ impl Deref for AppState {
 
 impl AppState {
     /// The state, without touching the network: the stores and Kafka connect lazily, so the
-    /// gateway starts (and reports not ready) while they are down.
+    /// gateway starts (and reports not ready) while they are down. `prometheus` is the
+    /// installed recorder's handle, which `/metrics` renders.
     pub fn new(
         config: &Config,
         backends: &Backends,
         bus: &EventBus,
         publisher: Publisher,
         payments: Arc<dyn PaymentProvider>,
+        prometheus: PrometheusHandle,
     ) -> Self {
         let ledger = backends.ledger();
         let push = Push::new(config, GroupLags::new(bus, &config.dashboard_groups));
@@ -88,13 +92,14 @@ impl AppState {
                 Config::limit(config.rate_limit_ip_per_sec),
             ),
             blacklist: BlacklistCopy::new(backends.blacklist()),
-            catalog: SaleCatalog::new(Arc::clone(&ledger)),
+            catalog: SaleCatalog::new(Arc::clone(&ledger) as _),
             ledger,
             stats: backends.stats(),
             publisher,
             payments,
             push,
-            prometheus: shared::telemetry::prometheus(),
+            purchase_metrics: PurchaseMetrics::register(&prometheus),
+            prometheus,
             body_limit: BodyLimit(config.body_limit_bytes),
             readiness: Readiness::new(config.readiness_check()),
             blacklist_max_age: config.blacklist_sync() * BLACKLIST_SYNCS_MISSED_AT_MOST,

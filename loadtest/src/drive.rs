@@ -420,7 +420,8 @@ async fn report_progress(run: Arc<Run>) {
 
 #[cfg(test)]
 mod tests {
-    use gateway::error::{NOTHING_LOCKED, SLOW_STOCK};
+    use gateway::error::{ApiError, NOTHING_LOCKED};
+    use shared::error::StoreError;
 
     use super::*;
 
@@ -505,9 +506,11 @@ mod tests {
         tally.record(1, Some(&answer(409, &already)), timing(start, 5, 1));
         // User 2: promised, but also a 503 that could not tell: no promise to hold them to.
         tally.record(2, Some(&answer(503, &nothing_locked)), timing(start, 0, 1));
+        let slow_store =
+            ApiError::StoreUnavailable(StoreError::Timeout(Duration::from_millis(500)));
         tally.record(
             2,
-            Some(&answer(503, &unavailable(SLOW_STOCK))),
+            Some(&answer(503, &unavailable(&slow_store.to_string()))),
             timing(start, 0, 1),
         );
         // User 3: promised, and holding nothing known: asked afterwards.

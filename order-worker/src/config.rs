@@ -4,6 +4,7 @@ use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use clap::Parser;
+use shared::config::RefusedToStart;
 use shared::consumer::{LoopSettings, RetryPolicy};
 use shared::payment::PaymentArgs;
 use shared::worker::WorkerArgs;
@@ -92,7 +93,7 @@ pub struct Config {
 
 impl Config {
     /// Refuses incomplete wiring with a sentence that names the variable to set.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), RefusedToStart> {
         if self.database_url.trim().is_empty() {
             return Err(
                 "DATABASE_URL is not set; the order worker needs its database (postgres://… or sqlite:…)"
@@ -184,8 +185,9 @@ mod tests {
     use std::num::{NonZeroU32, NonZeroU64};
 
     use super::Config;
+    use shared::config::RefusedToStart;
 
-    fn validate(database_url: &str) -> Result<(), String> {
+    fn validate(database_url: &str) -> Result<(), RefusedToStart> {
         let mut config: Config = shared::config::defaults();
         config.database_url = database_url.to_owned();
         config.validate()
@@ -203,11 +205,13 @@ mod tests {
         assert!(
             validate("")
                 .unwrap_err()
+                .0
                 .contains("DATABASE_URL is not set")
         );
         assert!(
             validate("mysql://u@h/db")
                 .unwrap_err()
+                .0
                 .contains("DATABASE_URL must start")
         );
     }
@@ -218,7 +222,7 @@ mod tests {
         config.database_url = "postgres://u@h/db".into();
         config.worker.kafka.kafka_topic_retention_hours = NonZeroU32::new(96).unwrap();
         config.sale_retention_secs = NonZeroU64::new(7 * 24 * 3600).unwrap();
-        let refused = config.validate().unwrap_err();
+        let refused = config.validate().unwrap_err().0;
         assert!(
             refused.starts_with("SALE_RETENTION_SECS (604800 s) must be at least twice KAFKA_TOPIC_RETENTION_HOURS (96 h)"),
             "{refused}"

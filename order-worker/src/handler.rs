@@ -11,7 +11,7 @@ use std::sync::Arc;
 use metrics::counter;
 use shared::consumer::{Delivery, Handler, HandlerError};
 use shared::ids::{OrderId, SaleId};
-use shared::stock::StockLedger;
+use shared::stock::OrderLifecycle;
 
 use crate::store::{OrderStore, OrderStoreError};
 
@@ -20,11 +20,11 @@ pub const ORDERS_COMPLETED_TOTAL: &str = "seckill_orders_completed_total";
 
 pub struct OrderHandler {
     store: Arc<dyn OrderStore>,
-    ledger: Arc<dyn StockLedger>,
+    ledger: Arc<dyn OrderLifecycle>,
 }
 
 impl OrderHandler {
-    pub fn new(store: Arc<dyn OrderStore>, ledger: Arc<dyn StockLedger>) -> Self {
+    pub fn new(store: Arc<dyn OrderStore>, ledger: Arc<dyn OrderLifecycle>) -> Self {
         counter!(ORDERS_COMPLETED_TOTAL).absolute(0);
         Self { store, ledger }
     }
@@ -38,7 +38,7 @@ impl OrderHandler {
         match self.store.insert(batch).await {
             Ok(present) => return Ok((present, Vec::new())),
             Err(error @ (OrderStoreError::Unavailable(_) | OrderStoreError::TimedOut(_))) => {
-                return Err(HandlerError::Unavailable(error.to_string()));
+                return Err(HandlerError::Unavailable(Box::new(error)));
             }
             Err(OrderStoreError::Rejected(error)) => {
                 tracing::warn!(%error, "batch rejected; inserting row by row to isolate it");
@@ -54,7 +54,7 @@ impl OrderHandler {
                     rejected.push(delivery.event.event_id);
                 }
                 Err(error @ (OrderStoreError::Unavailable(_) | OrderStoreError::TimedOut(_))) => {
-                    return Err(HandlerError::Unavailable(error.to_string()));
+                    return Err(HandlerError::Unavailable(Box::new(error)));
                 }
             }
         }

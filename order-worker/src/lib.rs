@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::backends::Backends;
-use shared::config::RefusedToStart;
 use shared::consumer::batch::{Step, sleep_unless_shutdown};
 use shared::event::Stream;
 use shared::ids::OrderId;
@@ -64,7 +63,7 @@ pub struct OrderWorker {
 /// The order worker `config` describes, on the database, backends, bus and payment provider
 /// it names.
 pub fn build(config: &Config) -> anyhow::Result<OrderWorker> {
-    config.validate().map_err(RefusedToStart)?;
+    config.validate()?;
     let orders = store::open(&config.database_url, config.database_settings())?;
     let backends = Backends::open(&config.worker.redis)?;
     let bus = EventBus::connect(&config.worker.kafka)?;
@@ -80,7 +79,7 @@ pub fn build_on(
     orders: Arc<dyn OrderStore>,
     payments: Arc<dyn PaymentProvider>,
 ) -> anyhow::Result<OrderWorker> {
-    config.validate().map_err(RefusedToStart)?;
+    config.validate()?;
     let ledger = backends.ledger();
     let (publisher, acknowledgements) = Publisher::new(bus, Stream::Reservations)?;
     let (transition_publisher, transition_acknowledgements) =
@@ -103,9 +102,10 @@ pub fn build_on(
         resolver,
         config.reconciler_settings(),
     );
-    let reservations = OrderHandler::new(Arc::clone(&orders), Arc::clone(&ledger));
-    let transitions = TransitionHandler::new(Arc::clone(&orders), Arc::clone(&ledger));
-    let worker = Worker::new(bus, config.loop_settings(), reservations)?
+    let reservations = OrderHandler::new(Arc::clone(&orders), Arc::clone(&ledger) as _);
+    let transitions = TransitionHandler::new(Arc::clone(&orders), Arc::clone(&ledger) as _);
+    let prometheus = shared::telemetry::install_metrics();
+    let worker = Worker::new(bus, config.loop_settings(), reservations, prometheus)?
         .and_consume(config.transition_loop_settings(), transitions)?
         .with_front_door(&config.worker.front_door);
     Ok(OrderWorker {
@@ -132,7 +132,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let acknowledger = tokio::spawn(record_acknowledgements(
         order_worker.acknowledgements,
-        Arc::clone(&order_worker.ledger),
+        Arc::clone(&order_worker.ledger) as _,
     ));
     let transition_acknowledger = tokio::spawn(record_acknowledgements(
         order_worker.transition_acknowledgements,

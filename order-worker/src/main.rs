@@ -6,7 +6,7 @@ use order_worker::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    shared::telemetry::init(&config.worker.telemetry);
+    shared::telemetry::init_logs(&config.worker.telemetry);
     let order_worker = order_worker::build(&config)?;
     let http = config.worker.front_door.listen(config.worker.http_addr)?;
     tracing::info!(addr = %http.local_addr()?, group = config.loop_settings().group, "order worker starting");

@@ -16,7 +16,7 @@ use metrics::counter;
 use shared::consumer::{Delivery, Handler, HandlerError};
 use shared::event::TransitionEvent;
 use shared::ids::{OrderId, SaleId};
-use shared::stock::{OrderStatus, StockLedger};
+use shared::stock::{OrderStatus, Outbox};
 
 use crate::store::OrderStore;
 
@@ -25,11 +25,11 @@ pub const TRANSITIONS_APPLIED_TOTAL: &str = "seckill_order_transitions_applied_t
 
 pub struct TransitionHandler {
     store: Arc<dyn OrderStore>,
-    ledger: Arc<dyn StockLedger>,
+    ledger: Arc<dyn Outbox>,
 }
 
 impl TransitionHandler {
-    pub fn new(store: Arc<dyn OrderStore>, ledger: Arc<dyn StockLedger>) -> Self {
+    pub fn new(store: Arc<dyn OrderStore>, ledger: Arc<dyn Outbox>) -> Self {
         counter!(TRANSITIONS_APPLIED_TOTAL).absolute(0);
         Self { store, ledger }
     }
@@ -44,7 +44,7 @@ impl TransitionHandler {
             .store
             .apply_transitions(events)
             .await
-            .map_err(|error| HandlerError::Unavailable(error.to_string()))?;
+            .map_err(|error| HandlerError::Unavailable(Box::new(error)))?;
         Ok(events
             .iter()
             .filter(|event| {
@@ -73,9 +73,12 @@ impl Handler for TransitionHandler {
                 // Asks about these orders only: the outbox may hold a whole peak's backlog.
                 if let Some(order_id) = self.ledger.in_outbox(sale_id, &orders).await?.iter().next()
                 {
-                    return Err(HandlerError::Unavailable(format!(
-                        "order {order_id} has no row yet (its reservation is still on its way)"
-                    )));
+                    return Err(HandlerError::Unavailable(
+                        format!(
+                            "order {order_id} has no row yet (its reservation is still on its way)"
+                        )
+                        .into(),
+                    ));
                 }
             }
             // Out of the outbox: its row was stored meanwhile (apply again), or refused.

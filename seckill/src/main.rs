@@ -6,7 +6,7 @@ use shared::config::{LogFormat, TelemetryArgs};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = seckill::Cli::parse();
-    shared::telemetry::init(&TelemetryArgs {
+    shared::telemetry::init_logs(&TelemetryArgs {
         log_format: LogFormat::Text,
         log_filter: cli.log_filter.clone(),
     });

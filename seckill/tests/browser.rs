@@ -207,7 +207,7 @@ async fn open_sale(shop: &Gateway, name: &str, stock: u32, payment_window_secs: 
 
 #[tokio::test]
 async fn a_buyer_and_an_operator_use_both_pages_in_a_real_browser() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     env.create_topics().await;
     let sms = tempfile::NamedTempFile::new().expect("an SMS file");
     let services = Services::start(&stack(&env, sms.path().to_owned()))

@@ -43,7 +43,7 @@ impl RedisArgs {
     }
 
     /// Refuses settings that cannot work, naming the variable.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), RefusedToStart> {
         if self.redis_key_prefix.contains(['{', '}']) {
             return Err(
                 "REDIS_KEY_PREFIX must not contain braces (they would steal the hash tag)".into(),
@@ -119,7 +119,7 @@ impl KafkaArgs {
         &self,
         variable: &str,
         lifetime: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), RefusedToStart> {
         if lifetime >= 2 * self.topic_retention() {
             return Ok(());
         }
@@ -127,11 +127,11 @@ impl KafkaArgs {
             "{variable} ({} s) must be at least twice KAFKA_TOPIC_RETENTION_HOURS ({} h): the broker deletes events a whole segment at a time, so an event can stay half as long again as the retention, and a redelivered event must still find its record or it takes effect twice",
             lifetime.as_secs(),
             self.kafka_topic_retention_hours
-        ))
+        ).into())
     }
 
     /// Refuses wiring that would silently publish nowhere.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), RefusedToStart> {
         require_non_empty(&[
             ("KAFKA_BROKERS", &self.kafka_brokers),
             ("KAFKA_TOPIC", &self.kafka_topic),
@@ -186,17 +186,31 @@ pub fn defaults<C: Args>() -> C {
 }
 
 /// Refuses the first setting of `settings` (variable, value) that is empty or blank, naming it.
-pub fn require_non_empty(settings: &[(&str, &str)]) -> Result<(), String> {
+pub fn require_non_empty(settings: &[(&str, &str)]) -> Result<(), RefusedToStart> {
     match settings.iter().find(|(_, value)| value.trim().is_empty()) {
-        Some((variable, _)) => Err(format!("{variable} is empty; set it to a non-empty value")),
+        Some((variable, _)) => {
+            Err(format!("{variable} is empty; set it to a non-empty value").into())
+        }
         None => Ok(()),
     }
 }
 
 /// Why a service refuses to start: a sentence that names the setting to change.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("refusing to start: {0}")]
 pub struct RefusedToStart(pub String);
+
+impl From<String> for RefusedToStart {
+    fn from(reason: String) -> Self {
+        Self(reason)
+    }
+}
+
+impl From<&str> for RefusedToStart {
+    fn from(reason: &str) -> Self {
+        Self(reason.to_owned())
+    }
+}
 
 /// A secret from the environment: usable, never printed (`Debug` shows `***`).
 #[derive(Clone, Default)]
@@ -214,17 +228,21 @@ impl Secret {
     /// Refuses a missing secret with a sentence naming its variable; in a
     /// [`Mode::Deployment`], a short, published or guessable one too
     /// ([`crate::weak_secrets`]).
-    pub fn require(&self, variable: &str, min_len: usize, mode: Mode) -> Result<(), String> {
+    pub fn require(
+        &self,
+        variable: &str,
+        min_len: usize,
+        mode: Mode,
+    ) -> Result<(), RefusedToStart> {
         if self.0.is_empty() {
-            return Err(format!(
-                "{variable} is not set; the service refuses to start without it"
-            ));
+            return Err(
+                format!("{variable} is not set; the service refuses to start without it").into(),
+            );
         }
         match mode {
             Mode::Demo => Ok(()),
-            Mode::Deployment => {
-                crate::weak_secrets::weakness(variable, &self.0, min_len).map_or(Ok(()), Err)
-            }
+            Mode::Deployment => crate::weak_secrets::weakness(variable, &self.0, min_len)
+                .map_or(Ok(()), |weakness| Err(weakness.into())),
         }
     }
 }
@@ -268,7 +286,8 @@ mod tests {
         for mode in [Mode::Deployment, Mode::Demo] {
             let missing = Secret::default()
                 .require("JWT_SECRET", 32, mode)
-                .unwrap_err();
+                .unwrap_err()
+                .0;
             assert!(missing.starts_with("JWT_SECRET is not set"), "{missing}");
         }
     }
@@ -278,7 +297,8 @@ mod tests {
         let placeholder = Secret::new(crate::weak_secrets::PUBLISHED_PLACEHOLDERS[0]);
         let refused = placeholder
             .require("JWT_SECRET", 32, Mode::Deployment)
-            .unwrap_err();
+            .unwrap_err()
+            .0;
         assert!(
             refused.starts_with("JWT_SECRET is a placeholder"),
             "{refused}"
@@ -329,6 +349,7 @@ mod tests {
         assert!(
             args.validate()
                 .unwrap_err()
+                .0
                 .starts_with("KAFKA_TOPIC is empty")
         );
     }
@@ -343,7 +364,8 @@ mod tests {
         let a_second_short = Duration::from_secs(144 * 3600 - 1);
         let refused = args
             .require_outlives_topics("SMS_RECORD_TTL_SECS", a_second_short)
-            .unwrap_err();
+            .unwrap_err()
+            .0;
         assert!(
             refused.starts_with(
                 "SMS_RECORD_TTL_SECS (518399 s) must be at least twice KAFKA_TOPIC_RETENTION_HOURS (72 h)"

@@ -5,6 +5,11 @@
 
 use std::time::Duration;
 
+/// The failure beneath an error of ours, kept whole (its type and its own causes) as the
+/// error's `source`; our messages repeat its sentence, so a log line of ours is complete. A
+/// `String` converts into one, for a failure that is only a sentence.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a store gave no answer. Callers answer both the same way (503, or retry later); the
 /// distinction is for logs.
 #[derive(Debug, thiserror::Error)]
@@ -12,5 +17,5 @@ pub enum StoreError {
     #[error("the store did not answer within {0:?}")]
     Timeout(Duration),
     #[error("the store failed: {0}")]
-    Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Failed(#[source] Cause),
 }

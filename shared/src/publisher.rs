@@ -23,7 +23,7 @@ use crate::error::StoreError;
 use crate::event::{ReservationEvent, Stream, TransitionEvent};
 use crate::ids::OrderId;
 use crate::kafka::{EventBus, TRACEPARENT_HEADER};
-use crate::stock::{StockLedger, TransitionId};
+use crate::stock::{Outbox, TransitionId};
 
 /// Events the broker acknowledged.
 pub const EVENTS_ACKNOWLEDGED_TOTAL: &str = "seckill_events_acknowledged_total";
@@ -39,21 +39,21 @@ const ACK_BATCH: usize = 1024;
 pub trait Acknowledgement: std::fmt::Display + Send + Sync + 'static + Sized {
     /// Records that the broker acknowledged these events.
     fn record(
-        ledger: &dyn StockLedger,
+        ledger: &dyn Outbox,
         batch: &[Self],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// A reservation is named by its order id: it moves from `unpublished` to `acknowledged`.
 impl Acknowledgement for OrderId {
-    async fn record(ledger: &dyn StockLedger, batch: &[Self]) -> Result<(), StoreError> {
+    async fn record(ledger: &dyn Outbox, batch: &[Self]) -> Result<(), StoreError> {
         ledger.mark_published(batch).await
     }
 }
 
 /// A transition is named by its order and status: it leaves the transition outbox.
 impl Acknowledgement for TransitionId {
-    async fn record(ledger: &dyn StockLedger, batch: &[Self]) -> Result<(), StoreError> {
+    async fn record(ledger: &dyn Outbox, batch: &[Self]) -> Result<(), StoreError> {
         ledger.mark_transitions_published(batch).await
     }
 }
@@ -200,7 +200,7 @@ impl Publisher<TransitionId> {
 /// dropped). Batches whatever has arrived, so a stampede costs few Redis round trips.
 pub async fn record_acknowledgements<K: Acknowledgement>(
     mut acknowledged: mpsc::UnboundedReceiver<K>,
-    ledger: Arc<dyn StockLedger>,
+    ledger: Arc<dyn Outbox>,
 ) {
     let mut batch = Vec::with_capacity(ACK_BATCH);
     while acknowledged.recv_many(&mut batch, ACK_BATCH).await > 0 {

@@ -1,8 +1,8 @@
 //! Logs and metrics, set up the same way in every binary.
 //!
-//! Logs go through `tracing` (text or JSON lines, filtered by `RUST_LOG`). Metrics go through
-//! the `metrics` facade into one process-wide Prometheus recorder, rendered by each service's
-//! `/metrics` route. Metric names are constants next to the code that records them and end in
+//! Logs go through `tracing` (text or JSON lines, filtered by `RUST_LOG`), installed by
+//! `main`. Metrics go through the `metrics` facade into one process-wide Prometheus recorder,
+//! installed by each service's `build` and rendered by its `/metrics` route. Metric names are constants next to the code that records them and end in
 //! `_total` (counters) or `_seconds` (histograms).
 
 use std::sync::OnceLock;
@@ -19,8 +19,9 @@ const LATENCY_BUCKETS_SECONDS: &[f64] = &[
     5.0,
 ];
 
-/// Installs the log subscriber and the metrics recorder. Call once, first thing in `main`.
-pub fn init(args: &TelemetryArgs) -> PrometheusHandle {
+/// Installs the log subscriber. Call once, first thing in `main`; the metrics recorder is
+/// installed by each service's `build` ([`install_metrics`]), which tests call too.
+pub fn init_logs(args: &TelemetryArgs) {
     let filter = EnvFilter::try_new(&args.log_filter).unwrap_or_else(|error| {
         eprintln!(
             "RUST_LOG {:?} is not a valid filter ({error}); using \"info\"",
@@ -33,15 +34,17 @@ pub fn init(args: &TelemetryArgs) -> PrometheusHandle {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
-    prometheus()
 }
 
 /// How often histogram samples are folded into their buckets when nobody scrapes.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The process-wide Prometheus recorder, installed on first use (tests start several services
-/// in one process, so this must be idempotent).
-pub fn prometheus() -> PrometheusHandle {
+/// Installs the process's Prometheus recorder (the `metrics` facade has one per process) and
+/// the thread that folds histogram samples, and returns the handle `/metrics` renders. A
+/// process that builds several services (the demo, a test) installs it once: later calls
+/// return the same handle. Call it in `build`, before any metric handle is made, and hand the
+/// handle to what renders or registers metrics.
+pub fn install_metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {

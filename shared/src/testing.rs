@@ -32,7 +32,7 @@ use crate::stock::{Reservation, StockLedger};
 use crate::worker::WorkerConfig;
 
 /// Runs each listed case — an `async fn(TestEnv)` in scope — once per backend: a module per
-/// case with an `embedded` test ([`TestEnv::embedded`]) and a `real` test ([`TestEnv::new`]),
+/// case with an `embedded` test ([`TestEnv::embedded`]) and a `real` test ([`TestEnv::on_services`]),
 /// so a failure names the case and the backend. This is how a conformance suite holds both
 /// backends of a trait to the same assertions.
 #[macro_export]
@@ -47,7 +47,7 @@ macro_rules! conformance {
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn real() {
-                    super::$case($crate::testing::TestEnv::new()).await;
+                    super::$case($crate::testing::TestEnv::on_services()).await;
                 }
             }
         )+
@@ -81,22 +81,62 @@ pub struct TestEnv {
     sqlite_file: Option<PathBuf>,
 }
 
+/// The settings of a fresh private namespace on the real services (`scripts/services env`
+/// provides the URLs): its own key prefix, topics and payment books. Settings only, nothing
+/// connects: a harness that starts a service of its own (the gateway's `TestApp`) takes these
+/// and cleans them up with [`clean_up`], as [`TestEnv`] does.
+pub struct Namespace {
+    pub redis: RedisArgs,
+    pub kafka: KafkaArgs,
+    pub payments: PaymentArgs,
+}
+
+impl Namespace {
+    pub fn on_services() -> Self {
+        let (redis, kafka) = namespace(
+            services_var("REDIS_URL", "redis://127.0.0.1:6379"),
+            services_var("KAFKA_BROKERS", "127.0.0.1:9092"),
+        );
+        Self {
+            redis,
+            kafka,
+            payments: payments_of_a_namespace(),
+        }
+    }
+}
+
+/// A setting of `scripts/services env`, or its default.
+fn services_var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.into())
+}
+
+/// Deletes what a namespace left behind: its keys in the services' Redis (none for the
+/// embedded stores) and its payment books. Its topics are left to the throwaway broker.
+pub fn clean_up(redis: &RedisArgs, payments: &PaymentArgs) {
+    let _ = std::fs::remove_file(&payments.payments_file);
+    if !redis.redis_url.starts_with(crate::backends::MEMORY_SCHEME) {
+        delete_keys(&redis.redis_url, &redis.redis_key_prefix);
+    }
+}
+
 impl TestEnv {
     /// A namespace on the real services.
-    pub fn new() -> Self {
-        let var =
-            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
-        let (redis, kafka) = namespace(
-            var("REDIS_URL", "redis://127.0.0.1:6379"),
-            var("KAFKA_BROKERS", "127.0.0.1:9092"),
-        );
+    pub fn on_services() -> Self {
+        let Namespace {
+            redis,
+            kafka,
+            payments,
+        } = Namespace::on_services();
         Self {
             backends: Backends::open(&redis).expect("REDIS_URL names Redis"),
             bus: EventBus::connect(&kafka).expect("KAFKA_BROKERS names brokers"),
             redis,
             kafka,
-            database_url: var("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/seckill"),
-            payments: payments_of_a_namespace(),
+            database_url: services_var(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/seckill",
+            ),
+            payments,
             sqlite_file: None,
         }
     }
@@ -281,8 +321,14 @@ impl TestEnv {
         config.validate().expect("the test configuration is valid");
         let group = self.group(&config.group());
         let handler = config.handler(&self.backends).expect("the handler builds");
-        let worker = crate::worker::Worker::new(&self.bus, config.loop_settings(&group), handler)
-            .expect("the worker builds");
+        let prometheus = crate::telemetry::install_metrics();
+        let worker = crate::worker::Worker::new(
+            &self.bus,
+            config.loop_settings(&group),
+            handler,
+            prometheus,
+        )
+        .expect("the worker builds");
         spawn_service(|http, shutdown| crate::worker::serve(worker, http, shutdown)).await
     }
 
@@ -292,22 +338,13 @@ impl TestEnv {
     }
 }
 
-impl Default for TestEnv {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.payments.payments_file);
-        match &self.sqlite_file {
-            Some(file) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-                }
+        clean_up(&self.redis, &self.payments);
+        if let Some(file) = &self.sqlite_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
             }
-            None => delete_keys(&self.redis.redis_url, &self.redis.redis_key_prefix),
         }
     }
 }
@@ -429,13 +466,16 @@ impl TopicCounter {
 }
 
 /// Deletes every key under `prefix` (from a plain thread, so it also works inside `Drop`).
+/// Found with `SCAN`, which walks the keyspace in steps, never `KEYS`, which blocks Redis for
+/// the whole walk: the other tests share this Redis.
 pub fn delete_keys(redis_url: &str, prefix: &str) {
     let (url, pattern) = (redis_url.to_owned(), format!("{prefix}:*"));
     let _ = std::thread::spawn(move || -> redis::RedisResult<()> {
         let mut connection = redis::Client::open(url)?.get_connection()?;
-        let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut connection)?;
-        if !keys.is_empty() {
-            redis::cmd("DEL").arg(keys).exec(&mut connection)?;
+        let keys: Vec<String> = redis::Commands::scan_match::<_, String>(&mut connection, pattern)?
+            .collect::<redis::RedisResult<_>>()?;
+        for batch in keys.chunks(1_000) {
+            redis::cmd("DEL").arg(batch).exec(&mut connection)?;
         }
         Ok(())
     })

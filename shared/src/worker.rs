@@ -60,7 +60,7 @@ impl WorkerArgs {
     }
 
     /// Refuses settings that cannot work, naming the variable.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), RefusedToStart> {
         self.redis.validate()?;
         self.kafka.validate()
     }
@@ -82,7 +82,7 @@ pub trait WorkerConfig: Parser + Send + 'static {
 
     /// Refuses this worker's own settings when they cannot work, naming the variable (the
     /// shared ones are checked too).
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), RefusedToStart> {
         Ok(())
     }
 
@@ -108,16 +108,18 @@ pub struct Worker {
 
 impl Worker {
     /// A worker consuming `bus` with `handler`, serving its HTTP port through the default
-    /// front door (see [`Worker::with_front_door`]). Connects lazily.
+    /// front door (see [`Worker::with_front_door`]) and its metrics from `prometheus`, the
+    /// installed recorder ([`crate::telemetry::install_metrics`]). Connects lazily.
     pub fn new<H: Handler + 'static>(
         bus: &EventBus,
         settings: LoopSettings,
         handler: H,
+        prometheus: PrometheusHandle,
     ) -> anyhow::Result<Self> {
         let worker = Self {
             loops: Vec::new(),
             bus: bus.clone(),
-            prometheus: crate::telemetry::prometheus(),
+            prometheus,
             front_door: crate::config::defaults(),
         };
         worker.and_consume(settings, handler)
@@ -161,10 +163,10 @@ pub fn build_on<C: WorkerConfig>(
     config
         .worker_args()
         .validate()
-        .and_then(|()| config.validate())
-        .map_err(RefusedToStart)?;
+        .and_then(|()| config.validate())?;
     let settings = config.loop_settings(&config.group());
-    let worker = Worker::new(bus, settings, config.handler(backends)?)?;
+    let prometheus = crate::telemetry::install_metrics();
+    let worker = Worker::new(bus, settings, config.handler(backends)?, prometheus)?;
     Ok(worker.with_front_door(&config.worker_args().front_door))
 }
 
@@ -209,7 +211,7 @@ pub async fn serve(
 pub async fn main<C: WorkerConfig>() -> anyhow::Result<()> {
     let config = C::parse();
     let args = config.worker_args();
-    crate::telemetry::init(&args.telemetry);
+    crate::telemetry::init_logs(&args.telemetry);
     let worker = build(&config)?;
     let http = args.front_door.listen(args.http_addr)?;
     tracing::info!(addr = %http.local_addr()?, group = config.group(), "worker starting");

@@ -102,9 +102,9 @@ impl<P: SmsProvider> SmsHandler<P> {
                     return Ok(());
                 }
                 Claim::Theirs => {
-                    return Err(HandlerError::Unavailable(format!(
-                        "another instance holds the claim on SMS {message}"
-                    )));
+                    return Err(HandlerError::Unavailable(
+                        format!("another instance holds the claim on SMS {message}").into(),
+                    ));
                 }
                 Claim::Mine => self.send(event, message.clone(), &sms).await?,
             }

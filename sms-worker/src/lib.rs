@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use shared::backends::Backends;
+use shared::config::RefusedToStart;
 use shared::consumer::{LoopSettings, RetryPolicy};
 use shared::worker::{WorkerArgs, WorkerConfig};
 
@@ -117,7 +118,7 @@ impl WorkerConfig for Config {
         ))
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), RefusedToStart> {
         if self.sms_provider == ProviderKind::Http && self.sms_http_url.trim().is_empty() {
             return Err("SMS_HTTP_URL is not set; the http provider needs it".into());
         }
@@ -145,7 +146,7 @@ mod tests {
         assert_eq!(config.validate(), Ok(()), "the defaults agree");
         config.worker.kafka.kafka_topic_retention_hours = NonZeroU32::new(7 * 24).unwrap();
         config.sms_record_ttl_secs = NonZeroU64::new(13 * 24 * 3600).unwrap();
-        let refused = config.validate().unwrap_err();
+        let refused = config.validate().unwrap_err().0;
         assert!(
             refused.starts_with("SMS_RECORD_TTL_SECS (1123200 s) must be at least twice KAFKA_TOPIC_RETENTION_HOURS (168 h)"),
             "{refused}"

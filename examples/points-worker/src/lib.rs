@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use shared::backends::Backends;
+use shared::config::RefusedToStart;
 use shared::consumer::{Delivery, Handler, HandlerError, LoopSettings};
 use shared::counters::{Counters, Increment};
 use shared::event::{Consumed, TransitionEvent};
@@ -50,7 +51,7 @@ impl WorkerConfig for Config {
         })
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), RefusedToStart> {
         self.worker.kafka.require_outlives_topics(
             "POINTS_DEDUP_RETENTION_SECS",
             Duration::from_secs(self.dedup_retention_secs.get()),
@@ -96,7 +97,7 @@ mod tests {
         assert_eq!(config.validate(), Ok(()), "the defaults agree");
         config.worker.kafka.kafka_topic_retention_hours = NonZeroU32::new(24 * 30).unwrap();
         config.dedup_retention_secs = NonZeroU64::new(30 * 24 * 3600).unwrap();
-        let refused = config.validate().unwrap_err();
+        let refused = config.validate().unwrap_err().0;
         assert!(
             refused.starts_with("POINTS_DEDUP_RETENTION_SECS (2592000 s) must be at least twice KAFKA_TOPIC_RETENTION_HOURS (720 h)"),
             "{refused}"

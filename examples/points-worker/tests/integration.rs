@@ -10,7 +10,7 @@ use shared::testing::{TestEnv, eventually};
 
 #[tokio::test]
 async fn a_redelivered_event_awards_its_points_once() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let sale = env.create_sale(10).await; // priced 12.50
     let ledger = env.ledger();
     let (first, _) = env.reserve(&sale, "alice").await;

@@ -94,8 +94,12 @@ impl StreamTokens {
             aud: AUDIENCE.to_owned(),
             exp: jsonwebtoken::get_current_timestamp() + STREAM_TOKEN_LIFETIME.as_secs(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|error| ApiError::Internal(format!("signing a stream token failed: {error}")))
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(
+            |error| ApiError::Internal {
+                during: "signing a stream token",
+                source: Box::new(error),
+            },
+        )
     }
 
     /// The user a valid, unexpired stream token for `order_id` was minted for.

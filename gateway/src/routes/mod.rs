@@ -24,10 +24,8 @@ mod purchase;
 mod sales;
 mod stream_token;
 
-/// The purchase attempts counted (the profile samples once they begin).
-pub use purchase::PURCHASES_TOTAL;
-
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
@@ -50,7 +48,6 @@ use crate::state::AppState;
 
 /// The whole application, ready to serve (with `ConnectInfo<SocketAddr>`).
 pub fn router(state: AppState, config: &Config) -> Router {
-    purchase::register_metrics();
     let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(admin::create_sale))
         .routes(routes!(admin::mint_token))
@@ -76,10 +73,13 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .split_for_parts();
     openapi.merge(streams_openapi);
     let document = Document::render(&openapi);
+    let deadline = config.request_timeout();
     let api = api
         .layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(overload_to_error))
+                .layer(HandleErrorLayer::new(move |error| async move {
+                    overload_to_error(error, deadline)
+                }))
                 .load_shed()
                 // Global: `Router::layer` wraps each route separately, and a plain
                 // concurrency limit would get one semaphore per route.
@@ -100,7 +100,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(CatchPanicLayer::custom(|_| {
-            ApiError::Internal("a handler panicked".into()).into_response()
+            ApiError::Internal {
+                during: "handling the request",
+                source: "a handler panicked".into(),
+            }
+            .into_response()
         }))
         .layer(middleware::map_response(headers::add))
         .with_state(state)
@@ -125,13 +129,18 @@ async fn limit_clients(
     Ok(next.run(request).await)
 }
 
-async fn overload_to_error(error: BoxError) -> ApiError {
+/// The overload layers' refusals: shed (nothing was done), or past the request's deadline
+/// (`deadline`; what it did is unknown).
+fn overload_to_error(error: BoxError, deadline: Duration) -> ApiError {
     if error.is::<tower::timeout::error::Elapsed>() {
-        ApiError::Unavailable(crate::error::SLOW_STOCK)
+        ApiError::DeadlinePassed(deadline)
     } else if error.is::<tower::load_shed::error::Overloaded>() {
         ApiError::Unavailable(crate::error::AT_CAPACITY)
     } else {
-        ApiError::Internal(format!("middleware failed: {error}"))
+        ApiError::Internal {
+            during: "running the overload layers",
+            source: error,
+        }
     }
 }
 

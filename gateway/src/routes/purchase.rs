@@ -9,7 +9,6 @@
 //! logged and counted, never retried here, because the outbox entry the script wrote is what
 //! the reconciler re-publishes.
 
-use std::sync::LazyLock;
 use std::time::Instant;
 
 use axum::Json;
@@ -17,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, RawPathParamsRejection};
 use axum::extract::{FromRequest, RawPathParams, Request, State};
 use axum::http::StatusCode;
-use metrics::{Counter, Histogram, counter, histogram};
+use metrics::counter;
 use serde::{Deserialize, Serialize};
 use shared::error::StoreError;
 use shared::event::ReservationEvent;
@@ -29,43 +28,11 @@ use utoipa::ToSchema;
 use crate::config::{LOST_ANSWER_PATIENCE, LOST_ANSWER_RETRY};
 use crate::error::{ApiError, ErrorBody, NOTHING_LOCKED};
 use crate::extract::BodyLimit;
-use crate::push::tally::{PURCHASE_OUTCOMES, outcome_index};
+use crate::outcome::PurchaseOutcome;
 use crate::state::AppState;
 
-/// Purchase attempts, by outcome (`accepted` or the refusal's error code).
-pub const PURCHASES_TOTAL: &str = "seckill_purchases_total";
-/// Time to answer a purchase attempt.
-pub const PURCHASE_DURATION_SECONDS: &str = "seckill_purchase_duration_seconds";
 /// Stock locks whose answer was lost, by what the ledger then said (`locked`, `nothing`).
 pub const LOST_ANSWERS_TOTAL: &str = "seckill_lost_lock_answers_total";
-
-/// The purchase's metric handles, registered once, so an attempt counts without looking a
-/// metric up by its name and labels. Every outcome's series exists from the start: a stock
-/// sells out in well under one scrape interval, so a series born at the first acceptance would
-/// already hold its final count when first scraped, and `rate()` would show nothing.
-struct PurchaseMetrics {
-    /// By outcome, in the order of [`PURCHASE_OUTCOMES`].
-    outcomes: [Counter; PURCHASE_OUTCOMES.len()],
-    duration: Histogram,
-}
-
-static METRICS: LazyLock<PurchaseMetrics> = LazyLock::new(|| {
-    // A handle made before the recorder is installed would record nowhere.
-    shared::telemetry::prometheus();
-    PurchaseMetrics {
-        outcomes: PURCHASE_OUTCOMES.map(|outcome| {
-            let counter = counter!(PURCHASES_TOTAL, "outcome" => outcome);
-            counter.increment(0);
-            counter
-        }),
-        duration: histogram!(PURCHASE_DURATION_SECONDS),
-    }
-});
-
-/// Registers the purchase's metrics (call once at start).
-pub fn register_metrics() {
-    LazyLock::force(&METRICS);
-}
 
 /// The optional body. One unit per buyer, so the only accepted quantity is 1.
 #[derive(Deserialize, Default, ToSchema)]
@@ -127,22 +94,15 @@ pub async fn purchase(
         _ => decide(&state, sale_id, request).await,
     };
     let outcome = match &result {
-        Ok(_) => "accepted",
-        Err(error) => error.code(),
+        Ok(_) => PurchaseOutcome::Accepted,
+        Err(error) => PurchaseOutcome::Refused(error.code()),
     };
-    let metrics = &*METRICS;
-    match outcome_index(outcome) {
-        Some(index) => {
-            metrics.outcomes[index].increment(1);
-            // A sale met for the first time is in the catalog now.
-            let entry = entry.or_else(|| sale_id.and_then(|sale_id| state.catalog.cached(sale_id)));
-            if let Some(entry) = entry {
-                entry.purchases.record(index);
-            }
-        }
-        None => counter!(PURCHASES_TOTAL, "outcome" => outcome).increment(1),
+    state.purchase_metrics.record(outcome, started.elapsed());
+    // A sale met for the first time is in the catalog now.
+    let entry = entry.or_else(|| sale_id.and_then(|sale_id| state.catalog.cached(sale_id)));
+    if let Some(entry) = entry {
+        entry.purchases.record(outcome);
     }
-    metrics.duration.record(started.elapsed());
     result.map(|accepted| (StatusCode::ACCEPTED, Json(accepted)))
 }
 

@@ -18,8 +18,9 @@ use shared::event::ReservationEvent;
 use shared::kafka::EventBus;
 use shared::keys::{KeySpace, SaleKeys};
 use shared::payment::PaymentProvider;
+use shared::poll;
 use shared::sale::DEFAULT_PAYMENT_WINDOW_SECS;
-use shared::testing::{TestEnv, delete_keys, eventually, header, read_topic, topic_message_count};
+use shared::testing::{Namespace, clean_up, eventually, header, read_topic, topic_message_count};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -41,15 +42,20 @@ pub struct TestApp {
 }
 
 /// A configuration for tests: the real services of `scripts/services env`, a namespace of its
-/// own (key prefix and topics), no rate limits unless a test sets them.
+/// own (key prefix, topics, payment books; cleaned up when the gateway's `TestApp` is
+/// dropped), no rate limits unless a test sets them.
 pub fn test_config() -> Config {
-    let env = TestEnv::new();
+    let Namespace {
+        redis,
+        kafka,
+        payments,
+    } = Namespace::on_services();
     let mut config: Config = shared::config::defaults();
     config.jwt_secret = Secret::new(JWT_SECRET);
     config.admin_token = Secret::new(ADMIN_TOKEN);
-    config.redis = env.redis.clone();
-    config.kafka = env.kafka.clone();
-    config.payments = env.payments.clone();
+    config.redis = redis;
+    config.kafka = kafka;
+    config.payments = payments;
     config.kafka.kafka_topic_partitions = PARTITIONS.try_into().expect("PARTITIONS > 0");
     config.rate_limit_global_per_sec = 0;
     config.rate_limit_user_per_sec = 0;
@@ -206,8 +212,7 @@ impl TestApp {
             now - ChronoDuration::minutes(1),
             now + ChronoDuration::hours(1),
         );
-        self.create_sale_paid_within(stock, window, window_secs)
-            .await
+        self.post_sale(stock, window, window_secs).await
     }
 
     pub async fn create_sale(
@@ -216,11 +221,12 @@ impl TestApp {
         starts_at: chrono::DateTime<Utc>,
         ends_at: chrono::DateTime<Utc>,
     ) -> String {
-        self.create_sale_paid_within(stock, (starts_at, ends_at), DEFAULT_PAYMENT_WINDOW_SECS)
+        self.post_sale(stock, (starts_at, ends_at), DEFAULT_PAYMENT_WINDOW_SECS)
             .await
     }
 
-    async fn create_sale_paid_within(
+    /// `POST /api/v1/admin/sales` for a sale of `stock` units open during `window`; returns its id.
+    async fn post_sale(
         &self,
         stock: u32,
         (starts_at, ends_at): (chrono::DateTime<Utc>, chrono::DateTime<Utc>),
@@ -287,21 +293,36 @@ impl TestApp {
     /// empty); returns how many are still unacknowledged when the wait ends.
     pub async fn wait_for_acknowledgements(&mut self, sale_id: &str) -> usize {
         let key = self.sale_keys(sale_id).unpublished;
-        for _ in 0..100 {
-            let pending: usize = self.redis.zcard(&key).await.expect("ZCARD");
-            if pending == 0 {
-                return 0;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let redis = &mut self.redis;
+        let acknowledged = poll::until(
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            async || {
+                let pending: usize = redis.zcard(&key).await.expect("ZCARD");
+                (pending == 0).then_some(())
+            },
+        )
+        .await;
+        match acknowledged {
+            Some(()) => 0,
+            None => redis.zcard(&key).await.expect("ZCARD"),
         }
-        self.redis.zcard(&key).await.expect("ZCARD")
     }
 
     /// Every key under this test's prefix with its serialized value: equal fingerprints mean
     /// nothing was written.
     pub async fn redis_fingerprint(&mut self) -> BTreeMap<String, Vec<u8>> {
         let pattern = format!("{}:*", self.config.redis.redis_key_prefix);
-        let keys: Vec<String> = self.redis.keys(pattern).await.expect("KEYS");
+        let mut keys = Vec::new();
+        let mut scan = self
+            .redis
+            .scan_match::<_, String>(pattern)
+            .await
+            .expect("SCAN");
+        while let Some(key) = scan.next_item().await {
+            keys.push(key.expect("a key name"));
+        }
+        drop(scan);
         let mut fingerprint = BTreeMap::new();
         for key in keys {
             let dump: Vec<u8> = redis::cmd("DUMP")
@@ -323,16 +344,13 @@ impl TestApp {
     /// Waits until the topic holds `expected` messages (or `timeout` passes) and returns the
     /// count, so a test can tell "exactly N" from "at least N".
     pub async fn wait_for_message_count(&self, expected: i64, timeout: Duration) -> i64 {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let count = self.topic_message_count();
-            if count >= expected || tokio::time::Instant::now() > deadline {
-                // A little longer, to catch messages beyond the expected count.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                return self.topic_message_count();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        poll::until(timeout, Duration::from_millis(100), async || {
+            (self.topic_message_count() >= expected).then_some(())
+        })
+        .await;
+        // A little longer, to catch messages beyond the expected count.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.topic_message_count()
     }
 
     /// Every event on the topic with its `traceparent`, read from the start.
@@ -375,7 +393,9 @@ impl Drop for TestApp {
         if let Some(server) = self.server.take() {
             server.abort();
         }
-        // Remove this test's keys; the topic is left to the throwaway broker.
-        delete_keys(&services_redis_url(), &self.config.redis.redis_key_prefix);
+        // The probe's Redis, even when the gateway was pointed elsewhere (a proxy, a fake).
+        let mut namespace = self.config.redis.clone();
+        namespace.redis_url = services_redis_url();
+        clean_up(&namespace, &self.config.payments);
     }
 }

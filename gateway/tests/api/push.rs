@@ -17,7 +17,7 @@ use crate::sse::EventStream;
 /// An order worker on the gateway's Redis, topics and the services' PostgreSQL: it creates the
 /// orders and relays their transitions to the order-event topic.
 async fn spawn_order_worker(app: &TestApp) -> RunningService {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let mut config: order_worker::Config = shared::config::defaults();
     config.database_url.clone_from(&env.database_url);
     config.worker.redis = app.config.redis.clone();

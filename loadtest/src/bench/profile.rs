@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use gateway::routes::PURCHASES_TOTAL;
+use gateway::outcome::PURCHASES_TOTAL;
 use tokio::process::Command;
 
 use super::processes::Tool;

@@ -32,10 +32,10 @@ pub use self::sqlite::SqliteOrderStore;
 pub enum OrderStoreError {
     /// The database refused these rows' data; retrying cannot help.
     #[error("rejected by the database: {0}")]
-    Rejected(sqlx::Error),
+    Rejected(#[source] sqlx::Error),
     /// The database is unreachable, slow or restarting; retrying can.
     #[error("database unavailable: {0}")]
-    Unavailable(sqlx::Error),
+    Unavailable(#[source] sqlx::Error),
     /// The database gave no answer within the deadline; retrying can.
     #[error("the database did not answer within {0:?}")]
     TimedOut(Duration),

@@ -104,7 +104,7 @@ async fn wait_until_created(env: &TestEnv, event: &ReservationEvent) {
 
 #[tokio::test]
 async fn a_redelivered_event_yields_exactly_one_order() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let pool = pool(&env).await;
     let worker = start(&env, config(&env)).await;
     let sale = env.create_sale(10).await;
@@ -133,7 +133,7 @@ async fn a_redelivered_event_yields_exactly_one_order() {
 
 #[tokio::test]
 async fn a_poison_message_is_dead_lettered_and_the_group_moves_on() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let pool = pool(&env).await;
     let worker = start(&env, config(&env)).await;
     let sale = env.create_sale(10).await;
@@ -156,7 +156,7 @@ async fn a_poison_message_is_dead_lettered_and_the_group_moves_on() {
 
 #[tokio::test]
 async fn the_reconciler_republishes_a_lock_whose_publish_was_lost() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let pool = pool(&env).await;
     let worker = start(&env, config(&env)).await;
     let sale = env.create_sale(10).await;
@@ -183,7 +183,7 @@ async fn the_reconciler_republishes_a_lock_whose_publish_was_lost() {
 
 #[tokio::test]
 async fn with_postgres_unreachable_a_batch_is_retried_not_dropped() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let sale = env.create_sale(10).await;
     let (event, _) = env.reserve(&sale, "erin").await;
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -222,7 +222,7 @@ async fn with_postgres_unreachable_a_batch_is_retried_not_dropped() {
 
 #[tokio::test]
 async fn a_second_order_for_the_same_buyer_is_refused_permanently_and_returns_nothing() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let pool = pool(&env).await;
     let sale = env.create_sale(10).await;
     let (original, _) = env.reserve(&sale, "frank").await;
@@ -274,7 +274,7 @@ fn closed_port() -> u16 {
 /// having a row must have had the transition applied, or its event is acknowledged and lost.
 #[tokio::test]
 async fn a_row_committed_while_transitions_are_applied_is_not_reported_done() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let pool = pool(&env).await;
     let sale = env.create_sale(10).await;
     let (stored, _) = env.reserve(&sale, "kim").await;
@@ -336,7 +336,7 @@ async fn a_row_committed_while_transitions_are_applied_is_not_reported_done() {
 
 #[tokio::test]
 async fn the_reconciler_republishes_while_the_database_is_down() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let mut config = config(&env);
     config.database_url = format!("postgres://postgres@127.0.0.1:{}/x", closed_port());
     let worker = start(&env, config).await;
@@ -360,7 +360,7 @@ async fn the_reconciler_republishes_while_the_database_is_down() {
 
 #[tokio::test]
 async fn a_statement_stuck_behind_a_lock_gives_up_as_unavailable() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let pool = pool(&env).await;
     let sale = env.create_sale(10).await;
     let (event, _) = env.reserve(&sale, "jay").await;
@@ -391,7 +391,7 @@ async fn a_statement_stuck_behind_a_lock_gives_up_as_unavailable() {
 
 #[tokio::test]
 async fn a_lock_stamped_by_a_gateway_clock_an_hour_ahead_is_republished_on_redis_time() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let worker = start(&env, config(&env)).await;
     let sale = env.create_sale(10).await;
     let buyer = "kim".parse().unwrap();
@@ -406,7 +406,7 @@ async fn a_lock_stamped_by_a_gateway_clock_an_hour_ahead_is_republished_on_redis
 
 #[tokio::test]
 async fn an_event_the_broker_acknowledged_and_then_lost_is_republished() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let mut config = config(&env);
     config.reconcile_lost_after_ms = 1000;
     let worker = start(&env, config).await;
@@ -424,7 +424,7 @@ async fn an_event_the_broker_acknowledged_and_then_lost_is_republished() {
 
 #[tokio::test]
 async fn one_broken_sale_does_not_stop_the_sweep_of_the_others() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let mut redis = env.redis_connection().await;
     // Sales whose outbox sets are not even sorted sets: every sweep of them fails.
     for _ in 0..8 {
@@ -444,7 +444,7 @@ async fn one_broken_sale_does_not_stop_the_sweep_of_the_others() {
 
 #[tokio::test]
 async fn an_order_left_unpaid_is_expired_by_the_sweep_and_its_unit_returns() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let worker = start(&env, config(&env)).await;
     let sale = env.create_sale_paid_within(1, 1).await;
     let (event, payload) = env.reserve(&sale, "una").await;
@@ -479,7 +479,7 @@ async fn an_order_left_unpaid_is_expired_by_the_sweep_and_its_unit_returns() {
 
 #[tokio::test]
 async fn a_settled_sale_leaves_the_sweep_and_its_keys_expire() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let worker = start(&env, config(&env)).await;
     let sale = env.create_sale(1).await;
     let (event, payload) = env.reserve(&sale, "ned").await;
@@ -510,7 +510,7 @@ async fn a_settled_sale_leaves_the_sweep_and_its_keys_expire() {
 
 #[tokio::test]
 async fn a_transition_outbox_entry_that_is_no_event_is_discarded_so_its_sale_settles() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let sale = env.create_sale(1).await;
     let keys = env.keys().sale(&sale.id);
     let mut redis = env.redis_connection().await;

@@ -242,7 +242,7 @@ mod tests {
         let cases = [
             (
                 "retries wait out the back-off, then the batch is dead-lettered",
-                vec![retryable(); 3],
+                (0..3).map(|_| retryable()).collect(),
                 batch(2),
                 policy(Some(3)),
                 Settled {
@@ -254,7 +254,7 @@ mod tests {
             ),
             (
                 "an outage is waited out at the capped pace and nothing is dead-lettered",
-                vec![unavailable(); 5],
+                (0..5).map(|_| unavailable()).collect(),
                 batch(1),
                 policy(Some(1)),
                 Settled {
@@ -291,7 +291,13 @@ mod tests {
             tokio::time::sleep(ms(250)).await;
             trigger.cancel();
         });
-        let settled = settle(vec![unavailable(); 100], batch(1), &policy(None), &shutdown).await;
+        let settled = settle(
+            (0..100).map(|_| unavailable()).collect(),
+            batch(1),
+            &policy(None),
+            &shutdown,
+        )
+        .await;
         let tried_at_0_and_100_ms = vec![1, 1];
         assert_eq!(
             settled,

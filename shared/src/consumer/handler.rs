@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::error::StoreError;
+use crate::error::{Cause, StoreError};
 use crate::event::{Consumed, ReservationEvent};
 
 /// A decoded event and the trace context it travelled with.
@@ -13,18 +13,18 @@ pub struct Delivery<E = ReservationEvent> {
     pub traceparent: Option<String>,
 }
 
-/// How a batch failed.
-#[derive(Clone, Debug, thiserror::Error)]
+/// How a batch failed, with the failure beneath it kept as its source.
+#[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     /// Infrastructure the worker owns is down (PostgreSQL, Redis): back off and retry the batch
     /// for as long as it takes. Never counts against the attempt budget, so an outage can
     /// only delay events, never dead-letter them.
     #[error("dependency unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// This attempt failed and may succeed later (an SMS provider's 503): back off and retry;
     /// counts against the worker's attempt budget.
     #[error("retryable: {0}")]
-    Retryable(String),
+    Retryable(#[source] Cause),
     /// These events can never succeed: dead-letter them and carry on with the others.
     #[error("permanent failure of {} event(s): {reason}", .event_ids.len())]
     Permanent {
@@ -36,7 +36,7 @@ pub enum HandlerError {
 /// A store that gave no answer is infrastructure the worker owns: wait it out.
 impl From<StoreError> for HandlerError {
     fn from(error: StoreError) -> Self {
-        Self::Unavailable(error.to_string())
+        Self::Unavailable(Box::new(error))
     }
 }
 

@@ -111,3 +111,17 @@ pub static SMS_CLAIM: LazyLock<Script> =
 /// A sender's claim on an order's SMS given up.
 pub static SMS_RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("sms_release.lua")));
+
+/// A script's reply that is one word of `vocabulary`, as the value the word stands for; a
+/// word outside it is a parse error that names it.
+pub fn one_of<T: Copy>(
+    reply: redis::Value,
+    vocabulary: &[(&str, T)],
+) -> Result<T, redis::ParsingError> {
+    let word: String = redis::FromRedisValue::from_redis_value(reply)?;
+    vocabulary
+        .iter()
+        .find(|(known, _)| *known == word)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| format!("the script answered `{word}`, none of its replies").into())
+}

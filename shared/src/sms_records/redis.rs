@@ -37,8 +37,7 @@ impl SmsRecords for RedisSmsRecords {
     ) -> Result<Claim, StoreError> {
         let record = self.record(message);
         let ttl_ms = ttl.as_millis().max(1) as u64;
-        let found: String = self
-            .redis
+        self.redis
             .call(async |c| {
                 scripts::SMS_CLAIM
                     .key(&record)
@@ -47,15 +46,7 @@ impl SmsRecords for RedisSmsRecords {
                     .invoke_async(c)
                     .await
             })
-            .await?;
-        match found.as_str() {
-            "mine" => Ok(Claim::Mine),
-            "sent" => Ok(Claim::Sent),
-            "theirs" => Ok(Claim::Theirs),
-            other => Err(StoreError::Failed(
-                format!("unexpected reply from sms_claim.lua: {other}").into(),
-            )),
-        }
+            .await
     }
 
     async fn record_sent(&self, message: &SmsId, ttl: Duration) -> Result<(), StoreError> {
@@ -78,5 +69,19 @@ impl SmsRecords for RedisSmsRecords {
                     .await
             })
             .await
+    }
+}
+
+/// `sms_claim.lua`'s answer.
+impl redis::FromRedisValue for Claim {
+    fn from_redis_value(reply: redis::Value) -> Result<Self, redis::ParsingError> {
+        scripts::one_of(
+            reply,
+            &[
+                ("mine", Self::Mine),
+                ("sent", Self::Sent),
+                ("theirs", Self::Theirs),
+            ],
+        )
     }
 }

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 
 use super::scored_set::ScoredSet;
 use super::{
-    DuePayment, DueTransition, OrderStatus, OutboxEntry, OutboxSizes, Payment, PaymentIntent,
-    Publication, Reservation, StockLedger, TransitionId,
+    DuePayment, DueTransition, OrderLifecycle, OrderStatus, Outbox, OutboxEntry, OutboxSizes,
+    Payment, PaymentIntent, Payments, Publication, Purchases, Reservation, Sales, TransitionId,
 };
 use crate::error::StoreError;
 use crate::event::{ReservationEvent, TransitionEvent};
@@ -129,7 +129,7 @@ impl MemoryStockLedger {
 }
 
 #[async_trait]
-impl StockLedger for MemoryStockLedger {
+impl Sales for MemoryStockLedger {
     async fn create_sale(&self, sale: &Sale) -> Result<bool, StoreError> {
         let mut sales = self.sales();
         // A settled sale stays in the map (nothing expires here), so its id stays taken, as
@@ -164,6 +164,47 @@ impl StockLedger for MemoryStockLedger {
         Ok(self.sales().get(sale_id).map(|book| book.stock))
     }
 
+    async fn now_ms(&self) -> Result<i64, StoreError> {
+        Ok(now_ms())
+    }
+
+    async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError> {
+        Ok(self
+            .sales()
+            .iter()
+            .filter(|(_, book)| !book.settled)
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
+    /// Retention is Redis's business (key expiry); here a settled sale only leaves the
+    /// active sales.
+    async fn settle_sale(
+        &self,
+        sale_id: &SaleId,
+        ended: bool,
+        _retention: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut sales = self.sales();
+        let Some(book) = sales.get_mut(sale_id) else {
+            return Ok(false);
+        };
+        let settled = book.outbox.is_empty()
+            && book.deadlines.is_empty()
+            && book.transitions.is_empty()
+            && book.payments_due.is_empty()
+            && (ended || book.stock == 0);
+        book.settled |= settled;
+        Ok(settled)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Purchases for MemoryStockLedger {
     async fn reserve(
         &self,
         event: &ReservationEvent,
@@ -196,64 +237,47 @@ impl StockLedger for MemoryStockLedger {
         })
     }
 
-    async fn mark_published(&self, orders: &[OrderId]) -> Result<(), StoreError> {
-        let mut sales = self.sales();
-        for order in orders {
-            if let Some(book) = sales.get_mut(&order.sale_id())
-                && book.unpublished.remove(order)
-            {
-                book.acknowledged.insert(order.clone(), now_ms());
-            }
-        }
-        Ok(())
+    async fn pay_by(&self, order_id: &OrderId) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .sales()
+            .get(&order_id.sale_id())
+            .and_then(|book| book.deadlines.score(order_id)))
     }
 
-    async fn complete_orders(
+    async fn buyers_order(
         &self,
         sale_id: &SaleId,
-        orders: &[&OrderId],
-    ) -> Result<u64, StoreError> {
-        let mut sales = self.sales();
-        let Some(book) = sales.get_mut(sale_id) else {
-            return Ok(0);
+        user_id: &UserId,
+    ) -> Result<Option<OrderId>, StoreError> {
+        Ok(self
+            .sales()
+            .get(sale_id)
+            .and_then(|book| book.buyers.get(user_id).cloned()))
+    }
+
+    async fn order_status(
+        &self,
+        order_id: &OrderId,
+        user_id: &UserId,
+    ) -> Result<Option<OrderStatus>, StoreError> {
+        let sales = self.sales();
+        let Some(book) = sales.get(&order_id.sale_id()) else {
+            return Ok(None);
         };
-        let mut removed = 0;
-        for order in orders {
-            removed += u64::from(book.outbox.remove(*order).is_some());
-            book.unpublished.remove(*order);
-            book.acknowledged.remove(*order);
-            if book.status.get(*order) == Some(&OrderStatus::Processing) {
-                book.transition(order, OrderStatus::Created, now_ms());
-            }
+        if book.buyers.get(user_id) != Some(order_id) {
+            return Ok(None);
         }
-        Ok(removed)
+        Ok(Some(
+            book.status
+                .get(order_id)
+                .copied()
+                .unwrap_or(OrderStatus::Processing),
+        ))
     }
+}
 
-    async fn fail_orders(&self, sale_id: &SaleId, orders: &[&OrderId]) -> Result<(), StoreError> {
-        let mut sales = self.sales();
-        if let Some(book) = sales.get_mut(sale_id) {
-            for order in orders {
-                let locked = book.outbox.remove(*order).is_some();
-                match book.status.get(*order) {
-                    Some(OrderStatus::Processing) if locked => {
-                        book.end_unpaid(order, OrderStatus::Failed);
-                    }
-                    // Paid while processing: its charge is refunded by the payment resolver.
-                    Some(OrderStatus::Paid) if locked => {
-                        book.transition(order, OrderStatus::Failed, now_ms());
-                        book.stock += 1;
-                        book.payments_due.insert((*order).clone(), 0);
-                    }
-                    _ => {}
-                }
-                book.deadlines.remove(*order);
-                book.unpublished.remove(*order);
-                book.acknowledged.remove(*order);
-            }
-        }
-        Ok(())
-    }
-
+#[async_trait]
+impl Payments for MemoryStockLedger {
     async fn begin_payment(
         &self,
         order_id: &OrderId,
@@ -326,18 +350,20 @@ impl StockLedger for MemoryStockLedger {
         }
         Ok(())
     }
+}
 
-    async fn expire_due(&self, sale_id: &SaleId, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+#[async_trait]
+impl Outbox for MemoryStockLedger {
+    async fn mark_published(&self, orders: &[OrderId]) -> Result<(), StoreError> {
         let mut sales = self.sales();
-        let Some(book) = sales.get_mut(sale_id) else {
-            return Ok(Vec::new());
-        };
-        Ok(book
-            .deadlines
-            .up_to(now_ms(), limit)
-            .into_iter()
-            .filter(|order| book.end_unpaid(order, OrderStatus::Expired))
-            .collect())
+        for order in orders {
+            if let Some(book) = sales.get_mut(&order.sale_id())
+                && book.unpublished.remove(order)
+            {
+                book.acknowledged.insert(order.clone(), now_ms());
+            }
+        }
+        Ok(())
     }
 
     async fn due_transitions(
@@ -386,26 +412,6 @@ impl StockLedger for MemoryStockLedger {
         Ok(())
     }
 
-    async fn pay_by(&self, order_id: &OrderId) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .sales()
-            .get(&order_id.sale_id())
-            .and_then(|book| book.deadlines.score(order_id)))
-    }
-
-    async fn now_ms(&self) -> Result<i64, StoreError> {
-        Ok(now_ms())
-    }
-
-    async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError> {
-        Ok(self
-            .sales()
-            .iter()
-            .filter(|(_, book)| !book.settled)
-            .map(|(id, _)| id.clone())
-            .collect())
-    }
-
     async fn stale_entries(
         &self,
         sale_id: &SaleId,
@@ -438,27 +444,6 @@ impl StockLedger for MemoryStockLedger {
             }
         }
         Ok(())
-    }
-
-    /// Retention is Redis's business (key expiry); here a settled sale only leaves the
-    /// active sales.
-    async fn settle_sale(
-        &self,
-        sale_id: &SaleId,
-        ended: bool,
-        _retention: Duration,
-    ) -> Result<bool, StoreError> {
-        let mut sales = self.sales();
-        let Some(book) = sales.get_mut(sale_id) else {
-            return Ok(false);
-        };
-        let settled = book.outbox.is_empty()
-            && book.deadlines.is_empty()
-            && book.transitions.is_empty()
-            && book.payments_due.is_empty()
-            && (ended || book.stock == 0);
-        book.settled |= settled;
-        Ok(settled)
     }
 
     async fn outbox_sizes(&self, sale_id: &SaleId) -> Result<OutboxSizes, StoreError> {
@@ -494,39 +479,66 @@ impl StockLedger for MemoryStockLedger {
             .map(|order| (*order).clone())
             .collect())
     }
+}
 
-    async fn buyers_order(
+#[async_trait]
+impl OrderLifecycle for MemoryStockLedger {
+    async fn complete_orders(
         &self,
         sale_id: &SaleId,
-        user_id: &UserId,
-    ) -> Result<Option<OrderId>, StoreError> {
-        Ok(self
-            .sales()
-            .get(sale_id)
-            .and_then(|book| book.buyers.get(user_id).cloned()))
-    }
-
-    async fn order_status(
-        &self,
-        order_id: &OrderId,
-        user_id: &UserId,
-    ) -> Result<Option<OrderStatus>, StoreError> {
-        let sales = self.sales();
-        let Some(book) = sales.get(&order_id.sale_id()) else {
-            return Ok(None);
+        orders: &[&OrderId],
+    ) -> Result<u64, StoreError> {
+        let mut sales = self.sales();
+        let Some(book) = sales.get_mut(sale_id) else {
+            return Ok(0);
         };
-        if book.buyers.get(user_id) != Some(order_id) {
-            return Ok(None);
+        let mut removed = 0;
+        for order in orders {
+            removed += u64::from(book.outbox.remove(*order).is_some());
+            book.unpublished.remove(*order);
+            book.acknowledged.remove(*order);
+            if book.status.get(*order) == Some(&OrderStatus::Processing) {
+                book.transition(order, OrderStatus::Created, now_ms());
+            }
         }
-        Ok(Some(
-            book.status
-                .get(order_id)
-                .copied()
-                .unwrap_or(OrderStatus::Processing),
-        ))
+        Ok(removed)
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn fail_orders(&self, sale_id: &SaleId, orders: &[&OrderId]) -> Result<(), StoreError> {
+        let mut sales = self.sales();
+        if let Some(book) = sales.get_mut(sale_id) {
+            for order in orders {
+                let locked = book.outbox.remove(*order).is_some();
+                match book.status.get(*order) {
+                    Some(OrderStatus::Processing) if locked => {
+                        book.end_unpaid(order, OrderStatus::Failed);
+                    }
+                    // Paid while processing: its charge is refunded by the payment resolver.
+                    Some(OrderStatus::Paid) if locked => {
+                        book.transition(order, OrderStatus::Failed, now_ms());
+                        book.stock += 1;
+                        book.payments_due.insert((*order).clone(), 0);
+                    }
+                    _ => {}
+                }
+                book.deadlines.remove(*order);
+                book.unpublished.remove(*order);
+                book.acknowledged.remove(*order);
+            }
+        }
         Ok(())
+    }
+
+    async fn expire_due(&self, sale_id: &SaleId, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        let mut sales = self.sales();
+        let Some(book) = sales.get_mut(sale_id) else {
+            return Ok(Vec::new());
+        };
+        Ok(book
+            .deadlines
+            .up_to(now_ms(), limit)
+            .into_iter()
+            .filter(|order| book.end_unpaid(order, OrderStatus::Expired))
+            .collect())
     }
 }

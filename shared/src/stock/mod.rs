@@ -1,14 +1,19 @@
 //! The stock ledger: the only place a purchase is decided.
 //!
-//! [`StockLedger`] is what the gateway and the order worker need from it: sales, the atomic
-//! stock lock, the outbox the reconciler sweeps, and each order's status. Two backends
-//! implement it with the same semantics, held to them by one conformance suite:
+//! Its methods are grouped by who calls them, one trait per role: [`Sales`] (the catalog, the
+//! clock, the active sales), [`Purchases`] (the stock lock and a buyer's questions, in the
+//! gateway), [`Payments`] (the pay route and the payment resolver), [`Outbox`] (the
+//! publisher, the relay and the reconciler) and [`OrderLifecycle`] (created, failed, expired,
+//! behind the queue); a caller holds the role it uses, and [`StockLedger`] is all of them, for
+//! whoever wires the roles up. Two backends implement them with the same semantics, held to
+//! them by one conformance suite:
 //! [`RedisStockLedger`] (Lua scripts, one round trip per decision, shared by every process) and
 //! [`MemoryStockLedger`] (one mutex in one process, for the all-in-one demo and fast tests).
 
 mod clock;
 mod memory;
 mod redis;
+mod replies;
 mod scored_set;
 
 use std::collections::{HashMap, HashSet};
@@ -18,7 +23,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use self::memory::MemoryStockLedger;
-pub use self::redis::{RedisStockLedger, reservation_from_reply};
+pub use self::redis::RedisStockLedger;
+pub use self::replies::ReserveReply;
 use crate::error::StoreError;
 use crate::event::{ReservationEvent, TransitionEvent};
 use crate::ids::{OrderId, SaleId, UserId};
@@ -53,7 +59,7 @@ pub enum Payment {
     NotFound,
 }
 
-/// What recording a payment intent found ([`StockLedger::begin_payment`]).
+/// What recording a payment intent found ([`Payments::begin_payment`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PaymentIntent {
     /// Recorded: the provider may be asked to charge now.
@@ -121,12 +127,20 @@ pub struct OutboxSizes {
     pub unacknowledged: u64,
 }
 
-/// Stock, buyers, outbox and order status of every sale.
+/// Stock, buyers, outbox and order status of every sale: every role's methods, which each
+/// backend implements. A caller holds the role it uses (an `Arc<dyn StockLedger>` converts to
+/// any of them).
 ///
 /// Every change to a sale is one atomic step of the backend; none leaves a half-written sale
 /// behind when it fails. (Reads that span two steps say so in the Redis backend.)
+pub trait StockLedger: Sales + Purchases + Payments + Outbox + OrderLifecycle {}
+
+impl<T: Sales + Purchases + Payments + Outbox + OrderLifecycle> StockLedger for T {}
+
+/// The sales and the ledger's clock: the gateway's catalog, the sweeps' list of what is
+/// still active, and readiness.
 #[async_trait]
-pub trait StockLedger: Send + Sync {
+pub trait Sales: Send + Sync {
     /// Stores a new sale and its stock counter; `false` when the id is taken (nothing changed).
     /// An id stays taken after its sale settled and its keys expired: orders in the order
     /// table still name it (docs/architecture.md, "The order lifecycle").
@@ -138,6 +152,39 @@ pub trait StockLedger: Send + Sync {
     /// Units left, or `None` for an unknown sale.
     async fn remaining(&self, sale_id: &SaleId) -> Result<Option<u32>, StoreError>;
 
+    /// The ledger's clock, in unix milliseconds: the one clock every age and deadline is
+    /// measured on (the stock lock stamps entries with it too).
+    async fn now_ms(&self) -> Result<i64, StoreError>;
+
+    /// [`Sales::now_ms`] as a time: what a reservation is stamped with.
+    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        let now_ms = self.now_ms().await?;
+        DateTime::from_timestamp_millis(now_ms).ok_or_else(|| {
+            StoreError::Failed(format!("the ledger's clock is out of range: {now_ms} ms").into())
+        })
+    }
+
+    /// The sales not settled yet ([`Sales::settle_sale`]).
+    async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError>;
+
+    /// Settles the sale if nothing waits in its outbox, no order awaits payment, no transition
+    /// event waits for the broker, no payment intent awaits settling, and no purchase can add to it (it is sold out, or `ended`):
+    /// it leaves the active sales, and in Redis its keys expire after `retention`. `false` when work remains (nothing is changed).
+    async fn settle_sale(
+        &self,
+        sale_id: &SaleId,
+        ended: bool,
+        retention: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Whether the backend answers now (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The buyer's side, which the gateway calls: the stock lock, and what a buyer may ask of their
+/// order.
+#[async_trait]
+pub trait Purchases: Send + Sync {
     /// The stock lock, in one atomic step: an unknown sale, a buyer who already holds a unit
     /// and an empty stock are refused in that order with nothing written; otherwise one unit
     /// is taken and the buyer, the outbox entry (`payload`, the very bytes that will be
@@ -150,8 +197,32 @@ pub trait StockLedger: Send + Sync {
         payload: &str,
     ) -> Result<Reservation, StoreError>;
 
+    /// When the order must be paid by (unix ms on the ledger's clock), while it awaits payment.
+    async fn pay_by(&self, order_id: &OrderId) -> Result<Option<i64>, StoreError>;
+
+    /// The order `user_id` holds in the sale, if any: how a buyer whose answer was lost finds
+    /// out whether the purchase went through.
+    async fn buyers_order(
+        &self,
+        sale_id: &SaleId,
+        user_id: &UserId,
+    ) -> Result<Option<OrderId>, StoreError>;
+
+    /// The order's status, if `user_id` owns it. Anyone else learns nothing, not even that it
+    /// exists.
+    async fn order_status(
+        &self,
+        order_id: &OrderId,
+        user_id: &UserId,
+    ) -> Result<Option<OrderStatus>, StoreError>;
+}
+
+/// A payment's three steps (intent, the provider's charge, the payment), which the gateway's
+/// pay route walks, and the intents the payment resolver settles.
+#[async_trait]
+pub trait Payments: Send + Sync {
     /// Records the intent to charge `amount_cents` for `user_id`'s order: the first of a
-    /// payment's three steps (intent, the provider's charge, [`StockLedger::pay`]), so that a
+    /// payment's three steps (intent, the provider's charge, [`Payments::pay`]), so that a
     /// charge whose outcome nobody learned is found by the payment resolver. Refuses, writing
     /// nothing, what `pay` would refuse. Recording again moves the resolver's look on.
     async fn begin_payment(
@@ -182,12 +253,13 @@ pub trait StockLedger: Send + Sync {
 
     /// How many of the sale's payment intents are not settled yet (a read: nothing moves).
     async fn open_payments(&self, sale_id: &SaleId) -> Result<u64, StoreError>;
+}
 
-    /// Expires up to `limit` of the sale's orders whose pay-by time has passed on the ledger's
-    /// clock, returning each one's unit to stock; returns them. An order is expired (and its
-    /// unit returned) once, however often this runs.
-    async fn expire_due(&self, sale_id: &SaleId, limit: usize) -> Result<Vec<OrderId>, StoreError>;
-
+/// The outbox and the publication of its events: what the publisher records as acknowledged,
+/// what the relay hands out and the reconciler re-publishes, and what a consumer asks about an
+/// order whose row is not stored yet.
+#[async_trait]
+pub trait Outbox: Send + Sync {
     /// Up to `limit` of the sale's transition events due for publishing: recorded and not yet
     /// handed out, or handed out `redeliver_after` ago without an acknowledgement. Each one
     /// handed out is due again only after `redeliver_after`.
@@ -206,44 +278,9 @@ pub trait StockLedger: Send + Sync {
     /// settling for good.
     async fn discard_transition(&self, sale_id: &SaleId, event_id: &str) -> Result<(), StoreError>;
 
-    /// When the order must be paid by (unix ms on the ledger's clock), while it awaits payment.
-    async fn pay_by(&self, order_id: &OrderId) -> Result<Option<i64>, StoreError>;
-
     /// Records the broker's acknowledgement of these orders' events: from now on the
     /// reconciler waits for them as long as any backlog takes, not merely as long as a publish.
     async fn mark_published(&self, orders: &[OrderId]) -> Result<(), StoreError>;
-
-    /// Removes orders of one sale from the outbox and marks the processing ones created (a
-    /// paid or expired one keeps its status); returns how many outbox entries were removed.
-    /// Idempotent.
-    async fn complete_orders(
-        &self,
-        sale_id: &SaleId,
-        orders: &[&OrderId],
-    ) -> Result<u64, StoreError>;
-
-    /// Marks orders of one sale as failed (their events went to the dead-letter topic, where an
-    /// operator finds them) and compensates: each one's unit returns to stock, once, and it
-    /// leaves the outbox and the reconciler's reach. Only an order still in the outbox and
-    /// still processing, or paid while processing, is compensated; a paid one's payment is
-    /// opened again, due at once, for the payment resolver to refund. Any other id (never
-    /// locked here, expired meanwhile, reported twice) changes nothing but leaving the outbox.
-    async fn fail_orders(&self, sale_id: &SaleId, orders: &[&OrderId]) -> Result<(), StoreError>;
-
-    /// The ledger's clock, in unix milliseconds: the one clock every age and deadline is
-    /// measured on (the stock lock stamps entries with it too).
-    async fn now_ms(&self) -> Result<i64, StoreError>;
-
-    /// [`StockLedger::now_ms`] as a time: what a reservation is stamped with.
-    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
-        let now_ms = self.now_ms().await?;
-        DateTime::from_timestamp_millis(now_ms).ok_or_else(|| {
-            StoreError::Failed(format!("the ledger's clock is out of range: {now_ms} ms").into())
-        })
-    }
-
-    /// The sales not settled yet ([`StockLedger::settle_sale`]).
-    async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError>;
 
     /// Up to `limit` outbox entries of one sale in the `publication` state, stamped (reserved,
     /// acknowledged, or last deferred) at or before `before_ms` on the ledger's clock, oldest
@@ -261,21 +298,11 @@ pub trait StockLedger: Send + Sync {
     /// state (an acknowledged order stays acknowledged) nor brings back a completed one.
     async fn defer(&self, orders: &[OrderId], at_ms: i64) -> Result<(), StoreError>;
 
-    /// Settles the sale if nothing waits in its outbox, no order awaits payment, no transition
-    /// event waits for the broker, no payment intent awaits settling, and no purchase can add to it (it is sold out, or `ended`):
-    /// it leaves the active sales, and in Redis its keys expire after `retention`. `false` when work remains (nothing is changed).
-    async fn settle_sale(
-        &self,
-        sale_id: &SaleId,
-        ended: bool,
-        retention: Duration,
-    ) -> Result<bool, StoreError>;
-
     /// Sizes of one sale's outbox and of its unacknowledged part.
     async fn outbox_sizes(&self, sale_id: &SaleId) -> Result<OutboxSizes, StoreError>;
 
     /// The outbox of one sale: order id → event JSON. A full read, as large as the sale's
-    /// backlog: for checks and tests, never on a hot path (see [`StockLedger::in_outbox`]).
+    /// backlog: for checks and tests, never on a hot path (see [`Outbox::in_outbox`]).
     async fn outbox(&self, sale_id: &SaleId) -> Result<HashMap<OrderId, String>, StoreError>;
 
     /// Which of `orders` (all of `sale_id`) are still in the sale's outbox: locked, their
@@ -285,23 +312,31 @@ pub trait StockLedger: Send + Sync {
         sale_id: &SaleId,
         orders: &[&OrderId],
     ) -> Result<HashSet<OrderId>, StoreError>;
+}
 
-    /// The order `user_id` holds in the sale, if any: how a buyer whose answer was lost finds
-    /// out whether the purchase went through.
-    async fn buyers_order(
+/// The ends of an order's life that happen behind the queue: created or failed (the order
+/// worker), expired (the reconciler's sweep).
+#[async_trait]
+pub trait OrderLifecycle: Send + Sync {
+    /// Expires up to `limit` of the sale's orders whose pay-by time has passed on the ledger's
+    /// clock, returning each one's unit to stock; returns them. An order is expired (and its
+    /// unit returned) once, however often this runs.
+    async fn expire_due(&self, sale_id: &SaleId, limit: usize) -> Result<Vec<OrderId>, StoreError>;
+
+    /// Removes orders of one sale from the outbox and marks the processing ones created (a
+    /// paid or expired one keeps its status); returns how many outbox entries were removed.
+    /// Idempotent.
+    async fn complete_orders(
         &self,
         sale_id: &SaleId,
-        user_id: &UserId,
-    ) -> Result<Option<OrderId>, StoreError>;
+        orders: &[&OrderId],
+    ) -> Result<u64, StoreError>;
 
-    /// The order's status, if `user_id` owns it. Anyone else learns nothing, not even that it
-    /// exists.
-    async fn order_status(
-        &self,
-        order_id: &OrderId,
-        user_id: &UserId,
-    ) -> Result<Option<OrderStatus>, StoreError>;
-
-    /// Whether the backend answers now (readiness).
-    async fn ping(&self) -> Result<(), StoreError>;
+    /// Marks orders of one sale as failed (their events went to the dead-letter topic, where an
+    /// operator finds them) and compensates: each one's unit returns to stock, once, and it
+    /// leaves the outbox and the reconciler's reach. Only an order still in the outbox and
+    /// still processing, or paid while processing, is compensated; a paid one's payment is
+    /// opened again, due at once, for the payment resolver to refund. Any other id (never
+    /// locked here, expired meanwhile, reported twice) changes nothing but leaving the outbox.
+    async fn fail_orders(&self, sale_id: &SaleId, orders: &[&OrderId]) -> Result<(), StoreError>;
 }

@@ -15,8 +15,9 @@ use redis::AsyncCommands;
 
 use super::clock::RedisClock;
 use super::{
-    DuePayment, DueTransition, OrderStatus, OutboxEntry, OutboxSizes, Payment, PaymentIntent,
-    Publication, Reservation, StockLedger, TransitionId,
+    DuePayment, DueTransition, OrderLifecycle, OrderStatus, Outbox, OutboxEntry, OutboxSizes,
+    Payment, PaymentIntent, Payments, Publication, Purchases, Reservation, ReserveReply, Sales,
+    TransitionId,
 };
 use crate::error::StoreError;
 use crate::event::ReservationEvent;
@@ -42,7 +43,7 @@ impl RedisStockLedger {
 }
 
 #[async_trait]
-impl StockLedger for RedisStockLedger {
+impl Sales for RedisStockLedger {
     async fn create_sale(&self, sale: &Sale) -> Result<bool, StoreError> {
         let keys = self.redis.keys().sale(&sale.id);
         let json = serde_json::to_string(sale).expect("a Sale always serialises");
@@ -95,6 +96,61 @@ impl StockLedger for RedisStockLedger {
         self.redis.call(async |c| c.get(&key).await).await
     }
 
+    /// Redis's clock as [`RedisClock`] estimates it: no round trip most of the time.
+    async fn now_ms(&self) -> Result<i64, StoreError> {
+        self.clock.now_ms(&self.redis).await
+    }
+
+    async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError> {
+        let key = self.redis.keys().sales_index();
+        let ids: Vec<String> = self.redis.call(async |c| c.smembers(&key).await).await?;
+        Ok(parse_all(ids, "sales index"))
+    }
+
+    /// `settle_sale.lua` on the sale's keys, then the index (another slot) in a second step:
+    /// should that step fail, the next sweep settles the sale again, harmlessly.
+    async fn settle_sale(
+        &self,
+        sale_id: &SaleId,
+        ended: bool,
+        retention: Duration,
+    ) -> Result<bool, StoreError> {
+        let keys = self.redis.keys().sale(sale_id);
+        let settled: bool = self
+            .redis
+            .call(async |c| {
+                let mut invocation = scripts::SETTLE_SALE.key(&keys.outbox);
+                invocation
+                    .key(&keys.stock)
+                    .key(&keys.deadlines)
+                    .key(&keys.transitions)
+                    .key(&keys.payments);
+                for key in keys.all() {
+                    invocation.key(key);
+                }
+                invocation
+                    .arg(u8::from(ended))
+                    .arg(retention.as_millis() as u64)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        if settled {
+            let index = self.redis.keys().sales_index();
+            self.redis
+                .call(async |c| c.srem::<_, _, ()>(&index, sale_id.as_str()).await)
+                .await?;
+        }
+        Ok(settled)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.redis.ping().await
+    }
+}
+
+#[async_trait]
+impl Purchases for RedisStockLedger {
     /// One round trip: `reserve.lua`, which refuses to run after this call's deadline (see
     /// [`RedisClock`]); such a late lock answers as a timeout, with nothing written.
     async fn reserve(
@@ -110,7 +166,7 @@ impl StockLedger for RedisStockLedger {
             .now_ms(&self.redis)
             .await?
             .saturating_add(deadline_ms);
-        let reply: redis::Value = self
+        let reply: ReserveReply = self
             .redis
             .call(async |c| {
                 scripts::RESERVE
@@ -124,94 +180,63 @@ impl StockLedger for RedisStockLedger {
                     .await
             })
             .await?;
-        if let Some(reservation) = reservation_from_reply(reply)? {
-            return Ok(reservation);
+        match reply {
+            ReserveReply::Decided(reservation) => Ok(reservation),
+            ReserveReply::Late => {
+                // The script ran past its run-by time and did nothing.
+                self.clock.forget();
+                Err(StoreError::Timeout(deadline))
+            }
         }
-        // Late: the script ran past its run-by time and did nothing.
-        self.clock.forget();
-        Err(StoreError::Timeout(deadline))
     }
 
-    /// One pipelined round trip for the whole batch: `acknowledge.lua` once per sale.
-    async fn mark_published(&self, orders: &[OrderId]) -> Result<(), StoreError> {
-        if orders.is_empty() {
-            return Ok(());
-        }
-        let mut by_sale: HashMap<SaleId, Vec<&OrderId>> = HashMap::new();
-        for order in orders {
-            by_sale.entry(order.sale_id()).or_default().push(order);
-        }
-        let invocations: Vec<_> = by_sale
-            .iter()
-            .map(|(sale_id, orders)| {
-                let keys = self.redis.keys().sale(sale_id);
-                let mut invocation = scripts::ACKNOWLEDGE.key(keys.unpublished);
-                invocation.key(keys.acknowledged);
-                for order in orders {
-                    invocation.arg(order.as_str());
-                }
-                invocation
-            })
-            .collect();
-        let mut pipe = redis::pipe();
-        pipe.cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(scripts::ACKNOWLEDGE_SOURCE)
-            .ignore();
-        for invocation in &invocations {
-            pipe.invoke_script(invocation).ignore();
-        }
-        self.redis
-            .call(async |c| pipe.query_async::<()>(c).await)
-            .await
+    async fn pay_by(&self, order_id: &OrderId) -> Result<Option<i64>, StoreError> {
+        let key = self.redis.keys().sale(&order_id.sale_id()).deadlines;
+        let score: Option<f64> = self
+            .redis
+            .call(async |c| c.zscore(&key, order_id.as_str()).await)
+            .await?;
+        Ok(score.map(|ms| ms as i64))
     }
 
-    /// One round trip: `complete_order.lua`.
-    async fn complete_orders(
+    async fn buyers_order(
         &self,
         sale_id: &SaleId,
-        orders: &[&OrderId],
-    ) -> Result<u64, StoreError> {
-        let keys = self.redis.keys().sale(sale_id);
-        self.redis
-            .call(async |c| {
-                let mut invocation = scripts::COMPLETE_ORDER.key(&keys.outbox);
-                invocation
-                    .key(&keys.unpublished)
-                    .key(&keys.status)
-                    .key(&keys.acknowledged)
-                    .key(&keys.transition_outbox()[..]);
-                for order in orders {
-                    invocation.arg(order.as_str());
-                }
-                invocation.invoke_async(c).await
-            })
-            .await
+        user_id: &UserId,
+    ) -> Result<Option<OrderId>, StoreError> {
+        let buyers = self.redis.keys().sale(sale_id).buyers;
+        let order: Option<String> = self
+            .redis
+            .call(async |c| c.hget(&buyers, user_id.as_str()).await)
+            .await?;
+        Ok(parse_all(order.into_iter().collect(), "buyers").pop())
     }
 
-    /// One round trip: `fail_orders.lua`.
-    async fn fail_orders(&self, sale_id: &SaleId, orders: &[&OrderId]) -> Result<(), StoreError> {
-        let keys = self.redis.keys().sale(sale_id);
-        self.redis
+    async fn order_status(
+        &self,
+        order_id: &OrderId,
+        user_id: &UserId,
+    ) -> Result<Option<OrderStatus>, StoreError> {
+        let keys = self.redis.keys().sale(&order_id.sale_id());
+        let (owned_order, status): (Option<String>, Option<String>) = self
+            .redis
             .call(async |c| {
-                let mut invocation = scripts::FAIL_ORDERS.key(&keys.outbox);
-                invocation
-                    .key(&keys.unpublished)
-                    .key(&keys.acknowledged)
-                    .key(&keys.status)
-                    .key(&keys.deadlines)
-                    .key(&keys.stock)
-                    .key(&keys.transition_outbox()[..])
-                    .key(&keys.payments)
-                    .key(&keys.payments_due);
-                for order in orders {
-                    invocation.arg(order.as_str());
-                }
-                invocation.invoke_async::<()>(c).await
+                redis::pipe()
+                    .hget(&keys.buyers, user_id.as_str())
+                    .hget(&keys.status, order_id.as_str())
+                    .query_async(c)
+                    .await
             })
-            .await
+            .await?;
+        if owned_order.as_deref() != Some(order_id.as_str()) {
+            return Ok(None);
+        }
+        Ok(Some(OrderStatus::from_stored(status.as_deref())))
     }
+}
 
+#[async_trait]
+impl Payments for RedisStockLedger {
     /// One round trip: `begin_payment.lua`.
     async fn begin_payment(
         &self,
@@ -220,8 +245,7 @@ impl StockLedger for RedisStockLedger {
         amount_cents: i64,
     ) -> Result<PaymentIntent, StoreError> {
         let keys = self.redis.keys().sale(&order_id.sale_id());
-        let outcome: String = self
-            .redis
+        self.redis
             .call(async |c| {
                 scripts::BEGIN_PAYMENT
                     .key(&keys.buyers)
@@ -235,21 +259,13 @@ impl StockLedger for RedisStockLedger {
                     .invoke_async(c)
                     .await
             })
-            .await?;
-        if outcome == "recorded" {
-            return Ok(PaymentIntent::Recorded);
-        }
-        Ok(PaymentIntent::Refused(payment_from_reply(
-            &outcome,
-            "begin_payment.lua",
-        )?))
+            .await
     }
 
     /// One round trip: `pay.lua`.
     async fn pay(&self, order_id: &OrderId, user_id: &UserId) -> Result<Payment, StoreError> {
         let keys = self.redis.keys().sale(&order_id.sale_id());
-        let outcome: String = self
-            .redis
+        self.redis
             .call(async |c| {
                 scripts::PAY
                     .key(&keys.buyers)
@@ -263,8 +279,7 @@ impl StockLedger for RedisStockLedger {
                     .invoke_async(c)
                     .await
             })
-            .await?;
-        payment_from_reply(&outcome, "pay.lua")
+            .await
     }
 
     /// One round trip: `claim_payments.lua`.
@@ -330,24 +345,42 @@ impl StockLedger for RedisStockLedger {
             })
             .await
     }
+}
 
-    /// One round trip: `expire_due.lua`.
-    async fn expire_due(&self, sale_id: &SaleId, limit: usize) -> Result<Vec<OrderId>, StoreError> {
-        let keys = self.redis.keys().sale(sale_id);
-        let expired: Vec<String> = self
-            .redis
-            .call(async |c| {
-                scripts::EXPIRE_DUE
-                    .key(&keys.deadlines)
-                    .key(&keys.status)
-                    .key(&keys.stock)
-                    .key(&keys.transition_outbox()[..])
-                    .arg(limit)
-                    .invoke_async(c)
-                    .await
+#[async_trait]
+impl Outbox for RedisStockLedger {
+    /// One pipelined round trip for the whole batch: `acknowledge.lua` once per sale.
+    async fn mark_published(&self, orders: &[OrderId]) -> Result<(), StoreError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        let mut by_sale: HashMap<SaleId, Vec<&OrderId>> = HashMap::new();
+        for order in orders {
+            by_sale.entry(order.sale_id()).or_default().push(order);
+        }
+        let invocations: Vec<_> = by_sale
+            .iter()
+            .map(|(sale_id, orders)| {
+                let keys = self.redis.keys().sale(sale_id);
+                let mut invocation = scripts::ACKNOWLEDGE.key(keys.unpublished);
+                invocation.key(keys.acknowledged);
+                for order in orders {
+                    invocation.arg(order.as_str());
+                }
+                invocation
             })
-            .await?;
-        Ok(parse_all(expired, "deadlines"))
+            .collect();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(scripts::ACKNOWLEDGE_SOURCE)
+            .ignore();
+        for invocation in &invocations {
+            pipe.invoke_script(invocation).ignore();
+        }
+        self.redis
+            .call(async |c| pipe.query_async::<()>(c).await)
+            .await
     }
 
     /// One round trip: `claim_transitions.lua`.
@@ -410,26 +443,6 @@ impl StockLedger for RedisStockLedger {
         self.redis
             .call(async |c| pipe.query_async::<()>(c).await)
             .await
-    }
-
-    async fn pay_by(&self, order_id: &OrderId) -> Result<Option<i64>, StoreError> {
-        let key = self.redis.keys().sale(&order_id.sale_id()).deadlines;
-        let score: Option<f64> = self
-            .redis
-            .call(async |c| c.zscore(&key, order_id.as_str()).await)
-            .await?;
-        Ok(score.map(|ms| ms as i64))
-    }
-
-    /// Redis's clock as [`RedisClock`] estimates it: no round trip most of the time.
-    async fn now_ms(&self) -> Result<i64, StoreError> {
-        self.clock.now_ms(&self.redis).await
-    }
-
-    async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError> {
-        let key = self.redis.keys().sales_index();
-        let ids: Vec<String> = self.redis.call(async |c| c.smembers(&key).await).await?;
-        Ok(parse_all(ids, "sales index"))
     }
 
     /// Two round trips (ZRANGEBYSCORE, then HMGET); an entry completed in between comes back
@@ -499,43 +512,6 @@ impl StockLedger for RedisStockLedger {
             .await
     }
 
-    /// `settle_sale.lua` on the sale's keys, then the index (another slot) in a second step:
-    /// should that step fail, the next sweep settles the sale again, harmlessly.
-    async fn settle_sale(
-        &self,
-        sale_id: &SaleId,
-        ended: bool,
-        retention: Duration,
-    ) -> Result<bool, StoreError> {
-        let keys = self.redis.keys().sale(sale_id);
-        let settled: bool = self
-            .redis
-            .call(async |c| {
-                let mut invocation = scripts::SETTLE_SALE.key(&keys.outbox);
-                invocation
-                    .key(&keys.stock)
-                    .key(&keys.deadlines)
-                    .key(&keys.transitions)
-                    .key(&keys.payments);
-                for key in keys.all() {
-                    invocation.key(key);
-                }
-                invocation
-                    .arg(u8::from(ended))
-                    .arg(retention.as_millis() as u64)
-                    .invoke_async(c)
-                    .await
-            })
-            .await?;
-        if settled {
-            let index = self.redis.keys().sales_index();
-            self.redis
-                .call(async |c| c.srem::<_, _, ()>(&index, sale_id.as_str()).await)
-                .await?;
-        }
-        Ok(settled)
-    }
-
     async fn outbox_sizes(&self, sale_id: &SaleId) -> Result<OutboxSizes, StoreError> {
         let keys = self.redis.keys().sale(sale_id);
         let (locked, unacknowledged) = self
@@ -552,41 +528,6 @@ impl StockLedger for RedisStockLedger {
             locked,
             unacknowledged,
         })
-    }
-
-    async fn buyers_order(
-        &self,
-        sale_id: &SaleId,
-        user_id: &UserId,
-    ) -> Result<Option<OrderId>, StoreError> {
-        let buyers = self.redis.keys().sale(sale_id).buyers;
-        let order: Option<String> = self
-            .redis
-            .call(async |c| c.hget(&buyers, user_id.as_str()).await)
-            .await?;
-        Ok(parse_all(order.into_iter().collect(), "buyers").pop())
-    }
-
-    async fn order_status(
-        &self,
-        order_id: &OrderId,
-        user_id: &UserId,
-    ) -> Result<Option<OrderStatus>, StoreError> {
-        let keys = self.redis.keys().sale(&order_id.sale_id());
-        let (owned_order, status): (Option<String>, Option<String>) = self
-            .redis
-            .call(async |c| {
-                redis::pipe()
-                    .hget(&keys.buyers, user_id.as_str())
-                    .hget(&keys.status, order_id.as_str())
-                    .query_async(c)
-                    .await
-            })
-            .await?;
-        if owned_order.as_deref() != Some(order_id.as_str()) {
-            return Ok(None);
-        }
-        Ok(Some(OrderStatus::from_stored(status.as_deref())))
     }
 
     async fn outbox(&self, sale_id: &SaleId) -> Result<HashMap<OrderId, String>, StoreError> {
@@ -617,26 +558,74 @@ impl StockLedger for RedisStockLedger {
             .map(|(order, _)| (*order).clone())
             .collect())
     }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.redis.ping().await
-    }
 }
 
-/// The outcome a payment script (`pay.lua`, `begin_payment.lua`) answered.
-fn payment_from_reply(reply: &str, script: &str) -> Result<Payment, StoreError> {
-    Ok(match reply {
-        "paid" => Payment::Paid,
-        "already_paid" => Payment::AlreadyPaid,
-        "expired" => Payment::Expired,
-        "failed" => Payment::Failed,
-        "not_found" => Payment::NotFound,
-        other => {
-            return Err(StoreError::Failed(
-                format!("unexpected reply from {script}: {other}").into(),
-            ));
-        }
-    })
+#[async_trait]
+impl OrderLifecycle for RedisStockLedger {
+    /// One round trip: `complete_order.lua`.
+    async fn complete_orders(
+        &self,
+        sale_id: &SaleId,
+        orders: &[&OrderId],
+    ) -> Result<u64, StoreError> {
+        let keys = self.redis.keys().sale(sale_id);
+        self.redis
+            .call(async |c| {
+                let mut invocation = scripts::COMPLETE_ORDER.key(&keys.outbox);
+                invocation
+                    .key(&keys.unpublished)
+                    .key(&keys.status)
+                    .key(&keys.acknowledged)
+                    .key(&keys.transition_outbox()[..]);
+                for order in orders {
+                    invocation.arg(order.as_str());
+                }
+                invocation.invoke_async(c).await
+            })
+            .await
+    }
+
+    /// One round trip: `fail_orders.lua`.
+    async fn fail_orders(&self, sale_id: &SaleId, orders: &[&OrderId]) -> Result<(), StoreError> {
+        let keys = self.redis.keys().sale(sale_id);
+        self.redis
+            .call(async |c| {
+                let mut invocation = scripts::FAIL_ORDERS.key(&keys.outbox);
+                invocation
+                    .key(&keys.unpublished)
+                    .key(&keys.acknowledged)
+                    .key(&keys.status)
+                    .key(&keys.deadlines)
+                    .key(&keys.stock)
+                    .key(&keys.transition_outbox()[..])
+                    .key(&keys.payments)
+                    .key(&keys.payments_due);
+                for order in orders {
+                    invocation.arg(order.as_str());
+                }
+                invocation.invoke_async::<()>(c).await
+            })
+            .await
+    }
+
+    /// One round trip: `expire_due.lua`.
+    async fn expire_due(&self, sale_id: &SaleId, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        let keys = self.redis.keys().sale(sale_id);
+        let expired: Vec<String> = self
+            .redis
+            .call(async |c| {
+                scripts::EXPIRE_DUE
+                    .key(&keys.deadlines)
+                    .key(&keys.status)
+                    .key(&keys.stock)
+                    .key(&keys.transition_outbox()[..])
+                    .arg(limit)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(parse_all(expired, "deadlines"))
+    }
 }
 
 /// The ids among `raw` that parse; a malformed one (written by hand, or by another program)
@@ -651,34 +640,4 @@ fn parse_all<T: std::str::FromStr>(raw: Vec<String>, source: &str) -> Vec<T> {
             parsed
         })
         .collect()
-}
-
-/// What `reserve.lua` answered: `[outcome, remaining, existing order]`. `None` when it was late
-/// (its run-by time had passed, so it did nothing). On every purchase's path, so it has a
-/// micro-benchmark (`gateway/benches/hot_path.rs`).
-pub fn reservation_from_reply(reply: redis::Value) -> Result<Option<Reservation>, StoreError> {
-    let (outcome, remaining, existing_order): (String, i64, String) =
-        redis::from_redis_value(reply).map_err(|error| {
-            StoreError::Failed(format!("reserve.lua replied something else: {error}").into())
-        })?;
-    Ok(Some(match outcome.as_str() {
-        "late" => return Ok(None),
-        "reserved" => Reservation::Reserved {
-            remaining: u32::try_from(remaining).unwrap_or(0),
-        },
-        "already_purchased" => Reservation::AlreadyPurchased {
-            order_id: existing_order.parse().map_err(|error| {
-                StoreError::Failed(
-                    format!("reserve.lua returned a malformed order id: {error}").into(),
-                )
-            })?,
-        },
-        "sold_out" => Reservation::SoldOut,
-        "unknown_sale" => Reservation::UnknownSale,
-        other => {
-            return Err(StoreError::Failed(
-                format!("unexpected reply from reserve.lua: {other}").into(),
-            ));
-        }
-    }))
 }

@@ -65,7 +65,7 @@ mod real_broker {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn created_topics_carry_the_configured_retention_in_segments_of_half_of_it_and_dead_letters_keep_four_times_it()
      {
-        let env = TestEnv::new();
+        let env = TestEnv::on_services();
         env.create_topics().await;
         let admin: AdminClient<DefaultClientContext> =
             env.bus().client_config().create().expect("an admin client");
@@ -118,8 +118,8 @@ mod real_broker {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_group_without_offsets_on_trimmed_history_replays_what_is_kept_and_counts_each_trimmed_partition()
      {
-        let prometheus = shared::telemetry::prometheus();
-        let env = TestEnv::new();
+        let prometheus = shared::telemetry::install_metrics();
+        let env = TestEnv::on_services();
         env.create_topics().await;
         let mut published = Vec::new();
         for partition in [0, 0, 0, 1] {

@@ -28,12 +28,14 @@ impl SmsProvider for HttpProvider {
             .send()
             .await
             // Without the URL, which may carry the provider's credential into the logs.
-            .map_err(|e| SmsError::Transient(e.without_url().to_string()))?;
+            .map_err(|e| SmsError::Transient(Box::new(e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
         } else if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
-            Err(SmsError::Transient(format!("provider answered {status}")))
+            Err(SmsError::Transient(
+                format!("provider answered {status}").into(),
+            ))
         } else {
             Err(SmsError::Permanent(format!("provider answered {status}")))
         }
@@ -57,6 +59,7 @@ mod tests {
         };
         match provider.send(&sms).await {
             Err(SmsError::Transient(reason)) => {
+                let reason = reason.to_string();
                 assert!(!reason.contains("scheme"), "{reason}");
                 assert!(
                     reason.contains("connect") || reason.contains("sending"),

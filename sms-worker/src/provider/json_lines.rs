@@ -55,7 +55,7 @@ impl SmsProvider for JsonLinesProvider {
         // The file lock blocks, so the whole call runs off the async threads.
         tokio::task::spawn_blocking(move || out.lock().expect("SMS file lock poisoned").send(&sms))
             .await
-            .map_err(|e| SmsError::Transient(e.to_string()))?
+            .map_err(|e| SmsError::Transient(Box::new(e)))?
     }
 }
 
@@ -109,14 +109,16 @@ impl Out {
         match self {
             Self::File(journal) => journal
                 .append(|delivered| (Some(delivered.line_for(sms)), ()))
-                .map_err(|e| SmsError::Transient(format!("{}: {e}", journal.path().display()))),
+                .map_err(|e| {
+                    SmsError::Transient(format!("{}: {e}", journal.path().display()).into())
+                }),
             Self::Stdout(delivered) => {
                 let mut line = delivered.line_for(sms);
                 line.push(b'\n');
                 io::stdout()
                     .lock()
                     .write_all(&line)
-                    .map_err(|e| SmsError::Transient(format!("stdout: {e}")))?;
+                    .map_err(|e| SmsError::Transient(format!("stdout: {e}").into()))?;
                 delivered.0.insert(sms.idempotency_key.clone());
                 Ok(())
             }
@@ -221,7 +223,7 @@ mod tests {
         let provider = JsonLinesProvider::new(Some(path.clone()));
         let failure = provider.send(&sms("s.1:reserved")).await;
         assert!(
-            matches!(&failure, Err(SmsError::Transient(reason)) if reason.contains("sms.jsonl")),
+            matches!(&failure, Err(SmsError::Transient(reason)) if reason.to_string().contains("sms.jsonl")),
             "{failure:?}"
         );
 

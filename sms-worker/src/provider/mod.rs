@@ -13,6 +13,7 @@ pub mod http;
 pub mod json_lines;
 
 use serde::Serialize;
+use shared::error::Cause;
 
 pub use self::http::HttpProvider;
 pub use self::json_lines::JsonLinesProvider;
@@ -30,7 +31,7 @@ pub struct Sms {
 pub enum SmsError {
     /// May succeed on a retry (timeout, 5xx, 429, I/O).
     #[error("transient SMS failure: {0}")]
-    Transient(String),
+    Transient(#[source] Cause),
     /// Will not succeed (the provider refused the message).
     #[error("permanent SMS failure: {0}")]
     Permanent(String),

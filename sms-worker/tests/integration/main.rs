@@ -38,7 +38,7 @@ fn temp_file(name: &str) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn a_redelivered_event_sends_one_sms() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let file = temp_file("sms");
     let mut config: Config = shared::config::defaults();
     config.sms_file = Some(file.clone());
@@ -117,7 +117,7 @@ fn http_config(url: String) -> Config {
 
 #[tokio::test]
 async fn a_failing_provider_is_retried_then_the_message_is_dead_lettered() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let (url, provider) = start_provider(usize::MAX).await;
     let worker = start(&env, http_config(url)).await;
     let sale = env.create_sale(10).await;
@@ -144,7 +144,7 @@ async fn a_failing_provider_is_retried_then_the_message_is_dead_lettered() {
 
 #[tokio::test]
 async fn a_provider_that_recovers_gets_the_message_once() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let (url, provider) = start_provider(2).await;
     let worker = start(&env, http_config(url)).await;
     let sale = env.create_sale(10).await;
@@ -168,7 +168,7 @@ async fn a_provider_that_recovers_gets_the_message_once() {
 
 #[tokio::test]
 async fn sending_holds_the_configured_rate() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let file = temp_file("sms-rate");
     let rate = NonZeroU32::new(5).unwrap();
     let handler = SmsHandler::new(
@@ -259,7 +259,7 @@ impl SmsRecords for SentRecordFails {
 
 #[tokio::test]
 async fn a_redis_blip_after_the_send_retries_the_record_not_the_sms() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let file = temp_file("sms-blip");
     let records = SentRecordFails::new(env.backends().sms_records(), Failing::Once);
     let rate = NonZeroU32::new(100).unwrap();
@@ -291,7 +291,7 @@ async fn a_redis_blip_after_the_send_retries_the_record_not_the_sms() {
 
 #[tokio::test]
 async fn a_crash_between_send_and_record_sends_again_and_the_file_provider_delivers_once() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let file = temp_file("sms-crash");
     let rate = NonZeroU32::new(100).unwrap();
     let short_claim = RecordLifetimes {
@@ -350,7 +350,7 @@ impl SmsProvider for SlowProvider {
 
 #[tokio::test]
 async fn two_instances_handed_one_order_at_once_send_one_sms() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let file = temp_file("sms-overlap");
     let rate = NonZeroU32::new(100).unwrap();
     let instance = || {

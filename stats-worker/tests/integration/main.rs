@@ -9,7 +9,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn a_redelivered_event_is_counted_once() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let worker = env
         .spawn_worker(&shared::config::defaults::<Config>())
         .await;
@@ -42,7 +42,7 @@ async fn a_redelivered_event_is_counted_once() {
 
 #[tokio::test]
 async fn statistics_counted_after_the_sale_settled_expire_with_it() {
-    let env = TestEnv::new();
+    let env = TestEnv::on_services();
     let sale = env.create_sale(3).await;
     assert!(
         env.ledger()
