@@ -11,6 +11,7 @@ use clap::Args;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
+use shared::ids::OrderId;
 
 use crate::Target;
 use crate::api::{Answer, Gateway, answer};
@@ -165,7 +166,7 @@ type Sample = (usize, Trick, Option<Answer>);
 
 fn tally(results: &[Sample], bots: usize, sale_id: String, elapsed_secs: f64) -> AbuseSummary {
     let mut answers: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    let mut orders_by_bot: HashMap<usize, HashSet<&str>> = HashMap::new();
+    let mut orders_by_bot: HashMap<usize, HashSet<&OrderId>> = HashMap::new();
     let (mut server_errors, mut transport_errors, mut accepted) = (0, 0, 0);
     for (bot, trick, answer) in results {
         let label = if let Some(answer) = answer {

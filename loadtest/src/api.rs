@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
+use gateway::outcome::ErrorCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::ids::OrderId;
@@ -15,9 +16,9 @@ use shared::sale::Sale;
 pub struct Answer {
     pub status: u16,
     /// The `error` code of a refusal.
-    pub code: Option<String>,
-    /// The order id of an acceptance.
-    pub order_id: Option<String>,
+    pub code: Option<ErrorCode>,
+    /// The order id of an acceptance (or of the order an `already_purchased` names).
+    pub order_id: Option<OrderId>,
 }
 
 impl Answer {
@@ -259,10 +260,17 @@ fn transient(answer: &reqwest::Result<reqwest::Response>) -> bool {
 pub async fn answer(request: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error> {
     let response = request.send().await?;
     let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let body: AnswerBody = response.json().await.unwrap_or_default();
     Ok(Answer {
         status,
-        code: body["error"].as_str().map(str::to_owned),
-        order_id: body["order_id"].as_str().map(str::to_owned),
+        code: body.error,
+        order_id: body.order_id,
     })
+}
+
+/// The fields of an answer's JSON body a load test reads (any answer: a 202 or an error).
+#[derive(Default, Deserialize)]
+struct AnswerBody {
+    error: Option<ErrorCode>,
+    order_id: Option<OrderId>,
 }

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gateway::error::promises_nothing_locked;
+use gateway::outcome::ErrorCode;
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 use shared::ids::OrderId;
@@ -240,10 +241,8 @@ struct Timing {
 /// The parts of an answer's JSON body the run keeps.
 #[derive(Default, Deserialize)]
 struct Body<'a> {
-    #[serde(borrow)]
-    error: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    order_id: Option<Cow<'a, str>>,
+    error: Option<ErrorCode>,
+    order_id: Option<OrderId>,
     #[serde(borrow)]
     message: Option<Cow<'a, str>>,
 }
@@ -254,7 +253,7 @@ struct Tally {
     round_start: Instant,
     /// (status, error code) → answers; `None` status: no answer. A handful of distinct kinds,
     /// so a scan finds them without allocating a label per answer.
-    kinds: Vec<(Option<u16>, Option<String>, u64)>,
+    kinds: Vec<(Option<u16>, Option<ErrorCode>, u64)>,
     holdings: Vec<Holding>,
     /// Users who had an answer that could not tell whether a unit was locked.
     uncertain: Vec<usize>,
@@ -291,7 +290,7 @@ impl Tally {
             return;
         };
         let body: Body = serde_json::from_slice(body).unwrap_or_default();
-        self.count(Some(status), body.error.as_deref(), 1);
+        self.count(Some(status), body.error, 1);
         let nothing_locked =
             status == 503 && body.message.as_deref().is_some_and(promises_nothing_locked);
         if nothing_locked {
@@ -305,10 +304,7 @@ impl Tally {
             _ => return,
         };
         let Some(order_id) = body.order_id else {
-            return;
-        };
-        let Ok(order_id) = order_id.parse() else {
-            // An order id that does not parse tells nothing: the buyer is asked afterwards.
+            // No order id that parses tells nothing: the buyer is asked afterwards.
             self.uncertain.push(user);
             return;
         };
@@ -325,20 +321,20 @@ impl Tally {
         });
     }
 
-    fn count(&mut self, status: Option<u16>, code: Option<&str>, answers: u64) {
+    fn count(&mut self, status: Option<u16>, code: Option<ErrorCode>, answers: u64) {
         match self
             .kinds
             .iter_mut()
-            .find(|(s, c, _)| *s == status && c.as_deref() == code)
+            .find(|(s, c, _)| *s == status && *c == code)
         {
             Some((_, _, count)) => *count += answers,
-            None => self.kinds.push((status, code.map(str::to_owned), answers)),
+            None => self.kinds.push((status, code, answers)),
         }
     }
 
     fn absorb(&mut self, other: Tally) {
         for (status, code, answers) in other.kinds {
-            self.count(status, code.as_deref(), answers);
+            self.count(status, code, answers);
         }
         self.holdings.extend(other.holdings);
         self.uncertain.extend(other.uncertain);

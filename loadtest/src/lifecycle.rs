@@ -221,6 +221,7 @@ pub async fn wait_for_returns(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gateway::outcome::ErrorCode;
 
     #[test]
     fn the_paying_share_is_spread_evenly_and_exact() {
@@ -245,15 +246,15 @@ mod tests {
 
     #[test]
     fn a_payment_answer_that_cannot_tell_lets_the_order_end_paid_or_expired() {
-        let answer = |status, code: Option<&str>| Answer {
+        let answer = |status, code| Answer {
             status,
-            code: code.map(str::to_owned),
+            code,
             order_id: None,
         };
         assert_eq!(Fate::of_payment(Some(&answer(200, None))), Fate::Paid);
-        let too_late = answer(409, Some("order_expired"));
+        let too_late = answer(409, Some(ErrorCode::OrderExpired));
         assert_eq!(Fate::of_payment(Some(&too_late)), Fate::Expired);
-        let unavailable = answer(503, Some("unavailable"));
+        let unavailable = answer(503, Some(ErrorCode::Unavailable));
         assert_eq!(Fate::of_payment(Some(&unavailable)), Fate::PaidOrExpired);
         assert_eq!(Fate::of_payment(None), Fate::PaidOrExpired);
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use gateway::error::ApiError;
+use gateway::outcome::ErrorCode;
 use order_worker::payments::PAYMENTS_SETTLED_TOTAL;
 use shared::consumer::{CONSUMED_TOTAL, DEAD_LETTERED};
 use tokio::process::{Child, Command};
@@ -117,9 +117,7 @@ impl Scenario {
     fn evidence(self) -> Option<String> {
         match self {
             Self::GatewayKilled => Some(NO_ANSWER.to_owned()),
-            Self::RedisKilled | Self::RedisSlow => {
-                Some(format!("503 {}", ApiError::Unavailable("").code()))
-            }
+            Self::RedisKilled | Self::RedisSlow => Some(format!("503 {}", ErrorCode::Unavailable)),
             _ => None,
         }
     }
