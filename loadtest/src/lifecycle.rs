@@ -47,8 +47,8 @@ pub struct Round {
     pub offered: u64,
     /// Latecomers in the round (three for each unit offered).
     pub buyers: u64,
-    /// Orders they got.
-    pub accepted: u64,
+    /// Holdings they got: buyers told of an order (202, or 409 with their order id).
+    pub held: u64,
 }
 
 /// What an order must end as, by what its buyer did and was told.
@@ -95,7 +95,7 @@ pub struct Fates {
 impl Fates {
     /// Orders bought in the resale rounds: units sold again.
     pub fn resold(&self) -> u64 {
-        self.rounds.iter().map(|round| round.accepted).sum()
+        self.rounds.iter().map(|round| round.held).sum()
     }
 
     /// Orders with this fate.
@@ -192,7 +192,7 @@ pub(crate) async fn live_on(
         fates.rounds.push(Round {
             offered,
             buyers: latecomers.len() as u64,
-            accepted: bought.holdings.len() as u64,
+            held: bought.holdings.len() as u64,
         });
         holdings.clone_from(&bought.holdings);
         outcome.absorb(bought);

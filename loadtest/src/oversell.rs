@@ -1,7 +1,7 @@
 //! Invariant 1 over time: at no instant may more units be held than the sale has.
 //!
 //! Comparing totals is not enough once units come back: with a share of the winners paying,
-//! `accepted ≤ stock + expired` holds for any oversell of units that later expire. So each
+//! `held ≤ stock + expired` holds for any oversell of units that later expire. So each
 //! order is counted over the time it surely held its unit, and a sweep over those intervals
 //! finds the most units held at once.
 //!

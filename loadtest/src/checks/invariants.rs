@@ -110,7 +110,7 @@ fn supply(expected: &Expected<'_>, observed: &Observed, verdict: &mut Verdict) {
                     format!("stranded stock: {} units remain", observed.remaining)
                 });
                 verdict.check("stranded_stock", held == expected.stock, || {
-                    format!("stranded stock: {held} accepted of {}", expected.stock)
+                    format!("stranded stock: {held} held of {}", expected.stock)
                 });
             }
         }
@@ -139,12 +139,12 @@ fn resale(fates: &Fates, verdict: &mut Verdict) {
     for (number, round) in fates.rounds.iter().enumerate() {
         verdict.check(
             "resale",
-            round.buyers < round.offered || round.accepted >= round.offered,
+            round.buyers < round.offered || round.held >= round.offered,
             || {
                 format!(
                     "returned units not sold again: resale round {} sold {} of {} units to {} latecomers",
                     number + 1,
-                    round.accepted,
+                    round.held,
                     round.offered,
                     round.buyers
                 )
@@ -240,7 +240,7 @@ fn pipeline(expected: &Expected<'_>, observed: &Observed, verdict: &mut Verdict)
         .count();
     verdict.check("final_statuses", wrong_status == 0, || {
         format!(
-            "{wrong_status} accepted orders did not end as they must (created; or paid when the payment was answered 200, expired when it was refused or never tried, either when its answer could not tell)"
+            "{wrong_status} held orders did not end as they must (created; or paid when the payment was answered 200, expired when it was refused or never tried, either when its answer could not tell)"
         )
     });
     sms(expected, observed, verdict);
@@ -497,10 +497,10 @@ mod tests {
 
     #[test]
     fn a_round_that_sold_fewer_units_than_came_back_to_enough_latecomers_is_a_violation() {
-        let round = |offered, accepted| Round {
+        let round = |offered, held| Round {
             offered,
             buyers: offered * 3,
-            accepted,
+            held,
         };
         let verdict_of = |rounds: Vec<Round>| {
             let fates = Fates {
@@ -556,7 +556,7 @@ mod tests {
             strict.violations,
             [
                 "stranded stock: 1 units remain",
-                "stranded stock: 3 accepted of 4"
+                "stranded stock: 3 held of 4"
             ]
         );
 
@@ -730,7 +730,7 @@ mod tests {
         let observed = run.observed(|_| OrderStatus::Paid);
         let violations = verdict(&run.expected(), &observed).violations;
         assert_eq!(violations.len(), 1, "{violations:?}");
-        assert!(violations[0].starts_with("1 accepted orders did not end as they must"));
+        assert!(violations[0].starts_with("1 held orders did not end as they must"));
     }
 
     #[test]
