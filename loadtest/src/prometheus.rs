@@ -19,34 +19,54 @@ impl<'a> Sample<'a> {
             .map(|(_, value)| *value)
     }
 
+    /// `name{label="value",…} value [timestamp]`; a label's value is kept as written (its
+    /// escapes too), and may hold any character, a comma, a brace or a space included.
     fn parse(line: &'a str) -> Option<Self> {
         if line.starts_with('#') {
             return None;
         }
-        let (series, value) = line.rsplit_once(' ')?;
-        let value = value.parse().ok()?;
-        let Some((name, labels)) = series.split_once('{') else {
-            return Some(Self {
-                name: series,
-                labels: Vec::new(),
-                value,
-            });
+        let name_end = line.find(['{', ' '])?;
+        let (name, rest) = line.split_at(name_end);
+        let (labels, rest) = match rest.strip_prefix('{') {
+            Some(labelled) => parse_labels(labelled)?,
+            None => (Vec::new(), rest),
         };
-        let labels = labels
-            .strip_suffix('}')?
-            .split(',')
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (label, value) = pair.split_once('=')?;
-                Some((label, value.trim_matches('"')))
-            })
-            .collect::<Option<_>>()?;
+        let value = rest.split_whitespace().next()?.parse().ok()?;
         Some(Self {
             name,
             labels,
             value,
         })
     }
+}
+
+/// The `label="value"` pairs after a sample's `{`, and what follows its `}`.
+fn parse_labels(mut rest: &str) -> Option<(Vec<(&str, &str)>, &str)> {
+    let mut labels = Vec::new();
+    loop {
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+        if let Some(after) = rest.strip_prefix('}') {
+            return Some((labels, after));
+        }
+        let (label, quoted) = rest.split_once("=\"")?;
+        let end = closing_quote(quoted)?;
+        labels.push((label, &quoted[..end]));
+        rest = &quoted[end + 1..];
+    }
+}
+
+/// Where the quoted value that `text` begins ends: the first `"` no backslash escapes.
+fn closing_quote(text: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (at, character) in text.char_indices() {
+        match character {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(at),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The samples of the metric `name` in `text`.
@@ -100,5 +120,17 @@ process_up 1
         assert_eq!(sample.label("group"), Some("order-worker"));
         assert_eq!(sample.label("partition"), None);
         assert_eq!(sample.value as u64, 7);
+    }
+
+    #[test]
+    fn a_label_value_may_hold_commas_braces_spaces_and_escaped_quotes() {
+        let line = r#"seckill_x_total{reason="a, b} c",quote="say \"hi\"",kind="k"} 3 1700000000"#;
+        let sample = Sample::parse(line).expect("a sample");
+        assert_eq!(sample.name, "seckill_x_total");
+        assert_eq!(sample.label("reason"), Some("a, b} c"));
+        assert_eq!(sample.label("quote"), Some(r#"say \"hi\""#));
+        assert_eq!(sample.label("kind"), Some("k"));
+        assert_eq!(sample.value as u64, 3);
+        assert_eq!(Sample::parse("seckill_x_total{broken=\"} 1"), None);
     }
 }
