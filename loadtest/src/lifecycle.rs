@@ -8,11 +8,12 @@
 //! right is for the payment provider's record to say (invariant 8); the run counts them.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use shared::ids::OrderId;
 use shared::order_status::OrderStatus;
+use shared::poll;
 use shared::sale::Sale;
 
 use crate::Buyers;
@@ -208,13 +209,17 @@ pub async fn wait_for_returns(
     expected_remaining: u64,
     timeout: Duration,
 ) -> anyhow::Result<u64> {
-    let give_up_at = Instant::now() + timeout;
-    loop {
-        let remaining = gateway.sale(sale_id).await?.remaining;
-        if remaining >= expected_remaining || Instant::now() > give_up_at {
-            return Ok(remaining);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let reached = poll::until(timeout, Duration::from_millis(250), async || match gateway
+        .sale(sale_id)
+        .await
+    {
+        Ok(sale) => (sale.remaining >= expected_remaining).then_some(Ok(sale.remaining)),
+        Err(error) => Some(Err(error)),
+    })
+    .await;
+    match reached {
+        Some(remaining) => remaining,
+        None => Ok(gateway.sale(sale_id).await?.remaining),
     }
 }
 

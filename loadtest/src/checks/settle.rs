@@ -10,6 +10,7 @@ use shared::consumer::LAG_MESSAGES;
 use shared::ids::OrderId;
 use shared::order_status::OrderStatus;
 use shared::payment::PaymentRecord;
+use shared::poll;
 
 use super::sms_ledger::SmsLedger;
 use super::{Expected, Observed, Probes};
@@ -24,70 +25,109 @@ pub async fn settle(
     expected: &Expected<'_>,
 ) -> anyhow::Result<Observed> {
     let started = Instant::now();
-    let sale_id = expected.sale_id.as_str();
-    let target = expected.holdings.len() as u64;
-    let (paid, expired, either) = expected.fate_counts();
-    // Order rows beyond one per buyer, and SMS delivered twice, as last read.
-    let mut duplicate_order_rows = 0;
-    let mut duplicate_sms = 0;
-    let deadline = started + probes.settle_timeout;
     let mut observed = Observed::default();
-    loop {
-        observed.stats = gateway.stats(sale_id).await?;
-        if let Some(orders) = &probes.orders {
-            let rows = orders.sale_orders(expected.sale_id).await?;
-            duplicate_order_rows = rows.rows - rows.distinct_buyers;
-            observed.orders = Some(rows);
-        }
-        if let Some(ledger) = &probes.ledger {
-            observed.outbox = Some(ledger.outbox_sizes(expected.sale_id).await?.locked);
-            observed.open_payments = Some(ledger.open_payments(expected.sale_id).await?);
-        }
-        if let Some(path) = &probes.sms_file {
-            let sms = SmsLedger::read(path, expected.sale_id)?;
-            observed.sms = Some(sms.delivered.len() as u64);
-            observed.sms_repeats = Some(sms.repeats);
-            duplicate_sms = sms.delivered_twice();
-        }
-        // Each order of unknown payment outcome ends paid or expired: only the sum is known.
-        let final_counts = |ended_paid: u64, ended_expired: u64| {
-            ended_paid >= paid
-                && ended_expired >= expired
-                && ended_paid + ended_expired >= paid + expired + either
-        };
-        let drained = observed.stats.sold >= target
-            && final_counts(observed.stats.paid, observed.stats.expired)
-            && observed
-                .orders
-                .is_none_or(|rows| rows.rows >= target && final_counts(rows.paid, rows.expired))
-            && observed.outbox.is_none_or(|n| n == 0)
-            && observed.open_payments.is_none_or(|n| n == 0)
-            && observed.sms.is_none_or(|n| n >= expected.sms());
-        if drained || Instant::now() > deadline {
-            break;
-        }
-        eprintln!(
-            "  settling: stats {}/{target} paid {}/{paid} expired {}/{expired} (either {either}), orders {}, outbox {}, payments open {}, sms {}/{}{}",
-            observed.stats.sold,
-            observed.stats.paid,
-            observed.stats.expired,
-            show(observed.orders.map(|rows| rows.rows)),
-            show(observed.outbox),
-            show(observed.open_payments),
-            show(observed.sms),
-            expected.sms(),
-            consumer_lag(gateway, &probes.metrics_urls).await,
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    // Order rows beyond one per buyer, and SMS delivered twice, as last read.
+    let mut duplicates = 0;
+    let settled = poll::until(
+        probes.settle_timeout,
+        Duration::from_millis(500),
+        async || match read_progress(gateway, probes, expected, &mut observed).await {
+            Err(error) => Some(Err(error)),
+            Ok(read_duplicates) => {
+                duplicates = read_duplicates;
+                if caught_up(&observed, expected) {
+                    return Some(Ok(()));
+                }
+                report_progress(gateway, probes, expected, &observed).await;
+                None
+            }
+        },
+    )
+    .await;
+    if let Some(Err(error)) = settled {
+        return Err(error);
     }
     observed.settle_secs = started.elapsed().as_secs_f64();
-    observed.remaining = gateway.sale(sale_id).await?.remaining;
+    observed.remaining = gateway.sale(expected.sale_id.as_str()).await?.remaining;
     observed.final_statuses = final_statuses(gateway, expected).await;
     if let Some(path) = &probes.payments_file {
         observed.payments = Some(PaymentRecord::read(path)?);
     }
-    observed.duplicates = count_duplicates(expected, duplicate_order_rows + duplicate_sms);
+    observed.duplicates = count_duplicates(expected, duplicates);
     Ok(observed)
+}
+
+/// Reads what settling is waited on into `observed`: the statistics, and what the probes can
+/// see (order rows, the outbox, open payments, SMS). Returns the order rows beyond one per
+/// buyer plus the SMS delivered twice.
+async fn read_progress(
+    gateway: &Gateway,
+    probes: &Probes,
+    expected: &Expected<'_>,
+    observed: &mut Observed,
+) -> anyhow::Result<u64> {
+    let mut duplicates = 0;
+    observed.stats = gateway.stats(expected.sale_id.as_str()).await?;
+    if let Some(orders) = &probes.orders {
+        let rows = orders.sale_orders(expected.sale_id).await?;
+        duplicates += rows.rows - rows.distinct_buyers;
+        observed.orders = Some(rows);
+    }
+    if let Some(ledger) = &probes.ledger {
+        observed.outbox = Some(ledger.outbox_sizes(expected.sale_id).await?.locked);
+        observed.open_payments = Some(ledger.open_payments(expected.sale_id).await?);
+    }
+    if let Some(path) = &probes.sms_file {
+        let sms = SmsLedger::read(path, expected.sale_id)?;
+        observed.sms = Some(sms.delivered.len() as u64);
+        observed.sms_repeats = Some(sms.repeats);
+        duplicates += sms.delivered_twice();
+    }
+    Ok(duplicates)
+}
+
+/// Whether every effect of the holdings has arrived: statistics and order rows for each, each
+/// one's final status, the outbox empty, no payment open, every SMS delivered.
+fn caught_up(observed: &Observed, expected: &Expected<'_>) -> bool {
+    let target = expected.holdings.len() as u64;
+    let (paid, expired, either) = expected.fate_counts();
+    // Each order of unknown payment outcome ends paid or expired: only the sum is known.
+    let final_counts = |ended_paid: u64, ended_expired: u64| {
+        ended_paid >= paid
+            && ended_expired >= expired
+            && ended_paid + ended_expired >= paid + expired + either
+    };
+    observed.stats.sold >= target
+        && final_counts(observed.stats.paid, observed.stats.expired)
+        && observed
+            .orders
+            .is_none_or(|rows| rows.rows >= target && final_counts(rows.paid, rows.expired))
+        && observed.outbox.is_none_or(|n| n == 0)
+        && observed.open_payments.is_none_or(|n| n == 0)
+        && observed.sms.is_none_or(|n| n >= expected.sms())
+}
+
+/// One line of how far settling has come, with the consumers' lag.
+async fn report_progress(
+    gateway: &Gateway,
+    probes: &Probes,
+    expected: &Expected<'_>,
+    observed: &Observed,
+) {
+    let target = expected.holdings.len();
+    let (paid, expired, either) = expected.fate_counts();
+    eprintln!(
+        "  settling: stats {}/{target} paid {}/{paid} expired {}/{expired} (either {either}), orders {}, outbox {}, payments open {}, sms {}/{}{}",
+        observed.stats.sold,
+        observed.stats.paid,
+        observed.stats.expired,
+        show(observed.orders.map(|rows| rows.rows)),
+        show(observed.outbox),
+        show(observed.open_payments),
+        show(observed.sms),
+        expected.sms(),
+        consumer_lag(gateway, &probes.metrics_urls).await,
+    );
 }
 
 /// `; lag group=N …` summed over partitions, from the workers' Prometheus metrics.
