@@ -88,18 +88,10 @@ impl Backends {
     fn on_redis(redis: Redis) -> Self {
         Self(Arc::new(Stores {
             ledger: Arc::new(RedisStockLedger::new(redis.clone())),
-            stats: Arc::new(RedisStatsStore {
-                redis: redis.clone(),
-            }),
-            blacklist: Arc::new(RedisBlacklist {
-                redis: redis.clone(),
-            }),
-            leases: Arc::new(RedisLeases {
-                redis: redis.clone(),
-            }),
-            sms_records: Arc::new(RedisSmsRecords {
-                redis: redis.clone(),
-            }),
+            stats: Arc::new(RedisStatsStore::new(redis.clone())),
+            blacklist: Arc::new(RedisBlacklist::new(redis.clone())),
+            leases: Arc::new(RedisLeases::new(redis.clone())),
+            sms_records: Arc::new(RedisSmsRecords::new(redis.clone())),
             counters: CounterSets::Redis(redis),
         }))
     }

@@ -13,7 +13,13 @@ use crate::redis_client::Redis;
 
 #[derive(Clone)]
 pub struct RedisBlacklist {
-    pub redis: Redis,
+    redis: Redis,
+}
+
+impl RedisBlacklist {
+    pub fn new(redis: Redis) -> Self {
+        Self { redis }
+    }
 }
 
 #[async_trait]

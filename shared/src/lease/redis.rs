@@ -11,7 +11,13 @@ use crate::scripts;
 
 #[derive(Clone)]
 pub struct RedisLeases {
-    pub redis: Redis,
+    redis: Redis,
+}
+
+impl RedisLeases {
+    pub fn new(redis: Redis) -> Self {
+        Self { redis }
+    }
 }
 
 #[async_trait]

@@ -12,7 +12,13 @@ use crate::redis_client::Redis;
 use crate::scripts;
 
 pub struct RedisSmsRecords {
-    pub redis: Redis,
+    redis: Redis,
+}
+
+impl RedisSmsRecords {
+    pub fn new(redis: Redis) -> Self {
+        Self { redis }
+    }
 }
 
 impl RedisSmsRecords {

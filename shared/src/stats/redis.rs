@@ -15,7 +15,13 @@ use crate::scripts;
 
 #[derive(Clone)]
 pub struct RedisStatsStore {
-    pub redis: Redis,
+    redis: Redis,
+}
+
+impl RedisStatsStore {
+    pub fn new(redis: Redis) -> Self {
+        Self { redis }
+    }
 }
 
 impl RedisStatsStore {
