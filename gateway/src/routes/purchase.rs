@@ -22,6 +22,7 @@ use shared::error::StoreError;
 use shared::event::ReservationEvent;
 use shared::ids::{OrderId, SaleId};
 use shared::kafka::{TRACEPARENT_HEADER, traceparent_for};
+use shared::order_status::OrderStatus;
 use shared::stock::Reservation;
 use utoipa::ToSchema;
 
@@ -46,9 +47,9 @@ pub struct PurchaseRequest {
 #[derive(Serialize, ToSchema)]
 pub struct Accepted {
     order_id: OrderId,
-    /// Always `processing`: poll `GET /api/v1/orders/{order_id}` for what follows.
-    #[schema(example = "processing")]
-    status: &'static str,
+    /// Always `processing`: follow `GET /api/v1/orders/{order_id}` (or its event stream) for
+    /// what follows.
+    status: OrderStatus,
 }
 
 #[utoipa::path(
@@ -193,7 +194,7 @@ async fn decide(
     tracing::debug!(order_id = %event.order_id, "reserved");
     Ok(Accepted {
         order_id: event.order_id,
-        status: "processing",
+        status: OrderStatus::Processing,
     })
 }
 
