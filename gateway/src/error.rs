@@ -57,7 +57,8 @@ pub enum ApiError {
     /// A client holds as many event streams as it may; the sentence names the bound.
     #[error("{0}")]
     TooManyStreams(&'static str),
-    /// The gateway is saturated, or knows that nothing was locked; the sentence says so.
+    /// A refusal whose sentence is fixed: saturation, a full bound, a known outcome (nothing
+    /// was locked) or an unknown one (a payment unconfirmed).
     #[error("{0}")]
     Unavailable(&'static str),
     /// A store gave no answer, so what the request did is unknown; the sentence says how a
@@ -85,10 +86,9 @@ fn state_name(state: SaleState) -> &'static str {
     }
 }
 
-/// How a retry finds out what a request whose answer was lost did: a purchase that went
-/// through answers `already_purchased` with its order id, and a payment is idempotent.
-const RETRY_FINDS_OUT: &str =
-    "try again (if a purchase went through, the retry answers already_purchased with its order id)";
+/// How a retry finds out what a request whose answer was lost did: the writes are idempotent,
+/// and their retry answers with what the first one did.
+const RETRY_FINDS_OUT: &str = "try again (if a purchase went through, the retry answers already_purchased with its order id; if a payment did, the paid order)";
 
 /// What a 503 says when a store gave no answer. A script may still have run after the gateway
 /// stopped waiting (or after the connection broke on the way back), so the answer cannot
@@ -106,7 +106,7 @@ fn store_unavailable(error: &StoreError) -> String {
 /// What a 503 says when the stock lock's answer was lost and the ledger, asked after it, held
 /// nothing for the order: the buyer is promised that nothing was locked.
 pub const NOTHING_LOCKED: &str =
-    "the stock service did not answer in time and nothing was locked; try again";
+    "the stock lock's answer was lost and nothing was locked; try again";
 
 /// What a 503 says when the gateway shed the request before it reached the stock lock.
 pub const AT_CAPACITY: &str = "the gateway is at capacity; nothing was locked, try again";
@@ -276,7 +276,7 @@ mod tests {
                 "already_purchased",
             ),
             (ApiError::SoldOut, 410, "sold_out"),
-            (ApiError::Unavailable("Redis is down"), 503, "unavailable"),
+            (ApiError::Unavailable(AT_CAPACITY), 503, "unavailable"),
             (
                 ApiError::StoreUnavailable(StoreError::Timeout(Duration::from_millis(500))),
                 503,

@@ -86,6 +86,22 @@ impl ErrorCode {
     }
 }
 
+/// A code the API does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is no error code of the API")]
+pub struct UnknownCode(String);
+
+impl std::str::FromStr for ErrorCode {
+    type Err = UnknownCode;
+
+    fn from_str(text: &str) -> Result<Self, UnknownCode> {
+        Self::ALL
+            .into_iter()
+            .find(|code| code.as_str() == text)
+            .ok_or_else(|| UnknownCode(text.to_owned()))
+    }
+}
+
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -178,6 +194,7 @@ mod tests {
             let json = serde_json::to_value(code).unwrap();
             assert_eq!(json, code.as_str());
             assert_eq!(serde_json::from_value::<ErrorCode>(json).unwrap(), code);
+            assert_eq!(code.as_str().parse::<ErrorCode>().unwrap(), code);
         }
     }
 }

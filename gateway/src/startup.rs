@@ -59,17 +59,12 @@ pub fn build_on(
             "DEMO MODE: placeholder and short secrets are accepted, and POST /api/v1/demo/sign-in gives anyone a token for any user name (audience seckill-demo, refused outside demo mode); never let this gateway face the internet"
         );
     }
+    // First: the parts built below register their metrics' series at zero.
+    let prometheus = shared::telemetry::install_metrics();
     let (publisher, acknowledgements) = Publisher::new(bus, Stream::Reservations)?;
     Ok(Gateway {
         config: config.clone(),
-        state: AppState::new(
-            config,
-            backends,
-            bus,
-            publisher,
-            payments,
-            shared::telemetry::install_metrics(),
-        ),
+        state: AppState::new(config, backends, bus, publisher, payments, prometheus),
         bus: bus.clone(),
         acknowledgements,
     })

@@ -260,17 +260,11 @@ fn transient(answer: &reqwest::Result<reqwest::Response>) -> bool {
 pub async fn answer(request: reqwest::RequestBuilder) -> Result<Answer, reqwest::Error> {
     let response = request.send().await?;
     let status = response.status().as_u16();
-    let body: AnswerBody = response.json().await.unwrap_or_default();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    // Each field on its own: one that does not parse loses only itself.
     Ok(Answer {
         status,
-        code: body.error,
-        order_id: body.order_id,
+        code: body["error"].as_str().and_then(|code| code.parse().ok()),
+        order_id: body["order_id"].as_str().and_then(|id| id.parse().ok()),
     })
-}
-
-/// The fields of an answer's JSON body a load test reads (any answer: a 202 or an error).
-#[derive(Default, Deserialize)]
-struct AnswerBody {
-    error: Option<ErrorCode>,
-    order_id: Option<OrderId>,
 }

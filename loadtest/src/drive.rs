@@ -241,8 +241,10 @@ struct Timing {
 /// The parts of an answer's JSON body the run keeps.
 #[derive(Default, Deserialize)]
 struct Body<'a> {
-    error: Option<ErrorCode>,
-    order_id: Option<OrderId>,
+    #[serde(borrow)]
+    error: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    order_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     message: Option<Cow<'a, str>>,
 }
@@ -290,7 +292,9 @@ impl Tally {
             return;
         };
         let body: Body = serde_json::from_slice(body).unwrap_or_default();
-        self.count(Some(status), body.error, 1);
+        // Each field on its own: one that does not parse loses only itself.
+        let code = body.error.as_deref().and_then(|code| code.parse().ok());
+        self.count(Some(status), code, 1);
         let nothing_locked =
             status == 503 && body.message.as_deref().is_some_and(promises_nothing_locked);
         if nothing_locked {
@@ -303,7 +307,7 @@ impl Tally {
             409 => Told::AlreadyPurchased,
             _ => return,
         };
-        let Some(order_id) = body.order_id else {
+        let Some(order_id) = body.order_id.and_then(|id| id.parse().ok()) else {
             // No order id that parses tells nothing: the buyer is asked afterwards.
             self.uncertain.push(user);
             return;

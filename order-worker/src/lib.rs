@@ -80,6 +80,8 @@ pub fn build_on(
     payments: Arc<dyn PaymentProvider>,
 ) -> anyhow::Result<OrderWorker> {
     config.validate()?;
+    // First: the parts built below register their metrics' series at zero.
+    let prometheus = shared::telemetry::install_metrics();
     let ledger = backends.ledger();
     let (publisher, acknowledgements) = Publisher::new(bus, Stream::Reservations)?;
     let (transition_publisher, transition_acknowledgements) =
@@ -104,7 +106,6 @@ pub fn build_on(
     );
     let reservations = OrderHandler::new(Arc::clone(&orders), Arc::clone(&ledger) as _);
     let transitions = TransitionHandler::new(Arc::clone(&orders), Arc::clone(&ledger) as _);
-    let prometheus = shared::telemetry::install_metrics();
     let worker = Worker::new(bus, config.loop_settings(), reservations, prometheus)?
         .and_consume(config.transition_loop_settings(), transitions)?
         .with_front_door(&config.worker.front_door);

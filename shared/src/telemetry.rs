@@ -2,8 +2,9 @@
 //!
 //! Logs go through `tracing` (text or JSON lines, filtered by `RUST_LOG`), installed by
 //! `main`. Metrics go through the `metrics` facade into one process-wide Prometheus recorder,
-//! installed by each service's `build` and rendered by its `/metrics` route. Metric names are constants next to the code that records them and end in
-//! `_total` (counters) or `_seconds` (histograms).
+//! installed by each service's `build` and rendered by its `/metrics` route. Metric names are
+//! constants next to the code that records them and end in `_total` (counters) or `_seconds`
+//! (histograms).
 
 use std::sync::OnceLock;
 use std::time::Duration;

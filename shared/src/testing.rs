@@ -32,9 +32,9 @@ use crate::stock::{Reservation, StockLedger};
 use crate::worker::WorkerConfig;
 
 /// Runs each listed case — an `async fn(TestEnv)` in scope — once per backend: a module per
-/// case with an `embedded` test ([`TestEnv::embedded`]) and a `real` test ([`TestEnv::on_services`]),
-/// so a failure names the case and the backend. This is how a conformance suite holds both
-/// backends of a trait to the same assertions.
+/// case with an `embedded` test ([`TestEnv::embedded`]) and a `real` test
+/// ([`TestEnv::on_services`]), so a failure names the case and the backend. This is how a
+/// conformance suite holds both backends of a trait to the same assertions.
 #[macro_export]
 macro_rules! conformance {
     ($($case:ident),+ $(,)?) => {
@@ -92,6 +92,7 @@ pub struct Namespace {
 }
 
 impl Namespace {
+    /// A fresh namespace on the services `scripts/services env` names (or their defaults).
     pub fn on_services() -> Self {
         let (redis, kafka) = namespace(
             services_var("REDIS_URL", "redis://127.0.0.1:6379"),
@@ -320,8 +321,9 @@ impl TestEnv {
         self.create_topics().await;
         config.validate().expect("the test configuration is valid");
         let group = self.group(&config.group());
-        let handler = config.handler(&self.backends).expect("the handler builds");
+        // First: a handler may register its metrics' series at zero.
         let prometheus = crate::telemetry::install_metrics();
+        let handler = config.handler(&self.backends).expect("the handler builds");
         let worker = crate::worker::Worker::new(
             &self.bus,
             config.loop_settings(&group),
@@ -468,7 +470,7 @@ impl TopicCounter {
 /// Deletes every key under `prefix` (from a plain thread, so it also works inside `Drop`).
 /// Found with `SCAN`, which walks the keyspace in steps, never `KEYS`, which blocks Redis for
 /// the whole walk: the other tests share this Redis.
-pub fn delete_keys(redis_url: &str, prefix: &str) {
+fn delete_keys(redis_url: &str, prefix: &str) {
     let (url, pattern) = (redis_url.to_owned(), format!("{prefix}:*"));
     let _ = std::thread::spawn(move || -> redis::RedisResult<()> {
         let mut connection = redis::Client::open(url)?.get_connection()?;

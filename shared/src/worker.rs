@@ -164,8 +164,9 @@ pub fn build_on<C: WorkerConfig>(
         .worker_args()
         .validate()
         .and_then(|()| config.validate())?;
-    let settings = config.loop_settings(&config.group());
+    // First: the handler may register its metrics' series at zero.
     let prometheus = crate::telemetry::install_metrics();
+    let settings = config.loop_settings(&config.group());
     let worker = Worker::new(bus, settings, config.handler(backends)?, prometheus)?;
     Ok(worker.with_front_door(&config.worker_args().front_door))
 }

@@ -168,8 +168,9 @@ pub trait Sales: Send + Sync {
     async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError>;
 
     /// Settles the sale if nothing waits in its outbox, no order awaits payment, no transition
-    /// event waits for the broker, no payment intent awaits settling, and no purchase can add to it (it is sold out, or `ended`):
-    /// it leaves the active sales, and in Redis its keys expire after `retention`. `false` when work remains (nothing is changed).
+    /// event waits for the broker, no payment intent awaits settling, and no purchase can add
+    /// to it (it is sold out, or `ended`): it leaves the active sales, and in Redis its keys
+    /// expire after `retention`. `false` when work remains (nothing is changed).
     async fn settle_sale(
         &self,
         sale_id: &SaleId,
