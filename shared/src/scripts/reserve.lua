@@ -23,7 +23,10 @@
 -- Returns {outcome, remaining, order id}: outcome is reserved, already_purchased, sold_out,
 -- unknown_sale or late; the order id is the buyer's existing order for already_purchased,
 -- else ''. The duplicate check comes before the stock check, and nothing is written unless
--- the outcome is reserved.
+-- the outcome is reserved. The lock is idempotent on the order id: the same attempt sent
+-- again (a client resends a command after a reconnect) answers reserved again, writing
+-- nothing, since its unit is already locked; its run-by time is the first one's, so a repeat
+-- that comes too late is late.
 
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -37,6 +40,9 @@ if not stock then
 end
 stock = tonumber(stock)
 local existing = redis.call('HGET', KEYS[2], ARGV[1])
+if existing == ARGV[2] then
+  return {'reserved', stock, ''}
+end
 if existing then
   return {'already_purchased', stock, existing}
 end

@@ -215,6 +215,12 @@ impl Purchases for MemoryStockLedger {
             return Ok(Reservation::UnknownSale);
         };
         if let Some(existing) = book.buyers.get(&event.user_id) {
+            // This very attempt again: its unit is locked already.
+            if *existing == event.order_id {
+                return Ok(Reservation::Reserved {
+                    remaining: book.stock,
+                });
+            }
             return Ok(Reservation::AlreadyPurchased {
                 order_id: existing.clone(),
             });

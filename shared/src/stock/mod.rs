@@ -191,7 +191,9 @@ pub trait Purchases: Send + Sync {
     /// is taken and the buyer, the outbox entry (`payload`, the very bytes that will be
     /// published), the unacknowledged mark, the status `processing` and the pay-by time are
     /// recorded. The pay-by time is the event's own `pay_by`, so the buyer is told exactly the
-    /// deadline that payment and expiry are decided by.
+    /// deadline that payment and expiry are decided by. Idempotent on the order id: the same
+    /// event again (a client resends a command after a reconnect) answers `Reserved` and
+    /// writes nothing, where another attempt of the same buyer answers `AlreadyPurchased`.
     async fn reserve(
         &self,
         event: &ReservationEvent,

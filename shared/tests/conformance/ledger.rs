@@ -16,6 +16,7 @@ use shared::testing::TestEnv;
 
 shared::conformance!(
     reserve_decides_in_the_scripts_order,
+    the_same_attempt_sent_again_is_answered_reserved_and_locks_nothing_more,
     a_taken_sale_id_is_refused_and_the_first_sale_kept,
     a_sale_id_stays_taken_after_its_sale_settled_and_its_keys_expired,
     a_stampede_sells_exactly_the_stock,
@@ -102,6 +103,31 @@ fn sizes(locked: u64, unacknowledged: u64) -> OutboxSizes {
         locked,
         unacknowledged,
     }
+}
+
+async fn the_same_attempt_sent_again_is_answered_reserved_and_locks_nothing_more(env: TestEnv) {
+    let ledger = env.ledger();
+    let sale = env.create_sale(2).await;
+    let (first, reserved) = attempt(ledger.as_ref(), &sale.id, "alice").await;
+    assert_eq!(reserved, Reservation::Reserved { remaining: 1 });
+    let resent = ledger.reserve(&first, &first.to_json()).await.unwrap();
+    assert_eq!(
+        resent,
+        Reservation::Reserved { remaining: 1 },
+        "a resend of the very attempt is its own lock, not a second purchase"
+    );
+    assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(1));
+    assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), sizes(1, 1));
+    let (_, again) = attempt(ledger.as_ref(), &sale.id, "alice").await;
+    assert_eq!(
+        again,
+        Reservation::AlreadyPurchased {
+            order_id: first.order_id.clone()
+        },
+        "another attempt of the same buyer is still refused"
+    );
+    let (_, bob) = attempt(ledger.as_ref(), &sale.id, "bob").await;
+    assert_eq!(bob, Reservation::Reserved { remaining: 0 });
 }
 
 async fn reserve_decides_in_the_scripts_order(env: TestEnv) {
