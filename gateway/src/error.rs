@@ -130,26 +130,9 @@ pub struct ErrorBody {
 }
 
 impl ApiError {
+    /// The HTTP status: the one its code answers with.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Self::Blacklisted | Self::SaleNotOpen(_) => StatusCode::FORBIDDEN,
-            Self::UnknownSale | Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::AlreadyPurchased { .. }
-            | Self::SaleExists
-            | Self::OrderExpired
-            | Self::OrderFailed => StatusCode::CONFLICT,
-            Self::SoldOut => StatusCode::GONE,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RateLimited(_) | Self::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) | Self::StoreUnavailable(_) | Self::DeadlinePassed(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.code().status()
     }
 
     /// The machine-readable `error` code of the API (`docs/architecture.md`).

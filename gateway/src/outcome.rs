@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use metrics::{Counter, Histogram, counter, histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,26 @@ impl ErrorCode {
         Self::Unavailable,
         Self::Internal,
     ];
+
+    /// The HTTP status every refusal with this code answers with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Blacklisted | Self::SaleNotOpen => StatusCode::FORBIDDEN,
+            Self::UnknownSale | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::AlreadyPurchased | Self::SaleExists | Self::OrderExpired | Self::OrderFailed => {
+                StatusCode::CONFLICT
+            }
+            Self::SoldOut => StatusCode::GONE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
 
     /// The code as the body spells it, e.g. `sold_out`.
     pub fn as_str(self) -> &'static str {

@@ -95,7 +95,7 @@ impl Namespace {
     /// A fresh namespace on the services `scripts/services env` names (or their defaults).
     pub fn on_services() -> Self {
         let (redis, kafka) = namespace(
-            services_var("REDIS_URL", "redis://127.0.0.1:6379"),
+            services_redis_url(),
             services_var("KAFKA_BROKERS", "127.0.0.1:9092"),
         );
         Self {
@@ -104,6 +104,12 @@ impl Namespace {
             payments: payments_of_a_namespace(),
         }
     }
+}
+
+/// The services' Redis (`scripts/services env`'s `REDIS_URL`), for a test that looks at it
+/// directly or puts something in front of it.
+pub fn services_redis_url() -> String {
+    services_var("REDIS_URL", "redis://127.0.0.1:6379")
 }
 
 /// A setting of `scripts/services env`, or its default.

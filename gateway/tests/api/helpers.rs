@@ -20,7 +20,9 @@ use shared::keys::{KeySpace, SaleKeys};
 use shared::payment::PaymentProvider;
 use shared::poll;
 use shared::sale::DEFAULT_PAYMENT_WINDOW_SECS;
-use shared::testing::{Namespace, clean_up, eventually, header, read_topic, topic_message_count};
+use shared::testing::{
+    Namespace, clean_up, eventually, header, read_topic, services_redis_url, topic_message_count,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -79,10 +81,6 @@ fn init_test_logs() {
             .with_test_writer()
             .init();
     });
-}
-
-fn services_redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 pub async fn spawn_app() -> TestApp {

@@ -19,8 +19,7 @@ pub struct RedisProxy {
 
 impl RedisProxy {
     pub async fn start() -> Self {
-        let upstream = std::env::var("REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+        let upstream = shared::testing::services_redis_url()
             .trim_start_matches("redis://")
             .trim_end_matches('/')
             .to_owned();
