@@ -146,13 +146,12 @@ impl Reconciler {
         }
     }
 
-    /// One pass over the active sales, each swept on its own. Fails only when the ledger
-    /// cannot say what time it is or which sales are active.
+    /// One pass over the active sales, each swept on its own (by the clock of its own Redis
+    /// master). Fails only when the ledger cannot say which sales are active.
     pub async fn sweep(&self) -> Result<Sweep, StoreError> {
-        let now_ms = self.ledger.now_ms().await?;
         let mut sweep = Sweep::default();
         for sale_id in self.ledger.active_sale_ids().await? {
-            if let Err(error) = self.sweep_sale(&sale_id, now_ms, &mut sweep).await {
+            if let Err(error) = self.sweep_sale(&sale_id, &mut sweep).await {
                 sweep.failed_sales += 1;
                 counter!(SALE_FAILURES_TOTAL).increment(1);
                 tracing::warn!(%error, %sale_id, "sweep of one sale failed; the others are swept");
@@ -161,12 +160,8 @@ impl Reconciler {
         Ok(sweep)
     }
 
-    async fn sweep_sale(
-        &self,
-        sale_id: &SaleId,
-        now_ms: i64,
-        sweep: &mut Sweep,
-    ) -> Result<(), StoreError> {
+    async fn sweep_sale(&self, sale_id: &SaleId, sweep: &mut Sweep) -> Result<(), StoreError> {
+        let now_ms = self.ledger.now_ms(sale_id).await?;
         let ages = [
             (
                 Publication::Unacknowledged,

@@ -157,8 +157,7 @@ mod tests {
     fn args(url: &str) -> RedisArgs {
         RedisArgs {
             redis_url: url.into(),
-            redis_key_prefix: "p".into(),
-            redis_timeout_ms: std::num::NonZeroU64::new(200).expect("200 > 0"),
+            ..crate::config::defaults()
         }
     }
 

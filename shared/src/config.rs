@@ -18,8 +18,9 @@ use clap::{Args, Command, ValueEnum};
 /// Where Redis is and how long to wait for it.
 #[derive(Args, Clone, Debug)]
 pub struct RedisArgs {
-    /// Redis URL, e.g. redis://127.0.0.1:6379/0 (its value never shows here: it may carry a
-    /// password).
+    /// Redis URL: one node, e.g. redis://127.0.0.1:6379/0, or a cluster by some of its nodes,
+    /// e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000 (its value never shows here: it may
+    /// carry a password).
     #[arg(
         long,
         env = "REDIS_URL",
@@ -35,11 +36,20 @@ pub struct RedisArgs {
     /// Deadline of one Redis round trip; a purchase that misses it answers 503 with nothing locked.
     #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = NonZeroU64::new(200).expect("200 > 0"))]
     pub redis_timeout_ms: NonZeroU64,
+
+    /// On Redis Cluster, how long a stock lock waits for a replica to confirm it before the
+    /// 202 (WAIT 1 in the lock's round trip); must be shorter than REDIS_TIMEOUT_MS.
+    #[arg(long, env = "REDIS_REPLICA_WAIT_MS", default_value_t = NonZeroU64::new(50).expect("50 > 0"))]
+    pub redis_replica_wait_ms: NonZeroU64,
 }
 
 impl RedisArgs {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms.get())
+    }
+
+    pub fn replica_wait(&self) -> Duration {
+        Duration::from_millis(self.redis_replica_wait_ms.get())
     }
 
     /// Refuses settings that cannot work, naming the variable.
@@ -48,6 +58,9 @@ impl RedisArgs {
             return Err(
                 "REDIS_KEY_PREFIX must not contain braces (they would steal the hash tag)".into(),
             );
+        }
+        if self.redis_replica_wait_ms >= self.redis_timeout_ms {
+            return Err("REDIS_REPLICA_WAIT_MS must be shorter than REDIS_TIMEOUT_MS (the lock waits for a replica within its deadline)".into());
         }
         Ok(())
     }

@@ -19,7 +19,7 @@
 //! | [`backends`] | Redis or in-process memory behind every store trait, chosen by `REDIS_URL` |
 //! | [`keys`] | the Redis key layout; every key of a sale shares one hash tag |
 //! | [`scripts`] | the Lua scripts, one per atomic step of a Redis backend |
-//! | [`redis_client`] | one multiplexed, self-reconnecting Redis connection with a deadline on every call |
+//! | [`redis_client`] | one multiplexed, self-reconnecting connection to a Redis node or cluster, with a deadline on every call |
 //! | [`kafka`] | the event bus (brokers, topics, client settings; `mock:` embedded), trace headers |
 //! | [`publisher`] | the idempotent producer of an outbox and the recording of the broker's acknowledgements |
 //! | [`consumer`] | the one consumer loop: handler contract, retry policy, dead letters, offsets, lag, starts without an offset |

@@ -32,8 +32,9 @@ use crate::stock::{Reservation, StockLedger};
 use crate::worker::WorkerConfig;
 
 /// Runs each listed case — an `async fn(TestEnv)` in scope — once per backend: a module per
-/// case with an `embedded` test ([`TestEnv::embedded`]) and a `real` test
-/// ([`TestEnv::on_services`]), so a failure names the case and the backend. This is how a
+/// case with an `embedded` test ([`TestEnv::embedded`]), a `real` test on one Redis node
+/// ([`TestEnv::on_services`]) and a `cluster` test on Redis Cluster ([`TestEnv::on_cluster`]),
+/// so a failure names the case and the backend. This is how a
 /// conformance suite holds both backends of a trait to the same assertions.
 #[macro_export]
 macro_rules! conformance {
@@ -48,6 +49,11 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn real() {
                     super::$case($crate::testing::TestEnv::on_services()).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn cluster() {
+                    super::$case($crate::testing::TestEnv::on_cluster()).await;
                 }
             }
         )+
@@ -94,10 +100,19 @@ pub struct Namespace {
 impl Namespace {
     /// A fresh namespace on the services `scripts/services env` names (or their defaults).
     pub fn on_services() -> Self {
-        let (redis, kafka) = namespace(
-            services_redis_url(),
-            services_var("KAFKA_BROKERS", "127.0.0.1:9092"),
-        );
+        Self::on_redis(services_redis_url())
+    }
+
+    /// The same on the services' Redis Cluster (`REDIS_CLUSTER_URL`) instead of one node.
+    pub fn on_cluster() -> Self {
+        Self::on_redis(services_var(
+            "REDIS_CLUSTER_URL",
+            "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002",
+        ))
+    }
+
+    fn on_redis(redis_url: String) -> Self {
+        let (redis, kafka) = namespace(redis_url, services_var("KAFKA_BROKERS", "127.0.0.1:9092"));
         Self {
             redis,
             kafka,
@@ -129,11 +144,20 @@ pub fn clean_up(redis: &RedisArgs, payments: &PaymentArgs) {
 impl TestEnv {
     /// A namespace on the real services.
     pub fn on_services() -> Self {
+        Self::in_namespace(Namespace::on_services())
+    }
+
+    /// A namespace on the real services, with Redis Cluster in place of one Redis node.
+    pub fn on_cluster() -> Self {
+        Self::in_namespace(Namespace::on_cluster())
+    }
+
+    fn in_namespace(namespace: Namespace) -> Self {
         let Namespace {
             redis,
             kafka,
             payments,
-        } = Namespace::on_services();
+        } = namespace;
         Self {
             backends: Backends::open(&redis).expect("REDIS_URL names Redis"),
             bus: EventBus::connect(&kafka).expect("KAFKA_BROKERS names brokers"),
@@ -243,7 +267,10 @@ impl TestEnv {
     pub async fn reserve(&self, sale: &Sale, user_id: &str) -> (ReservationEvent, String) {
         let user_id: UserId = user_id.parse().expect("a valid user id");
         let ledger = self.ledger();
-        let reserved_at = ledger.now().await.expect("the stock ledger is reachable");
+        let reserved_at = ledger
+            .now(&sale.id)
+            .await
+            .expect("the stock ledger is reachable");
         let event = ReservationEvent::new(
             OrderId::generate(&sale.id),
             &user_id,
@@ -373,6 +400,7 @@ fn namespace(redis_url: String, kafka_brokers: String) -> (RedisArgs, KafkaArgs)
         redis_url,
         redis_key_prefix: format!("test-{id}"),
         redis_timeout_ms: std::num::NonZeroU64::new(2000).expect("2000 > 0"),
+        ..crate::config::defaults()
     };
     let kafka = KafkaArgs {
         kafka_brokers,
@@ -473,21 +501,66 @@ impl TopicCounter {
     }
 }
 
-/// Deletes every key under `prefix` (from a plain thread, so it also works inside `Drop`).
-/// Found with `SCAN`, which walks the keyspace in steps, never `KEYS`, which blocks Redis for
-/// the whole walk: the other tests share this Redis.
+/// Deletes every key under `prefix` (from a plain thread, so it also works inside `Drop`), on
+/// one node or on every master of a cluster. Found with `SCAN`, which walks the keyspace in
+/// steps, never `KEYS`, which blocks Redis for the whole walk: the other tests share this Redis.
 fn delete_keys(redis_url: &str, prefix: &str) {
     let (url, pattern) = (redis_url.to_owned(), format!("{prefix}:*"));
     let _ = std::thread::spawn(move || -> redis::RedisResult<()> {
-        let mut connection = redis::Client::open(url)?.get_connection()?;
-        let keys: Vec<String> = redis::Commands::scan_match::<_, String>(&mut connection, pattern)?
-            .collect::<redis::RedisResult<_>>()?;
-        for batch in keys.chunks(1_000) {
-            redis::cmd("DEL").arg(batch).exec(&mut connection)?;
+        match crate::redis_client::cluster_nodes(&url) {
+            None => delete_matching(&url, &pattern),
+            Some(seeds) => {
+                for master in cluster_masters(&seeds)? {
+                    delete_matching(&master, &pattern)?;
+                }
+                Ok(())
+            }
         }
-        Ok(())
     })
     .join();
+}
+
+/// The keys of one node that match `pattern`, deleted one by one (on a cluster node, keys of
+/// different slots cannot share a command).
+fn delete_matching(node_url: &str, pattern: &str) -> redis::RedisResult<()> {
+    let mut connection = redis::Client::open(node_url)?.get_connection()?;
+    let keys: Vec<String> = redis::Commands::scan_match::<_, String>(&mut connection, pattern)?
+        .collect::<redis::RedisResult<_>>()?;
+    for batch in keys.chunks(1_000) {
+        let mut pipe = redis::pipe();
+        for key in batch {
+            pipe.cmd("UNLINK").arg(key).ignore();
+        }
+        pipe.exec(&mut connection)?;
+    }
+    Ok(())
+}
+
+/// The URLs of a cluster's masters (`CLUSTER NODES`, asked of the first seed that answers).
+fn cluster_masters(seeds: &[String]) -> redis::RedisResult<Vec<String>> {
+    let mut last_error = None;
+    for seed in seeds {
+        let nodes = redis::Client::open(seed.as_str())
+            .and_then(|client| client.get_connection())
+            .and_then(|mut c| redis::cmd("CLUSTER").arg("NODES").query::<String>(&mut c));
+        match nodes {
+            Ok(nodes) => {
+                let scheme = seed.split("://").next().unwrap_or("redis");
+                return Ok(nodes
+                    .lines()
+                    .filter_map(|line| {
+                        let fields: Vec<&str> = line.split(' ').collect();
+                        let flags = fields.get(2)?;
+                        let address = fields.get(1)?.split('@').next()?;
+                        (flags.contains("master") && !flags.contains("fail"))
+                            .then(|| format!("{scheme}://{address}"))
+                    })
+                    .collect());
+            }
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| redis::RedisError::from(std::io::Error::other("no seeds"))))
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout` naming `what`.

@@ -144,7 +144,7 @@ async fn decide(
         .ok_or(ApiError::UnknownSale)?;
     // One clock for the sale's window and the order's deadline: the ledger's, which decides
     // payment and expiry (usually no round trip: the stock lock reads it too).
-    let now = state.ledger.now().await?;
+    let now = state.ledger.now(&sale_id).await?;
     if !entry.sale.is_open_at(now) {
         return Err(ApiError::SaleNotOpen(entry.sale.state(now, 1)));
     }

@@ -247,7 +247,7 @@ async fn a_charge_whose_answer_was_lost_is_completed_by_the_resolver_not_kept_wi
     // of zero.
     let ledger = Backends::open(&app.config.redis).unwrap().ledger();
     let resolver = PaymentResolver::new(Arc::clone(&ledger), books, Duration::ZERO);
-    let now = ledger.now_ms().await.unwrap() + 1000;
+    let now = ledger.now_ms(&order_id.sale_id()).await.unwrap() + 1000;
     assert_eq!(resolver.resolve(&order_id.sale_id(), now).await.unwrap(), 1);
     let token = app.token("payer");
     assert_eq!(

@@ -118,6 +118,7 @@ fn open_ledger(url: &str, key_prefix: &str) -> anyhow::Result<Arc<dyn StockLedge
         redis_url: url.to_owned(),
         redis_key_prefix: key_prefix.to_owned(),
         redis_timeout_ms: NonZeroU64::new(5_000).expect("5000 > 0"),
+        ..shared::config::defaults()
     };
     Ok(Backends::open(&args)?.ledger())
 }

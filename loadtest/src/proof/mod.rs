@@ -39,7 +39,7 @@ use crate::proof::stack::{Role, Settings, Stack};
 use crate::report::Summary;
 use crate::{Crowd, Lifecycle, Pacing, open_sale};
 
-/// Where the real services are (`scripts/services env` exports both).
+/// Where the real services are (`scripts/services env` exports them).
 #[derive(Args, Clone, Debug)]
 pub struct ServiceUrls {
     /// The orders database.
@@ -48,11 +48,32 @@ pub struct ServiceUrls {
 
     /// Redis: the stock ledger the checks read, and the one a fault pauses.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: String,
+    redis_url: String,
+
+    /// Redis Cluster, the ledger instead of REDIS_URL with --on-cluster.
+    #[arg(long, env = "REDIS_CLUSTER_URL", hide_env_values = true)]
+    redis_cluster_url: Option<String>,
+
+    /// Run on Redis Cluster (REDIS_CLUSTER_URL) rather than one Redis node.
+    #[arg(long)]
+    on_cluster: bool,
 
     /// The Kafka-protocol brokers.
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: String,
+}
+
+impl ServiceUrls {
+    /// The Redis the run uses: the cluster with `--on-cluster`, else the one node.
+    fn redis(&self) -> anyhow::Result<&str> {
+        if self.on_cluster {
+            self.redis_cluster_url
+                .as_deref()
+                .context("--on-cluster needs REDIS_CLUSTER_URL (scripts/services env)")
+        } else {
+            Ok(&self.redis_url)
+        }
+    }
 }
 
 /// The longest wait for a stack's pipeline to drain once its crowd has played.
@@ -65,6 +86,8 @@ pub struct Run {
     pub dir: PathBuf,
     bin_dir: PathBuf,
     urls: ServiceUrls,
+    /// The Redis of this run: one node, or the cluster.
+    redis_url: String,
     jwt_secret: String,
     admin_token: String,
 }
@@ -83,6 +106,7 @@ impl Run {
             id,
             dir,
             bin_dir: bin_dir.to_owned(),
+            redis_url: urls.redis()?.to_owned(),
             urls,
             jwt_secret: format!("{}{}", random(), random()),
             admin_token: format!("{}{}", random(), random()),
@@ -103,7 +127,7 @@ impl Run {
     /// A stack in `namespace`; `settings` come after the run's own, so they win.
     pub fn stack(&self, namespace: &Namespace, settings: &[(&str, &str)]) -> Stack {
         let mut common: Settings = [
-            ("REDIS_URL", self.urls.redis_url.clone()),
+            ("REDIS_URL", self.redis_url.clone()),
             ("DATABASE_URL", self.urls.database_url.clone()),
             ("KAFKA_BROKERS", self.urls.kafka_brokers.clone()),
             ("REDIS_KEY_PREFIX", namespace.name.clone()),
@@ -153,7 +177,7 @@ impl Run {
     ) -> anyhow::Result<Probes> {
         let args = CheckArgs {
             database_url: Some(self.urls.database_url.clone()),
-            redis_url: Some(self.urls.redis_url.clone()),
+            redis_url: Some(self.redis_url.clone()),
             redis_key_prefix: namespace.name.clone(),
             sms_file: Some(namespace.sms_file.clone()),
             sms_repeats_allowed,
@@ -192,9 +216,9 @@ impl Run {
         self.bin_dir.join(name)
     }
 
-    /// The services' Redis (a fault pauses it).
+    /// The run's Redis (a fault pauses it).
     pub fn redis_url(&self) -> &str {
-        &self.urls.redis_url
+        &self.redis_url
     }
 }
 

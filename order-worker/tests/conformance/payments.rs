@@ -24,8 +24,8 @@ fn resolver(env: &TestEnv) -> PaymentResolver {
 
 /// A moment on the ledger's clock after everything done so far (see the ledger's
 /// conformance suite: `now_ms` may trail Redis's clock by a round trip).
-async fn later(ledger: &dyn StockLedger) -> i64 {
-    ledger.now_ms().await.unwrap() + 1000
+async fn later(ledger: &dyn StockLedger, sale: &Sale) -> i64 {
+    ledger.now_ms(&sale.id).await.unwrap() + 1000
 }
 
 /// An order whose buyer's payment intent is recorded; charged too when `charge`: a gateway
@@ -84,7 +84,7 @@ async fn a_charge_whose_order_expired_is_refunded(env: TestEnv) {
 /// Runs the resolver over every intent of the sale, which must settle exactly one; then what
 /// the provider holds for `event`'s order.
 async fn settle_once(env: &TestEnv, sale: &Sale, event: &ReservationEvent) -> Charge {
-    let now = later(env.ledger().as_ref()).await;
+    let now = later(env.ledger().as_ref(), sale).await;
     assert_eq!(resolver(env).resolve(&sale.id, now).await.unwrap(), 1);
     env.payment_provider()
         .charge_of(&event.order_id)
@@ -94,7 +94,7 @@ async fn settle_once(env: &TestEnv, sale: &Sale, event: &ReservationEvent) -> Ch
 
 /// No payment intent of the sale is left for the resolver, however old.
 async fn assert_nothing_left(ledger: &dyn StockLedger, sale: &Sale) {
-    let now = later(ledger).await;
+    let now = later(ledger, sale).await;
     assert_eq!(ledger.claim_payments(&sale.id, now, 10).await.unwrap(), []);
 }
 
@@ -104,7 +104,7 @@ async fn an_intent_never_charged_waits_while_the_order_is_open_and_is_dropped_wh
     let ledger = env.ledger();
     let sale = env.create_sale_paid_within(1, 2).await;
     let event = paying(&env, &sale, false).await;
-    let now = later(ledger.as_ref()).await;
+    let now = later(ledger.as_ref(), &sale).await;
     assert_eq!(
         resolver(&env).resolve(&sale.id, now).await.unwrap(),
         0,

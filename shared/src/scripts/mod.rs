@@ -7,8 +7,11 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+/// The source of `reserve.lua`, for a pipeline that loads it on the master that runs it.
+pub const RESERVE_SOURCE: &str = include_str!("reserve.lua");
+
 /// The stock lock: the whole purchase decision (`reserve.lua`).
-pub static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("reserve.lua")));
+pub static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(RESERVE_SOURCE));
 
 /// A new sale and its stock counter, unless the id is taken.
 pub static CREATE_SALE: LazyLock<Script> =
@@ -63,6 +66,9 @@ pub static PAY: LazyLock<Script> = with_transitions!("payment_refusal.lua", "pay
 /// refusals `pay.lua` shares, `payment_refusal.lua`).
 pub static BEGIN_PAYMENT: LazyLock<Script> =
     with_clock!("payment_refusal.lua", "begin_payment.lua");
+
+/// The clock of the node that holds a key (`read_clock.lua`).
+pub static READ_CLOCK: LazyLock<Script> = with_clock!("read_clock.lua");
 
 /// A sale's payment intents due for the resolver's look, each with its buyer and status.
 pub static CLAIM_PAYMENTS: LazyLock<Script> = with_clock!("claim_payments.lua");

@@ -10,7 +10,7 @@ use crate::error::StoreError;
 use crate::event::{ReservationEvent, TransitionEvent};
 use crate::ids::SaleId;
 use crate::keys::SaleKeys;
-use crate::redis_client::Redis;
+use crate::redis_client::{Redis, grouped};
 use crate::scripts;
 
 #[derive(Clone)]
@@ -25,30 +25,34 @@ impl RedisStatsStore {
 }
 
 impl RedisStatsStore {
-    /// Runs every invocation of the script whose source is `source` in one pipeline, the
-    /// script loaded at its head (so a restarted Redis is no problem), and sums what each
-    /// counted (1 for an event seen for the first time, 0 for a repeat).
-    async fn count_once(
+    /// Runs every invocation of the script whose source is `source`, one pipeline per sale
+    /// (its keys' hash tag) with the script loaded at its head (so a restarted Redis, or a
+    /// master that never saw it, is no problem), and sums what each counted (1 for an event
+    /// seen for the first time, 0 for a repeat).
+    async fn count_once<'a>(
         &self,
         source: &str,
-        invocations: Vec<redis::ScriptInvocation<'_>>,
+        invocations: impl IntoIterator<Item = (SaleId, redis::ScriptInvocation<'a>)>,
     ) -> Result<u64, StoreError> {
-        if invocations.is_empty() {
-            return Ok(0);
-        }
-        let mut pipe = redis::pipe();
-        pipe.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
-        for invocation in &invocations {
-            pipe.invoke_script(invocation);
-        }
-        let counted: Vec<u64> = self.redis.call(async |c| pipe.query_async(c).await).await?;
-        Ok(counted.iter().sum())
+        let pipes: Vec<_> = grouped(invocations, |(sale_id, _)| sale_id.clone())
+            .into_values()
+            .map(|invocations| {
+                let mut pipe = redis::pipe();
+                pipe.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
+                for (_, invocation) in &invocations {
+                    pipe.invoke_script(invocation);
+                }
+                pipe
+            })
+            .collect();
+        let counted: Vec<Vec<u64>> = self.redis.pipelines(&pipes).await?;
+        Ok(counted.iter().flatten().sum())
     }
 }
 
 #[async_trait]
 impl StatsStore for RedisStatsStore {
-    /// One round trip for the batch ([`RedisStatsStore::count_once`]).
+    /// One round trip per sale of the batch ([`RedisStatsStore::count_once`]).
     async fn apply(&self, events: &[&ReservationEvent]) -> Result<u64, StoreError> {
         let invocations = events.iter().map(|event| {
             let keys = self.redis.keys().sale(&event.sale_id);
@@ -63,13 +67,13 @@ impl StatsStore for RedisStatsStore {
                 .arg(event.quantity)
                 .arg(event.price_cents.saturating_mul(i64::from(event.quantity)))
                 .arg(event.reserved_at.timestamp());
-            invocation
+            (event.sale_id.clone(), invocation)
         });
-        self.count_once(scripts::STATS_APPLY_SOURCE, invocations.collect())
+        self.count_once(scripts::STATS_APPLY_SOURCE, invocations)
             .await
     }
 
-    /// One round trip for the batch, as [`RedisStatsStore::apply`].
+    /// One round trip per sale of the batch, as [`RedisStatsStore::apply`].
     async fn apply_transitions(&self, events: &[&TransitionEvent]) -> Result<u64, StoreError> {
         let invocations = events.iter().map(|event| {
             let keys = self.redis.keys().sale(&event.sale_id);
@@ -80,9 +84,9 @@ impl StatsStore for RedisStatsStore {
                 .arg(&event.event_id)
                 .arg(event.status.as_str())
                 .arg(event.price_cents);
-            invocation
+            (event.sale_id.clone(), invocation)
         });
-        self.count_once(scripts::STATS_TRANSITION_SOURCE, invocations.collect())
+        self.count_once(scripts::STATS_TRANSITION_SOURCE, invocations)
             .await
     }
 

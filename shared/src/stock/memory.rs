@@ -164,7 +164,7 @@ impl Sales for MemoryStockLedger {
         Ok(self.sales().get(sale_id).map(|book| book.stock))
     }
 
-    async fn now_ms(&self) -> Result<i64, StoreError> {
+    async fn now_ms(&self, _sale_id: &SaleId) -> Result<i64, StoreError> {
         Ok(now_ms())
     }
 

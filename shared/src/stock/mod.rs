@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use self::memory::MemoryStockLedger;
-pub use self::redis::RedisStockLedger;
+pub use self::redis::{RedisStockLedger, UNREPLICATED_LOCKS_TOTAL};
 pub use self::replies::ReserveReply;
 use crate::error::StoreError;
 use crate::event::{ReservationEvent, TransitionEvent};
@@ -152,13 +152,14 @@ pub trait Sales: Send + Sync {
     /// Units left, or `None` for an unknown sale.
     async fn remaining(&self, sale_id: &SaleId) -> Result<Option<u32>, StoreError>;
 
-    /// The ledger's clock, in unix milliseconds: the one clock every age and deadline is
-    /// measured on (the stock lock stamps entries with it too).
-    async fn now_ms(&self) -> Result<i64, StoreError>;
+    /// The clock of the sale's ledger, in unix milliseconds: the one clock every age and
+    /// deadline of the sale is measured on (the stock lock stamps entries with it too). On
+    /// Redis Cluster, the clock of the master that holds the sale.
+    async fn now_ms(&self, sale_id: &SaleId) -> Result<i64, StoreError>;
 
     /// [`Sales::now_ms`] as a time: what a reservation is stamped with.
-    async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
-        let now_ms = self.now_ms().await?;
+    async fn now(&self, sale_id: &SaleId) -> Result<DateTime<Utc>, StoreError> {
+        let now_ms = self.now_ms(sale_id).await?;
         DateTime::from_timestamp_millis(now_ms).ok_or_else(|| {
             StoreError::Failed(format!("the ledger's clock is out of range: {now_ms} ms").into())
         })

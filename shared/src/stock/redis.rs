@@ -1,17 +1,17 @@
 //! The stock ledger in Redis, shared by every gateway and worker process.
 //!
 //! Each operation that must be atomic is one Lua script (loaded once, run with EVALSHA; the
-//! redis crate reloads it on NOSCRIPT) or one MULTI, and each touches only keys of one sale,
-//! so the scripts run unchanged on Redis Cluster. (The connection itself is a single-node
-//! multiplexed one; a cluster deployment would swap in the redis crate's cluster client.)
-//! Replies become typed outcomes here; callers never see the script's strings.
+//! redis crate reloads it on NOSCRIPT) or one MULTI, and each touches only keys of one sale
+//! (one hash tag), so the same code runs on one node and on Redis Cluster; a batch over several
+//! sales is one pipeline per sale. Replies become typed outcomes here; callers never see the
+//! script's strings.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::AsyncCommands;
+use redis::{AsyncCommands, FromRedisValue};
 
 use super::clock::RedisClock;
 use super::{
@@ -22,7 +22,7 @@ use super::{
 use crate::error::StoreError;
 use crate::event::ReservationEvent;
 use crate::ids::{OrderId, SaleId, UserId};
-use crate::redis_client::Redis;
+use crate::redis_client::{Connection, Redis, grouped};
 use crate::sale::Sale;
 use crate::scripts;
 
@@ -96,9 +96,11 @@ impl Sales for RedisStockLedger {
         self.redis.call(async |c| c.get(&key).await).await
     }
 
-    /// Redis's clock as [`RedisClock`] estimates it: no round trip most of the time.
-    async fn now_ms(&self) -> Result<i64, StoreError> {
-        self.clock.now_ms(&self.redis).await
+    /// The sale's master's clock as [`RedisClock`] estimates it: no round trip most of the
+    /// time.
+    async fn now_ms(&self, sale_id: &SaleId) -> Result<i64, StoreError> {
+        let key = self.redis.keys().sale(sale_id).stock;
+        self.clock.now_ms(&self.redis, &key).await
     }
 
     async fn active_sale_ids(&self) -> Result<Vec<SaleId>, StoreError> {
@@ -152,7 +154,8 @@ impl Sales for RedisStockLedger {
 #[async_trait]
 impl Purchases for RedisStockLedger {
     /// One round trip: `reserve.lua`, which refuses to run after this call's deadline (see
-    /// [`RedisClock`]); such a late lock answers as a timeout, with nothing written.
+    /// [`RedisClock`]); such a late lock answers as a timeout, with nothing written. On Redis
+    /// Cluster the same round trip waits for a replica to confirm the lock ([`replicated`]).
     async fn reserve(
         &self,
         event: &ReservationEvent,
@@ -163,28 +166,33 @@ impl Purchases for RedisStockLedger {
         let deadline_ms = i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX);
         let run_by_ms = self
             .clock
-            .now_ms(&self.redis)
+            .now_ms(&self.redis, &keys.stock)
             .await?
             .saturating_add(deadline_ms);
-        let reply: ReserveReply = self
-            .redis
-            .call(async |c| {
-                scripts::RESERVE
-                    .key(&keys.reserve()[..])
-                    .arg(event.user_id.as_str())
-                    .arg(event.order_id.as_str())
-                    .arg(payload)
-                    .arg(run_by_ms)
-                    .arg(event.pay_by.timestamp_millis())
-                    .invoke_async(c)
-                    .await
-            })
-            .await?;
+        let mut invocation = scripts::RESERVE.key(&keys.reserve()[..]);
+        invocation
+            .arg(event.user_id.as_str())
+            .arg(event.order_id.as_str())
+            .arg(payload)
+            .arg(run_by_ms)
+            .arg(event.pay_by.timestamp_millis());
+        let reply: ReserveReply = match self.redis.replica_wait() {
+            None => {
+                self.redis
+                    .call(async |c| invocation.invoke_async(c).await)
+                    .await?
+            }
+            Some(wait) => {
+                self.redis
+                    .call(async |c| replicated(c, &invocation, wait).await)
+                    .await?
+            }
+        };
         match reply {
             ReserveReply::Decided(reservation) => Ok(reservation),
             ReserveReply::Late => {
                 // The script ran past its run-by time and did nothing.
-                self.clock.forget();
+                self.clock.forget(&keys.stock);
                 Err(StoreError::Timeout(deadline))
             }
         }
@@ -349,16 +357,9 @@ impl Payments for RedisStockLedger {
 
 #[async_trait]
 impl Outbox for RedisStockLedger {
-    /// One pipelined round trip for the whole batch: `acknowledge.lua` once per sale.
+    /// `acknowledge.lua` once per sale, each sale's pipelined round trip run concurrently.
     async fn mark_published(&self, orders: &[OrderId]) -> Result<(), StoreError> {
-        if orders.is_empty() {
-            return Ok(());
-        }
-        let mut by_sale: HashMap<SaleId, Vec<&OrderId>> = HashMap::new();
-        for order in orders {
-            by_sale.entry(order.sale_id()).or_default().push(order);
-        }
-        let invocations: Vec<_> = by_sale
+        let pipes: Vec<_> = grouped(orders, |order| order.sale_id())
             .iter()
             .map(|(sale_id, orders)| {
                 let keys = self.redis.keys().sale(sale_id);
@@ -367,20 +368,18 @@ impl Outbox for RedisStockLedger {
                 for order in orders {
                     invocation.arg(order.as_str());
                 }
-                invocation
+                let mut pipe = redis::pipe();
+                // Loaded in the same round trip: the sale's master may never have seen it.
+                pipe.cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(scripts::ACKNOWLEDGE_SOURCE)
+                    .ignore()
+                    .invoke_script(&invocation)
+                    .ignore();
+                pipe
             })
             .collect();
-        let mut pipe = redis::pipe();
-        pipe.cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(scripts::ACKNOWLEDGE_SOURCE)
-            .ignore();
-        for invocation in &invocations {
-            pipe.invoke_script(invocation).ignore();
-        }
-        self.redis
-            .call(async |c| pipe.query_async::<()>(c).await)
-            .await
+        self.redis.pipelines::<()>(&pipes).await.map(drop)
     }
 
     /// One round trip: `claim_transitions.lua`.
@@ -425,24 +424,26 @@ impl Outbox for RedisStockLedger {
             .await
     }
 
-    /// One pipelined round trip: HDEL from the outbox, then ZREM from the due set (should the
-    /// second fail, the next claim finds the event gone and drops it).
+    /// One pipelined round trip per sale, run concurrently: HDEL from the outbox, then ZREM
+    /// from the due set (should the second fail, the next claim finds the event gone and drops
+    /// it).
     async fn mark_transitions_published(&self, events: &[TransitionId]) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for event in events {
-            let keys = self.redis.keys().sale(&event.order_id.sale_id());
-            let event_id = event.event_id();
-            pipe.hdel(&keys.transitions, &event_id)
-                .ignore()
-                .zrem(&keys.transitions_due, &event_id)
-                .ignore();
-        }
-        self.redis
-            .call(async |c| pipe.query_async::<()>(c).await)
-            .await
+        let pipes: Vec<_> = grouped(events, |event| event.order_id.sale_id())
+            .iter()
+            .map(|(sale_id, events)| {
+                let keys = self.redis.keys().sale(sale_id);
+                let mut pipe = redis::pipe();
+                for event in events {
+                    let event_id = event.event_id();
+                    pipe.hdel(&keys.transitions, &event_id)
+                        .ignore()
+                        .zrem(&keys.transitions_due, &event_id)
+                        .ignore();
+                }
+                pipe
+            })
+            .collect();
+        self.redis.pipelines::<()>(&pipes).await.map(drop)
     }
 
     /// Two round trips (ZRANGEBYSCORE, then HMGET); an entry completed in between comes back
@@ -490,26 +491,27 @@ impl Outbox for RedisStockLedger {
     }
 
     /// `ZADD XX` on both sets: whichever holds an order is updated, neither gains one. One
-    /// pipelined round trip.
+    /// pipelined round trip per sale, run concurrently.
     async fn defer(&self, orders: &[OrderId], at_ms: i64) -> Result<(), StoreError> {
-        if orders.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for order in orders {
-            let keys = self.redis.keys().sale(&order.sale_id());
-            for set in [keys.unpublished, keys.acknowledged] {
-                pipe.cmd("ZADD")
-                    .arg(set)
-                    .arg("XX")
-                    .arg(at_ms)
-                    .arg(order.as_str())
-                    .ignore();
-            }
-        }
-        self.redis
-            .call(async |c| pipe.query_async::<()>(c).await)
-            .await
+        let pipes: Vec<_> = grouped(orders, |order| order.sale_id())
+            .iter()
+            .map(|(sale_id, orders)| {
+                let keys = self.redis.keys().sale(sale_id);
+                let mut pipe = redis::pipe();
+                for order in orders {
+                    for set in [&keys.unpublished, &keys.acknowledged] {
+                        pipe.cmd("ZADD")
+                            .arg(set)
+                            .arg("XX")
+                            .arg(at_ms)
+                            .arg(order.as_str())
+                            .ignore();
+                    }
+                }
+                pipe
+            })
+            .collect();
+        self.redis.pipelines::<()>(&pipes).await.map(drop)
     }
 
     async fn outbox_sizes(&self, sale_id: &SaleId) -> Result<OutboxSizes, StoreError> {
@@ -626,6 +628,64 @@ impl OrderLifecycle for RedisStockLedger {
             .await?;
         Ok(parse_all(expired, "deadlines"))
     }
+}
+
+/// Locks answered on Redis Cluster that no replica confirmed within `REDIS_REPLICA_WAIT_MS`:
+/// durable on their master's append-only file only, until a replica catches up
+/// (docs/architecture.md, "What a 202 survives").
+pub const UNREPLICATED_LOCKS_TOTAL: &str = "seckill_stock_locks_unreplicated_total";
+
+/// Runs the stock lock and `WAIT 1 <wait>` in one round trip: a pipeline, which the cluster
+/// client routes by the script's keys, so the WAIT runs on the master that took the lock and
+/// returns once a replica has it (or the wait is over). A lock no replica confirmed is still
+/// answered, and counted: refusing it would stop every sale of a master that has just lost its
+/// replica (as after a failover) while the lock itself stands on that master.
+async fn replicated(
+    c: &mut Connection,
+    invocation: &redis::ScriptInvocation<'_>,
+    wait: Duration,
+) -> redis::RedisResult<ReserveReply> {
+    let run = async |c: &mut Connection, load: bool| -> redis::RedisResult<Vec<redis::Value>> {
+        let mut pipe = redis::pipe();
+        if load {
+            // In the same pipeline, so it reaches this master and no other.
+            pipe.cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(scripts::RESERVE_SOURCE)
+                .ignore();
+        }
+        pipe.invoke_script(invocation)
+            .cmd("WAIT")
+            .arg(1)
+            .arg(wait.as_millis() as u64);
+        let replies: Vec<redis::Value> = pipe.query_async(c).await?;
+        replies
+            .into_iter()
+            .map(redis::Value::extract_error)
+            .collect()
+    };
+    let replies = match run(c, false).await {
+        // The master has not seen the script (a restart, a promoted replica): nothing ran.
+        Err(error)
+            if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+        {
+            run(c, true).await?
+        }
+        other => other?,
+    };
+    let [lock, confirmed] = <[redis::Value; 2]>::try_from(replies).map_err(|replies| {
+        redis::RedisError::from(redis::ParsingError::from(format!(
+            "the lock's round trip answered {} replies, not 2",
+            replies.len()
+        )))
+    })?;
+    let reply = ReserveReply::from_redis_value(lock)?;
+    let confirmed = u32::from_redis_value(confirmed)?;
+    if confirmed == 0 && matches!(reply, ReserveReply::Decided(Reservation::Reserved { .. })) {
+        metrics::counter!(UNREPLICATED_LOCKS_TOTAL).increment(1);
+        tracing::debug!(?wait, "no replica confirmed the lock in time");
+    }
+    Ok(reply)
 }
 
 /// The ids among `raw` that parse; a malformed one (written by hand, or by another program)

@@ -44,7 +44,7 @@ async fn attempt(
 ) -> (ReservationEvent, Reservation) {
     let user: UserId = user.parse().unwrap();
     let window = chrono::Duration::seconds(i64::from(DEFAULT_PAYMENT_WINDOW_SECS));
-    let now = ledger.now().await.unwrap();
+    let now = ledger.now(sale_id).await.unwrap();
     let event = ReservationEvent::new(OrderId::generate(sale_id), &user, 1250, now, now + window);
     let outcome = ledger
         .reserve(&event, &event.to_json())
@@ -63,8 +63,8 @@ async fn status_of(ledger: &dyn StockLedger, event: &ReservationEvent) -> Option
 
 /// A moment on the ledger's clock no earlier than anything the test did before it: `now_ms`
 /// may trail Redis's clock by up to a round trip (see `RedisClock`), which a second covers.
-async fn after_all_so_far(ledger: &dyn StockLedger) -> i64 {
-    ledger.now_ms().await.unwrap() + 1_000
+async fn after_all_so_far(ledger: &dyn StockLedger, sale_id: &SaleId) -> i64 {
+    ledger.now_ms(sale_id).await.unwrap() + 1_000
 }
 
 /// How long a claimed transition event waits for its acknowledgement in these tests.
@@ -400,7 +400,7 @@ async fn a_payment_in_time_is_final_and_repeat_safe(env: TestEnv) {
     let sale = env.create_sale(2).await;
     let (event, _) = env.reserve(&sale, "paula").await;
     let pay_by = ledger.pay_by(&event.order_id).await.unwrap();
-    let now = after_all_so_far(ledger.as_ref()).await;
+    let now = after_all_so_far(ledger.as_ref(), &sale.id).await;
     let window = i64::from(DEFAULT_PAYMENT_WINDOW_SECS) * 1000;
     assert!(
         pay_by.is_some_and(|at| (now + window - 10_000..=now + window).contains(&at)),
@@ -483,10 +483,11 @@ async fn a_payment_window_closes_at_the_sales_end_and_the_sale_settles_one_sweep
     env: TestEnv,
 ) {
     let ledger = env.ledger();
-    let now = ledger.now().await.unwrap();
+    let id: SaleId = "closing-soon".parse().unwrap();
+    let now = ledger.now(&id).await.unwrap();
     // The default window, 15 minutes, in a sale that ends in a second and a half.
     let sale = Sale {
-        id: "closing-soon".parse().unwrap(),
+        id,
         name: "Short sale".into(),
         price_cents: 1250,
         stock: 1,
@@ -507,7 +508,7 @@ async fn a_payment_window_closes_at_the_sales_end_and_the_sale_settles_one_sweep
         .await
         .unwrap();
 
-    while ledger.now().await.unwrap() <= sale.ends_at {
+    while ledger.now(&sale.id).await.unwrap() <= sale.ends_at {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
@@ -638,7 +639,7 @@ async fn the_reconciler_sees_stale_unacknowledged_entries_oldest_first(env: Test
         .complete_orders(&sale.id, &[&events[2].order_id])
         .await
         .unwrap();
-    let now_ms = after_all_so_far(ledger.as_ref()).await;
+    let now_ms = after_all_so_far(ledger.as_ref(), &sale.id).await;
     let unacknowledged = async |before_ms, limit| {
         ledger
             .stale_entries(&sale.id, Publication::Unacknowledged, before_ms, limit)
@@ -692,7 +693,7 @@ async fn an_acknowledged_entry_without_an_order_row_ages_until_it_counts_as_lost
         .complete_orders(&sale.id, &[&ordered.order_id])
         .await
         .unwrap();
-    let now_ms = after_all_so_far(ledger.as_ref()).await;
+    let now_ms = after_all_so_far(ledger.as_ref(), &sale.id).await;
     let acknowledged = async |before_ms| {
         ledger
             .stale_entries(&sale.id, Publication::Acknowledged, before_ms, 10)
@@ -874,7 +875,7 @@ async fn every_transition_is_recorded_once_and_relayed_until_acknowledged(env: T
         ],
         "one event per transition, however often a step ran"
     );
-    let now = after_all_so_far(ledger.as_ref()).await;
+    let now = after_all_so_far(ledger.as_ref(), &sale.id).await;
     assert!(
         seen.iter()
             .all(|(_, _, at)| (now - 10_000..=now).contains(at)),
@@ -979,7 +980,7 @@ async fn an_order_paid_before_its_row_was_refused_fails_and_its_payment_reopens_
         Some(1),
         "returned once"
     );
-    let now = after_all_so_far(ledger.as_ref()).await;
+    let now = after_all_so_far(ledger.as_ref(), &sale.id).await;
     let due = ledger.claim_payments(&sale.id, now, 10).await.unwrap();
     assert_eq!(
         due.iter()

@@ -1,0 +1,120 @@
+//! One Redis connection per process, shared by every task, with a deadline on every call, and
+//! the deployment's key layout beside it.
+//!
+//! The connection ([`Connection`]) is a single node or a cluster, chosen by `REDIS_URL`'s form;
+//! the stores never ask which. Every call goes through [`Redis::call`], which bounds it by the
+//! configured deadline: a slow Redis must turn into a fast 503, never into a queue of hanging
+//! requests.
+
+mod connection;
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::Duration;
+
+use redis::{FromRedisValue, Pipeline, RedisResult};
+
+pub use self::connection::{CLUSTER_SCHEME, Connection, cluster_nodes};
+use crate::config::RedisArgs;
+use crate::error::StoreError;
+use crate::keys::KeySpace;
+
+/// A cheaply cloneable handle on the process's Redis connection and the deployment's keys.
+#[derive(Clone)]
+pub struct Redis {
+    connection: Connection,
+    deadline: Duration,
+    replica_wait: Duration,
+    keys: KeySpace,
+}
+
+impl Redis {
+    /// A handle that connects on first use. Fails only on a malformed URL.
+    pub fn connect_lazily(args: &RedisArgs) -> RedisResult<Self> {
+        let deadline = args.timeout();
+        Ok(Self {
+            connection: Connection::lazy(&args.redis_url, deadline)?,
+            deadline,
+            replica_wait: args.replica_wait(),
+            keys: KeySpace::new(&args.redis_key_prefix),
+        })
+    }
+
+    /// The same connection, with another deadline for every call (a background job that reads
+    /// more than a purchase does wants a longer one).
+    #[must_use]
+    pub fn with_deadline(&self, deadline: Duration) -> Self {
+        Self {
+            deadline,
+            ..self.clone()
+        }
+    }
+
+    /// The keys of this deployment (`REDIS_KEY_PREFIX`).
+    pub fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
+    /// Runs `op` on the shared connection, bounded by the deadline.
+    pub async fn call<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.connection.clone();
+        tokio::time::timeout(self.deadline, op(&mut connection))
+            .await
+            .map_err(|_| StoreError::Timeout(self.deadline))?
+            .map_err(|error| {
+                if error.is_timeout() {
+                    StoreError::Timeout(self.deadline)
+                } else {
+                    StoreError::Failed(Box::new(error))
+                }
+            })
+    }
+
+    /// Runs the pipelines concurrently, each bounded by the deadline; their replies in order.
+    /// Each must stay within one hash tag (a cluster routes a pipeline by its first key and
+    /// refuses one that spans slots): a batch over several sales is one pipeline per sale
+    /// ([`grouped`]).
+    pub async fn pipelines<T: FromRedisValue>(
+        &self,
+        pipes: &[Pipeline],
+    ) -> Result<Vec<T>, StoreError> {
+        futures::future::try_join_all(
+            pipes
+                .iter()
+                .map(|pipe| self.call(async |c| pipe.query_async(c).await)),
+        )
+        .await
+    }
+
+    /// The deadline of every call made through this handle.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// How long a write that must survive a failover waits for a replica to confirm it, or
+    /// `None` on a single node (whose durability is its own fsynced append-only file).
+    pub fn replica_wait(&self) -> Option<Duration> {
+        self.connection.is_cluster().then_some(self.replica_wait)
+    }
+
+    /// PING, within the deadline (on a cluster: any master answering is enough).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.call(async |c| c.ping().await).await
+    }
+}
+
+/// `items` grouped by `group` (e.g. by sale, whose keys share one hash tag), each group in the
+/// items' order.
+pub fn grouped<T, G: Eq + Hash>(
+    items: impl IntoIterator<Item = T>,
+    group: impl Fn(&T) -> G,
+) -> HashMap<G, Vec<T>> {
+    let mut groups: HashMap<G, Vec<T>> = HashMap::new();
+    for item in items {
+        groups.entry(group(&item)).or_default().push(item);
+    }
+    groups
+}
