@@ -546,15 +546,10 @@ fn cluster_masters(seeds: &[String]) -> redis::RedisResult<Vec<String>> {
         match nodes {
             Ok(nodes) => {
                 let scheme = seed.split("://").next().unwrap_or("redis");
-                return Ok(nodes
-                    .lines()
-                    .filter_map(|line| {
-                        let fields: Vec<&str> = line.split(' ').collect();
-                        let flags = fields.get(2)?;
-                        let address = fields.get(1)?.split('@').next()?;
-                        (flags.contains("master") && !flags.contains("fail"))
-                            .then(|| format!("{scheme}://{address}"))
-                    })
+                return Ok(crate::redis_client::parse_cluster_nodes(&nodes)
+                    .into_iter()
+                    .filter(|node| node.is_master && !node.is_failing)
+                    .map(|node| format!("{scheme}://{}", node.address))
                     .collect());
             }
             Err(error) => last_error = Some(error),

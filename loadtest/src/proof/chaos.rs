@@ -14,10 +14,12 @@ use clap::{Args, ValueEnum};
 use gateway::outcome::ErrorCode;
 use order_worker::payments::PAYMENTS_SETTLED_TOTAL;
 use shared::consumer::{CONSUMED_TOTAL, DEAD_LETTERED};
+use shared::keys::KeySpace;
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
 use crate::drive::NO_ANSWER;
+use crate::proof::cluster::Cluster;
 use crate::proof::faults::{Fault, Target};
 use crate::proof::progress::Step;
 use crate::proof::services::{self, Service};
@@ -52,6 +54,12 @@ pub enum Scenario {
     ExpirySweeperKilled,
     /// The SMS provider fails for 5 s and refuses one recipient for ever.
     SmsProviderFailing,
+    /// On Redis Cluster: the master holding the sale SIGKILLed, its replica promoted.
+    MasterKilled,
+    /// On Redis Cluster: the master holding the sale paused past every deadline.
+    MasterPaused,
+    /// On Redis Cluster: the sale's slot moved to another master while buyers buy.
+    SlotMoved,
 }
 
 /// What the SMS worker may try before a message is dead-lettered in the provider's scenario:
@@ -63,6 +71,16 @@ const SMS_RATE: u64 = 100;
 const FLAKY_PROVIDER: &str = "127.0.0.1:18090";
 
 impl Scenario {
+    /// Whether it strikes the run's Redis topology: one node's crash and pause on one node, a
+    /// master's or a slot's on a cluster; the rest on either.
+    fn fits(self, on_cluster: bool) -> bool {
+        match self {
+            Self::RedisKilled | Self::RedisSlow | Self::RedisKilledWhilePaying => !on_cluster,
+            Self::MasterKilled | Self::MasterPaused | Self::SlotMoved => on_cluster,
+            _ => true,
+        }
+    }
+
     fn name(self) -> String {
         self.to_possible_value()
             .expect("no scenario is skipped")
@@ -73,9 +91,13 @@ impl Scenario {
     /// The step at which the fault strikes, and how many times it must have happened.
     fn moment(self) -> (Step, u64) {
         match self {
-            Self::GatewayKilled | Self::BrokerKilled | Self::RedisKilled | Self::RedisSlow => {
-                (Step::Locked, 30)
-            }
+            Self::GatewayKilled
+            | Self::BrokerKilled
+            | Self::RedisKilled
+            | Self::RedisSlow
+            | Self::MasterKilled
+            | Self::MasterPaused
+            | Self::SlotMoved => (Step::Locked, 30),
             Self::OrderWorkerKilled | Self::PostgresStopped => (Step::OrdersWritten, 30),
             Self::SmsWorkerKilled => (Step::SmsSent, 30),
             Self::SmsProviderFailing => (Step::SmsSent, 50),
@@ -85,8 +107,9 @@ impl Scenario {
         }
     }
 
-    /// The fault; the provider's scenario has none of its own (the provider fails by itself).
-    fn fault(self) -> Option<Fault> {
+    /// The fault (a cluster's strikes the master of `sale_key`); the provider's scenario has
+    /// none of its own (the provider fails by itself).
+    fn fault(self, sale_key: &str) -> Option<Fault> {
         let kill = |roles: Vec<Role>| Fault::Kill {
             roles,
             down: Duration::from_secs(1),
@@ -109,7 +132,30 @@ impl Scenario {
                 pause: Duration::from_secs(3),
             },
             Self::SmsProviderFailing => return None,
+            // Past the cluster's node timeout (2 s): its replica is promoted meanwhile.
+            Self::MasterKilled => Fault::KillMaster {
+                key: sale_key.to_owned(),
+                down: Duration::from_secs(6),
+            },
+            Self::MasterPaused => Fault::PauseMaster {
+                key: sale_key.to_owned(),
+                pause: Duration::from_secs(3),
+            },
+            Self::SlotMoved => Fault::MoveSlot {
+                key: sale_key.to_owned(),
+            },
         })
+    }
+
+    /// Whether the sale's slot must be served by another master once the fault is healed
+    /// (the replica promoted, the slot moved), or by the same one (a pause fails nothing
+    /// over); `None` for the faults that do not touch a cluster.
+    fn moves_the_sale(self) -> Option<bool> {
+        match self {
+            Self::MasterKilled | Self::SlotMoved => Some(true),
+            Self::MasterPaused => Some(false),
+            _ => None,
+        }
     }
 
     /// The answer label the crowd must have met if the fault struck: connections refused by the
@@ -117,7 +163,9 @@ impl Scenario {
     fn evidence(self) -> Option<String> {
         match self {
             Self::GatewayKilled => Some(NO_ANSWER.to_owned()),
-            Self::RedisKilled | Self::RedisSlow => Some(format!("503 {}", ErrorCode::Unavailable)),
+            Self::RedisKilled | Self::RedisSlow | Self::MasterKilled | Self::MasterPaused => {
+                Some(format!("503 {}", ErrorCode::Unavailable))
+            }
             _ => None,
         }
     }
@@ -153,11 +201,27 @@ pub async fn run(args: Chaos) -> anyhow::Result<Record> {
     let run = Run::new("chaos", args.urls)?;
     services::make_redis_durable(run.redis_url()).await?;
     eprintln!("chaos: logs and records in {}", run.dir.display());
+    let on_cluster = run.on_cluster();
     let scenarios = if args.scenarios.is_empty() {
-        Scenario::value_variants().to_vec()
+        Scenario::value_variants()
+            .iter()
+            .copied()
+            .filter(|scenario| scenario.fits(on_cluster))
+            .collect()
     } else {
         args.scenarios
     };
+    if let Some(misfit) = scenarios.iter().find(|scenario| !scenario.fits(on_cluster)) {
+        anyhow::bail!(
+            "{} does not strike {}",
+            misfit.name(),
+            if on_cluster {
+                "a Redis Cluster"
+            } else {
+                "one Redis node (run it --on-cluster)"
+            }
+        );
+    }
     let mut record = Record::new("chaos", &run);
     for scenario in scenarios {
         eprintln!("chaos: == {}", scenario.name());
@@ -191,10 +255,16 @@ async fn one(run: &Run, scenario: Scenario) -> anyhow::Result<(Option<Summary>, 
         stack: &stack,
         redis_url: run.redis_url(),
     };
+    let sale_key = KeySpace::new(&namespace.name).sale(&crowd.sale.id).stock;
+    let cluster = Cluster::of(run.redis_url());
+    let master_before = match &cluster {
+        Some(cluster) => Some(cluster.master_of(&sale_key).await?.id),
+        None => None,
+    };
     let fault = async {
         let (step, at_least) = scenario.moment();
         progress.reached(step, at_least).await?;
-        if let Some(fault) = scenario.fault() {
+        if let Some(fault) = scenario.fault(&sale_key) {
             fault.strike(&target).await
         } else {
             // The provider fails for 5 s of the next 10.
@@ -215,6 +285,21 @@ async fn one(run: &Run, scenario: Scenario) -> anyhow::Result<(Option<Summary>, 
         && summary.answers.get(&label).copied().unwrap_or(0) == 0
     {
         violations.push(format!("no answer was {label}: the fault left no trace"));
+    }
+    if let (Some(cluster), Some(before), Some(moves)) =
+        (&cluster, &master_before, scenario.moves_the_sale())
+    {
+        let after = cluster.master_of(&sale_key).await?.id;
+        if (after != *before) != moves {
+            violations.push(format!(
+                "the sale's master {} the fault (before {before}, after {after})",
+                if moves {
+                    "was the same after"
+                } else {
+                    "changed with"
+                }
+            ));
+        }
     }
     if scenario == Scenario::RedisKilledWhilePaying {
         violations.extend(payments_left_were_settled(&summary).await);

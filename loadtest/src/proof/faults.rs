@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
+use crate::proof::cluster::Cluster;
 use crate::proof::services::{self, Service};
 use crate::proof::stack::{Role, Stack, serving};
 
@@ -20,12 +21,28 @@ pub enum Fault {
     Crash { service: Service, down: Duration },
     /// Every Redis client paused for `pause`: past a Redis call's deadline and a request's.
     PauseRedis { pause: Duration },
+    /// On Redis Cluster: the master holding `key`'s slot SIGKILLed, its replica promoted by
+    /// the cluster, the node started again after `down` (it rejoins as a replica).
+    KillMaster { key: String, down: Duration },
+    /// On Redis Cluster: every client of the master holding `key`'s slot paused for `pause`.
+    PauseMaster { key: String, pause: Duration },
+    /// On Redis Cluster: `key`'s slot moved to another master, keys and all.
+    MoveSlot { key: String },
 }
 
 /// What a fault needs to strike: the stack's processes and the services' Redis.
 pub struct Target<'a> {
     pub stack: &'a Mutex<Stack>,
     pub redis_url: &'a str,
+}
+
+impl Target<'_> {
+    /// The Redis Cluster a cluster's fault strikes; an error on a single node.
+    fn cluster(&self) -> anyhow::Result<Cluster> {
+        Cluster::of(self.redis_url).ok_or_else(|| {
+            anyhow::anyhow!("a Redis Cluster fault needs the run on a cluster (--on-cluster)")
+        })
+    }
 }
 
 /// What a fault holds while it lasts: two faults never hold the same thing at once.
@@ -48,8 +65,11 @@ impl Fault {
     /// How long the fault lasts before it is healed.
     pub fn length(&self) -> Duration {
         match self {
-            Self::Kill { down, .. } | Self::Crash { down, .. } => *down,
-            Self::PauseRedis { pause } => *pause,
+            Self::Kill { down, .. } | Self::Crash { down, .. } | Self::KillMaster { down, .. } => {
+                *down
+            }
+            Self::PauseRedis { pause } | Self::PauseMaster { pause, .. } => *pause,
+            Self::MoveSlot { .. } => Duration::ZERO,
         }
     }
 
@@ -60,16 +80,22 @@ impl Fault {
         match self {
             Self::Kill { roles, .. } => roles.iter().any(|role| matches!(role, Role::Gateway(_))),
             Self::Crash { service, .. } => *service == Service::Redis,
-            Self::PauseRedis { .. } => true,
+            Self::PauseRedis { .. }
+            | Self::KillMaster { .. }
+            | Self::PauseMaster { .. }
+            | Self::MoveSlot { .. } => true,
         }
     }
 
-    /// What it holds while it lasts.
+    /// What it holds while it lasts (a cluster's faults hold all of Redis: one at a time).
     pub fn resources(&self) -> Vec<Resource> {
         match self {
             Self::Kill { roles, .. } => roles.iter().copied().map(Resource::Process).collect(),
             Self::Crash { service, .. } => vec![Resource::Service(*service)],
-            Self::PauseRedis { .. } => vec![Resource::Service(Service::Redis)],
+            Self::PauseRedis { .. }
+            | Self::KillMaster { .. }
+            | Self::PauseMaster { .. }
+            | Self::MoveSlot { .. } => vec![Resource::Service(Service::Redis)],
         }
     }
 
@@ -88,6 +114,11 @@ impl Fault {
             }
             Self::Crash { service, .. } => service.crash().await,
             Self::PauseRedis { pause } => services::pause_redis(target.redis_url, *pause).await,
+            Self::KillMaster { key, .. } => target.cluster()?.kill_master_of(key).await.map(drop),
+            Self::PauseMaster { key, pause } => {
+                target.cluster()?.pause_master_of(key, *pause).await
+            }
+            Self::MoveSlot { key } => target.cluster()?.move_slot_of(key).await.map(drop),
         }
     }
 
@@ -115,8 +146,10 @@ impl Fault {
                 all_or_nothing(&failures)
             }
             Self::Crash { service, .. } => service.start().await,
-            // The pause lapses by itself.
-            Self::PauseRedis { .. } => Ok(()),
+            // Every node that is down started again, then the cluster whole.
+            Self::KillMaster { .. } => target.cluster()?.start_all_again().await,
+            // The pause lapses by itself; the moved slot stays where it went.
+            Self::PauseRedis { .. } | Self::PauseMaster { .. } | Self::MoveSlot { .. } => Ok(()),
         }
     }
 }
@@ -146,6 +179,15 @@ impl fmt::Display for Fault {
                 write!(f, "crash {service} for {:.1} s", down.as_secs_f64())
             }
             Self::PauseRedis { pause } => write!(f, "pause redis {:.1} s", pause.as_secs_f64()),
+            Self::KillMaster { key, down } => write!(
+                f,
+                "kill the master of {key} for {:.1} s",
+                down.as_secs_f64()
+            ),
+            Self::PauseMaster { key, pause } => {
+                write!(f, "pause the master of {key} {:.1} s", pause.as_secs_f64())
+            }
+            Self::MoveSlot { key } => write!(f, "move the slot of {key} to another master"),
         }
     }
 }

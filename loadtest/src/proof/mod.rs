@@ -7,6 +7,7 @@
 //! | --- | --- |
 //! | [`stack`] | the processes: started in a namespace, killed, started again, stopped |
 //! | [`services`] | Redis, the broker and PostgreSQL crashed and restarted, Redis paused |
+//! | [`cluster`] | a Redis Cluster's master killed, paused, or a sale's slot moved |
 //! | [`faults`] | the fault table as values: injected, lasting, healed |
 //! | [`progress`] | how far a sale has gone: the moment a fault strikes |
 //! | [`e2e`] | one crowd, one order worker killed, every graceful stop clean |
@@ -18,6 +19,7 @@
 //! release binaries beside its own.
 
 pub mod chaos;
+pub mod cluster;
 pub mod e2e;
 pub mod faults;
 pub mod nemesis;
@@ -214,6 +216,11 @@ impl Run {
     /// The path of the workspace binary `name` (built beside the load test).
     pub fn binary(&self, name: &str) -> PathBuf {
         self.bin_dir.join(name)
+    }
+
+    /// Whether the run's Redis is a cluster.
+    pub fn on_cluster(&self) -> bool {
+        shared::redis_client::cluster_nodes(&self.redis_url).is_some()
     }
 
     /// The run's Redis (a fault pauses it).

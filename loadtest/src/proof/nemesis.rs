@@ -20,6 +20,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::Played;
+use crate::proof::cluster::Cluster;
 use crate::proof::faults::{Fault, Resource, Target};
 use crate::proof::services::{self, Service};
 use crate::proof::stack::{Role, Stack};
@@ -119,14 +120,14 @@ struct Schedule {
 impl Schedule {
     /// Draws faults from `seed` over `duration`: one every 1 to 6 s, each from the whole table,
     /// kept only while fewer than [`AT_ONCE`] last and none holds what it needs.
-    fn draw(seed: u64, duration: Duration) -> Self {
+    fn draw(seed: u64, duration: Duration, redis: &RedisFaults) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut strikes = Vec::new();
         let mut held: Vec<(Resource, Duration)> = Vec::new();
         let mut at = Duration::from_secs(2);
         while at + RECOVERY < duration {
             held.retain(|(_, until)| *until > at);
-            let fault = draw_fault(&mut rng);
+            let fault = draw_fault(&mut rng, redis, at);
             let lasting = strikes
                 .iter()
                 .filter(|(start, fault): &&(Duration, Fault)| *start + fault.length() > at)
@@ -169,37 +170,74 @@ impl Schedule {
     }
 }
 
-/// One fault of the table, with a random length.
-fn draw_fault(rng: &mut ChaCha8Rng) -> Fault {
-    let choice = rng.random_range(0..11);
+/// Where the nemesis strikes Redis.
+enum RedisFaults {
+    /// The one node: crashed, or every client paused.
+    Node,
+    /// A Redis Cluster: the master of the sale playing at the moment killed (its replica
+    /// promoted) or paused, or its slot moved to another master. The sales' key prefix.
+    Cluster { namespace: String },
+}
+
+impl RedisFaults {
+    /// A key of the sale that began last before `at` (the one most likely buying).
+    fn sale_key_at(namespace: &str, at: Duration) -> String {
+        let k = at.as_millis() / SALE_EVERY.as_millis();
+        let sale_id = sale_id(namespace, k as usize)
+            .parse()
+            .expect("a valid sale id");
+        shared::keys::KeySpace::new(namespace).sale(&sale_id).stock
+    }
+}
+
+/// The id of the nemesis's `k`-th sale.
+fn sale_id(namespace: &str, k: usize) -> String {
+    format!("{namespace}-{k}")
+}
+
+/// One fault of the table, with a random length; Redis's are the cluster's on a cluster.
+fn draw_fault(rng: &mut ChaCha8Rng, redis: &RedisFaults, at: Duration) -> Fault {
+    let choice = rng.random_range(0..12);
     let mut length =
         |from_ms: u64, to_ms: u64| Duration::from_millis(rng.random_range(from_ms..to_ms));
     let kill = |roles: Vec<Role>, down| Fault::Kill { roles, down };
-    match choice {
-        0 => kill(vec![Role::Gateway(1)], length(500, 3_000)),
-        1 => kill(vec![Role::Gateway(2)], length(500, 3_000)),
-        2 => kill(vec![Role::OrderWorker(1)], length(500, 3_000)),
-        3 => kill(vec![Role::OrderWorker(2)], length(500, 3_000)),
-        4 => kill(
+    match (choice, redis) {
+        (0, _) => kill(vec![Role::Gateway(1)], length(500, 3_000)),
+        (1, _) => kill(vec![Role::Gateway(2)], length(500, 3_000)),
+        (2, _) => kill(vec![Role::OrderWorker(1)], length(500, 3_000)),
+        (3, _) => kill(vec![Role::OrderWorker(2)], length(500, 3_000)),
+        (4, _) => kill(
             vec![Role::OrderWorker(1), Role::OrderWorker(2)],
             length(500, 3_000),
         ),
-        5 => kill(vec![Role::SmsWorker], length(500, 3_000)),
-        6 => kill(vec![Role::StatsWorker], length(500, 3_000)),
-        7 => Fault::Crash {
+        (5, _) => kill(vec![Role::SmsWorker], length(500, 3_000)),
+        (6, _) => kill(vec![Role::StatsWorker], length(500, 3_000)),
+        (7, _) => Fault::Crash {
             service: Service::Broker,
             down: length(1_000, 4_000),
         },
-        8 => Fault::Crash {
-            service: Service::Redis,
-            down: length(1_000, 4_000),
-        },
-        9 => Fault::Crash {
+        (8, _) => Fault::Crash {
             service: Service::Postgres,
             down: length(1_000, 4_000),
         },
-        _ => Fault::PauseRedis {
+        (9, RedisFaults::Node) => Fault::Crash {
+            service: Service::Redis,
+            down: length(1_000, 4_000),
+        },
+        (_, RedisFaults::Node) => Fault::PauseRedis {
             pause: length(1_000, 4_000),
+        },
+        // Down past the cluster's node timeout (2 s) or not: failed over, or back in time.
+        (9, RedisFaults::Cluster { namespace }) => Fault::KillMaster {
+            key: RedisFaults::sale_key_at(namespace, at),
+            down: length(1_000, 6_000),
+        },
+        (10, RedisFaults::Cluster { namespace }) => Fault::PauseMaster {
+            key: RedisFaults::sale_key_at(namespace, at),
+            pause: length(1_000, 4_000),
+        },
+        (_, RedisFaults::Cluster { namespace }) => Fault::MoveSlot {
+            key: RedisFaults::sale_key_at(namespace, at),
         },
     }
 }
@@ -216,12 +254,19 @@ pub async fn run(args: Nemesis) -> anyhow::Result<Record> {
         "nemesis: seed {seed}; logs and records in {}",
         run.dir.display()
     );
-    let schedule = Schedule::draw(seed, duration);
+    let namespace = run.namespace("sales");
+    let redis = if run.on_cluster() {
+        RedisFaults::Cluster {
+            namespace: namespace.name.clone(),
+        }
+    } else {
+        RedisFaults::Node
+    };
+    let schedule = Schedule::draw(seed, duration, &redis);
     for (at, fault) in &schedule.strikes {
         eprintln!("nemesis: at {:.1} s, {fault}", at.as_secs_f64());
     }
 
-    let namespace = run.namespace("sales");
     let stack = Mutex::new(run.stack(&namespace, FAULTED_STACK));
     let sms_file = namespace.sms_file.display().to_string();
     let own = BTreeMap::from([(Role::SmsWorker, vec![("SMS_FILE".into(), sms_file)])]);
@@ -238,7 +283,7 @@ pub async fn run(args: Nemesis) -> anyhow::Result<Record> {
         .map(|k| SALE_EVERY * k)
         .take_while(|begins| *begins + SALE_LIFE <= duration.max(SALE_LIFE));
     let plays = sales.enumerate().map(|(k, begins)| {
-        let (gateways, sale_id) = (&gateways, format!("{}-{k}", namespace.name));
+        let (gateways, sale_id) = (&gateways, sale_id(&namespace.name, k));
         async move {
             tokio::time::sleep_until(start + begins).await;
             let began = since(Instant::now());
@@ -266,7 +311,7 @@ pub async fn run(args: Nemesis) -> anyhow::Result<Record> {
 
     let mut record = Record::new("nemesis", &run);
     record.seed = Some(seed);
-    record.add("healing".to_owned(), None, heal(&stack).await);
+    record.add("healing".to_owned(), None, heal(&stack, &run).await);
     for struck in &mut struck {
         struck.met_buyers = played
             .iter()
@@ -294,12 +339,17 @@ pub async fn run(args: Nemesis) -> anyhow::Result<Record> {
 
 /// Every service answering, every process serving, before anything is checked; what would
 /// not come back.
-async fn heal(stack: &Mutex<Stack>) -> Vec<String> {
+async fn heal(stack: &Mutex<Stack>, run: &Run) -> Vec<String> {
     let mut failures = Vec::new();
     for service in [Service::Redis, Service::Broker, Service::Postgres] {
         if let Err(error) = service.start().await {
             failures.push(format!("{service} did not start again: {error:#}"));
         }
+    }
+    if let Some(cluster) = Cluster::of(run.redis_url())
+        && let Err(error) = cluster.start_all_again().await
+    {
+        failures.push(format!("the Redis Cluster did not become whole: {error:#}"));
     }
     if let Err(error) = stack.lock().await.revive().await {
         failures.push(format!("the stack did not serve again: {error:#}"));
@@ -358,7 +408,7 @@ mod tests {
     fn a_seed_draws_the_same_schedule_and_another_seed_another() {
         let minutes = Duration::from_mins(10);
         let shown = |seed| {
-            Schedule::draw(seed, minutes)
+            Schedule::draw(seed, minutes, &RedisFaults::Node)
                 .strikes
                 .iter()
                 .map(|(at, fault)| format!("{at:?} {fault}"))
@@ -369,8 +419,44 @@ mod tests {
     }
 
     #[test]
+    fn on_a_cluster_redis_faults_strike_the_master_of_the_sale_then_playing() {
+        let redis = RedisFaults::Cluster {
+            namespace: "n".to_owned(),
+        };
+        let schedule = Schedule::draw(42, Duration::from_mins(10), &redis);
+        let mut kinds = std::collections::BTreeSet::new();
+        for (at, fault) in &schedule.strikes {
+            let key = match fault {
+                Fault::Crash { service, .. } => {
+                    assert_ne!(*service, Service::Redis, "one node's crash drawn at {at:?}");
+                    continue;
+                }
+                Fault::PauseRedis { .. } => panic!("one node's pause drawn at {at:?}"),
+                Fault::Kill { .. } => continue,
+                Fault::KillMaster { key, .. }
+                | Fault::PauseMaster { key, .. }
+                | Fault::MoveSlot { key } => key,
+            };
+            kinds.insert(
+                fault
+                    .to_string()
+                    .split(' ')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+            let playing = at.as_millis() / SALE_EVERY.as_millis();
+            assert!(
+                key.contains(&format!("{{sale:n-{playing}}}")),
+                "{key} at {at:?}"
+            );
+        }
+        assert_eq!(kinds.len(), 3, "{kinds:?}");
+    }
+
+    #[test]
     fn faults_overlap_but_never_on_one_resource_and_never_more_than_allowed() {
-        let schedule = Schedule::draw(42, Duration::from_mins(10));
+        let schedule = Schedule::draw(42, Duration::from_mins(10), &RedisFaults::Node);
         let strikes = &schedule.strikes;
         assert!(
             strikes.len() > 50,
@@ -411,6 +497,9 @@ mod tests {
                 Fault::Kill { roles, .. } => format!("kill {roles:?}"),
                 Fault::Crash { service, .. } => format!("crash {service}"),
                 Fault::PauseRedis { .. } => "pause redis".to_owned(),
+                Fault::KillMaster { .. } => "kill a master".to_owned(),
+                Fault::PauseMaster { .. } => "pause a master".to_owned(),
+                Fault::MoveSlot { .. } => "move a slot".to_owned(),
             })
             .collect();
         assert!(kinds.len() >= 8, "only {kinds:?} drawn");

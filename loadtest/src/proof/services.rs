@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::proof::cluster::Cluster;
+
 /// The script that owns the services; proofs run from the checkout's root.
 const SERVICES_SCRIPT: &str = "scripts/services";
 
@@ -30,12 +32,12 @@ impl Service {
     /// SIGKILL (PostgreSQL: its immediate stop, no checkpoint). Fails when the service was not
     /// started by this checkout: a fault that cannot strike must not pass for one that did.
     pub async fn crash(self) -> anyhow::Result<()> {
-        services(&["crash", self.name()]).await
+        crash(self.name()).await
     }
 
     /// Starts it again and waits until it answers.
     pub async fn start(self) -> anyhow::Result<()> {
-        services(&["start", self.name()]).await
+        start(self.name()).await
     }
 }
 
@@ -43,6 +45,16 @@ impl fmt::Display for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// SIGKILLs the service `scripts/services` knows as `name` (PostgreSQL: its immediate stop).
+pub async fn crash(name: &str) -> anyhow::Result<()> {
+    services(&["crash", name]).await
+}
+
+/// Starts the service `scripts/services` knows as `name` again, and waits until it answers.
+pub async fn start(name: &str) -> anyhow::Result<()> {
+    services(&["start", name]).await
 }
 
 async fn services(args: &[&str]) -> anyhow::Result<()> {
@@ -73,9 +85,17 @@ pub async fn pause_redis(redis_url: &str, pause: Duration) -> anyhow::Result<()>
 }
 
 /// Every write fsynced before Redis answers, as the compose stack runs it, whatever started this
-/// Redis: a lock answered 202 survives a crash.
+/// Redis (each node of a cluster): a lock answered 202 survives a crash.
 pub async fn make_redis_durable(redis_url: &str) -> anyhow::Result<()> {
-    set_redis_fsync(redis_url, "always").await
+    match Cluster::of(redis_url) {
+        None => set_redis_fsync(redis_url, "always").await,
+        Some(cluster) => {
+            for node in cluster.node_urls().await? {
+                set_redis_fsync(&node, "always").await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Sets when Redis fsyncs its append-only log: `always` (before every answer) or `everysec`.

@@ -7,6 +7,7 @@
 //! requests.
 
 mod connection;
+mod topology;
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use redis::{FromRedisValue, Pipeline, RedisResult};
 
 pub use self::connection::{CLUSTER_SCHEME, Connection, cluster_nodes};
+pub use self::topology::{ClusterNode, parse_cluster_nodes};
 use crate::config::RedisArgs;
 use crate::error::StoreError;
 use crate::keys::KeySpace;
