@@ -7,15 +7,18 @@
 //! requests.
 
 mod connection;
+mod replication;
 mod topology;
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{FromRedisValue, Pipeline, RedisResult};
 
 pub use self::connection::{CLUSTER_SCHEME, Connection, cluster_nodes};
+use self::replication::ReplicaConfirmations;
 pub use self::topology::{ClusterNode, parse_cluster_nodes};
 use crate::config::RedisArgs;
 use crate::error::StoreError;
@@ -27,6 +30,7 @@ pub struct Redis {
     connection: Connection,
     deadline: Duration,
     replica_wait: Duration,
+    confirmations: Arc<ReplicaConfirmations>,
     keys: KeySpace,
 }
 
@@ -38,6 +42,7 @@ impl Redis {
             connection: Connection::lazy(&args.redis_url, deadline)?,
             deadline,
             replica_wait: args.replica_wait(),
+            confirmations: Arc::default(),
             keys: KeySpace::new(&args.redis_key_prefix),
         })
     }
@@ -96,10 +101,19 @@ impl Redis {
         self.deadline
     }
 
-    /// How long a write that must survive a failover waits for a replica to confirm it, or
-    /// `None` on a single node (whose durability is its own fsynced append-only file).
-    pub fn replica_wait(&self) -> Option<Duration> {
-        self.connection.is_cluster().then_some(self.replica_wait)
+    /// Whether writes must be confirmed by a replica to survive a failover (on a cluster; one
+    /// node's durability is its own fsynced append-only file).
+    pub fn is_cluster(&self) -> bool {
+        self.connection.is_cluster()
+    }
+
+    /// How many replicas (0 or 1) hold every write to `key`'s slot answered before this call,
+    /// after waiting at most `REDIS_REPLICA_WAIT_MS` for one: concurrent callers share one
+    /// `WAIT` ([`ReplicaConfirmations`]).
+    pub async fn confirm_replicated(&self, key: &str) -> Result<u32, StoreError> {
+        let wait = self.replica_wait;
+        self.call(async |c| self.confirmations.confirm(c, key, wait).await)
+            .await
     }
 
     /// PING, within the deadline (on a cluster: any master answering is enough).

@@ -7,11 +7,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// The source of `reserve.lua`, for a pipeline that loads it on the master that runs it.
-pub const RESERVE_SOURCE: &str = include_str!("reserve.lua");
-
 /// The stock lock: the whole purchase decision (`reserve.lua`).
-pub static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(RESERVE_SOURCE));
+pub static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("reserve.lua")));
 
 /// A new sale and its stock counter, unless the id is taken.
 pub static CREATE_SALE: LazyLock<Script> =

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{AsyncCommands, FromRedisValue};
+use redis::AsyncCommands;
 
 use super::clock::RedisClock;
 use super::{
@@ -22,7 +22,7 @@ use super::{
 use crate::error::StoreError;
 use crate::event::ReservationEvent;
 use crate::ids::{OrderId, SaleId, UserId};
-use crate::redis_client::{Connection, Redis, grouped};
+use crate::redis_client::{Redis, grouped};
 use crate::sale::Sale;
 use crate::scripts;
 
@@ -155,7 +155,7 @@ impl Sales for RedisStockLedger {
 impl Purchases for RedisStockLedger {
     /// One round trip: `reserve.lua`, which refuses to run after this call's deadline (see
     /// [`RedisClock`]); such a late lock answers as a timeout, with nothing written. On Redis
-    /// Cluster the same round trip waits for a replica to confirm the lock ([`replicated`]).
+    /// Cluster a lock then waits for a replica to hold it ([`Self::await_replica`]).
     async fn reserve(
         &self,
         event: &ReservationEvent,
@@ -169,27 +169,27 @@ impl Purchases for RedisStockLedger {
             .now_ms(&self.redis, &keys.stock)
             .await?
             .saturating_add(deadline_ms);
-        let mut invocation = scripts::RESERVE.key(&keys.reserve()[..]);
-        invocation
-            .arg(event.user_id.as_str())
-            .arg(event.order_id.as_str())
-            .arg(payload)
-            .arg(run_by_ms)
-            .arg(event.pay_by.timestamp_millis());
-        let reply: ReserveReply = match self.redis.replica_wait() {
-            None => {
-                self.redis
-                    .call(async |c| invocation.invoke_async(c).await)
-                    .await?
-            }
-            Some(wait) => {
-                self.redis
-                    .call(async |c| replicated(c, &invocation, wait).await)
-                    .await?
-            }
-        };
+        let reply: ReserveReply = self
+            .redis
+            .call(async |c| {
+                scripts::RESERVE
+                    .key(&keys.reserve()[..])
+                    .arg(event.user_id.as_str())
+                    .arg(event.order_id.as_str())
+                    .arg(payload)
+                    .arg(run_by_ms)
+                    .arg(event.pay_by.timestamp_millis())
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
         match reply {
-            ReserveReply::Decided(reservation) => Ok(reservation),
+            ReserveReply::Decided(reservation) => {
+                if matches!(reservation, Reservation::Reserved { .. }) && self.redis.is_cluster() {
+                    self.await_replica(&keys.stock).await;
+                }
+                Ok(reservation)
+            }
             ReserveReply::Late => {
                 // The script ran past its run-by time and did nothing.
                 self.clock.forget(&keys.stock);
@@ -635,57 +635,20 @@ impl OrderLifecycle for RedisStockLedger {
 /// (docs/architecture.md, "What a 202 survives").
 pub const UNREPLICATED_LOCKS_TOTAL: &str = "seckill_stock_locks_unreplicated_total";
 
-/// Runs the stock lock and `WAIT 1 <wait>` in one round trip: a pipeline, which the cluster
-/// client routes by the script's keys, so the WAIT runs on the master that took the lock and
-/// returns once a replica has it (or the wait is over). A lock no replica confirmed is still
-/// answered, and counted: refusing it would stop every sale of a master that has just lost its
-/// replica (as after a failover) while the lock itself stands on that master.
-async fn replicated(
-    c: &mut Connection,
-    invocation: &redis::ScriptInvocation<'_>,
-    wait: Duration,
-) -> redis::RedisResult<ReserveReply> {
-    let run = async |c: &mut Connection, load: bool| -> redis::RedisResult<Vec<redis::Value>> {
-        let mut pipe = redis::pipe();
-        if load {
-            // In the same pipeline, so it reaches this master and no other.
-            pipe.cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(scripts::RESERVE_SOURCE)
-                .ignore();
+impl RedisStockLedger {
+    /// Waits until a replica holds the lock just taken on `key`'s master (a `WAIT` shared with
+    /// the locks taken meanwhile). A lock no replica confirmed in time is still answered, and
+    /// counted: refusing it would not undo it (it stands on its master), and would stop every
+    /// sale of a master that has just lost its replica, as after a failover.
+    async fn await_replica(&self, key: &str) {
+        match self.redis.confirm_replicated(key).await {
+            Ok(confirmed) if confirmed > 0 => {}
+            outcome => {
+                metrics::counter!(UNREPLICATED_LOCKS_TOTAL).increment(1);
+                tracing::debug!(?outcome, "no replica confirmed the lock in time");
+            }
         }
-        pipe.invoke_script(invocation)
-            .cmd("WAIT")
-            .arg(1)
-            .arg(wait.as_millis() as u64);
-        let replies: Vec<redis::Value> = pipe.query_async(c).await?;
-        replies
-            .into_iter()
-            .map(redis::Value::extract_error)
-            .collect()
-    };
-    let replies = match run(c, false).await {
-        // The master has not seen the script (a restart, a promoted replica): nothing ran.
-        Err(error)
-            if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-        {
-            run(c, true).await?
-        }
-        other => other?,
-    };
-    let [lock, confirmed] = <[redis::Value; 2]>::try_from(replies).map_err(|replies| {
-        redis::RedisError::from(redis::ParsingError::from(format!(
-            "the lock's round trip answered {} replies, not 2",
-            replies.len()
-        )))
-    })?;
-    let reply = ReserveReply::from_redis_value(lock)?;
-    let confirmed = u32::from_redis_value(confirmed)?;
-    if confirmed == 0 && matches!(reply, ReserveReply::Decided(Reservation::Reserved { .. })) {
-        metrics::counter!(UNREPLICATED_LOCKS_TOTAL).increment(1);
-        tracing::debug!(?wait, "no replica confirmed the lock in time");
     }
-    Ok(reply)
 }
 
 /// The ids among `raw` that parse; a malformed one (written by hand, or by another program)
