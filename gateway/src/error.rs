@@ -100,6 +100,9 @@ fn store_unavailable(error: &StoreError) -> String {
             format!("the store did not answer within {deadline:?}; {RETRY_FINDS_OUT}")
         }
         StoreError::Failed(_) => format!("the store is unreachable; {RETRY_FINDS_OUT}"),
+        StoreError::Unconfirmed(_) => {
+            format!("the store could not confirm the change; {RETRY_FINDS_OUT}")
+        }
     }
 }
 
@@ -107,6 +110,11 @@ fn store_unavailable(error: &StoreError) -> String {
 /// nothing for the order: the buyer is promised that nothing was locked.
 pub const NOTHING_LOCKED: &str =
     "the stock lock's answer was lost and nothing was locked; try again";
+
+/// What a 503 says when the stock lock was taken on a Redis Cluster master but no replica
+/// confirmed it in time: the unit is the buyer's unless a failover loses it, so it is neither
+/// a 202 nor "nothing locked". A retry answers 409 with the order if it stands.
+pub const LOCK_UNCONFIRMED: &str = "your purchase was recorded but not yet confirmed by a replica; if it stands, a retry answers already_purchased with its order id";
 
 /// What a 503 says when the gateway shed the request before it reached the stock lock.
 pub const AT_CAPACITY: &str = "the gateway is at capacity; nothing was locked, try again";

@@ -37,8 +37,9 @@ pub struct RedisArgs {
     #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = NonZeroU64::new(200).expect("200 > 0"))]
     pub redis_timeout_ms: NonZeroU64,
 
-    /// On Redis Cluster, how long a stock lock waits for a replica to confirm it before the
-    /// 202 (WAIT 1 in the lock's round trip); must be shorter than REDIS_TIMEOUT_MS.
+    /// On Redis Cluster, how long a stock lock (or a payment intent) waits for a replica to
+    /// confirm it before it is answered (WAIT 1, shared by concurrent writes); at most half of
+    /// REDIS_TIMEOUT_MS, as a write may ride out a WAIT already in flight before its own.
     #[arg(long, env = "REDIS_REPLICA_WAIT_MS", default_value_t = NonZeroU64::new(50).expect("50 > 0"))]
     pub redis_replica_wait_ms: NonZeroU64,
 }
@@ -59,8 +60,8 @@ impl RedisArgs {
                 "REDIS_KEY_PREFIX must not contain braces (they would steal the hash tag)".into(),
             );
         }
-        if self.redis_replica_wait_ms >= self.redis_timeout_ms {
-            return Err("REDIS_REPLICA_WAIT_MS must be shorter than REDIS_TIMEOUT_MS (the lock waits for a replica within its deadline)".into());
+        if self.redis_replica_wait_ms.get().saturating_mul(2) > self.redis_timeout_ms.get() {
+            return Err("REDIS_REPLICA_WAIT_MS must be at most half of REDIS_TIMEOUT_MS (a write may wait out a replica's WAIT already in flight, then its own, within its deadline)".into());
         }
         Ok(())
     }
@@ -287,6 +288,17 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+
+    #[test]
+    fn a_replica_wait_longer_than_half_the_redis_deadline_is_refused_by_name() {
+        let mut redis: RedisArgs = defaults();
+        assert!(redis.validate().is_ok(), "the defaults are valid");
+        redis.redis_replica_wait_ms = NonZeroU64::new(101).unwrap();
+        let error = redis.validate().unwrap_err().to_string();
+        assert!(error.contains("REDIS_REPLICA_WAIT_MS"), "{error}");
+        redis.redis_replica_wait_ms = NonZeroU64::new(100).unwrap();
+        assert!(redis.validate().is_ok());
+    }
 
     #[test]
     fn a_secret_is_never_printed() {

@@ -10,12 +10,17 @@ use std::time::Duration;
 /// `String` converts into one, for a failure that is only a sentence.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
-/// Why a store gave no answer. Callers answer both the same way (503, or retry later); the
-/// distinction is for logs.
+/// Why a store gave no answer, or none it can stand by. Callers answer them alike (503, or
+/// retry later); the distinction is for logs, and for the purchase, which tells the buyer of an
+/// unconfirmed lock that it exists.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the store did not answer within {0:?}")]
     Timeout(Duration),
     #[error("the store failed: {0}")]
     Failed(#[source] Cause),
+    /// Written on a Redis Cluster master, but no replica confirmed it in time: a failover
+    /// could still lose it (docs/architecture.md, "What a 202 survives").
+    #[error("the store wrote it, but no replica confirmed it within {0:?}")]
+    Unconfirmed(Duration),
 }

@@ -27,7 +27,7 @@ use shared::stock::Reservation;
 use utoipa::ToSchema;
 
 use crate::config::{LOST_ANSWER_PATIENCE, LOST_ANSWER_RETRY};
-use crate::error::{ApiError, ErrorBody, NOTHING_LOCKED};
+use crate::error::{ApiError, ErrorBody, LOCK_UNCONFIRMED, NOTHING_LOCKED};
 use crate::extract::BodyLimit;
 use crate::outcome::PurchaseOutcome;
 use crate::state::AppState;
@@ -161,6 +161,8 @@ async fn decide(
     let payload = event.to_json();
     let decided = match state.ledger.reserve(&event, &payload).await {
         Ok(decided) => decided,
+        // The lock stands but may not survive a failover: neither a 202 nor "nothing locked".
+        Err(StoreError::Unconfirmed(_)) => return Err(ApiError::Unavailable(LOCK_UNCONFIRMED)),
         Err(error) => lost_answer(state, &event, error).await?,
     };
     match decided {

@@ -95,6 +95,10 @@ pub(crate) const GATEWAY: &[(&str, &str)] = &[
 pub async fn run(mut args: Bench) -> anyhow::Result<BenchReport> {
     args.urls.kafka_brokers = format!("127.0.0.1:{BROKER_PORT}");
     let run = Run::new("bench", args.urls.clone())?;
+    anyhow::ensure!(
+        !run.on_cluster(),
+        "the benchmark measures one Redis node (its process's CPU); --on-cluster is not supported"
+    );
     eprintln!("bench: logs and records in {}", run.dir.display());
     let broker = Tool::release_broker(&run.dir.join("broker"), BROKER_PORT).await?;
     let redis = Watched {

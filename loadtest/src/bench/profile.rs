@@ -42,6 +42,10 @@ pub struct Profile {
 pub async fn run(mut args: Profile) -> anyhow::Result<Vec<PathBuf>> {
     args.urls.kafka_brokers = format!("127.0.0.1:{BROKER_PORT}");
     let run = Run::new("profile", args.urls.clone())?;
+    anyhow::ensure!(
+        !run.on_cluster(),
+        "the profile runs on one Redis node; --on-cluster is not supported"
+    );
     let _broker = Tool::release_broker(&run.dir.join("broker"), BROKER_PORT).await?;
     let mut stack = run.stack(&run.namespace("gateway"), GATEWAY);
     stack.start(Role::Gateway(1), Settings::new()).await?;

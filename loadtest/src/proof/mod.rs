@@ -36,6 +36,7 @@ use order_worker::store::DatabaseSettings;
 
 use crate::api::Gateway;
 use crate::checks::{CheckArgs, Probes};
+use crate::proof::cluster::Cluster;
 use crate::proof::progress::Progress;
 use crate::proof::stack::{Role, Settings, Stack};
 use crate::report::Summary;
@@ -220,7 +221,7 @@ impl Run {
 
     /// Whether the run's Redis is a cluster.
     pub fn on_cluster(&self) -> bool {
-        shared::redis_client::cluster_nodes(&self.redis_url).is_some()
+        Cluster::of(&self.redis_url).is_some()
     }
 
     /// The run's Redis (a fault pauses it).

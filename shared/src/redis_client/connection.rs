@@ -3,8 +3,10 @@
 //!
 //! `redis://host:port` is one node behind a [`ConnectionManager`]. `redis+cluster://h1:p1,h2:p2`
 //! names a cluster by some of its nodes (the client learns the rest and follows MOVED/ASK).
-//! Both multiplex every task's requests over their sockets and reconnect by themselves, and both
-//! connect lazily, so a service starts (and says it is not ready) while Redis is down.
+//! Both multiplex every task's requests over their sockets and reconnect by themselves, and
+//! neither needs Redis up to be created, so a service starts (and says it is not ready) while
+//! Redis is down: the node's connects on first use, the cluster's starts connecting in the
+//! background at once (so it must be created inside a Tokio runtime).
 //!
 //! What differs is routing. A command goes to the master of its keys' slot; a pipeline must stay
 //! within one slot (the stores group their batches by sale); a keyless command is routed
@@ -20,7 +22,7 @@ use redis::{Client, Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 /// The URL scheme of a cluster: `redis+cluster://host:port,host:port` (`rediss+cluster` for
 /// TLS), optionally with `user:password@` before the first node, which every node shares.
-pub const CLUSTER_SCHEME: &str = "redis+cluster://";
+const CLUSTER_SCHEME: &str = "redis+cluster://";
 const TLS_CLUSTER_SCHEME: &str = "rediss+cluster://";
 
 /// A connection to one Redis node or to a cluster; cheap to clone (clones share the sockets).
@@ -31,7 +33,7 @@ pub enum Connection {
 }
 
 impl Connection {
-    /// A connection that connects on first use, with `deadline` as the time to connect and to
+    /// A connection that needs no Redis up yet, with `deadline` as the time to connect and to
     /// answer. Fails only on a malformed URL.
     pub fn lazy(url: &str, deadline: Duration) -> RedisResult<Self> {
         let Some(nodes) = cluster_nodes(url) else {
@@ -56,11 +58,6 @@ impl Connection {
         Ok(Self::Cluster(
             client.get_pending_async_connection_with_config(ClusterConfig::new()),
         ))
-    }
-
-    /// Whether this is a cluster connection.
-    pub fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(_))
     }
 
     /// PING: on a cluster, answered when any master answers, so one unreachable master does

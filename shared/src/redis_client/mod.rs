@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, Pipeline, RedisResult};
 
-pub use self::connection::{CLUSTER_SCHEME, Connection, cluster_nodes};
+pub use self::connection::{Connection, cluster_nodes};
 use self::replication::ReplicaConfirmations;
 pub use self::topology::{ClusterNode, parse_cluster_nodes};
 use crate::config::RedisArgs;
@@ -101,19 +101,24 @@ impl Redis {
         self.deadline
     }
 
-    /// Whether writes must be confirmed by a replica to survive a failover (on a cluster; one
-    /// node's durability is its own fsynced append-only file).
-    pub fn is_cluster(&self) -> bool {
-        self.connection.is_cluster()
+    /// How long a write waits for a replica's confirmation (`REDIS_REPLICA_WAIT_MS`).
+    pub fn replica_wait(&self) -> Duration {
+        self.replica_wait
     }
 
     /// How many replicas (0 or 1) hold every write to `key`'s slot answered before this call,
     /// after waiting at most `REDIS_REPLICA_WAIT_MS` for one: concurrent callers share one
     /// `WAIT` ([`ReplicaConfirmations`]).
-    pub async fn confirm_replicated(&self, key: &str) -> Result<u32, StoreError> {
+    /// On a single node, `None`: its durability is its own fsynced append-only file.
+    pub async fn confirm_replicated(&self, key: &str) -> Option<Result<u32, StoreError>> {
+        let Connection::Cluster(cluster) = &self.connection else {
+            return None;
+        };
         let wait = self.replica_wait;
-        self.call(async |c| self.confirmations.confirm(c, key, wait).await)
-            .await
+        Some(
+            self.call(async |_| self.confirmations.confirm(cluster, key, wait).await)
+                .await,
+        )
     }
 
     /// PING, within the deadline (on a cluster: any master answering is enough).

@@ -7,17 +7,16 @@
 //! for that master behind a replica's round trip: under a crowd the locks queue and miss their
 //! deadline. So writers share: a `WAIT` sent after a writer's write was answered covers that
 //! write (same connection, later in it), and every writer that asks while one `WAIT` is in
-//! flight is covered by the next. One `WAIT` per replica round trip, however many locks.
+//! flight is covered by the next. One `WAIT` per replica round trip, however many writes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{RedisError, RedisResult};
 use tokio::sync::oneshot;
-
-use super::Connection;
 
 /// How many replicas confirmed: what each waiting writer is told.
 type Confirmed = Result<u32, RedisError>;
@@ -25,12 +24,12 @@ type Confirmed = Result<u32, RedisError>;
 /// The writers waiting for a confirmation, per slot.
 #[derive(Default)]
 pub struct ReplicaConfirmations {
-    slots: Mutex<HashMap<u16, Waiting>>,
+    slots: Mutex<HashMap<Slot, Waiting>>,
 }
 
 #[derive(Default)]
 struct Waiting {
-    /// A `WAIT` is on its way to the slot's master.
+    /// A task is sending `WAIT`s to the slot's master.
     in_flight: bool,
     /// Writers the next `WAIT` answers.
     next: Vec<oneshot::Sender<Confirmed>>,
@@ -41,11 +40,11 @@ impl ReplicaConfirmations {
     /// this call, waiting at most `wait` for one.
     pub async fn confirm(
         self: &Arc<Self>,
-        connection: &Connection,
+        cluster: &ClusterConnection,
         key: &str,
         wait: Duration,
     ) -> RedisResult<u32> {
-        let slot = slot_of(key);
+        let slot = Slot::for_key(key);
         let (answer, answered) = oneshot::channel();
         let start = {
             let mut slots = self.slots();
@@ -54,80 +53,77 @@ impl ReplicaConfirmations {
             !std::mem::replace(&mut waiting.in_flight, true)
         };
         if start {
-            let (confirmations, connection) = (Arc::clone(self), connection.clone());
-            tokio::spawn(async move { confirmations.send_waits(connection, slot, wait).await });
+            let sender = Sender {
+                confirmations: Arc::clone(self),
+                slot,
+                freed: false,
+            };
+            tokio::spawn(sender.send_waits(cluster.clone(), wait));
         }
         answered
             .await
             .map_err(|_| RedisError::from(std::io::Error::other("the WAIT was dropped")))?
     }
 
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<Slot, Waiting>> {
+        self.slots.lock().expect("confirmations lock poisoned")
+    }
+}
+
+/// The task that sends one slot's `WAIT`s. It frees the slot when its queue is empty (in the
+/// same step that finds it empty, so no writer is left behind); dropped before that (the
+/// runtime shutting down mid-`WAIT`), it frees the slot too, so the next writer starts another.
+struct Sender {
+    confirmations: Arc<ReplicaConfirmations>,
+    slot: Slot,
+    freed: bool,
+}
+
+impl Sender {
     /// Sends `WAIT`s to the slot's master until no writer is left waiting.
-    async fn send_waits(&self, mut connection: Connection, slot: u16, wait: Duration) {
+    async fn send_waits(mut self, mut cluster: ClusterConnection, wait: Duration) {
         loop {
             let waiters = {
-                let mut slots = self.slots();
-                let Some(waiting) = slots.get_mut(&slot) else {
-                    return;
-                };
+                let mut slots = self.confirmations.slots();
+                let waiting = slots.entry(self.slot).or_default();
                 if waiting.next.is_empty() {
-                    slots.remove(&slot);
+                    slots.remove(&self.slot);
+                    self.freed = true;
                     return;
                 }
                 std::mem::take(&mut waiting.next)
             };
-            let confirmed = wait_for_replica(&mut connection, slot, wait).await;
+            let confirmed = wait_for_replica(&mut cluster, self.slot, wait).await;
             for waiter in waiters {
                 // A writer that gave up (its deadline passed) no longer listens.
                 let _ = waiter.send(confirmed.clone());
             }
         }
     }
+}
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<u16, Waiting>> {
-        self.slots.lock().expect("confirmations lock poisoned")
+impl Drop for Sender {
+    fn drop(&mut self) {
+        if !self.freed {
+            // Writers still queued are answered by their channel's closing (an error: they
+            // count as unconfirmed).
+            self.confirmations.slots().remove(&self.slot);
+        }
     }
 }
 
 /// `WAIT 1 <wait>` on the master of `slot`.
-async fn wait_for_replica(connection: &mut Connection, slot: u16, wait: Duration) -> Confirmed {
+async fn wait_for_replica(
+    cluster: &mut ClusterConnection,
+    slot: Slot,
+    wait: Duration,
+) -> Confirmed {
     let mut command = redis::cmd("WAIT");
     command.arg(1).arg(wait.as_millis() as u64);
-    let Connection::Cluster(cluster) = connection else {
-        return command.query_async(connection).await;
-    };
-    let master = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+    let master = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
         slot,
         SlotAddr::Master,
     )));
     let reply = cluster.route_command(command, master).await?;
     redis::from_redis_value(reply).map_err(RedisError::from)
-}
-
-/// The cluster slot of `key`: CRC16 of its hash tag (the text between the first `{` and the
-/// next `}`, when not empty) or of the whole key, modulo 16384.
-fn slot_of(key: &str) -> u16 {
-    let tagged = key
-        .split_once('{')
-        .and_then(|(_, rest)| rest.split_once('}'))
-        .map(|(tag, _)| tag)
-        .filter(|tag| !tag.is_empty())
-        .unwrap_or(key);
-    crc16::State::<crc16::XMODEM>::calculate(tagged.as_bytes()) % 16384
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slots_are_those_redis_computes() {
-        // The examples of the Redis Cluster specification and `CLUSTER KEYSLOT`.
-        assert_eq!(slot_of("123456789"), 12739);
-        assert_eq!(slot_of("foo"), 12182);
-        assert_eq!(slot_of("{user1000}.following"), slot_of("user1000"));
-        assert_eq!(slot_of("foo{}{bar}"), slot_of("foo{}{bar}"));
-        assert_ne!(slot_of("foo{}{bar}"), slot_of("bar"));
-        assert_eq!(slot_of("foo{{bar}}zap"), slot_of("{bar"));
-    }
 }

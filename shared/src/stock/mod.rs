@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use self::memory::MemoryStockLedger;
-pub use self::redis::{RedisStockLedger, UNREPLICATED_LOCKS_TOTAL};
+pub use self::redis::{RedisStockLedger, UNCONFIRMED_WRITES_TOTAL};
 pub use self::replies::ReserveReply;
 use crate::error::StoreError;
 use crate::event::{ReservationEvent, TransitionEvent};

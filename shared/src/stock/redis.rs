@@ -155,7 +155,7 @@ impl Sales for RedisStockLedger {
 impl Purchases for RedisStockLedger {
     /// One round trip: `reserve.lua`, which refuses to run after this call's deadline (see
     /// [`RedisClock`]); such a late lock answers as a timeout, with nothing written. On Redis
-    /// Cluster a lock then waits for a replica to hold it ([`Self::await_replica`]).
+    /// Cluster a lock then waits for a replica to hold it ([`Self::confirmed_by_replica`]).
     async fn reserve(
         &self,
         event: &ReservationEvent,
@@ -182,11 +182,16 @@ impl Purchases for RedisStockLedger {
                     .invoke_async(c)
                     .await
             })
-            .await?;
+            .await
+            .inspect_err(|_| {
+                // The sale may have moved to another master (a failover, a resharding),
+                // whose clock this reading is not.
+                self.clock.forget(&keys.stock);
+            })?;
         match reply {
             ReserveReply::Decided(reservation) => {
-                if matches!(reservation, Reservation::Reserved { .. }) && self.redis.is_cluster() {
-                    self.await_replica(&keys.stock).await;
+                if matches!(reservation, Reservation::Reserved { .. }) {
+                    self.confirmed_by_replica(&keys.stock, "lock").await?;
                 }
                 Ok(reservation)
             }
@@ -245,7 +250,8 @@ impl Purchases for RedisStockLedger {
 
 #[async_trait]
 impl Payments for RedisStockLedger {
-    /// One round trip: `begin_payment.lua`.
+    /// One round trip: `begin_payment.lua`; on Redis Cluster a recorded intent then waits for a
+    /// replica ([`Self::confirmed_by_replica`]).
     async fn begin_payment(
         &self,
         order_id: &OrderId,
@@ -253,7 +259,8 @@ impl Payments for RedisStockLedger {
         amount_cents: i64,
     ) -> Result<PaymentIntent, StoreError> {
         let keys = self.redis.keys().sale(&order_id.sale_id());
-        self.redis
+        let intent = self
+            .redis
             .call(async |c| {
                 scripts::BEGIN_PAYMENT
                     .key(&keys.buyers)
@@ -267,7 +274,13 @@ impl Payments for RedisStockLedger {
                     .invoke_async(c)
                     .await
             })
-            .await
+            .await?;
+        // The intent must outlive a failover before anyone is charged: the resolver finds a
+        // charge through it.
+        if intent == PaymentIntent::Recorded {
+            self.confirmed_by_replica(&keys.payments, "payment").await?;
+        }
+        Ok(intent)
     }
 
     /// One round trip: `pay.lua`.
@@ -630,22 +643,23 @@ impl OrderLifecycle for RedisStockLedger {
     }
 }
 
-/// Locks answered on Redis Cluster that no replica confirmed within `REDIS_REPLICA_WAIT_MS`:
-/// durable on their master's append-only file only, until a replica catches up
+/// Writes on Redis Cluster (stock locks, payment intents) that no replica confirmed within
+/// `REDIS_REPLICA_WAIT_MS`, by `write`: each was answered as unconfirmed, not as done
 /// (docs/architecture.md, "What a 202 survives").
-pub const UNREPLICATED_LOCKS_TOTAL: &str = "seckill_stock_locks_unreplicated_total";
+pub const UNCONFIRMED_WRITES_TOTAL: &str = "seckill_redis_unconfirmed_writes_total";
 
 impl RedisStockLedger {
-    /// Waits until a replica holds the lock just taken on `key`'s master (a `WAIT` shared with
-    /// the locks taken meanwhile). A lock no replica confirmed in time is still answered, and
-    /// counted: refusing it would not undo it (it stands on its master), and would stop every
-    /// sale of a master that has just lost its replica, as after a failover.
-    async fn await_replica(&self, key: &str) {
+    /// On Redis Cluster, waits until a replica holds the write just made on `key`'s master (a
+    /// `WAIT` shared with the writes made meanwhile); a write no replica confirmed in time is
+    /// [`StoreError::Unconfirmed`]: it stands on its master, but a failover could lose it, so
+    /// it must not be answered as done. On one node, nothing to wait for.
+    async fn confirmed_by_replica(&self, key: &str, write: &'static str) -> Result<(), StoreError> {
         match self.redis.confirm_replicated(key).await {
-            Ok(confirmed) if confirmed > 0 => {}
-            outcome => {
-                metrics::counter!(UNREPLICATED_LOCKS_TOTAL).increment(1);
-                tracing::debug!(?outcome, "no replica confirmed the lock in time");
+            None | Some(Ok(1..)) => Ok(()),
+            Some(outcome) => {
+                metrics::counter!(UNCONFIRMED_WRITES_TOTAL, "write" => write).increment(1);
+                tracing::debug!(?outcome, key, "no replica confirmed the write in time");
+                Err(StoreError::Unconfirmed(self.redis.replica_wait()))
             }
         }
     }
