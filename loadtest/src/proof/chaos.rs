@@ -22,7 +22,7 @@ use crate::drive::NO_ANSWER;
 use crate::proof::cluster::Cluster;
 use crate::proof::faults::{Fault, Target};
 use crate::proof::progress::Step;
-use crate::proof::services::{self, Service};
+use crate::proof::services::Service;
 use crate::proof::stack::{Role, Settings};
 use crate::proof::{FAULTED_STACK, Namespace, Record, Run, ServiceUrls, faulted_crowd, metrics};
 use crate::report::Summary;
@@ -199,7 +199,7 @@ impl Scenario {
 /// Runs the scenarios one after the other.
 pub async fn run(args: Chaos) -> anyhow::Result<Record> {
     let run = Run::new("chaos", args.urls)?;
-    services::make_redis_durable(run.redis_url()).await?;
+    run.make_redis_durable().await?;
     eprintln!("chaos: logs and records in {}", run.dir.display());
     let on_cluster = run.on_cluster();
     let scenarios = if args.scenarios.is_empty() {

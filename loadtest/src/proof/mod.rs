@@ -219,6 +219,20 @@ impl Run {
         self.bin_dir.join(name)
     }
 
+    /// Every write fsynced before the run's Redis answers (each node of a cluster), as the
+    /// compose stack runs it.
+    pub async fn make_redis_durable(&self) -> anyhow::Result<()> {
+        match Cluster::of(&self.redis_url) {
+            None => services::make_redis_durable(&self.redis_url).await,
+            Some(cluster) => {
+                for node in cluster.node_urls().await? {
+                    services::make_redis_durable(&node).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Whether the run's Redis is a cluster.
     pub fn on_cluster(&self) -> bool {
         Cluster::of(&self.redis_url).is_some()

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::Played;
 use crate::proof::cluster::Cluster;
 use crate::proof::faults::{Fault, Resource, Target};
-use crate::proof::services::{self, Service};
+use crate::proof::services::Service;
 use crate::proof::stack::{Role, Stack};
 use crate::proof::{FAULTED_STACK, Namespace, Record, Run, ServiceUrls, faulted_crowd};
 use crate::report::Summary;
@@ -255,7 +255,7 @@ pub async fn run(args: Nemesis) -> anyhow::Result<Record> {
         .unwrap_or_else(|| uuid::Uuid::new_v4().as_u64_pair().0);
     let duration = Duration::from_secs(args.duration_secs);
     let run = Run::new("nemesis", args.urls)?;
-    services::make_redis_durable(run.redis_url()).await?;
+    run.make_redis_durable().await?;
     eprintln!(
         "nemesis: seed {seed}; logs and records in {}",
         run.dir.display()

@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::proof::cluster::Cluster;
-
 /// The script that owns the services; proofs run from the checkout's root.
 const SERVICES_SCRIPT: &str = "scripts/services";
 
@@ -85,17 +83,9 @@ pub async fn pause_redis(redis_url: &str, pause: Duration) -> anyhow::Result<()>
 }
 
 /// Every write fsynced before Redis answers, as the compose stack runs it, whatever started this
-/// Redis (each node of a cluster): a lock answered 202 survives a crash.
+/// Redis: a lock answered 202 survives a crash.
 pub async fn make_redis_durable(redis_url: &str) -> anyhow::Result<()> {
-    match Cluster::of(redis_url) {
-        None => set_redis_fsync(redis_url, "always").await,
-        Some(cluster) => {
-            for node in cluster.node_urls().await? {
-                set_redis_fsync(&node, "always").await?;
-            }
-            Ok(())
-        }
-    }
+    set_redis_fsync(redis_url, "always").await
 }
 
 /// Sets when Redis fsyncs its append-only log: `always` (before every answer) or `everysec`.
