@@ -35,7 +35,8 @@ pub struct Redis {
 }
 
 impl Redis {
-    /// A handle that connects on first use. Fails only on a malformed URL.
+    /// A handle that needs no Redis up yet ([`Connection::lazy`]). Fails only on a malformed
+    /// URL.
     pub fn connect_lazily(args: &RedisArgs) -> RedisResult<Self> {
         let deadline = args.timeout();
         Ok(Self {
@@ -106,10 +107,10 @@ impl Redis {
         self.replica_wait
     }
 
-    /// How many replicas (0 or 1) hold every write to `key`'s slot answered before this call,
-    /// after waiting at most `REDIS_REPLICA_WAIT_MS` for one: concurrent callers share one
-    /// `WAIT` ([`ReplicaConfirmations`]).
-    /// On a single node, `None`: its durability is its own fsynced append-only file.
+    /// On a cluster, how many replicas (0 or 1) hold every write to `key`'s slot answered
+    /// before this call, after waiting at most `REDIS_REPLICA_WAIT_MS` for one (concurrent
+    /// callers share one `WAIT`, [`ReplicaConfirmations`]). `None` on a single node, whose
+    /// durability is its own fsynced append-only file.
     pub async fn confirm_replicated(&self, key: &str) -> Option<Result<u32, StoreError>> {
         let Connection::Cluster(cluster) = &self.connection else {
             return None;
