@@ -24,10 +24,11 @@ pub const LOST_ANSWER_PATIENCE: Duration = Duration::from_secs(1);
 pub const LOST_ANSWER_RETRY: Duration = Duration::from_millis(50);
 
 /// Redis calls on a purchase's longest path, each bounded by `REDIS_TIMEOUT_MS`: the sale (a
-/// catalog miss), the clock reading, the stock lock; its answer lost, the last question for
-/// the buyer's entry (begun at most [`LOST_ANSWER_PATIENCE`] plus [`LOST_ANSWER_RETRY`]
-/// later), then the stock left.
-const REDIS_CALLS_OF_A_LOST_ANSWER: u32 = 5;
+/// catalog miss), the clock reading, the stock lock and (on Redis Cluster) its replica's
+/// confirmation; its answer lost, the last question for the buyer's entry (begun at most
+/// [`LOST_ANSWER_PATIENCE`] plus [`LOST_ANSWER_RETRY`] later), the confirmation asked again,
+/// then the stock left.
+const REDIS_CALLS_OF_A_LOST_ANSWER: u32 = 7;
 
 /// The seckill gateway: risk control and the atomic stock lock, answered at once; the rest of
 /// the purchase goes to Kafka.
@@ -101,7 +102,7 @@ pub struct Config {
     pub concurrency_limit: NonZeroUsize,
 
     /// Longest time one API request may take before it answers 503.
-    /// Must outlast a purchase whose stock-lock answer was lost (five Redis deadlines and a
+    /// Must outlast a purchase whose stock-lock answer was lost (seven Redis deadlines and a
     /// second's patience); the gateway refuses to start otherwise.
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = NonZeroU64::new(2500).expect("2500 > 0"))]
     pub request_timeout_ms: NonZeroU64,
@@ -351,11 +352,11 @@ mod tests {
     fn a_request_timeout_the_stock_lock_could_outlast_is_refused_by_name() {
         let mut config = with_secrets(SECRET, SECRET);
         config.redis.redis_timeout_ms = NonZeroU64::new(500).unwrap();
-        // Five deadlines of 500 ms, the patience (1 s) and one retry pause (50 ms).
-        config.request_timeout_ms = NonZeroU64::new(3_550).unwrap();
+        // Seven deadlines of 500 ms, the patience (1 s) and one retry pause (50 ms).
+        config.request_timeout_ms = NonZeroU64::new(4_550).unwrap();
         let error = config.validate().unwrap_err().0;
         assert!(error.contains("REQUEST_TIMEOUT_MS"), "{error}");
-        config.request_timeout_ms = NonZeroU64::new(3_551).unwrap();
+        config.request_timeout_ms = NonZeroU64::new(4_551).unwrap();
         assert!(config.validate().is_ok());
     }
 

@@ -114,7 +114,7 @@ pub const NOTHING_LOCKED: &str =
 /// What a 503 says when the stock lock was taken on a Redis Cluster master but no replica
 /// confirmed it in time: the unit is the buyer's unless a failover loses it, so it is neither
 /// a 202 nor "nothing locked". A retry answers 409 with the order if it stands.
-pub const LOCK_UNCONFIRMED: &str = "your purchase was recorded but not yet confirmed by a replica; if it stands, a retry answers already_purchased with its order id";
+pub const LOCK_UNCONFIRMED: &str = "your purchase was recorded but not yet confirmed by a replica; if it stands, a retry answers already_purchased with its order id, which a failover before the replica catches up could still lose";
 
 /// What a 503 says when the gateway shed the request before it reached the stock lock.
 pub const AT_CAPACITY: &str = "the gateway is at capacity; nothing was locked, try again";

@@ -41,7 +41,7 @@ fn stack(env: &TestEnv, sms_file: PathBuf) -> Stack {
     gateway.rate_limit_user_per_sec = 0;
     // The test namespace's generous Redis deadline (slow debug builds), and a request that
     // outlasts it.
-    gateway.request_timeout_ms = 12_000.try_into().expect("12 s > 0");
+    gateway.request_timeout_ms = 16_000.try_into().expect("16 s > 0");
     gateway.dashboard_groups = ["orders", "orders.transitions", "sms", "stats"]
         .map(|name| env.group(name))
         .to_vec();

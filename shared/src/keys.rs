@@ -77,6 +77,9 @@ pub struct SaleKeys {
     pub stats_timeline: String,
     /// Prefix of the per-order SMS idempotency records (`<prefix>:<order id>`, with expiry).
     pub sms_sent_prefix: String,
+    /// String with a short expiry: written only so that a replica's confirmation of it (on
+    /// Redis Cluster) vouches for every earlier write of the sale, whoever made them.
+    pub fence: String,
 }
 
 impl SaleKeys {
@@ -163,6 +166,7 @@ impl KeySpace {
             stats_buyers: format!("{base}:stats:buyers"),
             stats_timeline: format!("{base}:stats:timeline"),
             sms_sent_prefix: format!("{base}:sms"),
+            fence: format!("{base}:fence"),
         }
     }
 

@@ -72,7 +72,7 @@ pub struct Accepted {
         (status = 410, description = "`sold_out`: no unit left (answered before the token is looked at: a sale's stock is public)", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: the body is over the limit", body = ErrorBody),
         (status = 429, description = "`rate_limited`: a limit was reached; see Retry-After", body = ErrorBody),
-        (status = 503, description = "`unavailable`: overloaded, or the stock ledger did not answer; the message says whether anything was locked", body = ErrorBody),
+        (status = 503, description = "`unavailable`: overloaded, or the stock ledger did not answer, or (on Redis Cluster) the lock was taken but no replica confirmed it in time; the message says whether anything was locked", body = ErrorBody),
     )
 )]
 pub async fn purchase(
@@ -203,7 +203,8 @@ async fn decide(
 /// The stock lock gave no answer in time, or failed on the way back: it may have run all the
 /// same, and then a unit is locked for this very order. The buyer's entry tells (asked on the
 /// same connection, so after the lock if it ran at all): the order is theirs, and the purchase
-/// is answered 202 and published like any other; or nothing was locked, and 503 says so. Only
+/// is answered 202 and published like any other (on Redis Cluster once a replica confirms it,
+/// else 503 says it is recorded but unconfirmed); or nothing was locked, and 503 says so. Only
 /// when Redis does not answer that either, for [`LOST_ANSWER_PATIENCE`], does the 503 say it
 /// cannot tell. A lock still queued somewhere by then (behind a paused Redis) will not lock
 /// anything when it runs: it carries its own deadline, long past (`shared::stock`'s clock).
@@ -232,6 +233,10 @@ async fn lost_answer(
         return Err(ApiError::Unavailable(NOTHING_LOCKED));
     }
     counter!(LOST_ANSWERS_TOTAL, "found" => "locked").increment(1);
+    // Its replica's confirmation was lost with the answer (on Redis Cluster): asked again.
+    if state.ledger.confirm_written(&event.sale_id).await.is_err() {
+        return Err(ApiError::Unavailable(LOCK_UNCONFIRMED));
+    }
     let remaining = state
         .ledger
         .remaining(&event.sale_id)

@@ -180,6 +180,7 @@ async fn a_lock_whose_answer_was_lost_is_answered_202_with_its_order_and_publish
     let mut config = test_config();
     config.redis.redis_url = proxy.url();
     config.redis.redis_timeout_ms = std::num::NonZeroU64::new(200).unwrap();
+    config.redis.redis_replica_wait_ms = std::num::NonZeroU64::new(50).unwrap();
     // No blacklist poll or readiness check while the reply is held, so the held reply is the
     // stock lock's.
     config.blacklist_sync_ms = std::num::NonZeroU64::new(3_600_000).unwrap();
@@ -217,6 +218,7 @@ async fn a_lock_queued_behind_a_paused_redis_past_its_deadline_locks_nothing() {
     let mut config = test_config();
     config.redis.redis_url = redis.url();
     config.redis.redis_timeout_ms = std::num::NonZeroU64::new(200).unwrap();
+    config.redis.redis_replica_wait_ms = std::num::NonZeroU64::new(50).unwrap();
     config.request_timeout_ms = std::num::NonZeroU64::new(2_500).unwrap();
     let app = spawn_app_with(config).await;
     let sale = app.create_open_sale(10).await;

@@ -63,7 +63,7 @@ pub fn test_config() -> Config {
     config.rate_limit_user_per_sec = 0;
     config.rate_limit_ip_per_sec = 0;
     // The services' generous Redis deadline (slow debug builds), and a request that outlasts it.
-    config.request_timeout_ms = std::num::NonZeroU64::new(12_000).expect("12 s > 0");
+    config.request_timeout_ms = std::num::NonZeroU64::new(16_000).expect("16 s > 0");
     // Readiness follows a fault within a tenth of a second.
     config.readiness_check_ms = std::num::NonZeroU64::new(100).expect("100 ms > 0");
     config

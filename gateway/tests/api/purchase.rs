@@ -21,7 +21,7 @@ async fn a_stampede_sells_exactly_the_stock_once_per_buyer() {
     // A debug build on two cores answers 4,000 simultaneous requests slowly; this test checks
     // counts, not speed, so give every request time to be decided.
     config.redis.redis_timeout_ms = NonZeroU64::new(10_000).unwrap();
-    config.request_timeout_ms = NonZeroU64::new(52_000).unwrap();
+    config.request_timeout_ms = NonZeroU64::new(72_000).unwrap();
     let mut app = spawn_app_with(config).await;
     let sale = app.create_open_sale(STOCK).await;
     let app_ref = Arc::new(AppRef::new(&app));

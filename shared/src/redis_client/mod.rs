@@ -102,6 +102,12 @@ impl Redis {
         self.deadline
     }
 
+    /// Whether writes wait for a replica's confirmation: on a cluster (one node's durability is
+    /// its own fsynced append-only file).
+    pub fn replica_wait_applies(&self) -> bool {
+        matches!(self.connection, Connection::Cluster(_))
+    }
+
     /// How long a write waits for a replica's confirmation (`REDIS_REPLICA_WAIT_MS`).
     pub fn replica_wait(&self) -> Duration {
         self.replica_wait

@@ -219,6 +219,12 @@ pub trait Purchases: Send + Sync {
         order_id: &OrderId,
         user_id: &UserId,
     ) -> Result<Option<OrderStatus>, StoreError>;
+
+    /// Waits until every write of the sale made so far would survive a failover: on Redis
+    /// Cluster, until a replica confirms a write made after them (replication is in order);
+    /// [`StoreError::Unconfirmed`] if none does in time. Nothing to wait for elsewhere. For a
+    /// lock found after its own answer was lost, before it is answered 202.
+    async fn confirm_written(&self, sale_id: &SaleId) -> Result<(), StoreError>;
 }
 
 /// A payment's three steps (intent, the provider's charge, the payment), which the gateway's

@@ -246,6 +246,27 @@ impl Purchases for RedisStockLedger {
         }
         Ok(Some(OrderStatus::from_stored(status.as_deref())))
     }
+
+    /// On Redis Cluster, a fence written under the sale's tag (it expires by itself), then a
+    /// replica's confirmation of it.
+    async fn confirm_written(&self, sale_id: &SaleId) -> Result<(), StoreError> {
+        if self.redis.replica_wait_applies() {
+            let fence = self.redis.keys().sale(sale_id).fence;
+            self.redis
+                .call(async |c| {
+                    redis::cmd("SET")
+                        .arg(&fence)
+                        .arg(1)
+                        .arg("PX")
+                        .arg(60_000)
+                        .query_async::<()>(c)
+                        .await
+                })
+                .await?;
+            self.confirmed_by_replica(&fence, "fence").await?;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]

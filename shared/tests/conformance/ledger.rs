@@ -17,6 +17,7 @@ use shared::testing::TestEnv;
 shared::conformance!(
     reserve_decides_in_the_scripts_order,
     the_same_attempt_sent_again_is_answered_reserved_and_locks_nothing_more,
+    a_lock_found_later_is_confirmed_durable_and_changes_nothing,
     a_taken_sale_id_is_refused_and_the_first_sale_kept,
     a_sale_id_stays_taken_after_its_sale_settled_and_its_keys_expired,
     a_stampede_sells_exactly_the_stock,
@@ -128,6 +129,26 @@ async fn the_same_attempt_sent_again_is_answered_reserved_and_locks_nothing_more
     );
     let (_, bob) = attempt(ledger.as_ref(), &sale.id, "bob").await;
     assert_eq!(bob, Reservation::Reserved { remaining: 0 });
+}
+
+async fn a_lock_found_later_is_confirmed_durable_and_changes_nothing(env: TestEnv) {
+    let ledger = env.ledger();
+    let sale = env.create_sale(2).await;
+    let (event, reserved) = attempt(ledger.as_ref(), &sale.id, "carol").await;
+    assert_eq!(reserved, Reservation::Reserved { remaining: 1 });
+    ledger
+        .confirm_written(&sale.id)
+        .await
+        .expect("a healthy ledger confirms what it holds (on a cluster: a replica does)");
+    assert_eq!(
+        ledger
+            .order_status(&event.order_id, &event.user_id)
+            .await
+            .unwrap(),
+        Some(OrderStatus::Processing)
+    );
+    assert_eq!(ledger.remaining(&sale.id).await.unwrap(), Some(1));
+    assert_eq!(ledger.outbox_sizes(&sale.id).await.unwrap(), sizes(1, 1));
 }
 
 async fn reserve_decides_in_the_scripts_order(env: TestEnv) {
