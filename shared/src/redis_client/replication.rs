@@ -85,7 +85,10 @@ impl Sender {
         loop {
             let waiters = {
                 let mut slots = self.confirmations.slots();
-                let waiting = slots.entry(self.slot).or_default();
+                // Only this sender frees its slot, so the entry is there while it runs.
+                let waiting = slots
+                    .get_mut(&self.slot)
+                    .expect("a sender's slot stays until it frees it");
                 if waiting.next.is_empty() {
                     slots.remove(&self.slot);
                     self.freed = true;
